@@ -1,0 +1,139 @@
+// config/config.h — the typed configuration of clickdiff (service and CLI).
+//
+// Plain value structs with the defaults of embedded mode. Loaded and validated by
+// config/config_loader.h; every key, its type and its allowed range live in one table there.
+// Copyable; no synchronization: build once at start-up, then share by const reference.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace clickdiff {
+
+struct KafkaTopics {
+  std::string images = "images";
+  std::string clicks = "clicks";
+  std::string labels = "labels";
+  std::string model_updates = "model-updates";
+  std::string metrics = "metrics";
+  std::string masks;  // empty: masks are published on ZeroMQ only
+  std::string dlq_suffix = ".dlq";  // dead letters of topic T go to T + dlq_suffix
+};
+
+struct KafkaConfig {
+  // Empty in embedded mode (the service starts librdkafka's mock cluster on loopback); the
+  // comma-separated broker list of a real cluster in external mode.
+  std::string bootstrap_servers;
+  int embedded_brokers = 1;
+  int partitions = 1;  // partitions per topic created in embedded mode
+  std::string group_id = "clickdiff";
+  std::string client_id = "clickdiff";
+  KafkaTopics topics;
+  // Passed verbatim to librdkafka (security.protocol, sasl.*, ssl.*, ...); librdkafka validates them.
+  std::map<std::string, std::string> properties;
+};
+
+struct StoreConfig {
+  std::string path = "./var/db";
+  bool sync = false;  // fsync every write batch
+  std::string compression = "lz4";  // lz4 | zstd | none
+  int block_cache_mb = 64;
+};
+
+struct ZmqCurveConfig {
+  bool enabled = false;
+  std::string server_public_key;  // Z85, 40 characters
+  std::string server_secret_key;  // Z85, 40 characters
+};
+
+struct ZmqConfig {
+  std::string publish_endpoint = "tcp://127.0.0.1:*";  // "*" port: the OS picks one
+  std::string query_endpoint = "tcp://127.0.0.1:*";
+  int send_high_water_mark = 1000;  // messages queued per slow subscriber before dropping
+  ZmqCurveConfig curve;
+};
+
+struct D3pmConfig {
+  int steps = 200;
+  double beta_start = 1e-4;
+  double beta_end = 0.02;
+};
+
+struct GaussianConfig {
+  int steps = 4;
+  double beta_min = 0.1;
+  double beta_max = 20.0;
+  int latent_dim = 32;
+};
+
+struct LossConfig {
+  double focal_gamma = 2.0;
+  double focal_alpha = 0.999;  // weight of foreground (clicked) pixels
+  double vlb_weight = 0.001;   // d3pm: weight of the variational term
+};
+
+struct ModelConfig {
+  std::string method = "d3pm";  // d3pm | gaussian_x0 | unet (deterministic baseline)
+  int num_classes = 2;
+  std::vector<std::string> class_names = {"background", "organ"};
+  int resolution = 64;  // the model's own square grid; images are resized to it and back
+  int levels = 4;
+  int base_channels = 32;
+  std::string checkpoint;  // model file to start from; empty: a fresh model
+  D3pmConfig d3pm;
+  GaussianConfig gaussian;
+  LossConfig loss;
+};
+
+struct SamplerConfig {
+  int samples = 16;  // N stochastic samples per image
+  int steps = 0;     // denoising steps per sample; 0: the method's own T
+  int shards = 1;    // parallel sampler nodes an inference request is split across
+  int memory_budget_mb = 512;
+};
+
+struct AggregatorConfig {
+  std::string rule = "density";  // majority | threshold | density
+  double threshold = 0.5;        // threshold rule: minimum vote fraction of a class
+  double density_sigma = 4.0;    // density rule: Gaussian smoothing of vote maps, model pixels
+  double density_threshold = 0.05;  // density rule: fraction of the smoothed map's peak
+};
+
+struct TrainerConfig {
+  int batch_size = 8;
+  double learning_rate = 2e-4;
+  uint64_t seed = 1;
+};
+
+struct ComputeConfig {
+  std::string device = "cpu";  // cpu | cuda | cuda:N | auto
+  int torch_threads = 0;       // intra-op threads; 0: one per core
+};
+
+struct LimitsConfig {
+  int64_t max_payload_bytes = 16 << 20;
+  int max_image_side = 4096;
+  int max_in_flight = 64;  // events inside the graph before the consumer pauses
+};
+
+struct LoggingConfig {
+  std::string level = "info";  // trace | debug | info | warn | error | off
+};
+
+struct Config {
+  std::string mode = "embedded";  // embedded | external
+  KafkaConfig kafka;
+  StoreConfig store;
+  ZmqConfig zmq;
+  ModelConfig model;
+  SamplerConfig sampler;
+  AggregatorConfig aggregator;
+  TrainerConfig trainer;
+  ComputeConfig compute;
+  LimitsConfig limits;
+  LoggingConfig logging;
+};
+
+}  // namespace clickdiff

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# ops/setup.sh — installs every build and run dependency of clickdiff from Debian's packages.
+#
+# Idempotent: prints nothing and exits 0 when everything is already installed. Otherwise installs
+# the missing packages with apt-get (as root, or through sudo) and names any package that Debian's
+# registry does not offer. Usage: ops/setup.sh [--check]   (--check: only report what is missing)
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # libraries the code links against
+  libtbb-dev libtorch-dev librdkafka-dev librocksdb-dev libzmq3-dev cppzmq-dev
+  libprotobuf-dev protobuf-compiler libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
+  nlohmann-json3-dev libpng-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # LibTorch runs ~50x slower here on Debian's reference BLAS: OpenBLAS (OpenMP flavour) replaces it
+  libopenblas0-openmp
+  # outside clients used by the integration tests and the demo
+  kcat python3 python3-zmq python3-protobuf python3-numpy
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "${1:-}" = "--check" ]; then
+  echo "setup: missing packages: ${missing[*]}" >&2
+  exit 1
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+"${SUDO[@]}" apt-get update -qq >/dev/null
+unavailable=()
+for p in "${missing[@]}"; do
+  apt-cache show "$p" >/dev/null 2>&1 || unavailable+=("$p")
+done
+if [ ${#unavailable[@]} -gt 0 ]; then
+  echo "setup: not offered by the configured Debian archives: ${unavailable[*]}" >&2
+  exit 1
+fi
+if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/clickdiff-setup.log 2>&1; then
+  tail -20 /tmp/clickdiff-setup.log >&2
+  echo "setup: apt-get install failed (full log: /tmp/clickdiff-setup.log)" >&2
+  exit 1
+fi
+echo "setup: done"
