@@ -80,7 +80,8 @@ struct ModelConfig {
   std::vector<std::string> class_names = {"background", "organ"};
   int resolution = 64;  // the model's own square grid; images are resized to it and back
   int levels = 4;
-  int base_channels = 32;
+  int base_channels = 32;     // denoiser width at full resolution
+  int encoder_channels = 32;  // image-encoder width at full resolution
   std::string checkpoint;  // model file to start from; empty: a fresh model
   D3pmConfig d3pm;
   GaussianConfig gaussian;

@@ -248,6 +248,7 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>("model.resolution", [](Config& c) -> auto& { return c.model.resolution; }, 16, 1024));
     f.push_back(Integer<int>("model.levels", [](Config& c) -> auto& { return c.model.levels; }, 1, 6));
     f.push_back(Integer<int>("model.base_channels", [](Config& c) -> auto& { return c.model.base_channels; }, 4, 512));
+    f.push_back(Integer<int>("model.encoder_channels", [](Config& c) -> auto& { return c.model.encoder_channels; }, 4, 512));
     f.push_back(Text("model.checkpoint", [](Config& c) -> auto& { return c.model.checkpoint; }, "a model file path, or empty"));
     f.push_back(Integer<int>("model.d3pm.steps", [](Config& c) -> auto& { return c.model.d3pm.steps; }, 1, 10000));
     f.push_back(Real("model.d3pm.beta_start", [](Config& c) -> auto& { return c.model.d3pm.beta_start; }, 0, 1, true));

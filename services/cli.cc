@@ -53,7 +53,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       "Offline tools and checks; the streaming service is clickdiffd.",
       "clickdiff"};
   app.set_version_flag("--version", std::string("clickdiff ") + CLICKDIFF_VERSION);
-  std::string log_level = "warn";
+  std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   app.require_subcommand(1);
@@ -61,6 +61,10 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   CommandContext context{&out, &err, 0};
   AddConfigCommand(app, context);
   AddInfoCommand(app, context);
+  AddGenerateCommand(app, context);
+  AddTrainCommand(app, context);
+  AddInferCommand(app, context);
+  AddEvalCommand(app, context);
 
   // Logging is set up before any subcommand runs (CLI11 runs the app's callback last).
   app.parse_complete_callback([&] {

@@ -37,5 +37,9 @@ Result<Config> LoadConfigFor(const ConfigOptions& options);
 // Subcommand registration, one per services/*_command.cc.
 void AddConfigCommand(CLI::App& app, CommandContext& context);
 void AddInfoCommand(CLI::App& app, CommandContext& context);
+void AddGenerateCommand(CLI::App& app, CommandContext& context);
+void AddTrainCommand(CLI::App& app, CommandContext& context);
+void AddInferCommand(CLI::App& app, CommandContext& context);
+void AddEvalCommand(CLI::App& app, CommandContext& context);
 
 }  // namespace clickdiff

@@ -1,0 +1,216 @@
+#include "model/aggregator.h"
+
+#include <cmath>
+#include <string>
+
+namespace clickdiff {
+namespace {
+
+namespace F = torch::nn::functional;
+
+std::string ShapeString(const torch::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+// Separable Gaussian blur of x [B,C,H,W] (each channel independently), zero padding.
+torch::Tensor GaussianBlur(const torch::Tensor& x, double sigma) {
+  const int64_t radius = static_cast<int64_t>(std::ceil(3.0 * sigma));
+  torch::Tensor offsets = torch::arange(
+      -radius, radius + 1, torch::TensorOptions().dtype(torch::kFloat).device(x.device()));
+  torch::Tensor kernel = torch::exp(-offsets * offsets / static_cast<float>(2.0 * sigma * sigma));
+  kernel = kernel / kernel.sum();
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  torch::Tensor y = x.reshape({b * c, 1, h, w});
+  y = F::conv2d(y, kernel.view({1, 1, 1, -1}), F::Conv2dFuncOptions().padding({0, radius}));
+  y = F::conv2d(y, kernel.view({1, 1, -1, 1}), F::Conv2dFuncOptions().padding({radius, 0}));
+  return y.reshape({b, c, h, w});
+}
+
+torch::Tensor Resize(const torch::Tensor& x, int64_t height, int64_t width) {
+  if (x.size(2) == height && x.size(3) == width) return x;
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .size(std::vector<int64_t>{height, width})
+                               .mode(torch::kBilinear)
+                               .align_corners(false));
+}
+
+// Foreground decision among candidates: the class (1-based offset into `score`'s channel dim) with
+// the highest score where `candidate` holds; background where no class is a candidate.
+torch::Tensor PickForeground(const torch::Tensor& score, const torch::Tensor& candidate) {
+  torch::Tensor masked = torch::where(candidate, score, torch::full_like(score, -1.0f));
+  torch::Tensor best = masked.argmax(1);  // first maximum: lowest class id on ties
+  torch::Tensor any = candidate.any(1);
+  return torch::where(any, best + 1, torch::zeros_like(best));
+}
+
+torch::Tensor Uncertainty(const torch::Tensor& fractions, UncertaintyKind kind) {
+  const int64_t k = fractions.size(1);
+  if (kind == UncertaintyKind::kOneMinusMax) {
+    return ((1.0f - fractions.amax(1)) / static_cast<float>(1.0 - 1.0 / k)).clamp(0.0f, 1.0f);
+  }
+  torch::Tensor p = fractions.clamp_min(0.0f);
+  torch::Tensor entropy = -(p * torch::log(p.clamp_min(1e-12f))).sum(1);
+  return (entropy / static_cast<float>(std::log(static_cast<double>(k)))).clamp(0.0f, 1.0f);
+}
+
+}  // namespace
+
+Result<Aggregator> Aggregator::Create(const AggregatorOptions& options) {
+  if (options.num_classes < 2) {
+    return InvalidArgument("AggregatorOptions.num_classes must be >= 2, got " +
+                           std::to_string(options.num_classes));
+  }
+  if (!(options.threshold > 0.0 && options.threshold <= 1.0)) {
+    return InvalidArgument("AggregatorOptions.threshold must be in (0, 1], got " +
+                           std::to_string(options.threshold));
+  }
+  if (!options.class_thresholds.empty()) {
+    if (static_cast<int64_t>(options.class_thresholds.size()) != options.num_classes) {
+      return InvalidArgument("AggregatorOptions.class_thresholds must have num_classes (" +
+                             std::to_string(options.num_classes) + ") entries, got " +
+                             std::to_string(options.class_thresholds.size()));
+    }
+    for (size_t c = 1; c < options.class_thresholds.size(); ++c) {
+      const double t = options.class_thresholds[c];
+      if (!(t > 0.0 && t <= 1.0)) {
+        return InvalidArgument("AggregatorOptions.class_thresholds[" + std::to_string(c) +
+                               "] must be in (0, 1], got " + std::to_string(t));
+      }
+    }
+  }
+  if (!(options.density_sigma > 0.0 && options.density_sigma <= 64.0)) {
+    return InvalidArgument("AggregatorOptions.density_sigma must be in (0, 64] pixels, got " +
+                           std::to_string(options.density_sigma));
+  }
+  if (!(options.density_relative_threshold > 0.0 && options.density_relative_threshold <= 1.0)) {
+    return InvalidArgument("AggregatorOptions.density_relative_threshold must be in (0, 1], got " +
+                           std::to_string(options.density_relative_threshold));
+  }
+  if (!(options.density_absolute_threshold >= 0.0 && options.density_absolute_threshold <= 1.0)) {
+    return InvalidArgument("AggregatorOptions.density_absolute_threshold must be in [0, 1], got " +
+                           std::to_string(options.density_absolute_threshold));
+  }
+  return Aggregator(options);
+}
+
+Result<torch::Tensor> Aggregator::VoteFractions(const torch::Tensor& samples, int64_t num_classes) {
+  if (!samples.defined() || (samples.dim() != 3 && samples.dim() != 4)) {
+    return InvalidArgument("samples must be [N,H,W] or [B,N,H,W], got " +
+                           (samples.defined() ? ShapeString(samples) : std::string("undefined")));
+  }
+  if (torch::isFloatingType(samples.scalar_type()) || samples.scalar_type() == torch::kBool ||
+      torch::isComplexType(samples.scalar_type())) {
+    return InvalidArgument(std::string("samples must hold integer class ids, got dtype ") +
+                           c10::toString(samples.scalar_type()));
+  }
+  const int64_t n_dim = samples.dim() - 3;
+  if (samples.numel() == 0 || samples.size(n_dim) == 0) {
+    return InvalidArgument("samples are empty: " + ShapeString(samples));
+  }
+  try {
+    const int64_t lo = samples.min().item<int64_t>();
+    const int64_t hi = samples.max().item<int64_t>();
+    if (lo < 0 || hi >= num_classes) {
+      return InvalidArgument("samples hold class id " + std::to_string(lo < 0 ? lo : hi) +
+                             " outside [0, " + std::to_string(num_classes) + ")");
+    }
+    const float inv_n = 1.0f / static_cast<float>(samples.size(n_dim));
+    std::vector<torch::Tensor> per_class;
+    per_class.reserve(num_classes);
+    for (int64_t c = 0; c < num_classes; ++c) {
+      per_class.push_back((samples == c).sum(n_dim).to(torch::kFloat) * inv_n);
+    }
+    return torch::stack(per_class, n_dim);
+  } catch (const std::exception& e) {
+    return Internal(std::string("VoteFractions: ") + e.what());
+  }
+}
+
+Result<Aggregation> Aggregator::Aggregate(const torch::Tensor& samples) const {
+  Result<torch::Tensor> fractions = VoteFractions(samples, options_.num_classes);
+  if (!fractions.ok()) return fractions.status();
+  return Decide(*fractions);
+}
+
+Result<Aggregation> Aggregator::Decide(const torch::Tensor& fractions) const {
+  if (!fractions.defined() || fractions.dim() < 2) {
+    return InvalidArgument("vote fractions must be [K,H,W] or [B,K,H,W]");
+  }
+  return DecideAtSize(fractions, fractions.size(-2), fractions.size(-1));
+}
+
+Result<Aggregation> Aggregator::DecideAtSize(const torch::Tensor& fractions, int64_t height,
+                                             int64_t width) const {
+  const int64_t k = options_.num_classes;
+  if (!fractions.defined() || (fractions.dim() != 3 && fractions.dim() != 4) ||
+      fractions.size(fractions.dim() - 3) != k) {
+    return InvalidArgument(
+        "vote fractions must be [K,H,W] or [B,K,H,W] with K = " + std::to_string(k) + ", got " +
+        (fractions.defined() ? ShapeString(fractions) : "undefined"));
+  }
+  if (!torch::isFloatingType(fractions.scalar_type())) {
+    return InvalidArgument(std::string("vote fractions must be floating point, got dtype ") +
+                           c10::toString(fractions.scalar_type()));
+  }
+  if (height <= 0 || width <= 0) {
+    return InvalidArgument("output size must be positive, got " + std::to_string(height) + "x" +
+                           std::to_string(width));
+  }
+  try {
+    const bool single = fractions.dim() == 3;
+    const torch::Tensor f = (single ? fractions.unsqueeze(0) : fractions).to(torch::kFloat);
+    const torch::Tensor raw = Resize(f, height, width);
+    torch::Tensor mask;
+    switch (options_.rule) {
+      case AggregationRule::kMajority:
+        mask = raw.argmax(1);  // first maximum: lowest class id on ties
+        break;
+      case AggregationRule::kThreshold: {
+        std::vector<float> thresholds;
+        for (int64_t c = 1; c < k; ++c) {
+          thresholds.push_back(static_cast<float>(options_.class_thresholds.empty()
+                                                      ? options_.threshold
+                                                      : options_.class_thresholds[c]));
+        }
+        const torch::Tensor thr =
+            torch::tensor(thresholds, torch::TensorOptions().device(raw.device()))
+                .view({1, k - 1, 1, 1});
+        const torch::Tensor fg = raw.slice(1, 1);
+        mask = PickForeground(fg, fg >= thr);
+        break;
+      }
+      case AggregationRule::kDensity: {
+        const torch::Tensor smooth =
+            Resize(GaussianBlur(f.slice(1, 1).contiguous(), options_.density_sigma), height, width);
+        torch::Tensor candidate;
+        if (options_.density_absolute_threshold > 0.0) {
+          candidate = smooth >= static_cast<float>(options_.density_absolute_threshold);
+        } else {
+          const torch::Tensor peak = smooth.amax({2, 3}, /*keepdim=*/true);
+          candidate = (smooth >= peak * static_cast<float>(options_.density_relative_threshold)) &
+                      (peak > 0.0f);
+        }
+        // A class with no votes at all must never appear, even through zero-padding artefacts.
+        candidate = candidate & (smooth > 0.0f);
+        mask = PickForeground(smooth, candidate);
+        break;
+      }
+    }
+    Aggregation out;
+    out.mask = mask.to(torch::kLong);
+    out.uncertainty = Uncertainty(raw, options_.uncertainty);
+    out.vote_fractions = raw;
+    if (single) {
+      out.mask = out.mask.squeeze(0);
+      out.uncertainty = out.uncertainty.squeeze(0);
+      out.vote_fractions = out.vote_fractions.squeeze(0);
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return Internal(std::string("Aggregator: ") + e.what());
+  }
+}
+
+}  // namespace clickdiff

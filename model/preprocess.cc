@@ -1,0 +1,109 @@
+#include "model/preprocess.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace clickdiff {
+namespace {
+
+namespace F = torch::nn::functional;
+
+// Pads a [C,H,W] tensor to the mapping's centred square with `value`.
+torch::Tensor PadToSquare(const torch::Tensor& t, const GridMapping& m, double value) {
+  int64_t right = m.side - m.width - m.pad_x;
+  int64_t bottom = m.side - m.height - m.pad_y;
+  return F::pad(t, F::PadFuncOptions({m.pad_x, right, m.pad_y, bottom}).value(value));
+}
+
+int64_t GridCoordinate(double image_coordinate, const GridMapping& m) {
+  auto cell = static_cast<int64_t>(std::floor(image_coordinate * m.resolution / m.side));
+  return std::clamp<int64_t>(cell, 0, m.resolution - 1);
+}
+
+}  // namespace
+
+std::pair<int64_t, int64_t> GridMapping::ToGrid(int64_t x, int64_t y) const {
+  // The pixel's centre decides the cell.
+  return {GridCoordinate(static_cast<double>(x + pad_x) + 0.5, *this),
+          GridCoordinate(static_cast<double>(y + pad_y) + 0.5, *this)};
+}
+
+int64_t GridMapping::GridX0() const { return GridCoordinate(pad_x, *this); }
+int64_t GridMapping::GridY0() const { return GridCoordinate(pad_y, *this); }
+int64_t GridMapping::GridX1() const {
+  auto end = static_cast<int64_t>(std::ceil(static_cast<double>(pad_x + width) * resolution / side));
+  return std::clamp<int64_t>(end, GridX0() + 1, resolution);
+}
+int64_t GridMapping::GridY1() const {
+  auto end = static_cast<int64_t>(std::ceil(static_cast<double>(pad_y + height) * resolution / side));
+  return std::clamp<int64_t>(end, GridY0() + 1, resolution);
+}
+
+Result<GridMapping> MakeGridMapping(int64_t width, int64_t height, int64_t resolution) {
+  if (width <= 0 || height <= 0) {
+    return InvalidArgument("image size " + std::to_string(width) + "x" + std::to_string(height) +
+                           " must be positive");
+  }
+  if (resolution <= 0) return InvalidArgument("model resolution must be positive");
+  GridMapping m;
+  m.width = width;
+  m.height = height;
+  m.resolution = resolution;
+  m.side = std::max(width, height);
+  m.pad_x = (m.side - width) / 2;
+  m.pad_y = (m.side - height) / 2;
+  return m;
+}
+
+Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& m,
+                                  const WindowOptions& window) {
+  if (pixels == nullptr) return InvalidArgument("no pixels");
+  torch::Tensor image =
+      torch::from_blob(const_cast<float*>(pixels), {1, m.height, m.width}, torch::kFloat32)
+          .clone();
+  if (!torch::isfinite(image).all().item<bool>()) {
+    return InvalidArgument("image has NaN or infinite pixels");
+  }
+  torch::Tensor flat = image.flatten();
+  torch::Tensor sorted = std::get<0>(flat.sort());
+  auto at = [&](double percentile) {
+    auto i = static_cast<int64_t>(std::llround(percentile / 100.0 * (flat.numel() - 1)));
+    return sorted[std::clamp<int64_t>(i, 0, flat.numel() - 1)].item<float>();
+  };
+  float lo = at(window.low_percentile);
+  float hi = at(window.high_percentile);
+  if (hi <= lo) {
+    image.zero_();
+  } else {
+    image = ((image - lo) / (hi - lo)).clamp(0.0, 1.0);
+  }
+  torch::Tensor square = PadToSquare(image, m, 0.0).unsqueeze(0);
+  torch::Tensor grid = F::interpolate(square, F::InterpolateFuncOptions()
+                                                  .size(std::vector<int64_t>{m.resolution, m.resolution})
+                                                  .mode(torch::kBilinear)
+                                                  .align_corners(false)
+                                                  .antialias(m.side > m.resolution));
+  return grid.squeeze(0).clamp(0.0, 1.0).contiguous();
+}
+
+Result<torch::Tensor> MaskToGrid(const int64_t* class_ids, const GridMapping& m) {
+  if (class_ids == nullptr) return InvalidArgument("no mask");
+  torch::Tensor mask =
+      torch::from_blob(const_cast<int64_t*>(class_ids), {1, m.height, m.width}, torch::kInt64);
+  // Nearest-neighbour sampling of the padded square at each grid cell's centre.
+  torch::Tensor square = PadToSquare(mask.to(torch::kFloat32), m, 0.0);
+  torch::Tensor centres =
+      ((torch::arange(m.resolution, torch::kFloat64) + 0.5) * m.side / m.resolution)
+          .floor()
+          .clamp(0, m.side - 1)
+          .to(torch::kInt64);
+  torch::Tensor grid = square[0].index_select(0, centres).index_select(1, centres);
+  return grid.round().to(torch::kInt64).contiguous();
+}
+
+torch::Tensor CropToImage(const torch::Tensor& grid_maps, const GridMapping& m) {
+  int64_t h_dim = grid_maps.dim() - 2;
+  return grid_maps.slice(h_dim, m.GridY0(), m.GridY1()).slice(h_dim + 1, m.GridX0(), m.GridX1());
+}
+
+}  // namespace clickdiff

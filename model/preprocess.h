@@ -1,0 +1,60 @@
+// model/preprocess.h — from an image at its own size to the model's square grid and back.
+//
+// The model works on an R x R grid. An image of any size is windowed to [0,1] by robust
+// percentiles (so 8-bit, 16-bit and float scanners look alike), padded to a centred square with
+// zeros (aspect ratio kept: shapes are not squashed), and resized to R x R with an antialiased
+// bilinear filter. Clicks and dense masks follow the same mapping; per-class maps computed on the
+// grid (vote fractions) are cropped back to the image's region before they are resized to its size.
+//
+// Free functions and a plain value type; no shared state, safe from any thread. Tensors are CPU.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "base/status.h"
+
+namespace clickdiff {
+
+// Where an image of width x height sits on the model grid.
+struct GridMapping {
+  int64_t width = 0;       // the image's own size
+  int64_t height = 0;
+  int64_t resolution = 0;  // R
+  int64_t side = 0;        // max(width, height): the padded square, in image pixels
+  int64_t pad_x = 0;       // left/top offset of the image inside the square, in image pixels
+  int64_t pad_y = 0;
+
+  // The grid cell (column, row) that holds image pixel (x, y). Precondition: inside the image.
+  std::pair<int64_t, int64_t> ToGrid(int64_t x, int64_t y) const;
+  // Grid cells covered by the image: [x0, x1) x [y0, y1), at least one cell each way.
+  int64_t GridX0() const;
+  int64_t GridX1() const;
+  int64_t GridY0() const;
+  int64_t GridY1() const;
+};
+
+// Errors: kInvalidArgument for a non-positive size or resolution.
+Result<GridMapping> MakeGridMapping(int64_t width, int64_t height, int64_t resolution);
+
+struct WindowOptions {
+  double low_percentile = 0.5;    // intensities at or below map to 0
+  double high_percentile = 99.5;  // at or above map to 1
+};
+
+// Row-major pixels (width*height floats, any units) -> [1,R,R] float32 in [0,1] on the grid.
+// A constant image maps to zeros. Errors: kInvalidArgument for a size mismatch or non-finite pixel.
+Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& mapping,
+                                  const WindowOptions& window = {});
+
+// Row-major class ids (width*height) -> [R,R] int64 on the grid, nearest neighbour; padding is
+// background. Errors: kInvalidArgument for a size mismatch.
+Result<torch::Tensor> MaskToGrid(const int64_t* class_ids, const GridMapping& mapping);
+
+// Per-class maps on the grid [K,R,R] (or [B,K,R,R]) -> the part covering the image, at grid
+// resolution; resize it to (height, width) to get back to the image's own size.
+torch::Tensor CropToImage(const torch::Tensor& grid_maps, const GridMapping& mapping);
+
+}  // namespace clickdiff

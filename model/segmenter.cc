@@ -1,0 +1,285 @@
+#include "model/segmenter.h"
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <utility>
+
+namespace clickdiff::model {
+namespace {
+
+std::string Str(int64_t v) { return std::to_string(v); }
+
+// Re-initialises convolutions and linear layers like LibTorch's defaults (uniform in
+// +-1/sqrt(fan_in)) but from `gen`, so the weights depend on the seed only.
+void InitializeWeights(torch::nn::Module& net, at::Generator& gen) {
+  torch::NoGradGuard no_grad;
+  for (const auto& module : net.modules(/*include_self=*/false)) {
+    torch::Tensor weight, bias;
+    if (auto* conv = module->as<torch::nn::Conv2d>()) {
+      weight = conv->weight;
+      bias = conv->bias;
+    } else if (auto* linear = module->as<torch::nn::Linear>()) {
+      weight = linear->weight;
+      bias = linear->bias;
+    } else {
+      continue;
+    }
+    const double fan_in = static_cast<double>(weight.numel() / weight.size(0));
+    const double bound = 1.0 / std::sqrt(fan_in);
+    weight.uniform_(-bound, bound, gen);
+    if (bias.defined()) bias.uniform_(-bound, bound, gen);
+  }
+}
+
+Status CheckExample(const TrainingExample& ex, const SegmenterOptions& o, size_t index) {
+  const std::string where = "training example " + std::to_string(index);
+  const int64_t r = o.resolution;
+  if (!ex.image.defined() || ex.image.dim() != 3 || ex.image.size(0) != o.unet.image_channels ||
+      ex.image.size(1) != r || ex.image.size(2) != r || !ex.image.is_floating_point()) {
+    return InvalidArgument(where + ": image must be a [" + Str(o.unet.image_channels) + "," +
+                           Str(r) + "," + Str(r) + "] float tensor");
+  }
+  if (!ex.target.defined() || ex.target.dim() != 2 || ex.target.size(0) != r ||
+      ex.target.size(1) != r || ex.target.scalar_type() != torch::kLong) {
+    return InvalidArgument(where + ": target must be a [" + Str(r) + "," + Str(r) +
+                           "] int64 tensor");
+  }
+  if (ex.target.min().item<int64_t>() < 0 || ex.target.max().item<int64_t>() >= o.num_classes) {
+    return InvalidArgument(where + ": target has a class id outside [0, " + Str(o.num_classes) +
+                           ")");
+  }
+  if (ex.known.defined() && (ex.known.sizes() != ex.target.sizes())) {
+    return InvalidArgument(where + ": known must have the target's shape");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char* MethodName(Method method) {
+  switch (method) {
+    case Method::kD3pm:
+      return "d3pm";
+    case Method::kGaussianX0:
+      return "gaussian_x0";
+    case Method::kUNet:
+      return "unet";
+  }
+  return "unknown";
+}
+
+Result<Method> ParseMethod(const std::string& name) {
+  for (Method m : {Method::kD3pm, Method::kGaussianX0, Method::kUNet}) {
+    if (name == MethodName(m)) return m;
+  }
+  return InvalidArgument("unknown method '" + name + "' (expected d3pm, gaussian_x0 or unet)");
+}
+
+UNetOptions SegmenterOptions::EffectiveUNet() const {
+  UNetOptions u = unet;
+  u.label_channels = num_classes;
+  u.latent_dim = method == Method::kGaussianX0 ? gaussian.latent_dim : 0;
+  return u;
+}
+
+Status ValidateOptions(const SegmenterOptions& o) {
+  if (o.num_classes < 2 || o.num_classes > 255) {
+    return InvalidArgument("num_classes " + Str(o.num_classes) + " must be in [2, 255]");
+  }
+  if (o.unet.levels < 1 || o.unet.levels > 7) {
+    return InvalidArgument("unet.levels " + Str(o.unet.levels) + " must be in [1, 7]");
+  }
+  const int64_t factor = int64_t{1} << (o.unet.levels - 1);
+  if (o.resolution < 8 || o.resolution > 4096 || o.resolution % factor != 0) {
+    return InvalidArgument("resolution " + Str(o.resolution) + " must be in [8, 4096] and " +
+                           "divisible by 2^(levels-1) = " + Str(factor));
+  }
+  if (o.unet.base_width < 1 || o.unet.encoder_width < 1 || o.unet.max_width_multiplier < 1 ||
+      o.unet.image_channels < 1 || o.unet.groups < 1) {
+    return InvalidArgument("unet widths, image_channels and groups must be >= 1");
+  }
+  if (o.unet.time_embedding_dim < 2 || o.unet.time_embedding_dim % 2 != 0) {
+    return InvalidArgument("unet.time_embedding_dim must be even and >= 2");
+  }
+  if (o.d3pm.num_timesteps < 1 || o.d3pm.num_timesteps > 10000 || o.d3pm.beta_start < 0 ||
+      o.d3pm.beta_end < o.d3pm.beta_start || o.d3pm.beta_end >= 1) {
+    return InvalidArgument("d3pm: need 1 <= num_timesteps <= 10000, 0 <= beta_start <= beta_end < 1");
+  }
+  if (o.gaussian.num_timesteps < 1 || o.gaussian.num_timesteps > 1000 ||
+      o.gaussian.beta_min <= 0 || o.gaussian.beta_max < o.gaussian.beta_min ||
+      o.gaussian.latent_dim < 1) {
+    return InvalidArgument(
+        "gaussian: need 1 <= num_timesteps <= 1000, 0 < beta_min <= beta_max, latent_dim >= 1");
+  }
+  if (o.loss.focal_alpha <= 0 || o.loss.focal_alpha >= 1 || o.loss.focal_gamma < 0 ||
+      o.loss.dense_gamma < 0 || o.loss.vlb_weight < 0 || o.loss.mse_weight < 0) {
+    return InvalidArgument("loss: need 0 < focal_alpha < 1 and non-negative gammas and weights");
+  }
+  return Status::Ok();
+}
+
+Segmenter::Segmenter(const SegmenterOptions& options, torch::Device device)
+    : options_(options), device_(device), train_generator_(MakeGenerator(options.seed + 1)) {
+  options_.unet = options.EffectiveUNet();
+  network_ = UNet(options_.unet);
+  auto init_generator = MakeGenerator(options.seed);
+  InitializeWeights(*network_, init_generator);
+  network_->to(device);
+  switch (options.method) {
+    case Method::kD3pm:
+      process_ = std::make_unique<D3pmProcess>(options.num_classes, options.d3pm);
+      break;
+    case Method::kGaussianX0:
+      process_ = std::make_unique<GaussianX0Process>(options.num_classes, options.gaussian);
+      break;
+    case Method::kUNet:
+      break;
+  }
+}
+
+Result<Segmenter> Segmenter::Create(const SegmenterOptions& options, torch::Device device) {
+  CLICKDIFF_RETURN_IF_ERROR(ValidateOptions(options));
+  try {
+    return Segmenter(options, device);
+  } catch (const std::exception& e) {
+    return Internal(std::string("creating the segmenter failed: ") + e.what());
+  }
+}
+
+Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch) {
+  if (batch.empty()) return InvalidArgument("training batch is empty");
+  for (size_t i = 0; i < batch.size(); ++i) {
+    CLICKDIFF_RETURN_IF_ERROR(CheckExample(batch[i], options_, i));
+  }
+  try {
+    std::vector<torch::Tensor> images, targets, known;
+    std::vector<uint8_t> dense;
+    for (const auto& ex : batch) {
+      images.push_back(ex.image.to(torch::kFloat));
+      targets.push_back(ex.target);
+      known.push_back(ex.known.defined() ? ex.known.to(torch::kBool) : ex.target > 0);
+      dense.push_back(ex.dense ? 1 : 0);
+    }
+    const int64_t b = static_cast<int64_t>(batch.size());
+    auto image = torch::stack(images).to(device_);
+    auto target = torch::stack(targets).to(device_);
+    auto known_map = torch::stack(known).to(device_);
+    const auto dense_flags =
+        torch::tensor(std::vector<int64_t>(dense.begin(), dense.end())).to(torch::kBool).to(device_);
+    if (options_.random_flips) {
+      const auto flip = RandUniform({b}, train_generator_, device_) < 0.5;
+      image = torch::where(flip.view({-1, 1, 1, 1}), image.flip({-1}), image);
+      target = torch::where(flip.view({-1, 1, 1}), target.flip({-1}), target);
+      known_map = torch::where(flip.view({-1, 1, 1}), known_map.flip({-1}), known_map);
+    }
+    const auto weights = PixelWeights(target, known_map, dense_flags, options_.loss);
+    const auto gammas = FocalGammas(dense_flags, options_.loss);
+    if (!process_) {
+      const int64_t r = options_.resolution;
+      const auto x_t = torch::zeros({b, options_.num_classes, r, r}, image.options());
+      const auto t = torch::zeros({b}, image.options());
+      const auto logits = network_->forward(image, x_t, t, torch::Tensor());
+      return FocalLoss(logits, target, weights, gammas);
+    }
+    const NoisedBatch noised = process_->Noise(target, train_generator_);
+    torch::Tensor z;
+    if (options_.unet.latent_dim > 0) {
+      z = RandNormal({b, options_.unet.latent_dim}, train_generator_, device_);
+    }
+    const auto logits = network_->forward(image, noised.x_t, noised.network_time, z);
+    auto loss = FocalLoss(logits, target, weights, gammas);
+    const double aux_weight = options_.method == Method::kD3pm ? options_.loss.vlb_weight
+                                                                : options_.loss.mse_weight;
+    if (aux_weight > 0) {
+      loss = loss + aux_weight * process_->AuxiliaryLoss(logits, noised, target, weights);
+    }
+    return loss;
+  } catch (const std::exception& e) {
+    return Internal(std::string("computing the training loss failed: ") + e.what());
+  }
+}
+
+Result<float> Segmenter::TrainStep(const std::vector<TrainingExample>& batch,
+                                   torch::optim::Optimizer& optimizer) {
+  auto loss = Loss(batch);
+  if (!loss.ok()) return loss.status();
+  try {
+    optimizer.zero_grad();
+    loss->backward();
+    optimizer.step();
+    return loss->item<float>();
+  } catch (const std::exception& e) {
+    return Internal(std::string("training step failed: ") + e.what());
+  }
+}
+
+int64_t Segmenter::NetworkEvaluations(int64_t steps) const {
+  if (!process_) return 1;
+  const int64_t t = process_->NumTimesteps();
+  return (steps <= 0 || steps > t) ? t : steps;
+}
+
+int64_t Segmenter::SamplesPerChunk(int64_t memory_budget_mb) const {
+  // Live activations of one denoiser pass: about a dozen maps of each level's width.
+  int64_t floats = 0;
+  for (int64_t l = 0; l < options_.unet.levels; ++l) {
+    const int64_t side = options_.resolution >> l;
+    floats += 12 * options_.unet.Width(l) * side * side;
+  }
+  const int64_t per_sample = floats * static_cast<int64_t>(sizeof(float));
+  const int64_t budget = std::max<int64_t>(memory_budget_mb, 1) * 1024 * 1024;
+  return std::max<int64_t>(1, budget / std::max<int64_t>(per_sample, 1));
+}
+
+Result<torch::Tensor> Segmenter::Sample(const torch::Tensor& images, int64_t num_samples,
+                                        int64_t steps, uint64_t seed,
+                                        int64_t memory_budget_mb) const {
+  const int64_t r = options_.resolution;
+  if (!images.defined() || images.dim() != 4 || images.size(1) != options_.unet.image_channels ||
+      images.size(2) != r || images.size(3) != r || !images.is_floating_point()) {
+    return InvalidArgument("images must be a [B," + Str(options_.unet.image_channels) + "," +
+                           Str(r) + "," + Str(r) + "] float tensor");
+  }
+  if (num_samples < 1 || num_samples > 100000) {
+    return InvalidArgument("num_samples " + Str(num_samples) + " must be in [1, 100000]");
+  }
+  if (steps < 0) return InvalidArgument("steps " + Str(steps) + " must be >= 0");
+  try {
+    torch::InferenceMode guard;
+    auto gen = MakeGenerator(seed);
+    auto& net = *network_.ptr();
+    const int64_t k = options_.num_classes;
+    const int64_t chunk = SamplesPerChunk(memory_budget_mb);
+    auto out = torch::empty({images.size(0), num_samples, r, r}, torch::kLong);
+    for (int64_t b = 0; b < images.size(0); ++b) {
+      const auto features = net.Encode(images.slice(0, b, b + 1).to(device_, torch::kFloat));
+      torch::Tensor probs;  // "unet": one evaluation per image
+      if (!process_) {
+        const auto x_t = torch::zeros({1, k, r, r}, features[0].options());
+        probs = torch::softmax(net.Denoise(x_t, torch::zeros({1}, x_t.options()), {}, features), 1);
+      }
+      for (int64_t start = 0; start < num_samples; start += chunk) {
+        const int64_t n = std::min(chunk, num_samples - start);
+        torch::Tensor samples;
+        if (!process_) {
+          samples = SampleCategorical(probs.expand({n, k, r, r}), gen);
+        } else {
+          const int64_t latent = options_.unet.latent_dim;
+          DenoiseFn denoise = [&](const torch::Tensor& x_t, const torch::Tensor& t) {
+            torch::Tensor z;
+            if (latent > 0) z = RandNormal({x_t.size(0), latent}, gen, device_);
+            return net.Denoise(x_t, t, z, features);
+          };
+          samples = process_->Sample(denoise, n, r, r, steps, gen, device_);
+        }
+        out[b].slice(0, start, start + n).copy_(samples.to(torch::kCPU));
+      }
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return Internal(std::string("sampling failed: ") + e.what());
+  }
+}
+
+}  // namespace clickdiff::model

@@ -1,0 +1,120 @@
+// model/segmenter.h — the one object the CLI and the service use to train and sample a
+// click-supervised segmentation model.
+//
+// A Segmenter owns its options, the conditional U-Net (model/unet.h), the diffusion process of its
+// method and the device they live on:
+//   * "d3pm"        categorical diffusion (paper 000), T = 200 by default; model/d3pm.h.
+//   * "gaussian_x0" few-step Gaussian label diffusion with x0 prediction and a latent z (paper 003,
+//                   cDAL), T = 4 by default; model/gaussian_x0.h.
+//   * "unet"        the deterministic baseline of paper 000 (Table 1s): the same U-Net with its
+//                   label input fixed to zeros and its time input to 0, trained with the same
+//                   focal loss. Its N "samples" are independent per-pixel draws from its predicted
+//                   class distribution (one network evaluation per image), so vote fractions
+//                   estimate its probabilities and the same aggregation applies to every method.
+// Supervision (model/losses.h): click maps with paper 000's focal loss (gamma 2, alpha 0.999 on
+// foreground and negative clicks), dense masks with cross-entropy; both may share a batch.
+//
+// Thread-safety: Sample() may run concurrently from several threads (it only reads the network,
+// under torch::InferenceMode, with its own generator); TrainStep()/Loss() mutate the training
+// generator and gradients and must not overlap each other or Sample(). Move-only.
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "model/d3pm.h"
+#include "model/diffusion.h"
+#include "model/gaussian_x0.h"
+#include "model/losses.h"
+#include "model/training_example.h"
+#include "model/unet.h"
+
+namespace clickdiff::model {
+
+enum class Method { kD3pm, kGaussianX0, kUNet };
+
+// "d3pm", "gaussian_x0", "unet".
+const char* MethodName(Method method);
+// Errors: kInvalidArgument naming the accepted spellings.
+Result<Method> ParseMethod(const std::string& name);
+
+struct SegmenterOptions {
+  Method method = Method::kD3pm;
+  int64_t num_classes = 2;   // background + organs
+  int64_t resolution = 64;   // the model works on R x R images; callers resize
+  UNetOptions unet;          // label_channels and latent_dim are set from the fields below
+  D3pmOptions d3pm;
+  GaussianX0Options gaussian;
+  LossOptions loss;
+  bool random_flips = true;  // horizontal flips of training batches
+  uint64_t seed = 0;         // weight initialisation and training randomness
+
+  // The U-Net options actually used (label_channels = num_classes; latent_dim from gaussian).
+  UNetOptions EffectiveUNet() const;
+};
+
+// Errors: kInvalidArgument naming the field and its limit.
+Status ValidateOptions(const SegmenterOptions& options);
+
+class Segmenter {
+ public:
+  // Builds the networks on `device`, initialised deterministically from options.seed (its own
+  // generator; the global torch generator is not touched). Errors: kInvalidArgument for bad
+  // options; kInternal when LibTorch fails (e.g. the device is unusable).
+  static Result<Segmenter> Create(const SegmenterOptions& options, torch::Device device);
+
+  Segmenter(Segmenter&&) = default;
+  Segmenter& operator=(Segmenter&&) = default;
+  Segmenter(const Segmenter&) = delete;
+  Segmenter& operator=(const Segmenter&) = delete;
+
+  // The training loss of one batch (focal loss on x0_hat + the process's weighted term), with the
+  // graph attached. Applies random flips when enabled. Errors: kInvalidArgument for an empty batch
+  // or an example of the wrong shape/type/class range; kInternal for LibTorch failures.
+  Result<torch::Tensor> Loss(const std::vector<TrainingExample>& batch);
+
+  // Loss, backward, optimizer.step(). The optimizer must hold Parameters(). Returns the loss.
+  // Errors: as Loss().
+  Result<float> TrainStep(const std::vector<TrainingExample>& batch,
+                          torch::optim::Optimizer& optimizer);
+
+  // Draws num_samples label maps per image. images [B,C,R,R] float in [0,1] (any device);
+  // steps: reverse steps (0 = the process's T; fewer runs a respaced schedule; ignored by "unet");
+  // seed: same seed, same samples (on a given device). The encoder runs once per image; the
+  // samples of an image run as batches no larger than memory_budget_mb allows (at least one).
+  // Returns [B,N,R,R] int64 class ids on the CPU. Errors: kInvalidArgument for bad shapes or
+  // counts; kInternal for LibTorch failures.
+  Result<torch::Tensor> Sample(const torch::Tensor& images, int64_t num_samples, int64_t steps,
+                               uint64_t seed, int64_t memory_budget_mb = 1024) const;
+
+  // Denoiser evaluations per sample for `steps` (0 = T): steps for diffusion, 1 for "unet" (which
+  // evaluates once per image whatever N is). The image encoder adds one evaluation per image.
+  int64_t NetworkEvaluations(int64_t steps) const;
+
+  // Samples per batch that fit `memory_budget_mb` (an estimate of activation memory), >= 1.
+  int64_t SamplesPerChunk(int64_t memory_budget_mb) const;
+
+  std::vector<torch::Tensor> Parameters() const { return network_->parameters(); }
+  const SegmenterOptions& options() const { return options_; }
+  torch::Device device() const { return device_; }
+  UNet network() const { return network_; }
+  // Null for "unet".
+  const DiffusionProcess* process() const { return process_.get(); }
+
+ private:
+  Segmenter(const SegmenterOptions& options, torch::Device device);
+
+  SegmenterOptions options_;
+  torch::Device device_;
+  UNet network_{nullptr};
+  std::unique_ptr<DiffusionProcess> process_;
+  at::Generator train_generator_;  // training-time randomness; owned by the training thread
+};
+
+}  // namespace clickdiff::model

@@ -1,0 +1,65 @@
+#include "model/training_example.h"
+
+#include <string>
+
+namespace clickdiff::model {
+namespace {
+
+Status CheckImage(const torch::Tensor& image) {
+  if (!image.defined() || image.dim() != 3 || !image.is_floating_point()) {
+    return InvalidArgument("training image must be a [C,H,W] float tensor");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
+                                         const std::vector<Click>& clicks, int64_t num_classes) {
+  CLICKDIFF_RETURN_IF_ERROR(CheckImage(image));
+  const int64_t h = image.size(1), w = image.size(2);
+  TrainingExample ex;
+  ex.image = image;
+  ex.target = torch::zeros({h, w}, torch::kLong);
+  ex.known = torch::zeros({h, w}, torch::kBool);
+  auto target = ex.target.accessor<int64_t, 2>();
+  auto known = ex.known.accessor<bool, 2>();
+  for (size_t i = 0; i < clicks.size(); ++i) {
+    const Click& c = clicks[i];
+    const std::string where = "click " + std::to_string(i) + " at (x=" + std::to_string(c.x) +
+                              ", y=" + std::to_string(c.y) + ")";
+    if (c.x < 0 || c.y < 0 || c.x >= w || c.y >= h) {
+      return InvalidArgument(where + " lies outside the " + std::to_string(w) + "x" +
+                             std::to_string(h) + " image");
+    }
+    if (c.positive && (c.class_id < 1 || c.class_id >= num_classes)) {
+      return InvalidArgument(where + ": class " + std::to_string(c.class_id) +
+                             " is not in [1, " + std::to_string(num_classes) + ")");
+    }
+    target[c.y][c.x] = c.positive ? c.class_id : 0;
+    known[c.y][c.x] = true;
+  }
+  return ex;
+}
+
+Result<TrainingExample> MakeDenseExample(const torch::Tensor& image, const torch::Tensor& mask,
+                                         int64_t num_classes) {
+  CLICKDIFF_RETURN_IF_ERROR(CheckImage(image));
+  if (!mask.defined() || mask.dim() != 2 || mask.size(0) != image.size(1) ||
+      mask.size(1) != image.size(2)) {
+    return InvalidArgument("dense mask must be [H,W] matching the image");
+  }
+  const auto ids = mask.to(torch::kLong);
+  if (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= num_classes) {
+    return InvalidArgument("dense mask has a class id outside [0, " + std::to_string(num_classes) +
+                           ")");
+  }
+  TrainingExample ex;
+  ex.image = image;
+  ex.target = ids;
+  ex.known = torch::ones_like(ids, torch::kBool);
+  ex.dense = true;
+  return ex;
+}
+
+}  // namespace clickdiff::model

@@ -1,0 +1,42 @@
+// model/training_example.h — one unit of supervision at the model's resolution, and the click map
+// that paper 000 trains on.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "base/status.h"
+
+namespace clickdiff::model {
+
+// A click at pixel (x = column, y = row). A positive click says the pixel belongs to `class_id`
+// (>= 1); a negative click (positive = false) says it is certainly background.
+struct Click {
+  int64_t x = 0;
+  int64_t y = 0;
+  int64_t class_id = 1;
+  bool positive = true;
+};
+
+struct TrainingExample {
+  torch::Tensor image;   // [C,R,R] float in [0,1] (C = image channels, usually 1)
+  torch::Tensor target;  // [R,R] int64 class ids: the click map, or the dense mask when `dense`
+  torch::Tensor known;   // [R,R] bool, optional: pixels whose label is certain (positive and
+                         // negative clicks). Undefined means "the non-background pixels of target".
+  bool dense = false;    // target is a full mask (every pixel known)
+};
+
+// Builds the click-map example of paper 000: target is background everywhere except at positive
+// clicks; `known` marks positive and negative clicks. Errors: kInvalidArgument when the image is
+// not [C,H,W] float, or a click lies outside it, names class < 1 or >= num_classes.
+Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
+                                         const std::vector<Click>& clicks, int64_t num_classes);
+
+// Builds a dense (full supervision) example. Errors: kInvalidArgument when shapes disagree or a
+// class id is outside [0, num_classes).
+Result<TrainingExample> MakeDenseExample(const torch::Tensor& image, const torch::Tensor& mask,
+                                         int64_t num_classes);
+
+}  // namespace clickdiff::model

@@ -1,0 +1,60 @@
+#include "services/model_options.h"
+
+namespace clickdiff {
+
+Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
+  const ModelConfig& m = config.model;
+  Result<model::Method> method = model::ParseMethod(m.method);
+  if (!method.ok()) return method.status().WithContext("model.method");
+  model::SegmenterOptions o;
+  o.method = *method;
+  o.num_classes = m.num_classes;
+  o.resolution = m.resolution;
+  o.unet.levels = m.levels;
+  o.unet.base_width = m.base_channels;
+  o.unet.encoder_width = m.encoder_channels;
+  o.d3pm.num_timesteps = m.d3pm.steps;
+  o.d3pm.beta_start = m.d3pm.beta_start;
+  o.d3pm.beta_end = m.d3pm.beta_end;
+  o.gaussian.num_timesteps = m.gaussian.steps;
+  o.gaussian.beta_min = m.gaussian.beta_min;
+  o.gaussian.beta_max = m.gaussian.beta_max;
+  o.gaussian.latent_dim = m.gaussian.latent_dim;
+  o.loss.focal_gamma = m.loss.focal_gamma;
+  o.loss.focal_alpha = m.loss.focal_alpha;
+  o.loss.vlb_weight = m.loss.vlb_weight;
+  o.seed = config.trainer.seed;
+  Status valid = model::ValidateOptions(o);
+  if (!valid.ok()) return valid.WithContext("model");
+  return o;
+}
+
+model::TrainerOptions TrainerOptionsFrom(const Config& config) {
+  model::TrainerOptions o;
+  o.batch_size = config.trainer.batch_size;
+  o.learning_rate = config.trainer.learning_rate;
+  o.seed = config.trainer.seed;
+  return o;
+}
+
+Result<AggregatorOptions> AggregatorOptionsFrom(const AggregatorConfig& config,
+                                                int64_t num_classes) {
+  AggregatorOptions o;
+  o.num_classes = num_classes;
+  if (config.rule == "majority") {
+    o.rule = AggregationRule::kMajority;
+  } else if (config.rule == "threshold") {
+    o.rule = AggregationRule::kThreshold;
+  } else if (config.rule == "density") {
+    o.rule = AggregationRule::kDensity;
+  } else {
+    return InvalidArgument("aggregator.rule: '" + config.rule +
+                           "' is not one of majority, threshold, density");
+  }
+  o.threshold = config.threshold;
+  o.density_sigma = config.density_sigma;
+  o.density_relative_threshold = config.density_threshold;
+  return o;
+}
+
+}  // namespace clickdiff

@@ -1,0 +1,19 @@
+// services/model_options.h — the model, trainer and aggregator options a Config describes.
+// Pure functions of the Config; the model library itself knows nothing of YAML.
+#pragma once
+
+#include "base/status.h"
+#include "config/config.h"
+#include "model/aggregator.h"
+#include "model/segmenter.h"
+#include "model/trainer.h"
+
+namespace clickdiff {
+
+// Errors: kInvalidArgument naming the config key whose value the model rejects.
+Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config);
+model::TrainerOptions TrainerOptionsFrom(const Config& config);
+// `num_classes` comes from the model actually loaded, which may differ from the config's.
+Result<AggregatorOptions> AggregatorOptionsFrom(const AggregatorConfig& config, int64_t num_classes);
+
+}  // namespace clickdiff

@@ -1,0 +1,85 @@
+#include "services/offline_dataset.h"
+
+#include <map>
+
+namespace clickdiff {
+
+Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& spec) {
+  Result<std::vector<NamedImage>> images = ReadImageDirectory(spec.images_dir, spec.limits);
+  if (!images.ok()) return images.status();
+
+  std::map<std::string, std::vector<Click>> clicks_by_image;
+  if (!spec.clicks_file.empty()) {
+    ClickFileOptions click_options;
+    click_options.num_classes = spec.num_classes;
+    Result<std::vector<Click>> clicks = ReadClicksFile(spec.clicks_file, click_options);
+    if (!clicks.ok()) return clicks.status();
+    CLICKDIFF_RETURN_IF_ERROR(ValidateClicks(*clicks, *images));
+    for (const Click& c : *clicks) clicks_by_image[c.image].push_back(c);
+  }
+
+  std::map<std::string, const NamedMask*> mask_by_image;
+  std::vector<NamedMask> masks;
+  if (!spec.masks_dir.empty()) {
+    MaskDirectoryOptions mask_options;
+    mask_options.num_classes = spec.num_classes;
+    mask_options.require_all = spec.require_all_masks;
+    mask_options.limits = spec.limits;
+    Result<std::vector<NamedMask>> read = ReadMaskDirectory(spec.masks_dir, *images, mask_options);
+    if (!read.ok()) return read.status();
+    masks = std::move(read).value();
+    for (const NamedMask& m : masks) mask_by_image[m.name] = &m;
+  }
+
+  std::vector<OfflineImage> out;
+  out.reserve(images->size());
+  for (const NamedImage& named : *images) {
+    const Image& image = named.image;
+    OfflineImage item;
+    item.name = named.name;
+    Result<GridMapping> mapping = MakeGridMapping(image.width, image.height, spec.resolution);
+    if (!mapping.ok()) return mapping.status().WithContext(named.path);
+    item.mapping = *mapping;
+    Result<torch::Tensor> grid = ImageToGrid(image.pixels.data(), item.mapping);
+    if (!grid.ok()) return grid.status().WithContext(named.path);
+    item.grid_image = *grid;
+    for (const Click& c : clicks_by_image[named.name]) {
+      auto [gx, gy] = item.mapping.ToGrid(c.x, c.y);
+      item.grid_clicks.push_back(model::Click{gx, gy, c.class_id, c.positive});
+    }
+    auto mask = mask_by_image.find(named.name);
+    if (mask != mask_by_image.end()) {
+      const NamedMask& m = *mask->second;
+      Result<torch::Tensor> grid_mask = MaskToGrid(m.class_ids.data(), item.mapping);
+      if (!grid_mask.ok()) return grid_mask.status().WithContext(m.path);
+      item.grid_mask = *grid_mask;
+      item.native_mask = torch::tensor(m.class_ids, torch::kInt64).view({m.height, m.width});
+    }
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
+    const std::vector<OfflineImage>& images, int num_classes) {
+  std::vector<model::TrainingExample> examples;
+  for (const OfflineImage& image : images) {
+    if (!image.grid_mask.defined() && image.grid_clicks.empty()) continue;
+    Result<model::TrainingExample> example =
+        image.grid_mask.defined()
+            ? model::MakeDenseExample(image.grid_image, image.grid_mask, num_classes)
+            : model::MakeClickExample(image.grid_image, image.grid_clicks, num_classes);
+    if (!example.ok()) return example.status().WithContext(image.name);
+    examples.push_back(std::move(example).value());
+  }
+  return examples;
+}
+
+torch::Tensor StackGridImages(const std::vector<OfflineImage>& images) {
+  std::vector<torch::Tensor> grids;
+  grids.reserve(images.size());
+  for (const OfflineImage& image : images) grids.push_back(image.grid_image);
+  return torch::stack(grids);
+}
+
+}  // namespace clickdiff

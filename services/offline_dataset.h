@@ -1,0 +1,52 @@
+// services/offline_dataset.h — a dataset in the interchange formats (DESIGN.md), loaded for the
+// offline commands: images placed on the model grid, clicks and masks mapped the same way.
+//
+// Everything is read and validated before any model work starts, so a bad file stops the command
+// with a message naming the file (and line) instead of failing half-way through training.
+// Plain values; one owner.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "io/dataset_files.h"
+#include "model/preprocess.h"
+#include "model/training_example.h"
+
+namespace clickdiff {
+
+struct OfflineImage {
+  std::string name;                       // file name, e.g. "a.png"
+  GridMapping mapping;                    // its own size and place on the grid
+  torch::Tensor grid_image;               // [1,R,R] float in [0,1]
+  std::vector<model::Click> grid_clicks;  // its clicks, in grid cells
+  torch::Tensor grid_mask;                // [R,R] int64 when a mask was given, else undefined
+  torch::Tensor native_mask;              // [H,W] int64 when a mask was given, else undefined
+};
+
+struct OfflineDatasetSpec {
+  std::string images_dir;
+  std::string clicks_file;  // optional
+  std::string masks_dir;    // optional
+  int num_classes = 2;
+  int resolution = 64;
+  bool require_all_masks = true;
+  ImageLimits limits;
+};
+
+// Reads images, clicks and masks and maps them onto the grid. Errors: those of io/dataset_files.h
+// (naming file and line) and of the grid mapping (naming the image).
+Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& spec);
+
+// Training examples: an image with a mask gives a dense example (full supervision); otherwise an
+// image with clicks gives a click-map example (paper 000); an image with neither gives none.
+Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
+    const std::vector<OfflineImage>& images, int num_classes);
+
+// [B,1,R,R] of the images' grids, for sampling.
+torch::Tensor StackGridImages(const std::vector<OfflineImage>& images);
+
+}  // namespace clickdiff

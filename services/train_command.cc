@@ -1,0 +1,109 @@
+// `clickdiff train`: trains a segmentation model offline from clicks (or dense masks) and saves it.
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "model/checkpoint_store.h"
+#include "model/runtime.h"
+#include "model/trainer.h"
+#include "services/command.h"
+#include "services/model_options.h"
+#include "services/offline_dataset.h"
+
+namespace clickdiff {
+namespace {
+
+struct TrainArgs {
+  ConfigOptions config;
+  std::string images;
+  std::string clicks;
+  std::string masks;
+  std::string out;
+  std::string init;
+  int64_t steps = 0;
+  double seconds = 0;
+};
+
+Status RunTrain(const TrainArgs& args, std::ostream& out) {
+  if (args.clicks.empty() && args.masks.empty()) {
+    return InvalidArgument("give --clicks FILE (single-click supervision) or --masks DIR (dense)");
+  }
+  if (args.steps <= 0 && args.seconds <= 0) return InvalidArgument("give --steps N or --seconds S");
+  Result<Config> config = LoadConfigFor(args.config);
+  if (!config.ok()) return config.status();
+  int threads = ConfigureThreads(config->compute.torch_threads);
+  Result<torch::Device> device = ResolveDevice(config->compute.device);
+  if (!device.ok()) return device.status().WithContext("compute.device");
+
+  Result<model::Segmenter> segmenter = InvalidArgument("no model");
+  if (!args.init.empty()) {
+    segmenter = model::CheckpointStore::Load(args.init, *device);
+  } else {
+    Result<model::SegmenterOptions> options = SegmenterOptionsFrom(*config);
+    if (!options.ok()) return options.status();
+    segmenter = model::Segmenter::Create(*options, *device);
+  }
+  if (!segmenter.ok()) return segmenter.status();
+  const model::SegmenterOptions& options = segmenter->options();
+
+  OfflineDatasetSpec spec;
+  spec.images_dir = args.images;
+  spec.clicks_file = args.clicks;
+  spec.masks_dir = args.masks;
+  spec.num_classes = static_cast<int>(options.num_classes);
+  spec.resolution = static_cast<int>(options.resolution);
+  spec.limits.max_width = spec.limits.max_height = config->limits.max_image_side;
+  Result<std::vector<OfflineImage>> dataset = LoadOfflineDataset(spec);
+  if (!dataset.ok()) return dataset.status();
+  Result<std::vector<model::TrainingExample>> examples =
+      MakeTrainingExamples(*dataset, spec.num_classes);
+  if (!examples.ok()) return examples.status();
+  if (examples->empty()) return InvalidArgument(args.images + ": no image has clicks or a mask");
+  int64_t dense = 0;
+  for (const auto& e : *examples) dense += e.dense ? 1 : 0;
+  spdlog::info("training {} on {} images ({} from clicks, {} dense) at {}x{}, {} threads, {}",
+               model::MethodName(options.method), examples->size(),
+               static_cast<int64_t>(examples->size()) - dense, dense, options.resolution,
+               options.resolution, threads, device->str());
+
+  model::TrainerOptions trainer_options = TrainerOptionsFrom(*config);
+  trainer_options.max_steps = args.steps;
+  trainer_options.max_seconds = args.seconds;
+  model::Trainer trainer(&*segmenter, trainer_options);
+  Result<model::TrainProgress> last =
+      trainer.Run(*examples, [](const model::TrainProgress& p) {
+        spdlog::info("step {} loss {:.5f} {:.2f} steps/s {:.0f} s", p.step, p.loss,
+                     p.steps_per_second, p.elapsed_seconds);
+      });
+  if (!last.ok()) return last.status();
+  CLICKDIFF_RETURN_IF_ERROR(model::CheckpointStore::Save(*segmenter, args.out));
+
+  nlohmann::json summary = {{"model", args.out},
+                            {"method", model::MethodName(options.method)},
+                            {"steps", last->step},
+                            {"loss", last->loss},
+                            {"seconds", last->elapsed_seconds},
+                            {"steps_per_second", last->steps_per_second},
+                            {"examples", {{"clicks", examples->size() - dense}, {"dense", dense}}}};
+  out << summary.dump() << "\n";
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddTrainCommand(CLI::App& app, CommandContext& context) {
+  auto args = std::make_shared<TrainArgs>();
+  auto* cmd = app.add_subcommand("train", "train a model from single clicks (or dense masks)");
+  AddConfigOptions(*cmd, args->config, false);
+  cmd->add_option("--images", args->images, "directory of PNG images")->required();
+  cmd->add_option("--clicks", args->clicks, "clicks, JSON Lines (one click a line)");
+  cmd->add_option("--masks", args->masks,
+                  "directory of class-id PNG masks: full supervision for the images they cover");
+  cmd->add_option("--out", args->out, "model file to write")->required();
+  cmd->add_option("--init", args->init, "continue from this model file instead of a fresh one");
+  cmd->add_option("--steps", args->steps, "training steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--seconds", args->seconds, "wall-clock budget")->check(CLI::PositiveNumber);
+  cmd->callback([&context, args] { Finish(context, RunTrain(*args, *context.out)); });
+}
+
+}  // namespace clickdiff

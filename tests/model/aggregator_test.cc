@@ -1,0 +1,194 @@
+#include "model/aggregator.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <vector>
+
+namespace clickdiff {
+namespace {
+
+Aggregator Make(AggregatorOptions options) {
+  Result<Aggregator> a = Aggregator::Create(options);
+  EXPECT_TRUE(a.ok()) << a.status().ToString();
+  return std::move(a).value();
+}
+
+// Samples [N, 1, W] from per-pixel vote lists: votes[x] holds the N votes of pixel x.
+torch::Tensor Samples(const std::vector<std::vector<int64_t>>& votes) {
+  const int64_t w = static_cast<int64_t>(votes.size());
+  const int64_t n = static_cast<int64_t>(votes[0].size());
+  torch::Tensor s = torch::zeros({n, 1, w}, torch::kLong);
+  for (int64_t x = 0; x < w; ++x) {
+    for (int64_t i = 0; i < n; ++i) s[i][0][x] = votes[x][i];
+  }
+  return s;
+}
+
+TEST(AggregatorTest, MajorityVotesPerPixelAndBreaksTiesTowardsLowerIds) {
+  AggregatorOptions o;
+  o.num_classes = 3;
+  const Aggregator agg = Make(o);
+  // pixel 0: votes {0,0,1} -> 0; pixel 1: {1,1,0} -> 1; pixel 2: {0,1,2} three-way tie -> 0;
+  // pixel 3: {2,2,2} -> 2.
+  Result<Aggregation> r = agg.Aggregate(Samples({{0, 0, 1}, {1, 1, 0}, {0, 1, 2}, {2, 2, 2}}));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->mask.sizes(), torch::IntArrayRef({1, 4}));
+  EXPECT_EQ(r->mask.scalar_type(), torch::kLong);
+  EXPECT_TRUE(torch::equal(r->mask, torch::tensor({0, 1, 0, 2}, torch::kLong).view({1, 4})));
+  // Normalized entropy: pixel 0 (2/3, 1/3, 0): (2/3 ln 3/2 + 1/3 ln 3) / ln 3 = 0.579380;
+  // pixel 2 (1/3, 1/3, 1/3): 1; pixel 3 (all agree): 0.
+  EXPECT_NEAR(r->uncertainty[0][0].item<float>(), 0.579380f, 1e-5);
+  EXPECT_NEAR(r->uncertainty[0][2].item<float>(), 1.0f, 1e-5);
+  EXPECT_NEAR(r->uncertainty[0][3].item<float>(), 0.0f, 1e-6);
+  EXPECT_NEAR(r->vote_fractions[1][0][1].item<float>(), 2.0f / 3.0f, 1e-6);
+}
+
+TEST(AggregatorTest, OneMinusMaxUncertaintyIsNormalizedToOne) {
+  AggregatorOptions o;
+  o.num_classes = 3;
+  o.uncertainty = UncertaintyKind::kOneMinusMax;
+  const Aggregator agg = Make(o);
+  Result<Aggregation> r = agg.Aggregate(Samples({{0, 0, 1}, {0, 1, 2}, {2, 2, 2}}));
+  ASSERT_TRUE(r.ok());
+  // (1 - 2/3) / (1 - 1/3) = 0.5; (1 - 1/3) / (2/3) = 1; agreement 0.
+  EXPECT_NEAR(r->uncertainty[0][0].item<float>(), 0.5f, 1e-6);
+  EXPECT_NEAR(r->uncertainty[0][1].item<float>(), 1.0f, 1e-6);
+  EXPECT_NEAR(r->uncertainty[0][2].item<float>(), 0.0f, 1e-6);
+}
+
+TEST(AggregatorTest, ThresholdRuleLetsAMinorityForegroundWinAndPicksTheHighestCandidate) {
+  AggregatorOptions o;
+  o.num_classes = 3;
+  o.rule = AggregationRule::kThreshold;
+  o.threshold = 0.25;
+  const Aggregator agg = Make(o);
+  // N = 10. pixel 0: bg 5, c1 3, c2 2 -> only c1 >= 0.25 -> 1 (majority would say 0).
+  // pixel 1: bg 3, c1 3, c2 4 -> both candidates, c2 highest -> 2.
+  // pixel 2: bg 7, c1 2, c2 1 -> no candidate -> 0.
+  Result<Aggregation> r = agg.Aggregate(Samples({{0, 0, 0, 0, 0, 1, 1, 1, 2, 2},
+                                                 {0, 0, 0, 1, 1, 1, 2, 2, 2, 2},
+                                                 {0, 0, 0, 0, 0, 0, 0, 1, 1, 2}}));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(torch::equal(r->mask, torch::tensor({1, 2, 0}, torch::kLong).view({1, 3})));
+
+  o.class_thresholds = {0.0, 0.5, 0.15};  // c1 needs 50%, c2 only 15%
+  r = Make(o).Aggregate(Samples({{0, 0, 0, 0, 0, 1, 1, 1, 2, 2}}));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->mask[0][0].item<int64_t>(), 2);
+}
+
+// Sparse point clouds inside a disk, as paper 000 describes single D3PM samples.
+TEST(AggregatorTest, DensityRuleTurnsSparsePointCloudsInsideADiskIntoAFilledDisk) {
+  torch::manual_seed(3);
+  const int64_t size = 64, n = 32, points = 20;
+  const double radius = 15.0, cx = 31.5, cy = 31.5;
+  torch::Tensor ys = torch::arange(size).view({size, 1}).to(torch::kFloat).expand({size, size});
+  torch::Tensor xs = torch::arange(size).view({1, size}).to(torch::kFloat).expand({size, size});
+  torch::Tensor disk = ((ys - cy).pow(2) + (xs - cx).pow(2)) <= radius * radius;
+  torch::Tensor inside = disk.flatten().nonzero().flatten();
+  torch::Tensor samples = torch::zeros({n, size * size}, torch::kUInt8);
+  for (int64_t i = 0; i < n; ++i) {
+    torch::Tensor pick = inside.index({torch::randint(inside.size(0), {points}, torch::kLong)});
+    samples[i].index_fill_(0, pick, 1);
+  }
+  samples = samples.view({n, size, size});
+
+  AggregatorOptions o;  // K = 2
+  Result<Aggregation> majority = Make(o).Aggregate(samples);
+  ASSERT_TRUE(majority.ok());
+  EXPECT_EQ(majority->mask.sum().item<int64_t>(), 0) << "a 50% vote of sparse clouds is empty";
+
+  o.rule = AggregationRule::kDensity;
+  o.density_sigma = 3.0;
+  o.density_relative_threshold = 0.3;
+  Result<Aggregation> dense = Make(o).Aggregate(samples);
+  ASSERT_TRUE(dense.ok()) << dense.status().ToString();
+  torch::Tensor fg = dense->mask == 1;
+  const double tp = (fg & disk).sum().item<double>();
+  const double dice = 2 * tp / (fg.sum().item<double>() + disk.sum().item<double>());
+  EXPECT_GT(dice, 0.85);
+  // No holes: everything within 12 px of the centre is foreground.
+  torch::Tensor core = ((ys - cy).pow(2) + (xs - cx).pow(2)) <= 12.0 * 12.0;
+  EXPECT_TRUE((fg | ~core).all().item<bool>());
+}
+
+TEST(AggregatorTest, DensityRuleNeverInventsAClassWithoutVotes) {
+  AggregatorOptions o;
+  o.num_classes = 3;
+  o.rule = AggregationRule::kDensity;
+  const Aggregator agg = Make(o);
+  torch::Tensor samples = torch::zeros({4, 16, 16}, torch::kLong);
+  samples.index_put_({0, 8, 8}, 1);
+  Result<Aggregation> r = agg.Aggregate(samples);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((r->mask == 2).sum().item<int64_t>(), 0);
+  EXPECT_EQ(r->mask[8][8].item<int64_t>(), 1);
+  EXPECT_EQ(r->mask[0][0].item<int64_t>(), 0);
+}
+
+TEST(AggregatorTest, DecideAtSizeResizesVoteFractionsToTheImageSize) {
+  // K = 2, 4x4: class 1 has fraction 1 in columns 0-1 and 0 in columns 2-3. Bilinear to 8x8
+  // (align_corners false): output column x samples source (x + 0.5) / 2 - 0.5, so column 3 reads
+  // 1.25 -> 0.75 (class 1) and column 4 reads 1.75 -> 0.25 (background).
+  torch::Tensor c1 = torch::zeros({4, 4});
+  c1.slice(1, 0, 2).fill_(1.0f);
+  torch::Tensor fractions = torch::stack({1 - c1, c1});
+  Result<Aggregation> r = Make(AggregatorOptions{}).DecideAtSize(fractions, 8, 8);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->mask.sizes(), torch::IntArrayRef({8, 8}));
+  EXPECT_EQ(r->uncertainty.sizes(), torch::IntArrayRef({8, 8}));
+  EXPECT_EQ(r->vote_fractions.sizes(), torch::IntArrayRef({2, 8, 8}));
+  torch::Tensor expected = torch::zeros({8, 8}, torch::kLong);
+  expected.slice(1, 0, 4).fill_(1);
+  EXPECT_TRUE(torch::equal(r->mask, expected));
+
+  AggregatorOptions density;
+  density.rule = AggregationRule::kDensity;
+  density.density_sigma = 1.0;
+  density.density_relative_threshold = 0.5;
+  r = Make(density).DecideAtSize(fractions, 8, 6);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->mask.sizes(), torch::IntArrayRef({8, 6}));
+  EXPECT_EQ(r->mask[4][0].item<int64_t>(), 1);
+  EXPECT_EQ(r->mask[4][5].item<int64_t>(), 0);
+}
+
+TEST(AggregatorTest, AggregatesABatchOfSampleStacks) {
+  AggregatorOptions o;
+  o.num_classes = 2;
+  torch::Tensor samples = torch::zeros({2, 3, 2, 2}, torch::kUInt8);  // [B, N, H, W]
+  samples[1].fill_(1);
+  Result<Aggregation> r = Make(o).Aggregate(samples);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->mask.sizes(), torch::IntArrayRef({2, 2, 2}));
+  EXPECT_EQ(r->vote_fractions.sizes(), torch::IntArrayRef({2, 2, 2, 2}));
+  EXPECT_EQ(r->mask[0].sum().item<int64_t>(), 0);
+  EXPECT_EQ(r->mask[1].sum().item<int64_t>(), 4);
+}
+
+TEST(AggregatorTest, RejectsBadSamplesAndOptions) {
+  const Aggregator agg = Make(AggregatorOptions{});
+  Result<Aggregation> r = agg.Aggregate(torch::full({2, 3, 3}, 2, torch::kLong));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("class id 2"), std::string::npos);
+  r = agg.Aggregate(torch::zeros({2, 3, 3}, torch::kFloat));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("integer"), std::string::npos);
+  r = agg.Aggregate(torch::zeros({3, 3}, torch::kLong));
+  EXPECT_FALSE(r.ok());
+
+  AggregatorOptions bad;
+  bad.threshold = 0.0;
+  Result<Aggregator> a = Aggregator::Create(bad);
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.status().message().find("threshold"), std::string::npos);
+  bad = AggregatorOptions{};
+  bad.num_classes = 3;
+  bad.class_thresholds = {0.5, 0.5};
+  EXPECT_FALSE(Aggregator::Create(bad).ok());
+}
+
+}  // namespace
+}  // namespace clickdiff

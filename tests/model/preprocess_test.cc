@@ -1,0 +1,80 @@
+#include "model/preprocess.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace clickdiff {
+namespace {
+
+TEST(PreprocessTest, WideImageIsCentredOnTheSquareGrid) {
+  Result<GridMapping> m = MakeGridMapping(200, 100, 64);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->side, 200);
+  EXPECT_EQ(m->pad_x, 0);
+  EXPECT_EQ(m->pad_y, 50);
+  EXPECT_EQ(m->GridY0(), 16);  // 50 * 64 / 200
+  EXPECT_EQ(m->GridY1(), 48);  // 150 * 64 / 200
+  EXPECT_EQ(m->GridX0(), 0);
+  EXPECT_EQ(m->GridX1(), 64);
+  EXPECT_EQ(m->ToGrid(0, 0), std::make_pair(int64_t{0}, int64_t{16}));
+  EXPECT_EQ(m->ToGrid(199, 99), std::make_pair(int64_t{63}, int64_t{47}));
+  EXPECT_FALSE(MakeGridMapping(0, 10, 64).ok());
+}
+
+TEST(PreprocessTest, WindowingMapsPercentilesToZeroAndOne) {
+  Result<GridMapping> m = MakeGridMapping(64, 64, 64);
+  ASSERT_TRUE(m.ok());
+  std::vector<float> pixels(64 * 64);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = 1000.0f + static_cast<float>(i % 64) * 10;
+  Result<torch::Tensor> grid = ImageToGrid(pixels.data(), *m);
+  ASSERT_TRUE(grid.ok()) << grid.status().ToString();
+  EXPECT_EQ(grid->sizes(), (std::vector<int64_t>{1, 64, 64}));
+  EXPECT_NEAR(grid->min().item<float>(), 0.0f, 1e-6);
+  EXPECT_NEAR(grid->max().item<float>(), 1.0f, 1e-6);
+  EXPECT_LT((*grid)[0][0][0].item<float>(), (*grid)[0][0][32].item<float>());
+}
+
+TEST(PreprocessTest, ConstantImageGivesZerosAndNaNIsRejected) {
+  Result<GridMapping> m = MakeGridMapping(8, 8, 16);
+  ASSERT_TRUE(m.ok());
+  std::vector<float> flat(64, 7.0f);
+  Result<torch::Tensor> grid = ImageToGrid(flat.data(), *m);
+  ASSERT_TRUE(grid.ok());
+  EXPECT_EQ(grid->abs().sum().item<float>(), 0.0f);
+  flat[5] = std::nanf("");
+  EXPECT_FALSE(ImageToGrid(flat.data(), *m).ok());
+}
+
+TEST(PreprocessTest, MaskFollowsTheSameMappingAsClicks) {
+  Result<GridMapping> m = MakeGridMapping(100, 50, 32);
+  ASSERT_TRUE(m.ok());
+  std::vector<int64_t> ids(100 * 50, 0);
+  for (int y = 20; y < 30; ++y) {
+    for (int x = 40; x < 60; ++x) ids[y * 100 + x] = 2;
+  }
+  Result<torch::Tensor> grid = MaskToGrid(ids.data(), *m);
+  ASSERT_TRUE(grid.ok());
+  EXPECT_EQ(grid->sizes(), (std::vector<int64_t>{32, 32}));
+  auto [gx, gy] = m->ToGrid(50, 25);
+  EXPECT_EQ((*grid)[gy][gx].item<int64_t>(), 2);
+  auto [bx, by] = m->ToGrid(5, 5);
+  EXPECT_EQ((*grid)[by][bx].item<int64_t>(), 0);
+  // Area is kept up to the grid's quantization: 200 of 5000 pixels = 4% of the image.
+  double image_cells = static_cast<double>((m->GridX1() - m->GridX0()) * (m->GridY1() - m->GridY0()));
+  double fraction = (*grid == 2).sum().item<int64_t>() / image_cells;
+  EXPECT_NEAR(fraction, 0.04, 0.015);
+}
+
+TEST(PreprocessTest, CropReturnsTheImageRegionOfGridMaps) {
+  Result<GridMapping> m = MakeGridMapping(200, 100, 64);
+  ASSERT_TRUE(m.ok());
+  torch::Tensor maps = torch::zeros({3, 64, 64});
+  torch::Tensor cropped = CropToImage(maps, *m);
+  EXPECT_EQ(cropped.sizes(), (std::vector<int64_t>{3, 32, 64}));
+  EXPECT_EQ(CropToImage(torch::zeros({2, 3, 64, 64}), *m).sizes(),
+            (std::vector<int64_t>{2, 3, 32, 64}));
+}
+
+}  // namespace
+}  // namespace clickdiff
