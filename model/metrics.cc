@@ -234,7 +234,7 @@ Result<ImageScores> ScoreImage(const torch::Tensor& pred, const torch::Tensor& t
                                        : tp / static_cast<double>(s.pred_pixels);
       s.recall = s.truth_pixels == 0 ? (s.pred_pixels == 0 ? 1.0 : 0.0)
                                      : tp / static_cast<double>(s.truth_pixels);
-      s.hd95 = Hd95Binary(pm, tm, h, w, options.hd95_empty);
+      s.hd95 = options.compute_hd95 ? Hd95Binary(pm, tm, h, w, options.hd95_empty) : kNaN;
       s.hd95_undefined = std::isnan(s.hd95) ? 1 : 0;
       s.images = Skipped(options.absent_class, s.truth_pixels, s.pred_pixels) ? 0 : 1;
       scores.per_class.push_back(s);

@@ -54,6 +54,8 @@ struct MetricsOptions {
   bool include_background = false;  // evaluate class 0 too
   Hd95EmptyPolicy hd95_empty = Hd95EmptyPolicy::kImageDiagonal;
   AbsentClassPolicy absent_class = AbsentClassPolicy::kSkipIfBothEmpty;
+  // false: HD95 is not computed (NaN, left out of means) — for sweeps that rank by Dice only.
+  bool compute_hd95 = true;
 };
 
 // Scores of one class on one image (or, in DatasetScores, means over images).

@@ -65,6 +65,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   AddTrainCommand(app, context);
   AddInferCommand(app, context);
   AddEvalCommand(app, context);
+  AddCalibrateCommand(app, context);
 
   // Logging is set up before any subcommand runs (CLI11 runs the app's callback last).
   app.parse_complete_callback([&] {

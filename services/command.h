@@ -41,5 +41,6 @@ void AddGenerateCommand(CLI::App& app, CommandContext& context);
 void AddTrainCommand(CLI::App& app, CommandContext& context);
 void AddInferCommand(CLI::App& app, CommandContext& context);
 void AddEvalCommand(CLI::App& app, CommandContext& context);
+void AddCalibrateCommand(CLI::App& app, CommandContext& context);
 
 }  // namespace clickdiff

@@ -1,4 +1,4 @@
-#include "services/cli.h"
+#include "tests/services/run_cli.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,21 +16,9 @@ using ::testing::HasSubstr;
 
 const std::string kSourceDir = CLICKDIFF_SOURCE_DIR;
 
-struct CliRun {
-  int code;
-  std::string out;
-  std::string err;
-};
+using testing::CliRun;
 
-CliRun Run(std::vector<std::string> args) {
-  args.insert(args.begin(), "clickdiff");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out;
-  std::ostringstream err;
-  int code = RunCli(static_cast<int>(argv.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
+CliRun Cli(std::vector<std::string> args) { return testing::RunClickdiff(std::move(args)); }
 
 std::string WriteTemp(const std::string& name, const std::string& text) {
   std::string path = ::testing::TempDir() + name;
@@ -39,24 +27,24 @@ std::string WriteTemp(const std::string& name, const std::string& text) {
 }
 
 TEST(CliTest, VersionAndHelpExitZero) {
-  CliRun v = Run({"--version"});
+  CliRun v = Cli({"--version"});
   EXPECT_EQ(v.code, 0);
   EXPECT_THAT(v.out, HasSubstr("clickdiff 0."));
-  CliRun h = Run({"--help"});
+  CliRun h = Cli({"--help"});
   EXPECT_EQ(h.code, 0);
   EXPECT_THAT(h.out, HasSubstr("config"));
   EXPECT_THAT(h.out, HasSubstr("info"));
 }
 
 TEST(CliTest, UsageErrorsExitTwo) {
-  EXPECT_EQ(Run({}).code, 2);
-  EXPECT_EQ(Run({"no-such-command"}).code, 2);
-  EXPECT_EQ(Run({"config", "check"}).code, 2);
+  EXPECT_EQ(Cli({}).code, 2);
+  EXPECT_EQ(Cli({"no-such-command"}).code, 2);
+  EXPECT_EQ(Cli({"config", "check"}).code, 2);
 }
 
 TEST(CliTest, ConfigCheckAcceptsTheShippedConfigs) {
   for (const char* file : {"/config/default.yaml", "/config/production.example.yaml"}) {
-    CliRun r = Run({"config", "check", kSourceDir + file});
+    CliRun r = Cli({"config", "check", kSourceDir + file});
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_THAT(r.out, HasSubstr("config OK"));
   }
@@ -70,7 +58,7 @@ TEST(CliTest, ConfigCheckFailsNamingTheKey) {
   for (const Case& c : {Case{"model:\n  levels: four\n", "model.levels"},             // wrong type
                         Case{"sampler:\n  samples: 0\n", "sampler.samples"},          // out of range
                         Case{"trainer:\n  batch_sise: 4\n", "trainer.batch_sise"}}) {  // unknown
-    CliRun r = Run({"config", "check", WriteTemp("bad.yaml", c.yaml)});
+    CliRun r = Cli({"config", "check", WriteTemp("bad.yaml", c.yaml)});
     EXPECT_EQ(r.code, 1) << c.yaml;
     EXPECT_THAT(r.err, HasSubstr(c.key));
   }
@@ -78,21 +66,21 @@ TEST(CliTest, ConfigCheckFailsNamingTheKey) {
 
 TEST(CliTest, ConfigCheckAppliesSetOverrides) {
   std::string file = kSourceDir + "/config/default.yaml";
-  EXPECT_EQ(Run({"config", "check", file, "--set", "model.method=gaussian_x0"}).code, 0);
-  CliRun bad = Run({"config", "check", file, "--set", "model.levels=0"});
+  EXPECT_EQ(Cli({"config", "check", file, "--set", "model.method=gaussian_x0"}).code, 0);
+  CliRun bad = Cli({"config", "check", file, "--set", "model.levels=0"});
   EXPECT_EQ(bad.code, 1);
   EXPECT_THAT(bad.err, HasSubstr("--set model.levels=0"));
 }
 
 TEST(CliTest, ConfigDumpPrintsEffectiveYaml) {
-  CliRun r = Run({"config", "dump", "--config", kSourceDir + "/config/default.yaml", "--set",
+  CliRun r = Cli({"config", "dump", "--config", kSourceDir + "/config/default.yaml", "--set",
                   "sampler.samples=5"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("samples: 5"));
 }
 
 TEST(CliTest, InfoReportsTorchBlasThreadsAndAMeasuredSpeed) {
-  CliRun r = Run({"info", "--json", "--config", kSourceDir + "/config/default.yaml"});
+  CliRun r = Cli({"info", "--json", "--config", kSourceDir + "/config/default.yaml"});
   ASSERT_EQ(r.code, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["torch_version"].get<std::string>().substr(0, 2), "1.");

@@ -1,0 +1,182 @@
+// The offline commands end to end on a small generated data set, and their handling of bad input:
+// every problem stops the command with a message naming the file (and line), nothing is skipped.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/services/run_cli.h"
+
+namespace clickdiff {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+using testing::CliRun;
+
+CliRun Cli(std::vector<std::string> args) { return testing::RunClickdiff(std::move(args)); }
+
+// A tiny model keeps these tests to seconds.
+const std::vector<std::string> kSmallModel = {
+    "--set", "model.resolution=32", "--set", "model.levels=3", "--set", "model.base_channels=8",
+    "--set", "model.encoder_channels=8", "--set", "model.d3pm.steps=10", "--set",
+    "trainer.batch_size=4", "--set", "compute.torch_threads=1"};
+
+std::vector<std::string> With(std::vector<std::string> args, const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+class OfflineCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("offline_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    CliRun g = Cli({"generate", "--out", dir_.string(), "--count", "6", "--size", "40"});
+    ASSERT_EQ(g.code, 0) << g.err;
+  }
+
+  std::string Path(const std::string& relative) const { return (dir_ / relative).string(); }
+
+  std::vector<std::string> ReadLines(const std::string& relative) const {
+    std::ifstream in(Path(relative));
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+
+  void WriteLines(const std::string& relative, const std::vector<std::string>& lines) const {
+    std::ofstream out(Path(relative));
+    for (const auto& l : lines) out << l << "\n";
+  }
+
+  CliRun Train(const std::string& clicks, const std::string& masks = "") const {
+    std::vector<std::string> args = {"train", "--images", Path("images"), "--out", Path("m.pt"),
+                                     "--steps", "2"};
+    if (!clicks.empty()) args = With(args, {"--clicks", clicks});
+    if (!masks.empty()) args = With(args, {"--masks", masks});
+    return Cli(With(args, kSmallModel));
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(OfflineCommandsTest, GenerateTrainInferEvalRunEndToEnd) {
+  ASSERT_EQ(ReadLines("clicks.jsonl").size(), 6u);  // one organ, one click per image
+  CliRun train = Train(Path("clicks.jsonl"));
+  ASSERT_EQ(train.code, 0) << train.err;
+  EXPECT_EQ(nlohmann::json::parse(train.out)["steps"], 2);
+  ASSERT_TRUE(fs::exists(Path("m.pt")));
+
+  CliRun infer = Cli(With({"infer", "--model", Path("m.pt"), "--images", Path("images"), "--out",
+                           Path("pred"), "--samples", "3"},
+                          {"--set", "compute.torch_threads=1"}));
+  ASSERT_EQ(infer.code, 0) << infer.err;
+  nlohmann::json summary = nlohmann::json::parse(infer.out);
+  EXPECT_EQ(summary["images"], 6);
+  EXPECT_EQ(summary["network_evaluations_per_sample"], 10);
+  EXPECT_TRUE(fs::exists(Path("pred/synthetic_0000.png")));
+  EXPECT_TRUE(fs::exists(Path("pred/uncertainty/synthetic_0000.png")));
+
+  CliRun eval = Cli({"eval", "--pred", Path("pred"), "--truth", Path("truth")});
+  ASSERT_EQ(eval.code, 0) << eval.err;
+  nlohmann::json scores = nlohmann::json::parse(eval.out);
+  EXPECT_EQ(scores["images"], 6);
+  ASSERT_EQ(scores["classes"].size(), 1u);
+  double dice = scores["mean"]["dice"];
+  EXPECT_GE(dice, 0.0);
+  EXPECT_LE(dice, 1.0);
+}
+
+TEST_F(OfflineCommandsTest, EvalOfTruthAgainstItselfIsPerfect) {
+  CliRun eval = Cli({"eval", "--pred", Path("truth"), "--truth", Path("truth")});
+  ASSERT_EQ(eval.code, 0) << eval.err;
+  nlohmann::json scores = nlohmann::json::parse(eval.out);
+  EXPECT_DOUBLE_EQ(scores["mean"]["dice"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(scores["mean"]["hd95"].get<double>(), 0.0);
+}
+
+TEST_F(OfflineCommandsTest, ClickOutsideItsImageNamesFileAndLine) {
+  auto lines = ReadLines("clicks.jsonl");
+  lines[2] = R"({"image": "synthetic_0002.png", "x": 40, "y": 5, "class": 1})";
+  WriteLines("clicks.jsonl", lines);
+  CliRun r = Train(Path("clicks.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("clicks.jsonl:3"));
+  EXPECT_THAT(r.err, HasSubstr("40x40"));
+}
+
+TEST_F(OfflineCommandsTest, ClickNamingAMissingFileNamesFileAndLine) {
+  auto lines = ReadLines("clicks.jsonl");
+  lines[4] = R"({"image": "nope.png", "x": 1, "y": 1, "class": 1})";
+  WriteLines("clicks.jsonl", lines);
+  CliRun r = Train(Path("clicks.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("clicks.jsonl:5"));
+  EXPECT_THAT(r.err, HasSubstr("nope.png"));
+}
+
+TEST_F(OfflineCommandsTest, UnknownClassNamesFileAndLine) {
+  auto lines = ReadLines("clicks.jsonl");
+  lines[0] = R"({"image": "synthetic_0000.png", "x": 1, "y": 1, "class": 7})";
+  WriteLines("clicks.jsonl", lines);
+  CliRun r = Train(Path("clicks.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("clicks.jsonl:1"));
+  EXPECT_THAT(r.err, HasSubstr("class"));
+}
+
+TEST_F(OfflineCommandsTest, MalformedClickLineNamesFileAndLine) {
+  auto lines = ReadLines("clicks.jsonl");
+  lines[1] = R"({"image": "synthetic_0001.png", "x": 1,)";
+  WriteLines("clicks.jsonl", lines);
+  CliRun r = Train(Path("clicks.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("clicks.jsonl:2"));
+}
+
+TEST_F(OfflineCommandsTest, TruncatedImageNamesTheFile) {
+  std::string image = Path("images/synthetic_0003.png");
+  fs::resize_file(image, fs::file_size(image) / 2);
+  CliRun r = Train(Path("clicks.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("synthetic_0003.png"));
+  CliRun infer = Cli({"infer", "--model", Path("none.pt"), "--images", Path("images"), "--out",
+                      Path("pred")});
+  EXPECT_EQ(infer.code, 1);
+  EXPECT_THAT(infer.err, HasSubstr("none.pt"));  // the missing model is reported first
+}
+
+TEST_F(OfflineCommandsTest, MaskOfTheWrongSizeNamesTheFile) {
+  fs::copy_file(Path("truth/synthetic_0000.png"), Path("small.png"));
+  CliRun g = Cli({"generate", "--out", Path("other"), "--count", "1", "--size", "24"});
+  ASSERT_EQ(g.code, 0) << g.err;
+  fs::copy_file(Path("other/truth/synthetic_0000.png"), Path("truth/synthetic_0001.png"),
+                fs::copy_options::overwrite_existing);
+  CliRun r = Train("", Path("truth"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("synthetic_0001.png"));
+  CliRun eval = Cli({"eval", "--pred", Path("truth"), "--truth", Path("other/truth")});
+  EXPECT_EQ(eval.code, 1);
+  EXPECT_THAT(eval.err, HasSubstr("synthetic_0000.png"));
+}
+
+TEST_F(OfflineCommandsTest, TrainNeedsSupervisionAndABudget) {
+  CliRun none = Cli({"train", "--images", Path("images"), "--out", Path("m.pt"), "--steps", "1"});
+  EXPECT_EQ(none.code, 1);
+  EXPECT_THAT(none.err, HasSubstr("--clicks"));
+  CliRun no_budget = Cli({"train", "--images", Path("images"), "--clicks", Path("clicks.jsonl"),
+                          "--out", Path("m.pt")});
+  EXPECT_EQ(no_budget.code, 1);
+  EXPECT_THAT(no_budget.err, HasSubstr("--steps"));
+}
+
+}  // namespace
+}  // namespace clickdiff
