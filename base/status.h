@@ -76,7 +76,7 @@ inline Status Internal(std::string msg) { return Status(StatusCode::kInternal, s
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (status_.ok()) status_ = Internal("Result constructed from an OK status without a value");
   }
@@ -101,8 +101,8 @@ class [[nodiscard]] Result {
 }  // namespace clickdiff
 
 // Returns early from the enclosing function when `expr` yields a non-OK Status.
-#define CLICKDIFF_RETURN_IF_ERROR(expr)                  \
+#define CLICKDIFF_RETURN_IF_ERROR(expr)                    \
   do {                                                     \
-    ::clickdiff::Status _clickdiff_status = (expr);      \
+    ::clickdiff::Status _clickdiff_status = (expr);        \
     if (!_clickdiff_status.ok()) return _clickdiff_status; \
   } while (0)

@@ -18,7 +18,7 @@ struct KafkaTopics {
   std::string labels = "labels";
   std::string model_updates = "model-updates";
   std::string metrics = "metrics";
-  std::string masks;  // empty: masks are published on ZeroMQ only
+  std::string masks;                // empty: masks are published on ZeroMQ only
   std::string dlq_suffix = ".dlq";  // dead letters of topic T go to T + dlq_suffix
 };
 
@@ -31,13 +31,14 @@ struct KafkaConfig {
   std::string group_id = "clickdiff";
   std::string client_id = "clickdiff";
   KafkaTopics topics;
-  // Passed verbatim to librdkafka (security.protocol, sasl.*, ssl.*, ...); librdkafka validates them.
+  // Passed verbatim to librdkafka (security.protocol, sasl.*, ssl.*, ...); librdkafka validates
+  // them.
   std::map<std::string, std::string> properties;
 };
 
 struct StoreConfig {
   std::string path = "./var/db";
-  bool sync = false;  // fsync every write batch
+  bool sync = false;                // fsync every write batch
   std::string compression = "lz4";  // lz4 | zstd | none
   int block_cache_mb = 64;
 };
@@ -71,7 +72,7 @@ struct GaussianConfig {
 struct LossConfig {
   double focal_gamma = 2.0;
   double focal_alpha = 0.999;  // weight of foreground (clicked) pixels
-  double vlb_weight = 0.001;   // d3pm: weight of the variational term
+  double vlb_weight = 0.01;    // d3pm: weight of the variational term
 };
 
 struct ModelConfig {
@@ -80,9 +81,9 @@ struct ModelConfig {
   std::vector<std::string> class_names = {"background", "organ"};
   int resolution = 64;  // the model's own square grid; images are resized to it and back
   int levels = 4;
-  int base_channels = 32;     // denoiser width at full resolution
-  int encoder_channels = 32;  // image-encoder width at full resolution
-  std::string checkpoint;  // model file to start from; empty: a fresh model
+  int base_channels = 8;      // denoiser width at full resolution
+  int encoder_channels = 16;  // image-encoder width at full resolution
+  std::string checkpoint;     // model file to start from; empty: a fresh model
   D3pmConfig d3pm;
   GaussianConfig gaussian;
   LossConfig loss;
@@ -90,21 +91,21 @@ struct ModelConfig {
 
 struct SamplerConfig {
   int samples = 16;  // N stochastic samples per image
-  int steps = 0;     // denoising steps per sample; 0: the method's own T
+  int steps = 50;    // denoising steps per sample; 0 or more than T: T (d3pm: respaced)
   int shards = 1;    // parallel sampler nodes an inference request is split across
   int memory_budget_mb = 512;
 };
 
 struct AggregatorConfig {
-  std::string rule = "density";  // majority | threshold | density
-  double threshold = 0.5;        // threshold rule: minimum vote fraction of a class
-  double density_sigma = 4.0;    // density rule: Gaussian smoothing of vote maps, model pixels
-  double density_threshold = 0.05;  // density rule: fraction of the smoothed map's peak
+  std::string rule = "density";    // majority | threshold | density
+  double threshold = 0.5;          // threshold rule: minimum vote fraction of a class
+  double density_sigma = 2.0;      // density rule: Gaussian smoothing of vote maps, model pixels
+  double density_threshold = 0.6;  // density rule: fraction of the smoothed map's peak
 };
 
 struct TrainerConfig {
   int batch_size = 8;
-  double learning_rate = 2e-4;
+  double learning_rate = 2e-3;
   uint64_t seed = 1;
 };
 

@@ -74,7 +74,8 @@ FieldSpec Integer(std::string key, Accessor<T> access, int64_t lo, int64_t hi) {
           [=](const YAML::Node& node, Config& config) -> Status {
             int64_t v = 0;
             CLICKDIFF_RETURN_IF_ERROR(ReadScalar(node, allowed, &v));
-            if (v < lo || v > hi) return OutOfRange("expected " + allowed + ", got " + node.Scalar());
+            if (v < lo || v > hi)
+              return OutOfRange("expected " + allowed + ", got " + node.Scalar());
             access(config) = static_cast<T>(v);
             return Status::Ok();
           },
@@ -137,12 +138,14 @@ FieldSpec TextList(std::string key, Accessor<std::vector<std::string>> access) {
   std::string allowed = "a list of non-empty strings";
   return {std::move(key), allowed, false,
           [=](const YAML::Node& node, Config& config) -> Status {
-            if (!node.IsSequence()) return InvalidArgument("expected " + allowed + ", got " + Describe(node));
+            if (!node.IsSequence())
+              return InvalidArgument("expected " + allowed + ", got " + Describe(node));
             std::vector<std::string> values;
             for (const auto& item : node) {
               std::string v;
               CLICKDIFF_RETURN_IF_ERROR(ReadScalar(item, allowed, &v));
-              if (v.empty()) return InvalidArgument("expected " + allowed + ", got an empty string");
+              if (v.empty())
+                return InvalidArgument("expected " + allowed + ", got an empty string");
               values.push_back(v);
             }
             access(config) = values;
@@ -156,7 +159,8 @@ FieldSpec TextMap(std::string key, Accessor<std::map<std::string, std::string>> 
   return {std::move(key), allowed, true,
           [=](const YAML::Node& node, Config& config) -> Status {
             if (node.IsNull()) return Status::Ok();
-            if (!node.IsMap()) return InvalidArgument("expected " + allowed + ", got " + Describe(node));
+            if (!node.IsMap())
+              return InvalidArgument("expected " + allowed + ", got " + Describe(node));
             auto& target = access(config);
             for (const auto& entry : node) {
               std::string k;
@@ -217,66 +221,167 @@ const std::vector<FieldSpec>& Fields() {
   static const std::vector<FieldSpec> fields = [] {
     constexpr int64_t kIntMax = std::numeric_limits<int>::max();
     std::vector<FieldSpec> f;
-    f.push_back(Choice("mode", [](Config& c) -> auto& { return c.mode; }, {"embedded", "external"}));
-    f.push_back(Text("kafka.bootstrap_servers", [](Config& c) -> auto& { return c.kafka.bootstrap_servers; },
-                     "host:port[,host:port...]; empty in embedded mode"));
-    f.push_back(Integer<int>("kafka.embedded_brokers", [](Config& c) -> auto& { return c.kafka.embedded_brokers; }, 1, 16));
-    f.push_back(Integer<int>("kafka.partitions", [](Config& c) -> auto& { return c.kafka.partitions; }, 1, 1024));
-    f.push_back(Text("kafka.group_id", [](Config& c) -> auto& { return c.kafka.group_id; }, "a consumer group id", NonEmptyProblem));
-    f.push_back(Text("kafka.client_id", [](Config& c) -> auto& { return c.kafka.client_id; }, "a client id", NonEmptyProblem));
-    f.push_back(Text("kafka.topics.images", [](Config& c) -> auto& { return c.kafka.topics.images; }, "a Kafka topic name", RequiredTopicProblem));
-    f.push_back(Text("kafka.topics.clicks", [](Config& c) -> auto& { return c.kafka.topics.clicks; }, "a Kafka topic name", RequiredTopicProblem));
-    f.push_back(Text("kafka.topics.labels", [](Config& c) -> auto& { return c.kafka.topics.labels; }, "a Kafka topic name", RequiredTopicProblem));
-    f.push_back(Text("kafka.topics.model_updates", [](Config& c) -> auto& { return c.kafka.topics.model_updates; }, "a Kafka topic name", RequiredTopicProblem));
-    f.push_back(Text("kafka.topics.metrics", [](Config& c) -> auto& { return c.kafka.topics.metrics; }, "a Kafka topic name", RequiredTopicProblem));
-    f.push_back(Text("kafka.topics.masks", [](Config& c) -> auto& { return c.kafka.topics.masks; }, "a Kafka topic name, or empty for none", KafkaTopicProblem));
-    f.push_back(Text("kafka.topics.dlq_suffix", [](Config& c) -> auto& { return c.kafka.topics.dlq_suffix; }, "a topic name suffix", RequiredTopicProblem));
-    f.push_back(TextMap("kafka.properties", [](Config& c) -> auto& { return c.kafka.properties; }));
-    f.push_back(Text("store.path", [](Config& c) -> auto& { return c.store.path; }, "a directory path", NonEmptyProblem));
-    f.push_back(Boolean("store.sync", [](Config& c) -> auto& { return c.store.sync; }));
-    f.push_back(Choice("store.compression", [](Config& c) -> auto& { return c.store.compression; }, {"lz4", "zstd", "none"}));
-    f.push_back(Integer<int>("store.block_cache_mb", [](Config& c) -> auto& { return c.store.block_cache_mb; }, 0, 1 << 20));
-    f.push_back(Text("zmq.publish_endpoint", [](Config& c) -> auto& { return c.zmq.publish_endpoint; }, "tcp://, ipc:// or inproc:// endpoint", EndpointProblem));
-    f.push_back(Text("zmq.query_endpoint", [](Config& c) -> auto& { return c.zmq.query_endpoint; }, "tcp://, ipc:// or inproc:// endpoint", EndpointProblem));
-    f.push_back(Integer<int>("zmq.send_high_water_mark", [](Config& c) -> auto& { return c.zmq.send_high_water_mark; }, 1, 1000000));
-    f.push_back(Boolean("zmq.curve.enabled", [](Config& c) -> auto& { return c.zmq.curve.enabled; }));
-    f.push_back(Text("zmq.curve.server_public_key", [](Config& c) -> auto& { return c.zmq.curve.server_public_key; }, "a Z85 key of 40 characters", Z85KeyProblem));
-    f.push_back(Text("zmq.curve.server_secret_key", [](Config& c) -> auto& { return c.zmq.curve.server_secret_key; }, "a Z85 key of 40 characters", Z85KeyProblem));
-    f.push_back(Choice("model.method", [](Config& c) -> auto& { return c.model.method; }, {"d3pm", "gaussian_x0", "unet"}));
-    f.push_back(Integer<int>("model.num_classes", [](Config& c) -> auto& { return c.model.num_classes; }, 2, 255));
-    f.push_back(TextList("model.class_names", [](Config& c) -> auto& { return c.model.class_names; }));
-    f.push_back(Integer<int>("model.resolution", [](Config& c) -> auto& { return c.model.resolution; }, 16, 1024));
-    f.push_back(Integer<int>("model.levels", [](Config& c) -> auto& { return c.model.levels; }, 1, 6));
-    f.push_back(Integer<int>("model.base_channels", [](Config& c) -> auto& { return c.model.base_channels; }, 4, 512));
-    f.push_back(Integer<int>("model.encoder_channels", [](Config& c) -> auto& { return c.model.encoder_channels; }, 4, 512));
-    f.push_back(Text("model.checkpoint", [](Config& c) -> auto& { return c.model.checkpoint; }, "a model file path, or empty"));
-    f.push_back(Integer<int>("model.d3pm.steps", [](Config& c) -> auto& { return c.model.d3pm.steps; }, 1, 10000));
-    f.push_back(Real("model.d3pm.beta_start", [](Config& c) -> auto& { return c.model.d3pm.beta_start; }, 0, 1, true));
-    f.push_back(Real("model.d3pm.beta_end", [](Config& c) -> auto& { return c.model.d3pm.beta_end; }, 0, 1, true));
-    f.push_back(Integer<int>("model.gaussian.steps", [](Config& c) -> auto& { return c.model.gaussian.steps; }, 1, 1000));
-    f.push_back(Real("model.gaussian.beta_min", [](Config& c) -> auto& { return c.model.gaussian.beta_min; }, 0, 100, true));
-    f.push_back(Real("model.gaussian.beta_max", [](Config& c) -> auto& { return c.model.gaussian.beta_max; }, 0, 100, true));
-    f.push_back(Integer<int>("model.gaussian.latent_dim", [](Config& c) -> auto& { return c.model.gaussian.latent_dim; }, 1, 1024));
-    f.push_back(Real("model.loss.focal_gamma", [](Config& c) -> auto& { return c.model.loss.focal_gamma; }, 0, 10));
-    f.push_back(Real("model.loss.focal_alpha", [](Config& c) -> auto& { return c.model.loss.focal_alpha; }, 0, 1, true));
-    f.push_back(Real("model.loss.vlb_weight", [](Config& c) -> auto& { return c.model.loss.vlb_weight; }, 0, 100));
-    f.push_back(Integer<int>("sampler.samples", [](Config& c) -> auto& { return c.sampler.samples; }, 1, 4096));
-    f.push_back(Integer<int>("sampler.steps", [](Config& c) -> auto& { return c.sampler.steps; }, 0, 10000));
-    f.push_back(Integer<int>("sampler.shards", [](Config& c) -> auto& { return c.sampler.shards; }, 1, 256));
-    f.push_back(Integer<int>("sampler.memory_budget_mb", [](Config& c) -> auto& { return c.sampler.memory_budget_mb; }, 16, 1 << 20));
-    f.push_back(Choice("aggregator.rule", [](Config& c) -> auto& { return c.aggregator.rule; }, {"majority", "threshold", "density"}));
-    f.push_back(Real("aggregator.threshold", [](Config& c) -> auto& { return c.aggregator.threshold; }, 0, 1, true));
-    f.push_back(Real("aggregator.density_sigma", [](Config& c) -> auto& { return c.aggregator.density_sigma; }, 0, 64, true));
-    f.push_back(Real("aggregator.density_threshold", [](Config& c) -> auto& { return c.aggregator.density_threshold; }, 0, 1, true));
-    f.push_back(Integer<int>("trainer.batch_size", [](Config& c) -> auto& { return c.trainer.batch_size; }, 1, 4096));
-    f.push_back(Real("trainer.learning_rate", [](Config& c) -> auto& { return c.trainer.learning_rate; }, 0, 1, true));
-    f.push_back(Integer<uint64_t>("trainer.seed", [](Config& c) -> auto& { return c.trainer.seed; }, 0, std::numeric_limits<int64_t>::max()));
-    f.push_back(Text("compute.device", [](Config& c) -> auto& { return c.compute.device; }, "cpu, cuda, cuda:N or auto", DeviceProblem));
-    f.push_back(Integer<int>("compute.torch_threads", [](Config& c) -> auto& { return c.compute.torch_threads; }, 0, 1024));
-    f.push_back(Integer<int64_t>("limits.max_payload_bytes", [](Config& c) -> auto& { return c.limits.max_payload_bytes; }, 1024, int64_t{1} << 30));
-    f.push_back(Integer<int>("limits.max_image_side", [](Config& c) -> auto& { return c.limits.max_image_side; }, 8, 65536));
-    f.push_back(Integer<int>("limits.max_in_flight", [](Config& c) -> auto& { return c.limits.max_in_flight; }, 1, kIntMax));
-    f.push_back(Choice("logging.level", [](Config& c) -> auto& { return c.logging.level; }, {"trace", "debug", "info", "warn", "error", "off"}));
+    f.push_back(
+        Choice("mode", [](Config & c) -> auto& { return c.mode; }, {"embedded", "external"}));
+    f.push_back(Text(
+        "kafka.bootstrap_servers", [](Config & c) -> auto& { return c.kafka.bootstrap_servers; },
+        "host:port[,host:port...]; empty in embedded mode"));
+    f.push_back(Integer<int>(
+        "kafka.embedded_brokers", [](Config & c) -> auto& { return c.kafka.embedded_brokers; }, 1,
+        16));
+    f.push_back(Integer<int>(
+        "kafka.partitions", [](Config & c) -> auto& { return c.kafka.partitions; }, 1, 1024));
+    f.push_back(Text(
+        "kafka.group_id", [](Config & c) -> auto& { return c.kafka.group_id; },
+        "a consumer group id", NonEmptyProblem));
+    f.push_back(Text(
+        "kafka.client_id", [](Config & c) -> auto& { return c.kafka.client_id; }, "a client id",
+        NonEmptyProblem));
+    f.push_back(Text(
+        "kafka.topics.images", [](Config & c) -> auto& { return c.kafka.topics.images; },
+        "a Kafka topic name", RequiredTopicProblem));
+    f.push_back(Text(
+        "kafka.topics.clicks", [](Config & c) -> auto& { return c.kafka.topics.clicks; },
+        "a Kafka topic name", RequiredTopicProblem));
+    f.push_back(Text(
+        "kafka.topics.labels", [](Config & c) -> auto& { return c.kafka.topics.labels; },
+        "a Kafka topic name", RequiredTopicProblem));
+    f.push_back(Text(
+        "kafka.topics.model_updates",
+        [](Config & c) -> auto& { return c.kafka.topics.model_updates; }, "a Kafka topic name",
+        RequiredTopicProblem));
+    f.push_back(Text(
+        "kafka.topics.metrics", [](Config & c) -> auto& { return c.kafka.topics.metrics; },
+        "a Kafka topic name", RequiredTopicProblem));
+    f.push_back(Text(
+        "kafka.topics.masks", [](Config & c) -> auto& { return c.kafka.topics.masks; },
+        "a Kafka topic name, or empty for none", KafkaTopicProblem));
+    f.push_back(Text(
+        "kafka.topics.dlq_suffix", [](Config & c) -> auto& { return c.kafka.topics.dlq_suffix; },
+        "a topic name suffix", RequiredTopicProblem));
+    f.push_back(TextMap(
+        "kafka.properties", [](Config & c) -> auto& { return c.kafka.properties; }));
+    f.push_back(Text(
+        "store.path", [](Config & c) -> auto& { return c.store.path; }, "a directory path",
+        NonEmptyProblem));
+    f.push_back(Boolean(
+        "store.sync", [](Config & c) -> auto& { return c.store.sync; }));
+    f.push_back(Choice("store.compression", [](Config & c) -> auto& { return c.store.compression; },
+                       {"lz4", "zstd", "none"}));
+    f.push_back(Integer<int>(
+        "store.block_cache_mb", [](Config & c) -> auto& { return c.store.block_cache_mb; }, 0,
+        1 << 20));
+    f.push_back(Text(
+        "zmq.publish_endpoint", [](Config & c) -> auto& { return c.zmq.publish_endpoint; },
+        "tcp://, ipc:// or inproc:// endpoint", EndpointProblem));
+    f.push_back(Text(
+        "zmq.query_endpoint", [](Config & c) -> auto& { return c.zmq.query_endpoint; },
+        "tcp://, ipc:// or inproc:// endpoint", EndpointProblem));
+    f.push_back(Integer<int>(
+        "zmq.send_high_water_mark", [](Config & c) -> auto& { return c.zmq.send_high_water_mark; },
+        1, 1000000));
+    f.push_back(Boolean(
+        "zmq.curve.enabled", [](Config & c) -> auto& { return c.zmq.curve.enabled; }));
+    f.push_back(Text(
+        "zmq.curve.server_public_key",
+        [](Config & c) -> auto& { return c.zmq.curve.server_public_key; },
+        "a Z85 key of 40 characters", Z85KeyProblem));
+    f.push_back(Text(
+        "zmq.curve.server_secret_key",
+        [](Config & c) -> auto& { return c.zmq.curve.server_secret_key; },
+        "a Z85 key of 40 characters", Z85KeyProblem));
+    f.push_back(Choice("model.method", [](Config & c) -> auto& { return c.model.method; },
+                       {"d3pm", "gaussian_x0", "unet"}));
+    f.push_back(Integer<int>(
+        "model.num_classes", [](Config & c) -> auto& { return c.model.num_classes; }, 2, 255));
+    f.push_back(TextList(
+        "model.class_names", [](Config & c) -> auto& { return c.model.class_names; }));
+    f.push_back(Integer<int>(
+        "model.resolution", [](Config & c) -> auto& { return c.model.resolution; }, 16, 1024));
+    f.push_back(Integer<int>(
+        "model.levels", [](Config & c) -> auto& { return c.model.levels; }, 1, 6));
+    f.push_back(Integer<int>(
+        "model.base_channels", [](Config & c) -> auto& { return c.model.base_channels; }, 4, 512));
+    f.push_back(Integer<int>(
+        "model.encoder_channels", [](Config & c) -> auto& { return c.model.encoder_channels; }, 4,
+        512));
+    f.push_back(Text(
+        "model.checkpoint", [](Config & c) -> auto& { return c.model.checkpoint; },
+        "a model file path, or empty"));
+    f.push_back(Integer<int>(
+        "model.d3pm.steps", [](Config & c) -> auto& { return c.model.d3pm.steps; }, 1, 10000));
+    f.push_back(Real(
+        "model.d3pm.beta_start", [](Config & c) -> auto& { return c.model.d3pm.beta_start; }, 0, 1,
+        true));
+    f.push_back(Real(
+        "model.d3pm.beta_end", [](Config & c) -> auto& { return c.model.d3pm.beta_end; }, 0, 1,
+        true));
+    f.push_back(Integer<int>(
+        "model.gaussian.steps", [](Config & c) -> auto& { return c.model.gaussian.steps; }, 1,
+        1000));
+    f.push_back(Real(
+        "model.gaussian.beta_min", [](Config & c) -> auto& { return c.model.gaussian.beta_min; }, 0,
+        100, true));
+    f.push_back(Real(
+        "model.gaussian.beta_max", [](Config & c) -> auto& { return c.model.gaussian.beta_max; }, 0,
+        100, true));
+    f.push_back(Integer<int>(
+        "model.gaussian.latent_dim",
+        [](Config & c) -> auto& { return c.model.gaussian.latent_dim; }, 1, 1024));
+    f.push_back(Real(
+        "model.loss.focal_gamma", [](Config & c) -> auto& { return c.model.loss.focal_gamma; }, 0,
+        10));
+    f.push_back(Real(
+        "model.loss.focal_alpha", [](Config & c) -> auto& { return c.model.loss.focal_alpha; }, 0,
+        1, true));
+    f.push_back(Real(
+        "model.loss.vlb_weight", [](Config & c) -> auto& { return c.model.loss.vlb_weight; }, 0,
+        100));
+    f.push_back(Integer<int>(
+        "sampler.samples", [](Config & c) -> auto& { return c.sampler.samples; }, 1, 4096));
+    f.push_back(Integer<int>(
+        "sampler.steps", [](Config & c) -> auto& { return c.sampler.steps; }, 0, 10000));
+    f.push_back(Integer<int>(
+        "sampler.shards", [](Config & c) -> auto& { return c.sampler.shards; }, 1, 256));
+    f.push_back(Integer<int>(
+        "sampler.memory_budget_mb", [](Config & c) -> auto& { return c.sampler.memory_budget_mb; },
+        16, 1 << 20));
+    f.push_back(Choice("aggregator.rule", [](Config & c) -> auto& { return c.aggregator.rule; },
+                       {"majority", "threshold", "density"}));
+    f.push_back(Real(
+        "aggregator.threshold", [](Config & c) -> auto& { return c.aggregator.threshold; }, 0, 1,
+        true));
+    f.push_back(Real(
+        "aggregator.density_sigma", [](Config & c) -> auto& { return c.aggregator.density_sigma; },
+        0, 64, true));
+    f.push_back(Real(
+        "aggregator.density_threshold",
+        [](Config & c) -> auto& { return c.aggregator.density_threshold; }, 0, 1, true));
+    f.push_back(Integer<int>(
+        "trainer.batch_size", [](Config & c) -> auto& { return c.trainer.batch_size; }, 1, 4096));
+    f.push_back(Real(
+        "trainer.learning_rate", [](Config & c) -> auto& { return c.trainer.learning_rate; }, 0, 1,
+        true));
+    f.push_back(Integer<uint64_t>(
+        "trainer.seed", [](Config & c) -> auto& { return c.trainer.seed; }, 0,
+        std::numeric_limits<int64_t>::max()));
+    f.push_back(Text(
+        "compute.device", [](Config & c) -> auto& { return c.compute.device; },
+        "cpu, cuda, cuda:N or auto", DeviceProblem));
+    f.push_back(Integer<int>(
+        "compute.torch_threads", [](Config & c) -> auto& { return c.compute.torch_threads; }, 0,
+        1024));
+    f.push_back(Integer<int64_t>(
+        "limits.max_payload_bytes", [](Config & c) -> auto& { return c.limits.max_payload_bytes; },
+        1024, int64_t{1} << 30));
+    f.push_back(Integer<int>(
+        "limits.max_image_side", [](Config & c) -> auto& { return c.limits.max_image_side; }, 8,
+        65536));
+    f.push_back(Integer<int>(
+        "limits.max_in_flight", [](Config & c) -> auto& { return c.limits.max_in_flight; }, 1,
+        kIntMax));
+    f.push_back(Choice("logging.level", [](Config & c) -> auto& { return c.logging.level; },
+                       {"trace", "debug", "info", "warn", "error", "off"}));
     return f;
   }();
   return fields;
@@ -389,7 +494,8 @@ Status ApplyOverride(YAML::Node& root, const std::string& key, const std::string
   }
   YAML::Node cursor(root);
   for (size_t i = 0; i + 1 < path.size(); ++i) {
-    if (!cursor[path[i]] || !cursor[path[i]].IsMap()) cursor[path[i]] = YAML::Node(YAML::NodeType::Map);
+    if (!cursor[path[i]] || !cursor[path[i]].IsMap())
+      cursor[path[i]] = YAML::Node(YAML::NodeType::Map);
     cursor.reset(cursor[path[i]]);
   }
   if (rest.empty()) {
@@ -425,9 +531,8 @@ Status ApplyOverrides(YAML::Node& root, const ConfigOverrides& overrides, Origin
     if (eq == std::string::npos || eq == 0) {
       return InvalidArgument("--set " + assignment + ": expected key=value");
     }
-    CLICKDIFF_RETURN_IF_ERROR(ApplyOverride(root, assignment.substr(0, eq),
-                                            assignment.substr(eq + 1), "--set " + assignment,
-                                            origins));
+    CLICKDIFF_RETURN_IF_ERROR(ApplyOverride(
+        root, assignment.substr(0, eq), assignment.substr(eq + 1), "--set " + assignment, origins));
   }
   return Status::Ok();
 }
@@ -448,9 +553,9 @@ Status ValidateCombination(const Config& c) {
                            std::to_string(c.model.num_classes));
   }
   if (c.model.resolution % (1 << (c.model.levels - 1)) != 0) {
-    return InvalidArgument("model.resolution: " + std::to_string(c.model.resolution) +
-                           " must be divisible by 2^(model.levels-1) = " +
-                           std::to_string(1 << (c.model.levels - 1)));
+    return InvalidArgument(
+        "model.resolution: " + std::to_string(c.model.resolution) +
+        " must be divisible by 2^(model.levels-1) = " + std::to_string(1 << (c.model.levels - 1)));
   }
   if (c.model.d3pm.beta_end < c.model.d3pm.beta_start) {
     return InvalidArgument("model.d3pm.beta_end: must not be below model.d3pm.beta_start");
@@ -496,8 +601,8 @@ Result<Config> LoadConfigString(const std::string& yaml, const std::string& sour
   try {
     root = YAML::Load(yaml);
   } catch (const YAML::Exception& e) {
-    return InvalidArgument(source + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " +
-                           e.msg);
+    return InvalidArgument(source + ":" + std::to_string(e.mark.line + 1) +
+                           ": not valid YAML: " + e.msg);
   }
   if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) {

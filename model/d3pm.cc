@@ -58,7 +58,8 @@ NoisedBatch D3pmProcess::Noise(const torch::Tensor& x0, at::Generator& gen) cons
   const auto device = x0.device();
   NoisedBatch out;
   out.timesteps = RandTimesteps(x0.size(0), NumTimesteps(), gen, device);
-  const auto qbar = cumulative_.to(device, torch::kFloat).index_select(0, out.timesteps);  // [B,K,K]
+  const auto qbar =
+      cumulative_.to(device, torch::kFloat).index_select(0, out.timesteps);  // [B,K,K]
   // q(x_t | x0) rows, gathered per pixel: [B,K,H,W].
   const auto onehot = torch::one_hot(x0, num_classes_).permute({0, 3, 1, 2}).to(torch::kFloat);
   const auto probs = torch::einsum("bji,bjhw->bihw", {qbar, onehot});
@@ -94,8 +95,8 @@ torch::Tensor D3pmProcess::Sample(const DenoiseFn& denoise, int64_t n, int64_t h
   const auto times = RespacedTimesteps(NumTimesteps(), steps);
   for (size_t i = 0; i + 1 < times.size(); ++i) {
     const int64_t t = times[i], s = times[i + 1];
-    const auto t_net = NetworkTime(torch::full({n}, t, torch::TensorOptions().dtype(torch::kLong)))
-                           .to(device);
+    const auto t_net =
+        NetworkTime(torch::full({n}, t, torch::TensorOptions().dtype(torch::kLong))).to(device);
     const auto x0_probs = torch::softmax(denoise(SignedOneHot(x, num_classes_), t_net), 1);
     const auto probs = Posterior(x, x0_probs, Transition(s, t), cumulative_[s]);
     x = SampleCategorical(probs, gen);

@@ -15,8 +15,8 @@ std::vector<int64_t> RespacedTimesteps(int64_t num_timesteps, int64_t steps) {
   if (steps <= 0 || steps > num_timesteps) steps = num_timesteps;
   std::vector<int64_t> out;
   for (int64_t i = steps; i >= 0; --i) {
-    out.push_back(static_cast<int64_t>(std::llround(static_cast<double>(i) * num_timesteps /
-                                                    static_cast<double>(steps))));
+    out.push_back(static_cast<int64_t>(
+        std::llround(static_cast<double>(i) * num_timesteps / static_cast<double>(steps))));
   }
   return out;
 }

@@ -13,7 +13,8 @@ GaussianX0Process::GaussianX0Process(int64_t num_classes, const GaussianX0Option
   auto alpha_bar = alphas_cumprod_.accessor<double, 1>();
   const double t_total = static_cast<double>(T);
   for (int64_t t = 1; t <= T; ++t) {
-    const double exponent = options.beta_min / t_total + 0.5 * (options.beta_max - options.beta_min) *
+    const double exponent = options.beta_min / t_total + 0.5 *
+                                                             (options.beta_max - options.beta_min) *
                                                              (2.0 * t - 1.0) / (t_total * t_total);
     beta[t] = 1.0 - std::exp(-exponent);
     alpha_bar[t] = alpha_bar[t - 1] * (1.0 - beta[t]);
@@ -60,8 +61,8 @@ torch::Tensor GaussianX0Process::Sample(const DenoiseFn& denoise, int64_t n, int
   const auto times = RespacedTimesteps(NumTimesteps(), steps);
   for (size_t i = 0; i + 1 < times.size(); ++i) {
     const int64_t t = times[i], s = times[i + 1];
-    const auto t_net = NetworkTime(torch::full({n}, t, torch::TensorOptions().dtype(torch::kLong)))
-                           .to(device);
+    const auto t_net =
+        NetworkTime(torch::full({n}, t, torch::TensorOptions().dtype(torch::kLong))).to(device);
     const auto x0_hat = 2 * torch::softmax(denoise(x, t_net), 1) - 1;
     const auto c = Posterior(s, t);
     x = c.x0 * x0_hat + c.xt * x;

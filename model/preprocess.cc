@@ -31,11 +31,13 @@ std::pair<int64_t, int64_t> GridMapping::ToGrid(int64_t x, int64_t y) const {
 int64_t GridMapping::GridX0() const { return GridCoordinate(pad_x, *this); }
 int64_t GridMapping::GridY0() const { return GridCoordinate(pad_y, *this); }
 int64_t GridMapping::GridX1() const {
-  auto end = static_cast<int64_t>(std::ceil(static_cast<double>(pad_x + width) * resolution / side));
+  auto end =
+      static_cast<int64_t>(std::ceil(static_cast<double>(pad_x + width) * resolution / side));
   return std::clamp<int64_t>(end, GridX0() + 1, resolution);
 }
 int64_t GridMapping::GridY1() const {
-  auto end = static_cast<int64_t>(std::ceil(static_cast<double>(pad_y + height) * resolution / side));
+  auto end =
+      static_cast<int64_t>(std::ceil(static_cast<double>(pad_y + height) * resolution / side));
   return std::clamp<int64_t>(end, GridY0() + 1, resolution);
 }
 
@@ -59,8 +61,7 @@ Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& m,
                                   const WindowOptions& window) {
   if (pixels == nullptr) return InvalidArgument("no pixels");
   torch::Tensor image =
-      torch::from_blob(const_cast<float*>(pixels), {1, m.height, m.width}, torch::kFloat32)
-          .clone();
+      torch::from_blob(const_cast<float*>(pixels), {1, m.height, m.width}, torch::kFloat32).clone();
   if (!torch::isfinite(image).all().item<bool>()) {
     return InvalidArgument("image has NaN or infinite pixels");
   }
@@ -78,11 +79,12 @@ Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& m,
     image = ((image - lo) / (hi - lo)).clamp(0.0, 1.0);
   }
   torch::Tensor square = PadToSquare(image, m, 0.0).unsqueeze(0);
-  torch::Tensor grid = F::interpolate(square, F::InterpolateFuncOptions()
-                                                  .size(std::vector<int64_t>{m.resolution, m.resolution})
-                                                  .mode(torch::kBilinear)
-                                                  .align_corners(false)
-                                                  .antialias(m.side > m.resolution));
+  torch::Tensor grid =
+      F::interpolate(square, F::InterpolateFuncOptions()
+                                 .size(std::vector<int64_t>{m.resolution, m.resolution})
+                                 .mode(torch::kBilinear)
+                                 .align_corners(false)
+                                 .antialias(m.side > m.resolution));
   return grid.squeeze(0).clamp(0.0, 1.0).contiguous();
 }
 

@@ -20,7 +20,7 @@ namespace clickdiff {
 
 // Where an image of width x height sits on the model grid.
 struct GridMapping {
-  int64_t width = 0;       // the image's own size
+  int64_t width = 0;  // the image's own size
   int64_t height = 0;
   int64_t resolution = 0;  // R
   int64_t side = 0;        // max(width, height): the padded square, in image pixels

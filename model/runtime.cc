@@ -59,7 +59,8 @@ int ConfigureThreads(int threads) {
 Result<torch::Device> ResolveDevice(const std::string& spec) {
   if (spec == "cpu") return torch::Device(torch::kCPU);
   if (spec == "auto") {
-    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
+                                       : torch::Device(torch::kCPU);
   }
   if (spec.rfind("cuda", 0) != 0) {
     return InvalidArgument("device '" + spec + "': expected cpu, cuda, cuda:N or auto");

@@ -14,16 +14,16 @@
 namespace clickdiff {
 
 struct RuntimeInfo {
-  std::string torch_version;     // e.g. "1.13.0"
-  std::string blas;              // the BLAS library actually loaded, e.g. "OpenBLAS 0.3.21 ..."
-  std::string blas_library;      // its file, resolved through symlinks
-  int intra_op_threads = 0;      // torch::get_num_threads()
+  std::string torch_version;  // e.g. "1.13.0"
+  std::string blas;           // the BLAS library actually loaded, e.g. "OpenBLAS 0.3.21 ..."
+  std::string blas_library;   // its file, resolved through symlinks
+  int intra_op_threads = 0;   // torch::get_num_threads()
   int inter_op_threads = 0;
   int hardware_threads = 0;
   int cuda_devices = 0;
   bool cudnn = false;
-  double matmul_gflops = 0;      // measured: float32 1024x1024 matmul; 0 when not measured
-  double matmul_seconds = 0;     // per matmul, best of several
+  double matmul_gflops = 0;   // measured: float32 1024x1024 matmul; 0 when not measured
+  double matmul_seconds = 0;  // per matmul, best of several
 };
 
 // Sets LibTorch's intra-op threads to `threads` (0: one per hardware thread) and its inter-op

@@ -104,11 +104,11 @@ Status ValidateOptions(const SegmenterOptions& o) {
   }
   if (o.d3pm.num_timesteps < 1 || o.d3pm.num_timesteps > 10000 || o.d3pm.beta_start < 0 ||
       o.d3pm.beta_end < o.d3pm.beta_start || o.d3pm.beta_end >= 1) {
-    return InvalidArgument("d3pm: need 1 <= num_timesteps <= 10000, 0 <= beta_start <= beta_end < 1");
+    return InvalidArgument(
+        "d3pm: need 1 <= num_timesteps <= 10000, 0 <= beta_start <= beta_end < 1");
   }
-  if (o.gaussian.num_timesteps < 1 || o.gaussian.num_timesteps > 1000 ||
-      o.gaussian.beta_min <= 0 || o.gaussian.beta_max < o.gaussian.beta_min ||
-      o.gaussian.latent_dim < 1) {
+  if (o.gaussian.num_timesteps < 1 || o.gaussian.num_timesteps > 1000 || o.gaussian.beta_min <= 0 ||
+      o.gaussian.beta_max < o.gaussian.beta_min || o.gaussian.latent_dim < 1) {
     return InvalidArgument(
         "gaussian: need 1 <= num_timesteps <= 1000, 0 < beta_min <= beta_max, latent_dim >= 1");
   }
@@ -165,8 +165,9 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
     auto image = torch::stack(images).to(device_);
     auto target = torch::stack(targets).to(device_);
     auto known_map = torch::stack(known).to(device_);
-    const auto dense_flags =
-        torch::tensor(std::vector<int64_t>(dense.begin(), dense.end())).to(torch::kBool).to(device_);
+    const auto dense_flags = torch::tensor(std::vector<int64_t>(dense.begin(), dense.end()))
+                                 .to(torch::kBool)
+                                 .to(device_);
     if (options_.random_flips) {
       const auto flip = RandUniform({b}, train_generator_, device_) < 0.5;
       image = torch::where(flip.view({-1, 1, 1, 1}), image.flip({-1}), image);
@@ -189,8 +190,8 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
     }
     const auto logits = network_->forward(image, noised.x_t, noised.network_time, z);
     auto loss = FocalLoss(logits, target, weights, gammas);
-    const double aux_weight = options_.method == Method::kD3pm ? options_.loss.vlb_weight
-                                                                : options_.loss.mse_weight;
+    const double aux_weight =
+        options_.method == Method::kD3pm ? options_.loss.vlb_weight : options_.loss.mse_weight;
     if (aux_weight > 0) {
       loss = loss + aux_weight * process_->AuxiliaryLoss(logits, noised, target, weights);
     }

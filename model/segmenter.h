@@ -46,9 +46,9 @@ Result<Method> ParseMethod(const std::string& name);
 
 struct SegmenterOptions {
   Method method = Method::kD3pm;
-  int64_t num_classes = 2;   // background + organs
-  int64_t resolution = 64;   // the model works on R x R images; callers resize
-  UNetOptions unet;          // label_channels and latent_dim are set from the fields below
+  int64_t num_classes = 2;  // background + organs
+  int64_t resolution = 64;  // the model works on R x R images; callers resize
+  UNetOptions unet;         // label_channels and latent_dim are set from the fields below
   D3pmOptions d3pm;
   GaussianX0Options gaussian;
   LossOptions loss;

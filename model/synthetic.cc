@@ -32,8 +32,8 @@ SyntheticSample GenerateOne(const SyntheticOptions& o, uint64_t seed) {
   std::vector<torch::Tensor> objects;
 
   for (int64_t c = 1; c < o.num_classes; ++c) {
-    const double r0 =
-        side * (o.min_radius_fraction + (o.max_radius_fraction - o.min_radius_fraction) * unit(rng));
+    const double r0 = side * (o.min_radius_fraction +
+                              (o.max_radius_fraction - o.min_radius_fraction) * unit(rng));
     const double margin = r0 * 1.2 + 1;
     const double cx = margin + (w - 2 * margin) * unit(rng);
     const double cy = margin + (h - 2 * margin) * unit(rng);

@@ -22,11 +22,11 @@ namespace clickdiff::model {
 struct SyntheticOptions {
   int64_t height = 64;
   int64_t width = 64;
-  int64_t num_classes = 2;           // background + num_classes - 1 organs per image
+  int64_t num_classes = 2;            // background + num_classes - 1 organs per image
   double min_radius_fraction = 0.14;  // blob radius range, as a fraction of min(height, width)
   double max_radius_fraction = 0.24;
-  double background_noise = 0.12;    // pixel noise of the background texture
-  double organ_noise = 0.03;         // pixel noise inside organs
+  double background_noise = 0.12;  // pixel noise of the background texture
+  double organ_noise = 0.03;       // pixel noise inside organs
 };
 
 struct SyntheticSample {

@@ -25,17 +25,17 @@ namespace clickdiff::model {
 struct TrainerOptions {
   int64_t batch_size = 8;
   double learning_rate = 2e-3;
-  int64_t max_steps = 0;     // 0: no step limit
-  double max_seconds = 0;    // 0: no time limit (at least one of the two must be set)
-  uint64_t seed = 0;         // batch order
-  int64_t log_every = 50;    // progress callback period in steps (and after the last step)
+  int64_t max_steps = 0;   // 0: no step limit
+  double max_seconds = 0;  // 0: no time limit (at least one of the two must be set)
+  uint64_t seed = 0;       // batch order
+  int64_t log_every = 50;  // progress callback period in steps (and after the last step)
 };
 
 struct TrainProgress {
-  int64_t step = 0;              // steps done so far (over all Run calls)
-  float loss = 0;                // mean loss over the steps since the previous report
-  double steps_per_second = 0;   // over this Run
-  double elapsed_seconds = 0;    // of this Run
+  int64_t step = 0;             // steps done so far (over all Run calls)
+  float loss = 0;               // mean loss over the steps since the previous report
+  double steps_per_second = 0;  // over this Run
+  double elapsed_seconds = 0;   // of this Run
 };
 
 using ProgressCallback = std::function<void(const TrainProgress&)>;

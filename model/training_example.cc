@@ -33,8 +33,8 @@ Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
                              std::to_string(h) + " image");
     }
     if (c.positive && (c.class_id < 1 || c.class_id >= num_classes)) {
-      return InvalidArgument(where + ": class " + std::to_string(c.class_id) +
-                             " is not in [1, " + std::to_string(num_classes) + ")");
+      return InvalidArgument(where + ": class " + std::to_string(c.class_id) + " is not in [1, " +
+                             std::to_string(num_classes) + ")");
     }
     target[c.y][c.x] = c.positive ? c.class_id : 0;
     known[c.y][c.x] = true;

@@ -33,8 +33,8 @@ int64_t UNetOptions::EncoderWidth(int64_t level) const {
 
 torch::Tensor SinusoidalEmbedding(const torch::Tensor& t, int64_t dim) {
   const int64_t half = dim / 2;
-  auto freqs = torch::exp(-std::log(10000.0) *
-                          torch::arange(half, t.options().dtype(torch::kFloat)) / half);
+  auto freqs =
+      torch::exp(-std::log(10000.0) * torch::arange(half, t.options().dtype(torch::kFloat)) / half);
   auto args = t.to(torch::kFloat).unsqueeze(1) * freqs.unsqueeze(0);
   return torch::cat({torch::sin(args), torch::cos(args)}, 1);
 }
@@ -46,7 +46,8 @@ ResBlockImpl::ResBlockImpl(int64_t in_channels, int64_t out_channels, int64_t em
   norm2_ = register_module("norm2", Norm(out_channels, groups));
   conv2_ = register_module("conv2", Conv3(out_channels, out_channels));
   if (emb_dim > 0) emb_proj_ = register_module("emb_proj", nn::Linear(emb_dim, 2 * out_channels));
-  if (in_channels != out_channels) skip_ = register_module("skip", Conv1(in_channels, out_channels));
+  if (in_channels != out_channels)
+    skip_ = register_module("skip", Conv1(in_channels, out_channels));
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) {

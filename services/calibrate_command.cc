@@ -9,7 +9,6 @@
 
 #include "model/checkpoint_store.h"
 #include "model/metrics.h"
-#include "model/runtime.h"
 #include "services/command.h"
 #include "services/model_options.h"
 #include "services/offline_dataset.h"
@@ -38,21 +37,15 @@ struct Candidate {
 Result<double> ScoreRule(const AggregatorConfig& rule, const std::vector<OfflineImage>& images,
                          const std::vector<torch::Tensor>& samples, int64_t n,
                          int64_t num_classes) {
-  Result<AggregatorOptions> options = AggregatorOptionsFrom(rule, num_classes);
-  if (!options.ok()) return options.status();
-  Result<Aggregator> aggregator = Aggregator::Create(*options);
+  Result<Aggregator> aggregator = MakeAggregator(rule, num_classes);
   if (!aggregator.ok()) return aggregator.status();
   MetricsOptions metrics;
   metrics.num_classes = num_classes;
   metrics.compute_hd95 = false;  // the sweep ranks by Dice
   MetricsAccumulator accumulator(metrics);
   for (size_t i = 0; i < images.size(); ++i) {
-    Result<torch::Tensor> fractions =
-        Aggregator::VoteFractions(samples[i].slice(0, 0, n), num_classes);
-    if (!fractions.ok()) return fractions.status();
-    const GridMapping& m = images[i].mapping;
-    Result<Aggregation> a = aggregator->DecideAtSize(CropToImage(*fractions, m), m.height, m.width);
-    if (!a.ok()) return a.status().WithContext(images[i].name);
+    Result<Aggregation> a = AggregateOnImage(*aggregator, samples[i].slice(0, 0, n), images[i]);
+    if (!a.ok()) return a.status();
     CLICKDIFF_RETURN_IF_ERROR(accumulator.Add(a->mask, images[i].native_mask));
   }
   return accumulator.Finish().mean.dice;
@@ -93,7 +86,7 @@ std::vector<AggregatorConfig> CandidateRules() {
     rules.push_back(r);
   }
   for (double sigma : {1.0, 2.0, 3.0, 4.0, 6.0}) {
-    for (double t : {0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5}) {
+    for (double t : {0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7}) {
       AggregatorConfig r;
       r.rule = "density";
       r.density_sigma = sigma;
@@ -117,10 +110,9 @@ nlohmann::json RuleJson(const AggregatorConfig& r) {
 Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
-  ConfigureThreads(config->compute.torch_threads);
-  Result<torch::Device> device = ResolveDevice(config->compute.device);
-  if (!device.ok()) return device.status().WithContext("compute.device");
-  Result<model::Segmenter> segmenter = model::CheckpointStore::Load(args.model, *device);
+  Result<Compute> compute = SetUpCompute(*config);
+  if (!compute.ok()) return compute.status();
+  Result<model::Segmenter> segmenter = model::CheckpointStore::Load(args.model, compute->device);
   if (!segmenter.ok()) return segmenter.status();
   const int64_t num_classes = segmenter->options().num_classes;
   const int64_t steps = args.steps >= 0 ? args.steps : config->sampler.steps;
@@ -196,7 +188,8 @@ Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
     nlohmann::json disks = nlohmann::json::array();
     double best_radius = 0;
     double best_disk = -1;
-    for (double radius : {1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 28.0, 32.0}) {
+    for (double radius :
+         {1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 28.0, 32.0}) {
       Result<double> dice = ScoreDisks(radius, images, clicks, num_classes);
       if (!dice.ok()) return dice.status();
       disks.push_back({{"radius", radius}, {"dice", *dice}});
@@ -207,7 +200,8 @@ Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
   }
   out << report.dump(2) << "\n";
   std::string lines = "aggregator.rule=" + best.rule.rule;
-  if (best.rule.rule == "threshold") lines += " aggregator.threshold=" + std::to_string(best.rule.threshold);
+  if (best.rule.rule == "threshold")
+    lines += " aggregator.threshold=" + std::to_string(best.rule.threshold);
   if (best.rule.rule == "density") {
     lines += " aggregator.density_sigma=" + std::to_string(best.rule.density_sigma) +
              " aggregator.density_threshold=" + std::to_string(best.rule.density_threshold);
@@ -230,7 +224,8 @@ void AddCalibrateCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--truth", args->truth, "their ground-truth masks")->required();
   cmd->add_option("--clicks", args->clicks, "their clicks: also score the click-disk baseline");
   cmd->add_option("--samples", args->samples, "samples per image (the N curve doubles up to it)")
-      ->check(CLI::Range(1, 1024))->capture_default_str();
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   cmd->add_option("--steps", args->steps, "denoising steps (default: sampler.steps)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--limit", args->limit, "use at most this many images (0: all)")

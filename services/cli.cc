@@ -1,7 +1,6 @@
 #include "services/cli.h"
 
 #include <CLI/CLI.hpp>
-
 #include <filesystem>
 
 #include "config/config_loader.h"

@@ -47,8 +47,8 @@ Status RunEval(const EvalArgs& args, std::ostream& out) {
   }
   int64_t classes = args.classes > 0 ? args.classes : max_id + 1;
   if (max_id >= classes) {
-    return InvalidArgument("a mask holds class id " + std::to_string(max_id) + " but --classes is " +
-                           std::to_string(classes));
+    return InvalidArgument("a mask holds class id " + std::to_string(max_id) +
+                           " but --classes is " + std::to_string(classes));
   }
 
   MetricsOptions options;
@@ -82,8 +82,9 @@ void AddEvalCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--pred", args->pred, "directory of predicted class-id PNG masks")->required();
   cmd->add_option("--truth", args->truth, "directory of ground-truth masks, same file names")
       ->required();
-  cmd->add_option("--classes", args->classes, "number of classes, background included "
-                                              "(default: largest id found + 1)")
+  cmd->add_option("--classes", args->classes,
+                  "number of classes, background included "
+                  "(default: largest id found + 1)")
       ->check(CLI::Range(2, 256));
   cmd->callback([&context, args] { Finish(context, RunEval(*args, *context.out)); });
 }

@@ -46,21 +46,29 @@ Status RunGenerate(const GenerateArgs& args, std::ostream& out) {
     // 16-bit images keep the texture's fine intensity steps.
     torch::Tensor pixels =
         (samples[i].image[0] * 65535.0).round().clamp(0, 65535).to(torch::kInt32).contiguous();
-    std::vector<uint16_t> gray(pixels.data_ptr<int32_t>(), pixels.data_ptr<int32_t>() + pixels.numel());
+    std::vector<uint16_t> gray(pixels.data_ptr<int32_t>(),
+                               pixels.data_ptr<int32_t>() + pixels.numel());
     Result<std::vector<uint8_t>> png = EncodePngGray16(gray, w, h);
     if (!png.ok()) return png.status();
-    CLICKDIFF_RETURN_IF_ERROR(WriteBinaryFile((fs::path(args.out) / "images" / name.str()).string(), *png));
+    CLICKDIFF_RETURN_IF_ERROR(
+        WriteBinaryFile((fs::path(args.out) / "images" / name.str()).string(), *png));
     torch::Tensor mask = samples[i].mask.contiguous();
     std::vector<int64_t> ids(mask.data_ptr<int64_t>(), mask.data_ptr<int64_t>() + mask.numel());
-    CLICKDIFF_RETURN_IF_ERROR(WriteMaskPng((fs::path(args.out) / "truth" / name.str()).string(), ids, w, h));
+    CLICKDIFF_RETURN_IF_ERROR(
+        WriteMaskPng((fs::path(args.out) / "truth" / name.str()).string(), ids, w, h));
     for (const model::Click& c : samples[i].clicks) {
-      clicks << nlohmann::json{{"image", name.str()}, {"x", c.x}, {"y", c.y}, {"class", c.class_id}}.dump()
+      clicks << nlohmann::json{{"image", name.str()}, {"x", c.x}, {"y", c.y}, {"class", c.class_id}}
+                    .dump()
              << "\n";
     }
   }
   if (!clicks.flush()) return Unavailable(clicks_path + ": write failed");
-  out << nlohmann::json{{"out", args.out}, {"images", samples.size()}, {"size", args.size},
-                        {"classes", args.classes}, {"seed", args.seed}}.dump()
+  out << nlohmann::json{{"out", args.out},
+                        {"images", samples.size()},
+                        {"size", args.size},
+                        {"classes", args.classes},
+                        {"seed", args.seed}}
+             .dump()
       << "\n";
   return Status::Ok();
 }
@@ -69,11 +77,18 @@ Status RunGenerate(const GenerateArgs& args, std::ostream& out) {
 
 void AddGenerateCommand(CLI::App& app, CommandContext& context) {
   auto args = std::make_shared<GenerateArgs>();
-  auto* cmd = app.add_subcommand("generate", "write a synthetic data set: images/, truth/, clicks.jsonl");
+  auto* cmd =
+      app.add_subcommand("generate", "write a synthetic data set: images/, truth/, clicks.jsonl");
   cmd->add_option("--out", args->out, "output directory")->required();
-  cmd->add_option("--count", args->count, "number of images")->check(CLI::Range(1, 100000))->capture_default_str();
-  cmd->add_option("--size", args->size, "image side in pixels")->check(CLI::Range(16, 4096))->capture_default_str();
-  cmd->add_option("--classes", args->classes, "classes, background included")->check(CLI::Range(2, 8))->capture_default_str();
+  cmd->add_option("--count", args->count, "number of images")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--size", args->size, "image side in pixels")
+      ->check(CLI::Range(16, 4096))
+      ->capture_default_str();
+  cmd->add_option("--classes", args->classes, "classes, background included")
+      ->check(CLI::Range(2, 8))
+      ->capture_default_str();
   cmd->add_option("--seed", args->seed, "generator seed")->capture_default_str();
   cmd->callback([&context, args] { Finish(context, RunGenerate(*args, *context.out)); });
 }

@@ -7,7 +7,6 @@
 
 #include "io/image_codec.h"
 #include "model/checkpoint_store.h"
-#include "model/runtime.h"
 #include "services/command.h"
 #include "services/model_options.h"
 #include "services/offline_dataset.h"
@@ -35,18 +34,14 @@ std::vector<T> ToVector(const torch::Tensor& t) {
 Status RunInfer(const InferArgs& args, std::ostream& out) {
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
-  ConfigureThreads(config->compute.torch_threads);
-  Result<torch::Device> device = ResolveDevice(config->compute.device);
-  if (!device.ok()) return device.status().WithContext("compute.device");
-  Result<model::Segmenter> segmenter = model::CheckpointStore::Load(args.model, *device);
+  Result<Compute> compute = SetUpCompute(*config);
+  if (!compute.ok()) return compute.status();
+  Result<model::Segmenter> segmenter = model::CheckpointStore::Load(args.model, compute->device);
   if (!segmenter.ok()) return segmenter.status();
   const int64_t num_classes = segmenter->options().num_classes;
-
   AggregatorConfig aggregation = config->aggregator;
   if (!args.rule.empty()) aggregation.rule = args.rule;
-  Result<AggregatorOptions> aggregator_options = AggregatorOptionsFrom(aggregation, num_classes);
-  if (!aggregator_options.ok()) return aggregator_options.status();
-  Result<Aggregator> aggregator = Aggregator::Create(*aggregator_options);
+  Result<Aggregator> aggregator = MakeAggregator(aggregation, num_classes);
   if (!aggregator.ok()) return aggregator.status();
   const int64_t samples = args.samples > 0 ? args.samples : config->sampler.samples;
   const int64_t steps = args.steps >= 0 ? args.steps : config->sampler.steps;
@@ -71,11 +66,8 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
         segmenter->Sample(image.grid_image.unsqueeze(0), samples, steps, args.seed + i,
                           config->sampler.memory_budget_mb);
     if (!drawn.ok()) return drawn.status().WithContext(image.name);
-    Result<torch::Tensor> fractions = Aggregator::VoteFractions((*drawn)[0], num_classes);
-    if (!fractions.ok()) return fractions.status().WithContext(image.name);
-    Result<Aggregation> result = aggregator->DecideAtSize(CropToImage(*fractions, image.mapping),
-                                                          image.mapping.height, image.mapping.width);
-    if (!result.ok()) return result.status().WithContext(image.name);
+    Result<Aggregation> result = AggregateOnImage(*aggregator, (*drawn)[0], image);
+    if (!result.ok()) return result.status();
     const int w = static_cast<int>(image.mapping.width);
     const int h = static_cast<int>(image.mapping.height);
     CLICKDIFF_RETURN_IF_ERROR(WriteMaskPng((fs::path(args.out) / image.name).string(),
@@ -104,7 +96,8 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
 void AddInferCommand(CLI::App& app, CommandContext& context) {
   auto args = std::make_shared<InferArgs>();
   auto* cmd = app.add_subcommand(
-      "infer", "segment images: N samples per image, aggregated into a mask and an uncertainty map");
+      "infer",
+      "segment images: N samples per image, aggregated into a mask and an uncertainty map");
   AddConfigOptions(*cmd, args->config, false);
   cmd->add_option("--model", args->model, "model file from clickdiff train")->required();
   cmd->add_option("--images", args->images, "directory of PNG images")->required();

@@ -1,8 +1,7 @@
 // `clickdiff info`: what a user needs to trust this machine (LibTorch, BLAS, threads, devices,
 // and a measured matmul speed).
-#include <nlohmann/json.hpp>
-
 #include <iomanip>
+#include <nlohmann/json.hpp>
 
 #include "model/runtime.h"
 #include "services/command.h"
@@ -10,8 +9,9 @@
 namespace clickdiff {
 
 void AddInfoCommand(CLI::App& app, CommandContext& context) {
-  auto* info = app.add_subcommand("info", "LibTorch version, BLAS, threads, CUDA devices and a "
-                                          "measured 1024^2 matmul speed");
+  auto* info = app.add_subcommand("info",
+                                  "LibTorch version, BLAS, threads, CUDA devices and a "
+                                  "measured 1024^2 matmul speed");
   struct Args {
     ConfigOptions options;
     bool json = false;
@@ -26,12 +26,12 @@ void AddInfoCommand(CLI::App& app, CommandContext& context) {
     RuntimeInfo r = CollectRuntimeInfo(/*measure_matmul=*/true);
     std::ostream& out = *context.out;
     if (args->json) {
-      nlohmann::json j = {{"torch_version", r.torch_version}, {"blas", r.blas},
-                          {"blas_library", r.blas_library}, {"intra_op_threads", r.intra_op_threads},
-                          {"inter_op_threads", r.inter_op_threads},
-                          {"hardware_threads", r.hardware_threads}, {"cuda_devices", r.cuda_devices},
-                          {"cudnn", r.cudnn}, {"matmul_gflops", r.matmul_gflops},
-                          {"matmul_ms", r.matmul_seconds * 1e3}};
+      nlohmann::json j = {
+          {"torch_version", r.torch_version},       {"blas", r.blas},
+          {"blas_library", r.blas_library},         {"intra_op_threads", r.intra_op_threads},
+          {"inter_op_threads", r.inter_op_threads}, {"hardware_threads", r.hardware_threads},
+          {"cuda_devices", r.cuda_devices},         {"cudnn", r.cudnn},
+          {"matmul_gflops", r.matmul_gflops},       {"matmul_ms", r.matmul_seconds * 1e3}};
       out << j.dump(2) << "\n";
     } else {
       out << "LibTorch         " << r.torch_version << "\n"

@@ -9,7 +9,8 @@ Status InitLogging(const std::string& level) {
   spdlog::level::level_enum parsed = spdlog::level::from_str(level);
   // from_str maps anything it does not know to "off": tell that apart from a real "off".
   if (parsed == spdlog::level::off && level != "off") {
-    return InvalidArgument("log level '" + level + "': expected trace, debug, info, warn, error or off");
+    return InvalidArgument("log level '" + level +
+                           "': expected trace, debug, info, warn, error or off");
   }
   static const bool installed = [] {
     auto logger = spdlog::stderr_color_mt("clickdiff");

@@ -1,5 +1,7 @@
 #include "services/model_options.h"
 
+#include "model/runtime.h"
+
 namespace clickdiff {
 
 Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
@@ -55,6 +57,23 @@ Result<AggregatorOptions> AggregatorOptionsFrom(const AggregatorConfig& config,
   o.density_sigma = config.density_sigma;
   o.density_relative_threshold = config.density_threshold;
   return o;
+}
+
+Result<Compute> SetUpCompute(const Config& config) {
+  Compute compute;
+  compute.threads = ConfigureThreads(config.compute.torch_threads);
+  Result<torch::Device> device = ResolveDevice(config.compute.device);
+  if (!device.ok()) return device.status().WithContext("compute.device");
+  compute.device = *device;
+  return compute;
+}
+
+Result<Aggregator> MakeAggregator(const AggregatorConfig& config, int64_t num_classes) {
+  Result<AggregatorOptions> options = AggregatorOptionsFrom(config, num_classes);
+  if (!options.ok()) return options.status();
+  Result<Aggregator> aggregator = Aggregator::Create(*options);
+  if (!aggregator.ok()) return aggregator.status().WithContext("aggregator");
+  return aggregator;
 }
 
 }  // namespace clickdiff

@@ -14,6 +14,18 @@ namespace clickdiff {
 Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config);
 model::TrainerOptions TrainerOptionsFrom(const Config& config);
 // `num_classes` comes from the model actually loaded, which may differ from the config's.
-Result<AggregatorOptions> AggregatorOptionsFrom(const AggregatorConfig& config, int64_t num_classes);
+Result<AggregatorOptions> AggregatorOptionsFrom(const AggregatorConfig& config,
+                                                int64_t num_classes);
+
+// What a model command runs on: torch threads set from compute.torch_threads, the device resolved
+// from compute.device. Errors: kInvalidArgument / kUnavailable naming compute.device.
+struct Compute {
+  torch::Device device = torch::kCPU;
+  int threads = 1;
+};
+Result<Compute> SetUpCompute(const Config& config);
+
+// An aggregator for the model's class count. Errors name the aggregator.* key at fault.
+Result<Aggregator> MakeAggregator(const AggregatorConfig& config, int64_t num_classes);
 
 }  // namespace clickdiff

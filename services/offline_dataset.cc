@@ -75,6 +75,17 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
   return examples;
 }
 
+Result<Aggregation> AggregateOnImage(const Aggregator& aggregator, const torch::Tensor& samples,
+                                     const OfflineImage& image) {
+  Result<torch::Tensor> fractions =
+      Aggregator::VoteFractions(samples, aggregator.options().num_classes);
+  if (!fractions.ok()) return fractions.status().WithContext(image.name);
+  const GridMapping& m = image.mapping;
+  Result<Aggregation> a = aggregator.DecideAtSize(CropToImage(*fractions, m), m.height, m.width);
+  if (!a.ok()) return a.status().WithContext(image.name);
+  return a;
+}
+
 torch::Tensor StackGridImages(const std::vector<OfflineImage>& images) {
   std::vector<torch::Tensor> grids;
   grids.reserve(images.size());

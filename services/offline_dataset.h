@@ -13,6 +13,7 @@
 
 #include "base/status.h"
 #include "io/dataset_files.h"
+#include "model/aggregator.h"
 #include "model/preprocess.h"
 #include "model/training_example.h"
 
@@ -45,6 +46,11 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
 // image with clicks gives a click-map example (paper 000); an image with neither gives none.
 Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
     const std::vector<OfflineImage>& images, int num_classes);
+
+// Aggregates an image's samples [N,R,R] (drawn on its grid) into a mask and an uncertainty map at
+// the image's own size. Errors name the image.
+Result<Aggregation> AggregateOnImage(const Aggregator& aggregator, const torch::Tensor& samples,
+                                     const OfflineImage& image);
 
 // [B,1,R,R] of the images' grids, for sampling.
 torch::Tensor StackGridImages(const std::vector<OfflineImage>& images);

@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include "model/checkpoint_store.h"
-#include "model/runtime.h"
 #include "model/trainer.h"
 #include "services/command.h"
 #include "services/model_options.h"
@@ -31,17 +30,16 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   if (args.steps <= 0 && args.seconds <= 0) return InvalidArgument("give --steps N or --seconds S");
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
-  int threads = ConfigureThreads(config->compute.torch_threads);
-  Result<torch::Device> device = ResolveDevice(config->compute.device);
-  if (!device.ok()) return device.status().WithContext("compute.device");
-
+  Result<Compute> compute = SetUpCompute(*config);
+  if (!compute.ok()) return compute.status();
+  const torch::Device device = compute->device;
   Result<model::Segmenter> segmenter = InvalidArgument("no model");
   if (!args.init.empty()) {
-    segmenter = model::CheckpointStore::Load(args.init, *device);
+    segmenter = model::CheckpointStore::Load(args.init, device);
   } else {
     Result<model::SegmenterOptions> options = SegmenterOptionsFrom(*config);
     if (!options.ok()) return options.status();
-    segmenter = model::Segmenter::Create(*options, *device);
+    segmenter = model::Segmenter::Create(*options, device);
   }
   if (!segmenter.ok()) return segmenter.status();
   const model::SegmenterOptions& options = segmenter->options();
@@ -64,17 +62,16 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   spdlog::info("training {} on {} images ({} from clicks, {} dense) at {}x{}, {} threads, {}",
                model::MethodName(options.method), examples->size(),
                static_cast<int64_t>(examples->size()) - dense, dense, options.resolution,
-               options.resolution, threads, device->str());
+               options.resolution, compute->threads, device.str());
 
   model::TrainerOptions trainer_options = TrainerOptionsFrom(*config);
   trainer_options.max_steps = args.steps;
   trainer_options.max_seconds = args.seconds;
   model::Trainer trainer(&*segmenter, trainer_options);
-  Result<model::TrainProgress> last =
-      trainer.Run(*examples, [](const model::TrainProgress& p) {
-        spdlog::info("step {} loss {:.5f} {:.2f} steps/s {:.0f} s", p.step, p.loss,
-                     p.steps_per_second, p.elapsed_seconds);
-      });
+  Result<model::TrainProgress> last = trainer.Run(*examples, [](const model::TrainProgress& p) {
+    spdlog::info("step {} loss {:.5f} {:.2f} steps/s {:.0f} s", p.step, p.loss, p.steps_per_second,
+                 p.elapsed_seconds);
+  });
   if (!last.ok()) return last.status();
   CLICKDIFF_RETURN_IF_ERROR(model::CheckpointStore::Save(*segmenter, args.out));
 

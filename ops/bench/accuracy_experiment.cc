@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
   options.method = *method;
   options.resolution = res;
   options.unet.base_width = std::stoll(get("width", std::to_string(options.unet.base_width)));
-  options.unet.encoder_width = std::stoll(get("encoder", std::to_string(options.unet.encoder_width)));
+  options.unet.encoder_width =
+      std::stoll(get("encoder", std::to_string(options.unet.encoder_width)));
   options.unet.levels = std::stoll(get("levels", std::to_string(options.unet.levels)));
   options.loss.vlb_weight = std::stod(get("vlb", std::to_string(options.loss.vlb_weight)));
   options.seed = std::stoull(get("seed", "1"));
@@ -101,7 +102,8 @@ int main(int argc, char** argv) {
   const auto test = cm::GenerateSynthetic(synth, std::stoll(get("test", "32")), 303);
   std::vector<cm::TrainingExample> examples;
   for (const auto& s : train) {
-    auto ex = dense ? cm::MakeDenseExample(s.image, s.mask, 2) : cm::MakeClickExample(s.image, s.clicks, 2);
+    auto ex = dense ? cm::MakeDenseExample(s.image, s.mask, 2)
+                    : cm::MakeClickExample(s.image, s.clicks, 2);
     examples.push_back(*ex);
   }
 
@@ -119,8 +121,8 @@ int main(int argc, char** argv) {
   topt.log_every = 100;
   cm::Trainer trainer(&*segmenter, topt);
   auto trained = trainer.Run(examples, [](const cm::TrainProgress& p) {
-    std::printf("step %lld loss %.5f %.2f steps/s %.1fs\n", static_cast<long long>(p.step),
-                p.loss, p.steps_per_second, p.elapsed_seconds);
+    std::printf("step %lld loss %.5f %.2f steps/s %.1fs\n", static_cast<long long>(p.step), p.loss,
+                p.steps_per_second, p.elapsed_seconds);
     std::fflush(stdout);
   });
   if (!trained.ok()) {
@@ -144,13 +146,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double per_image = std::chrono::duration<double>(t1 - t0).count() / val.size();
-  std::printf("method %s: %lld train steps, %.1f s, %.2f steps/s; sampling N=%lld steps=%lld "
-              "(%lld evaluations/sample): %.2f s/image; fg fraction of samples %.4f\n",
-              cm::MethodName(options.method), static_cast<long long>(trained->step),
-              trained->elapsed_seconds, trained->steps_per_second, static_cast<long long>(n),
-              static_cast<long long>(steps),
-              static_cast<long long>(segmenter->NetworkEvaluations(steps)), per_image,
-              (*test_samples > 0).to(torch::kFloat).mean().item<double>());
+  std::printf(
+      "method %s: %lld train steps, %.1f s, %.2f steps/s; sampling N=%lld steps=%lld "
+      "(%lld evaluations/sample): %.2f s/image; fg fraction of samples %.4f\n",
+      cm::MethodName(options.method), static_cast<long long>(trained->step),
+      trained->elapsed_seconds, trained->steps_per_second, static_cast<long long>(n),
+      static_cast<long long>(steps), static_cast<long long>(segmenter->NetworkEvaluations(steps)),
+      per_image, (*test_samples > 0).to(torch::kFloat).mean().item<double>());
 
   std::vector<Choice> families(3);
   families[0].name = "majority";
@@ -171,7 +173,8 @@ int main(int argc, char** argv) {
       o.density_relative_threshold = rel;
       const double d = RuleDice(o, *val_samples, val);
       if (d > families[2].val) {
-        families[2] = {o, d, "density sigma " + std::to_string(sigma) + " rel " + std::to_string(rel)};
+        families[2] = {o, d,
+                       "density sigma " + std::to_string(sigma) + " rel " + std::to_string(rel)};
       }
     }
   }

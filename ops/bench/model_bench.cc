@@ -44,8 +44,8 @@ void BM_Sample16(benchmark::State& state) {
   const int64_t steps = state.range(1);
   const auto image = cm::GenerateSynthetic(cm::SyntheticOptions{}, 1, 2)[0].image.unsqueeze(0);
   for (auto _ : state) benchmark::DoNotOptimize(segmenter.Sample(image, 16, steps, 3).value());
-  state.SetLabel(std::string(cm::MethodName(segmenter.options().method)) + " evals/sample=" +
-                 std::to_string(segmenter.NetworkEvaluations(steps)));
+  state.SetLabel(std::string(cm::MethodName(segmenter.options().method)) +
+                 " evals/sample=" + std::to_string(segmenter.NetworkEvaluations(steps)));
   state.counters["images/s"] = benchmark::Counter(state.iterations(), benchmark::Counter::kIsRate);
 }
 

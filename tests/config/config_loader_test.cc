@@ -72,7 +72,8 @@ TEST(ConfigLoaderTest, WrongTypeNamesKeyAndExpectedType) {
 }
 
 TEST(ConfigLoaderTest, FractionForIntegerIsAWrongType) {
-  EXPECT_THAT(ErrorOf("sampler:\n  samples: 2.5\n"), HasSubstr("sampler.samples: expected an integer"));
+  EXPECT_THAT(ErrorOf("sampler:\n  samples: 2.5\n"),
+              HasSubstr("sampler.samples: expected an integer"));
 }
 
 TEST(ConfigLoaderTest, BooleanRejectsNonBoolean) {
@@ -191,7 +192,8 @@ TEST(ConfigLoaderTest, BadOverrideNamesItsSource) {
 TEST(ConfigLoaderTest, UnknownClickdiffEnvironmentVariableIsRejected) {
   ConfigOverrides o;
   o.environment = {{"CLICKDIFF_SAMPLER_SAMPELS", "3"}};
-  EXPECT_THAT(ErrorOf("", o), HasSubstr("CLICKDIFF_SAMPLER_SAMPELS is not a configuration variable"));
+  EXPECT_THAT(ErrorOf("", o),
+              HasSubstr("CLICKDIFF_SAMPLER_SAMPELS is not a configuration variable"));
   o.environment = {{"CLICKDIFF_CONFIG", "some.yaml"}};  // names the file, not a key
   EXPECT_TRUE(Load("", o).ok());
 }

@@ -70,8 +70,8 @@ TEST(D3pmScheduleTest, RowsSumToOneAndCumulativeIsTheProduct) {
   const double abar_T = torch::prod(1 - process.betas()).item<double>();
   EXPECT_NEAR(abar_T, 0.13218275425061793, 1e-12);  // Python reference
   EXPECT_NEAR(qbar[200][0][0].item<double>(), abar_T + (1 - abar_T) / 3, 1e-12);
-  EXPECT_TRUE(torch::allclose(process.Transition(50, 120),
-                              torch::linalg_solve(qbar[50], qbar[120]), 0, 1e-12));
+  EXPECT_TRUE(torch::allclose(process.Transition(50, 120), torch::linalg_solve(qbar[50], qbar[120]),
+                              0, 1e-12));
 }
 
 TEST(D3pmScheduleTest, PriorIsTheTrueMarginalOfABackgroundPixel) {

@@ -61,7 +61,8 @@ TEST(PreprocessTest, MaskFollowsTheSameMappingAsClicks) {
   auto [bx, by] = m->ToGrid(5, 5);
   EXPECT_EQ((*grid)[by][bx].item<int64_t>(), 0);
   // Area is kept up to the grid's quantization: 200 of 5000 pixels = 4% of the image.
-  double image_cells = static_cast<double>((m->GridX1() - m->GridX0()) * (m->GridY1() - m->GridY0()));
+  double image_cells =
+      static_cast<double>((m->GridX1() - m->GridX0()) * (m->GridY1() - m->GridY0()));
   double fraction = (*grid == 2).sum().item<int64_t>() / image_cells;
   EXPECT_NEAR(fraction, 0.04, 0.015);
 }

@@ -1,13 +1,13 @@
-#include "tests/services/run_cli.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "tests/services/run_cli.h"
 
 namespace clickdiff {
 namespace {
@@ -55,8 +55,8 @@ TEST(CliTest, ConfigCheckFailsNamingTheKey) {
     std::string yaml;
     std::string key;
   };
-  for (const Case& c : {Case{"model:\n  levels: four\n", "model.levels"},             // wrong type
-                        Case{"sampler:\n  samples: 0\n", "sampler.samples"},          // out of range
+  for (const Case& c : {Case{"model:\n  levels: four\n", "model.levels"},     // wrong type
+                        Case{"sampler:\n  samples: 0\n", "sampler.samples"},  // out of range
                         Case{"trainer:\n  batch_sise: 4\n", "trainer.batch_sise"}}) {  // unknown
     CliRun r = Cli({"config", "check", WriteTemp("bad.yaml", c.yaml)});
     EXPECT_EQ(r.code, 1) << c.yaml;

@@ -2,10 +2,10 @@
 // every problem stops the command with a message naming the file (and line), nothing is skipped.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,9 +24,10 @@ CliRun Cli(std::vector<std::string> args) { return testing::RunClickdiff(std::mo
 
 // A tiny model keeps these tests to seconds.
 const std::vector<std::string> kSmallModel = {
-    "--set", "model.resolution=32", "--set", "model.levels=3", "--set", "model.base_channels=8",
-    "--set", "model.encoder_channels=8", "--set", "model.d3pm.steps=10", "--set",
-    "trainer.batch_size=4", "--set", "compute.torch_threads=1"};
+    "--set", "model.resolution=32",    "--set", "model.levels=3",
+    "--set", "model.base_channels=8",  "--set", "model.encoder_channels=8",
+    "--set", "model.d3pm.steps=10",    "--set", "trainer.batch_size=4",
+    "--set", "compute.torch_threads=1"};
 
 std::vector<std::string> With(std::vector<std::string> args, const std::vector<std::string>& more) {
   args.insert(args.end(), more.begin(), more.end());
@@ -36,8 +37,9 @@ std::vector<std::string> With(std::vector<std::string> args, const std::vector<s
 class OfflineCommandsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("offline_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ =
+        fs::path(::testing::TempDir()) /
+        ("offline_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(dir_);
     CliRun g = Cli({"generate", "--out", dir_.string(), "--count", "6", "--size", "40"});
     ASSERT_EQ(g.code, 0) << g.err;
@@ -58,7 +60,7 @@ class OfflineCommandsTest : public ::testing::Test {
   }
 
   CliRun Train(const std::string& clicks, const std::string& masks = "") const {
-    std::vector<std::string> args = {"train", "--images", Path("images"), "--out", Path("m.pt"),
+    std::vector<std::string> args = {"train",   "--images", Path("images"), "--out", Path("m.pt"),
                                      "--steps", "2"};
     if (!clicks.empty()) args = With(args, {"--clicks", clicks});
     if (!masks.empty()) args = With(args, {"--masks", masks});
@@ -148,8 +150,8 @@ TEST_F(OfflineCommandsTest, TruncatedImageNamesTheFile) {
   CliRun r = Train(Path("clicks.jsonl"));
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("synthetic_0003.png"));
-  CliRun infer = Cli({"infer", "--model", Path("none.pt"), "--images", Path("images"), "--out",
-                      Path("pred")});
+  CliRun infer =
+      Cli({"infer", "--model", Path("none.pt"), "--images", Path("images"), "--out", Path("pred")});
   EXPECT_EQ(infer.code, 1);
   EXPECT_THAT(infer.err, HasSubstr("none.pt"));  // the missing model is reported first
 }
