@@ -1,6 +1,6 @@
-// ZeroMQ adapters: the service side (an XPUB socket publishing masks as multipart
-// [topic, MaskResult] and a ROUTER socket answering Query messages) and the client side (a
-// subscriber and a query client), all over cppzmq. Optional CURVE encryption from ZmqConfig.
+// io/zmq_server.h — the service's ZeroMQ side: an XPUB socket publishing masks as multipart
+// [topic, MaskResult] (late subscribers get the current mask) and a ROUTER socket answering Query
+// messages, over cppzmq, with optional CURVE encryption from ZmqConfig.
 #pragma once
 
 #include <chrono>
@@ -48,42 +48,6 @@ class ZmqServer {
  private:
   struct Impl;
   explicit ZmqServer(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-};
-
-// Client-side CURVE settings: the server's public key; the client's own key pair is generated.
-struct ZmqClientOptions {
-  std::string server_public_key;  // Z85; empty: no CURVE
-};
-
-class MaskSubscriber {
- public:
-  // Connects to `endpoint` and subscribes to `prefix` (e.g. "mask." or "mask.ds.img7").
-  static Result<std::unique_ptr<MaskSubscriber>> Connect(const std::string& endpoint,
-                                                          const std::string& prefix,
-                                                          const ZmqClientOptions& options = {});
-  ~MaskSubscriber();
-  // Waits up to `timeout` for the next mask; nullopt on timeout, an error for a message that is
-  // not [topic, MaskResult].
-  Result<std::optional<v1::MaskResult>> Receive(std::chrono::milliseconds timeout);
-
- private:
-  struct Impl;
-  explicit MaskSubscriber(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
-};
-
-class QueryClient {
- public:
-  static Result<std::unique_ptr<QueryClient>> Connect(const std::string& endpoint,
-                                                       const ZmqClientOptions& options = {});
-  ~QueryClient();
-  // Sends one query and waits up to `timeout` for its reply (Unavailable on timeout).
-  Result<v1::QueryReply> Ask(const v1::Query& query, std::chrono::milliseconds timeout);
-
- private:
-  struct Impl;
-  explicit QueryClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

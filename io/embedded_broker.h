@@ -1,0 +1,32 @@
+// io/embedded_broker.h — librdkafka's mock cluster as the embedded Kafka-protocol broker.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+
+namespace clickdiff {
+
+// A Kafka-protocol broker cluster inside this process (rdkafka_mock.h), listening on 127.0.0.1 at
+// ports the OS picks. Real clients (librdkafka, kcat) talk to it over TCP. Not thread-safe to
+// construct; the broker itself serves from librdkafka's threads.
+class EmbeddedBroker {
+ public:
+  static Result<std::unique_ptr<EmbeddedBroker>> Start(int brokers);
+  ~EmbeddedBroker();
+  EmbeddedBroker(const EmbeddedBroker&) = delete;
+  EmbeddedBroker& operator=(const EmbeddedBroker&) = delete;
+
+  // "127.0.0.1:PORT[,127.0.0.1:PORT...]"
+  const std::string& bootstrap_servers() const;
+  // Creates `topic` with `partitions` partitions (replication 1); an existing topic is OK.
+  Status CreateTopic(const std::string& topic, int partitions);
+
+ private:
+  struct Impl;
+  explicit EmbeddedBroker(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace clickdiff

@@ -1,0 +1,71 @@
+// io/kafka_consumer.h — a Kafka consumer-group member over librdkafka's C API whose partitions
+// start at offsets the caller stored (RocksDB), polled by a thread it owns.
+// Where to connect: config.kafka.bootstrap_servers unless `bootstrap_override` is non-empty.
+// It passes config.kafka.properties verbatim to librdkafka (security, SASL, SSL...).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "config/config.h"
+
+namespace clickdiff {
+
+// One consumed record, copied out of librdkafka's buffer.
+struct KafkaMessage {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string key;
+  std::string value;
+  int64_t timestamp_ms = 0;
+};
+
+// Consumer in group config.group_id with the eager `range` assignor and auto commit off. A thread
+// it owns polls continuously (so group membership stays alive while paused) and hands each record
+// to `on_message`, in order per partition.
+class KafkaConsumer {
+ public:
+  struct Callbacks {
+    // On (re)assignment, for each assigned partition: the next offset to read, as stored by the
+    // caller, or nullopt to start at the beginning of the partition. An error stops the consumer.
+    std::function<Result<std::optional<int64_t>>(const std::string& topic, int32_t partition)>
+        stored_offset;
+    // Every record, on the poll thread. Must not block for long: call Pause() instead.
+    std::function<void(KafkaMessage message)> on_message;
+    // Optional: consumer errors that are not fatal (logged by default) and fatal ones.
+    std::function<void(const Status& error)> on_error;
+  };
+
+  static Result<std::unique_ptr<KafkaConsumer>> Create(const KafkaConfig& config,
+                                                       const std::vector<std::string>& topics,
+                                                       Callbacks callbacks,
+                                                       const std::string& bootstrap_override = "");
+  ~KafkaConsumer();  // Stop()
+  KafkaConsumer(const KafkaConsumer&) = delete;
+  KafkaConsumer& operator=(const KafkaConsumer&) = delete;
+
+  // Subscribes and starts the poll thread.
+  Status Start();
+  // Thread-safe. Pause: no more records are handed over (already fetched ones are not lost: after
+  // Resume, reading continues right after the last record handed to on_message). Polling goes on.
+  void Pause();
+  void Resume();
+  bool paused() const;
+  // Stops the poll thread and closes the consumer (leaves the group). Idempotent.
+  void Stop();
+  // Records handed to on_message so far.
+  uint64_t received() const;
+
+ private:
+  struct Impl;
+  explicit KafkaConsumer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace clickdiff
