@@ -14,7 +14,9 @@
 
 namespace clickdiff {
 
-// Column families. Keys are chosen by the callers (see nodes/); the store treats them as bytes.
+// Column families. Keys are chosen by the callers (see nodes/); the store treats them as bytes and
+// keeps them in bytewise order. Callers end each key component with a separator ('/') so that a
+// prefix scan of "ds/img1/" cannot match "ds/img10/...".
 enum class Family {
   kImages,        // dataset/image_id -> ImageEvent (preprocessed payload)
   kClicks,        // dataset/image_id/click_id -> ClickEvent
@@ -27,11 +29,22 @@ enum class Family {
 };
 const char* FamilyName(Family family);
 
+// Owns the RocksDB handle and its column families; they are closed by the destructor, which must
+// not run while another thread still uses the Store. Every const method, Write and Flush are
+// thread-safe (RocksDB synchronises them); a Store is immutable after Open.
 class Store {
  public:
   // Opens (creating if missing) the database at config.path with every column family. A database
   // held by another process fails with a message naming the path and the lock; a corrupt one
-  // with RocksDB's reason.
+  // with RocksDB's reason. Errors:
+  //   InvalidArgument     empty path, negative block_cache_mb, compression not lz4|zstd|none;
+  //   FailedPrecondition  the LOCK file is held (another clickdiffd, or another Store of the same
+  //                       path in this process), or the compression is missing from this RocksDB
+  //                       build; the message names the path;
+  //   DataLoss            corrupt CURRENT/MANIFEST/table files, with RocksDB's reason and the path;
+  //   Unavailable         other IO errors (e.g. the parent directory cannot be created).
+  // Parent directories of config.path are created. block_cache_mb is one LRU cache shared by all
+  // families (0: no block cache). Values of 256 KiB and more in kModels live in blob files.
   static Result<std::unique_ptr<Store>> Open(const StoreConfig& config);
   ~Store();
   Store(const Store&) = delete;
@@ -47,6 +60,9 @@ class Store {
     void Put(Family family, std::string_view key, std::string_view value);
     void Delete(Family family, std::string_view key);
     // Records that every record of topic/partition before `next_offset` has been applied.
+    // Stored in kOffsets under topic + '/' + the partition as 10 zero-padded decimal digits (its
+    // uint32 bit pattern), so any topic name, including ones with '/' or digits, maps to a
+    // distinct key; the value is the offset in decimal ASCII.
     void SetOffset(std::string_view topic, int32_t partition, int64_t next_offset);
     bool empty() const;
 
@@ -56,12 +72,16 @@ class Store {
     std::unique_ptr<Impl> impl_;
   };
 
-  // Thread-safe. Honors config.sync (fsync of the write-ahead log).
+  // Applies every write of `batch` or none of them. Thread-safe. Honors config.sync (fsync of the
+  // write-ahead log). The batch is not modified, so it can be written again after an error.
   Status Write(Batch& batch);
-  // Thread-safe point lookup: nullopt when absent.
+  // Thread-safe point lookup: nullopt when absent. GetOffset fails with DataLoss when the stored
+  // value is not a decimal integer.
   Result<std::optional<std::string>> Get(Family family, std::string_view key) const;
   Result<std::optional<int64_t>> GetOffset(std::string_view topic, int32_t partition) const;
-  // Visits records whose key starts with `prefix`, in key order, until `visit` returns false.
+  // Visits records whose key starts with `prefix`, in bytewise key order, until `visit` returns
+  // false. End `prefix` with a separator (see Family). The views passed to `visit` are valid only
+  // during that call. Reads a consistent snapshot taken when the scan starts.
   Status Scan(Family family, std::string_view prefix,
               const std::function<bool(std::string_view key, std::string_view value)>& visit) const;
   // Number of records in `family` with keys starting with `prefix` (a scan).
