@@ -380,6 +380,10 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "limits.max_in_flight", [](Config & c) -> auto& { return c.limits.max_in_flight; }, 1,
         kIntMax));
+    f.push_back(Integer<int64_t>(
+        "limits.pending_click_timeout_ms",
+        [](Config & c) -> auto& { return c.limits.pending_click_timeout_ms; }, 0,
+        int64_t{7} * 24 * 3600 * 1000));
     f.push_back(Choice("logging.level", [](Config & c) -> auto& { return c.logging.level; },
                        {"trace", "debug", "info", "warn", "error", "off"}));
     return f;

@@ -213,4 +213,11 @@ Result<Aggregation> Aggregator::DecideAtSize(const torch::Tensor& fractions, int
   }
 }
 
+Result<Aggregation> Aggregator::AggregateOnImage(const torch::Tensor& samples,
+                                                 const GridMapping& mapping) const {
+  Result<torch::Tensor> fractions = VoteFractions(samples, options_.num_classes);
+  if (!fractions.ok()) return fractions.status();
+  return DecideAtSize(CropToImage(*fractions, mapping), mapping.height, mapping.width);
+}
+
 }  // namespace clickdiff

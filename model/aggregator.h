@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "model/preprocess.h"
 
 namespace clickdiff {
 
@@ -87,6 +88,11 @@ class Aggregator {
   // meaning), then the smoothed maps are resized and thresholded.
   Result<Aggregation> DecideAtSize(const torch::Tensor& fractions, int64_t height,
                                    int64_t width) const;
+
+  // Samples [N,R,R] drawn on an image's model grid -> mask and uncertainty at the image's own size
+  // (the grid's padding is cropped away first, see model/preprocess.h).
+  Result<Aggregation> AggregateOnImage(const torch::Tensor& samples,
+                                       const GridMapping& mapping) const;
 
  private:
   explicit Aggregator(AggregatorOptions options) : options_(std::move(options)) {}

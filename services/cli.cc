@@ -65,6 +65,9 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   AddInferCommand(app, context);
   AddEvalCommand(app, context);
   AddCalibrateCommand(app, context);
+  AddBrokerCommand(app, context);
+  AddProduceCommand(app, context);
+  AddSubscribeCommand(app, context);
 
   // Logging is set up before any subcommand runs (CLI11 runs the app's callback last).
   app.parse_complete_callback([&] {

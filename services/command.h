@@ -41,5 +41,8 @@ void AddTrainCommand(CLI::App& app, CommandContext& context);
 void AddInferCommand(CLI::App& app, CommandContext& context);
 void AddEvalCommand(CLI::App& app, CommandContext& context);
 void AddCalibrateCommand(CLI::App& app, CommandContext& context);
+void AddBrokerCommand(CLI::App& app, CommandContext& context);
+void AddProduceCommand(CLI::App& app, CommandContext& context);
+void AddSubscribeCommand(CLI::App& app, CommandContext& context);
 
 }  // namespace clickdiff

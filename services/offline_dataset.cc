@@ -77,11 +77,7 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
 
 Result<Aggregation> AggregateOnImage(const Aggregator& aggregator, const torch::Tensor& samples,
                                      const OfflineImage& image) {
-  Result<torch::Tensor> fractions =
-      Aggregator::VoteFractions(samples, aggregator.options().num_classes);
-  if (!fractions.ok()) return fractions.status().WithContext(image.name);
-  const GridMapping& m = image.mapping;
-  Result<Aggregation> a = aggregator.DecideAtSize(CropToImage(*fractions, m), m.height, m.width);
+  Result<Aggregation> a = aggregator.AggregateOnImage(samples, image.mapping);
   if (!a.ok()) return a.status().WithContext(image.name);
   return a;
 }

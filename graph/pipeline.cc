@@ -1,0 +1,381 @@
+#include "graph/pipeline.h"
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <oneapi/tbb/flow_graph.h>
+#include <thread>
+
+#include "nodes/aggregate.h"
+#include "nodes/click_intake.h"
+#include "nodes/dead_letter.h"
+#include "nodes/decode.h"
+#include "nodes/image_intake.h"
+#include "nodes/infer_request.h"
+#include "nodes/keys.h"
+#include "nodes/label_intake.h"
+#include "nodes/mask_cache.h"
+#include "nodes/preprocess.h"
+#include "nodes/publisher.h"
+#include "nodes/sampler.h"
+
+namespace clickdiff {
+namespace flow = oneapi::tbb::flow;
+
+namespace {
+
+using IntakeNode = flow::multifunction_node<Decoded, std::tuple<InferRequest, flow::continue_msg>>;
+using SamplerNode = flow::async_node<InferRequest, SampleSet>;
+
+// Sampler threads outside TBB's worker pool, fed by the async_node. Each queued request holds a
+// graph wait reference (reserve_wait) until it is done or dropped, so wait_for_all covers them.
+class SamplerPool {
+ public:
+  SamplerPool(const Sampler* sampler, int threads, std::atomic<uint64_t>* errors)
+      : sampler_(sampler), errors_(errors) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  ~SamplerPool() { Stop(); }
+
+  void Submit(const InferRequest& request, SamplerNode::gateway_type& gateway) {
+    gateway.reserve_wait();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!stopping_) {
+        queue_.emplace_back(request, &gateway);
+        cv_.notify_one();
+        return;
+      }
+    }
+    gateway.release_wait();  // stopping: dropped, redrawn after a restart
+  }
+
+  // Drops queued requests, lets running ones finish, joins. Idempotent.
+  void Stop() {
+    std::deque<std::pair<InferRequest, SamplerNode::gateway_type*>> dropped;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      dropped.swap(queue_);
+      cv_.notify_all();
+    }
+    for (auto& [request, gateway] : dropped) gateway->release_wait();
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::pair<InferRequest, SamplerNode::gateway_type*> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      Result<SampleSet> set = (*sampler_)(job.first);
+      if (set.ok()) {
+        job.second->try_put(std::move(set).value());
+      } else {
+        errors_->fetch_add(1);
+        spdlog::error("sampler: {}/{}: {}", job.first.dataset, job.first.image_id,
+                      set.status().ToString());
+      }
+      job.second->release_wait();
+    }
+  }
+
+  const Sampler* sampler_;
+  std::atomic<uint64_t>* errors_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<InferRequest, SamplerNode::gateway_type*>> queue_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;                                                   // GUARDED_BY(mu_)
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+struct Pipeline::Impl {
+  Impl(const Config& config, PipelineDeps deps, Aggregator aggregator,
+       std::function<void(bool)> saturation)
+      : store(deps.store),
+        models(deps.models),
+        max_in_flight(std::max(1, config.limits.max_in_flight)),
+        on_saturation(std::move(saturation)),
+        decode(config.kafka.topics, DecodeLimitsFrom(config)),
+        preprocess(config.model.resolution),
+        click_intake(deps.store, config.limits.pending_click_timeout_ms),
+        image_intake(deps.store, &click_intake),
+        label_intake(deps.store),
+        dead_letters(deps.producer, deps.store, config.kafka.topics.dlq_suffix),
+        cache(deps.store),
+        sampler(deps.store, deps.models, &gate, &cache,
+                SamplerOptions{config.sampler.samples, config.sampler.steps,
+                               config.sampler.memory_budget_mb}),
+        aggregate(std::move(aggregator), config.aggregator.rule),
+        publisher(deps.zmq, deps.producer, config.kafka.topics.masks),
+        pool(&sampler, std::max(1, config.sampler.shards), &sample_errors),
+        input(graph),
+        limiter(graph, static_cast<size_t>(max_in_flight)),
+        decode_node(graph, flow::unlimited, [this](const Envelope& e) { return decode(e); }),
+        preprocess_node(graph, flow::unlimited,
+                        [this](Decoded d) { return preprocess(std::move(d)); }),
+        order(graph, [](const Decoded& d) { return d.seq; }),
+        intake_node(graph, flow::serial,
+                    [this](const Decoded& d, IntakeNode::output_ports_type& ports) {
+                      Intake(d, ports);
+                    }),
+        gate_node(graph, flow::unlimited,
+                  [this](const InferRequest& r,
+                         flow::multifunction_node<InferRequest, std::tuple<InferRequest>>::
+                             output_ports_type& ports) {
+                    if (gate(r)) std::get<0>(ports).try_put(r);
+                  }),
+        sampler_node(graph, flow::unlimited,
+                     [this](const InferRequest& r, SamplerNode::gateway_type& gateway) {
+                       pool.Submit(r, gateway);
+                     }),
+        aggregate_node(graph, flow::unlimited,
+                       [this](const SampleSet& s,
+                              flow::multifunction_node<SampleSet, std::tuple<v1::MaskResult>>::
+                                  output_ports_type& ports) {
+                         Result<v1::MaskResult> mask = aggregate(s);
+                         if (mask.ok()) {
+                           if (s.cached.has_value()) cache_hits.fetch_add(1);
+                           std::get<0>(ports).try_put(std::move(mask).value());
+                         } else {
+                           sample_errors.fetch_add(1);
+                           spdlog::error("aggregate: {}", mask.status().ToString());
+                         }
+                       }),
+        publish_node(graph, flow::serial, [this](const v1::MaskResult& m) { Publish(m); }) {
+    flow::make_edge(input, limiter);
+    flow::make_edge(limiter, decode_node);
+    flow::make_edge(decode_node, preprocess_node);
+    flow::make_edge(preprocess_node, order);
+    flow::make_edge(order, intake_node);
+    flow::make_edge(flow::output_port<0>(intake_node), gate_node);
+    flow::make_edge(flow::output_port<1>(intake_node), limiter.decrementer());
+    flow::make_edge(flow::output_port<0>(gate_node), sampler_node);
+    flow::make_edge(sampler_node, aggregate_node);
+    flow::make_edge(flow::output_port<0>(aggregate_node), publish_node);
+  }
+
+  void Put(std::variant<std::monostate, KafkaMessage> what) {
+    bool saturate = false;
+    {
+      // Sequence numbers must enter the queue in order: the sequencer waits for each in turn.
+      std::lock_guard<std::mutex> lock(admit_mu);
+      Envelope envelope{next_seq++, std::move(what)};
+      const uint64_t in_flight = ++in_flight_count;
+      if (in_flight >= static_cast<uint64_t>(max_in_flight) && !saturated) {
+        saturated = saturate = true;
+      }
+      input.try_put(std::move(envelope));
+    }
+    if (saturate && on_saturation) on_saturation(true);
+  }
+
+  void Intake(const Decoded& d, IntakeNode::output_ports_type& ports) {
+    try {
+      IntakeOne(d, ports);
+    } catch (const std::exception& e) {
+      // A graph body must not throw (it would cancel the graph): the event becomes a dead letter.
+      if (!d.source.topic.empty()) {
+        Status s = dead_letters(d.source, std::string("intake failed: ") + e.what());
+        if (!s.ok()) spdlog::error("dead letter: {}", s.ToString());
+      }
+    }
+    std::get<1>(ports).try_put(flow::continue_msg());
+    bool resume = false;
+    {
+      std::lock_guard<std::mutex> lock(admit_mu);
+      const uint64_t in_flight = --in_flight_count;
+      if (saturated && in_flight <= static_cast<uint64_t>(max_in_flight / 2)) {
+        saturated = false;
+        resume = true;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(intake_mu);
+      intake_cv.notify_all();
+    }
+    if (resume && on_saturation) on_saturation(false);
+  }
+
+  void IntakeOne(const Decoded& d, IntakeNode::output_ports_type& ports) {
+    auto dead = [&](const KafkaMessage& source, const std::string& reason) {
+      if (Status s = dead_letters(source, reason); !s.ok()) {
+        spdlog::error("dead letter for {}@{}: {}", source.topic, source.offset, s.ToString());
+      }
+    };
+    if (std::holds_alternative<clickdiff::Tick>(d.event)) {
+      auto expired = click_intake.ExpirePending(NowMs());
+      if (!expired.ok()) {
+        spdlog::error("expiring pending clicks: {}", expired.status().ToString());
+        return;
+      }
+      for (const auto& [parked, reason] : *expired) {
+        if (Status s = dead_letters(parked, reason); !s.ok()) spdlog::error("{}", s.ToString());
+      }
+      return;
+    }
+    applied.fetch_add(1);
+    IntakeOutcome outcome;
+    if (const auto* rejected = std::get_if<Rejected>(&d.event)) {
+      outcome.rejected = rejected->reason;
+    } else if (const auto* image = std::get_if<ImageRecord>(&d.event)) {
+      outcome = image_intake(*image, d.source);
+    } else if (const auto* click = std::get_if<v1::ClickEvent>(&d.event)) {
+      outcome = click_intake(*click, d.source);
+    } else if (const auto* label = std::get_if<v1::LabelEvent>(&d.event)) {
+      outcome = label_intake(*label, d.source);
+    }
+    if (outcome.rejected) dead(d.source, *outcome.rejected);
+    if (outcome.duplicate) duplicates.fetch_add(1);
+    for (const auto& [parked, reason] : outcome.late_rejections) {
+      if (Status s = dead_letters(parked, reason); !s.ok()) spdlog::error("{}", s.ToString());
+    }
+    for (const InferRequest& r : outcome.infer) std::get<0>(ports).try_put(r);
+  }
+
+  void Publish(const v1::MaskResult& mask) {
+    if (Status s = cache(mask); !s.ok()) {
+      spdlog::error("mask cache {}/{}: {}", mask.dataset(), mask.image_id(), s.ToString());
+    }
+    Result<uint64_t> sequence = publisher(mask);
+    if (!sequence.ok()) spdlog::error("publish: {}", sequence.status().ToString());
+    masks.fetch_add(1);
+    spdlog::debug("mask {}/{} v{} r{} seq {} in {:.0f} ms", mask.dataset(), mask.image_id(),
+                  mask.model_version(), mask.click_revision(), sequence.ok() ? *sequence : 0,
+                  mask.latency_ms());
+  }
+
+  Store* store;
+  const ModelSlot* models;
+  const int max_in_flight;
+  std::function<void(bool)> on_saturation;
+
+  std::mutex admit_mu;
+  uint64_t next_seq = 0;         // GUARDED_BY(admit_mu)
+  uint64_t in_flight_count = 0;  // GUARDED_BY(admit_mu)
+  bool saturated = false;        // GUARDED_BY(admit_mu)
+  std::mutex intake_mu;          // with intake_cv: WaitForIntake
+  std::condition_variable intake_cv;
+
+  std::atomic<uint64_t> admitted{0}, applied{0}, duplicates{0}, masks{0}, cache_hits{0},
+      sample_errors{0};
+
+  Decode decode;
+  Preprocess preprocess;
+  ClickIntake click_intake;
+  ImageIntake image_intake;
+  LabelIntake label_intake;
+  DeadLetterSink dead_letters;
+  MaskCache cache;
+  InferRequestGate gate;
+  Sampler sampler;
+  Aggregate aggregate;
+  Publisher publisher;
+  SamplerPool pool;
+
+  flow::graph graph;
+  flow::queue_node<Envelope> input;
+  flow::limiter_node<Envelope> limiter;
+  flow::function_node<Envelope, Decoded> decode_node;
+  flow::function_node<Decoded, Decoded> preprocess_node;
+  flow::sequencer_node<Decoded> order;
+  IntakeNode intake_node;
+  flow::multifunction_node<InferRequest, std::tuple<InferRequest>> gate_node;
+  SamplerNode sampler_node;
+  flow::multifunction_node<SampleSet, std::tuple<v1::MaskResult>> aggregate_node;
+  flow::function_node<v1::MaskResult> publish_node;
+  bool drained = false;
+};
+
+Pipeline::Pipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Pipeline::~Pipeline() { Drain(); }
+
+Result<std::unique_ptr<Pipeline>> Pipeline::Create(const Config& config, PipelineDeps deps,
+                                                   Aggregator aggregator,
+                                                   std::function<void(bool)> on_saturation) {
+  if (!deps.store || !deps.producer || !deps.zmq || !deps.models) {
+    return InvalidArgument("pipeline: store, producer, zmq and models are all required");
+  }
+  auto impl = std::make_unique<Impl>(config, deps, std::move(aggregator), std::move(on_saturation));
+  return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
+}
+
+void Pipeline::Admit(KafkaMessage message) {
+  impl_->admitted.fetch_add(1);
+  impl_->Put(std::move(message));
+}
+
+void Pipeline::Tick() { impl_->Put(std::monostate{}); }
+
+Status Pipeline::RequestStaleMasks() {
+  std::shared_ptr<const ServingModel> model = impl_->models->Get();
+  const uint64_t version = model ? model->version : 0;
+  std::vector<InferRequest> stale;
+  Status scanned = impl_->store->Scan(
+      Family::kImages, "", [&](std::string_view key, std::string_view value) {
+        v1::StoredImage image;
+        if (!image.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
+        const v1::ImageEvent& e = image.event();
+        Result<std::optional<v1::MaskResult>> current = impl_->cache.Current(e.dataset(),
+                                                                             e.image_id());
+        Result<uint64_t> revision =
+            impl_->store->Count(Family::kClicks, keys::Under(std::string(key)));
+        if (!current.ok() || !revision.ok() || !current->has_value() ||
+            (*current)->click_revision() != *revision || (*current)->model_version() != version) {
+          stale.push_back(RequestFor(e.dataset(), e.image_id()));
+        }
+        return true;
+      });
+  CLICKDIFF_RETURN_IF_ERROR(scanned);
+  spdlog::info("{} stored images need a mask drawn", stale.size());
+  for (const InferRequest& r : stale) impl_->gate_node.try_put(r);
+  return Status::Ok();
+}
+
+void Pipeline::WaitForIntake() {
+  std::unique_lock<std::mutex> lock(impl_->intake_mu);
+  impl_->intake_cv.wait(lock, [&] {
+    std::lock_guard<std::mutex> admit(impl_->admit_mu);
+    return impl_->in_flight_count == 0;
+  });
+}
+
+void Pipeline::Drain() {
+  if (impl_ == nullptr || impl_->drained) return;
+  impl_->drained = true;
+  WaitForIntake();
+  impl_->pool.Stop();
+  impl_->graph.wait_for_all();
+}
+
+PipelineCounters Pipeline::counters() const {
+  PipelineCounters c;
+  c.admitted = impl_->admitted.load();
+  c.applied = impl_->applied.load();
+  c.duplicates = impl_->duplicates.load();
+  c.dead_letters = impl_->dead_letters.count();
+  c.masks = impl_->masks.load();
+  c.cache_hits = impl_->cache_hits.load();
+  c.sample_errors = impl_->sample_errors.load();
+  {
+    std::lock_guard<std::mutex> lock(impl_->admit_mu);
+    c.in_flight = impl_->in_flight_count;
+  }
+  c.infer_waiting = impl_->gate.waiting();
+  return c;
+}
+
+}  // namespace clickdiff

@@ -1,0 +1,86 @@
+// graph/pipeline.h — the service's oneTBB flow graph (DESIGN.md, "Data flow"):
+//
+//   Admit/Tick -> queue -> limiter(max_in_flight) -> decode (unlimited) -> preprocess (unlimited)
+//     -> sequencer (consumption order) -> intake (serial: image | click | label | dead letter,
+//        each effect + offset in one RocksDB batch) --done--> limiter.decrement
+//                                                   --infer--> gate (one waiting per image)
+//     -> sampler (async_node: a pool of sampler threads outside TBB's workers, so minutes of
+//        LibTorch work never starve the graph) -> aggregate (unlimited) -> cache + publish (serial)
+//
+// Concurrency is chosen per stage: decoding and preprocessing are pure and run in parallel; intake
+// is serial because it reads-then-writes the store and must store offsets in order (the sequencer
+// restores the order the parallel stages lose); publishing is serial so an image's masks reach the
+// cache and subscribers in the order they finish. Backpressure: events admitted but not through
+// intake are counted; at limits.max_in_flight `on_saturation(true)` asks the consumer to pause, and
+// at half of it `on_saturation(false)` to resume.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+
+#include "config/config.h"
+#include "io/kafka_producer.h"
+#include "io/store.h"
+#include "io/zmq_server.h"
+#include "model/aggregator.h"
+#include "nodes/messages.h"
+#include "nodes/model_slot.h"
+
+namespace clickdiff {
+
+// Collaborators, not owned; they must outlive the Pipeline. `producer` serves dead letters and
+// the optional masks topic.
+struct PipelineDeps {
+  Store* store = nullptr;
+  KafkaProducer* producer = nullptr;
+  ZmqServer* zmq = nullptr;
+  const ModelSlot* models = nullptr;
+};
+
+struct PipelineCounters {
+  uint64_t admitted = 0;     // events admitted (ticks excluded)
+  uint64_t applied = 0;      // events through intake, duplicates and dead letters included
+  uint64_t duplicates = 0;
+  uint64_t dead_letters = 0;
+  uint64_t masks = 0;        // masks published
+  uint64_t cache_hits = 0;
+  uint64_t sample_errors = 0;
+  uint64_t in_flight = 0;    // admitted, not through intake
+  uint64_t infer_waiting = 0;
+};
+
+class Pipeline {
+ public:
+  // Builds and activates the graph, starts `config.sampler.shards` sampler threads. `aggregator`
+  // decides masks (services/model_options.h builds it from config.aggregator).
+  // Errors: a missing collaborator.
+  static Result<std::unique_ptr<Pipeline>> Create(const Config& config, PipelineDeps deps,
+                                                   Aggregator aggregator,
+                                                   std::function<void(bool)> on_saturation);
+  ~Pipeline();  // Drain()
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Thread-safe. Hands one consumed record to the graph (the consumer's poll thread calls it).
+  void Admit(KafkaMessage message);
+  // Thread-safe. Lets intake expire clicks that waited too long for their image.
+  void Tick();
+  // Thread-safe. Asks for the masks of every stored image whose cached mask is missing or was drawn
+  // for another model version or click revision (used at start, after a restart or a crash).
+  Status RequestStaleMasks();
+  // Waits until intake has applied everything admitted (samplers keep working).
+  void WaitForIntake();
+  // Stops: call after the consumer stopped admitting. Intake drains completely; samplers finish
+  // the request in hand and drop queued ones (RequestStaleMasks redraws them after a restart).
+  // Idempotent.
+  void Drain();
+  PipelineCounters counters() const;
+
+ private:
+  struct Impl;
+  explicit Pipeline(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace clickdiff

@@ -1,0 +1,23 @@
+// nodes/aggregate.h — joins an image's N samples into the published result: the mask at the
+// image's own size (the configured rule: majority, threshold or smoothed vote density) and its
+// uncertainty map (vote entropy), as a MaskResult tagged with model version and click revision.
+#pragma once
+
+#include "model/aggregator.h"
+#include "nodes/messages.h"
+
+namespace clickdiff {
+
+// Stateless apart from the rule; safe under tbb::flow::unlimited.
+class Aggregate {
+ public:
+  Aggregate(Aggregator aggregator, std::string rule_name);
+  // A cached result passes through with a fresh latency. Errors: the aggregator's.
+  Result<v1::MaskResult> operator()(const SampleSet& set) const;
+
+ private:
+  Aggregator aggregator_;
+  std::string rule_name_;
+};
+
+}  // namespace clickdiff

@@ -1,0 +1,119 @@
+#include "nodes/click_intake.h"
+
+#include "nodes/keys.h"
+
+namespace clickdiff {
+namespace {
+
+const std::string kPending = std::string("pending") + '\0';
+
+std::string PendingPrefix(const std::string& image_key) { return kPending + keys::Under(image_key); }
+
+}  // namespace
+
+ClickIntake::ClickIntake(Store* store, int64_t pending_timeout_ms)
+    : store_(store), pending_timeout_ms_(pending_timeout_ms) {}
+
+std::string ClickIntake::CheckBounds(const v1::ClickEvent& click, const v1::ImageEvent& image) {
+  if (click.x() < 0 || click.y() < 0 || click.x() >= static_cast<int64_t>(image.width()) ||
+      click.y() >= static_cast<int64_t>(image.height())) {
+    return "click (" + std::to_string(click.x()) + ", " + std::to_string(click.y()) +
+           ") outside image " + click.image_id() + " of " + std::to_string(image.width()) + "x" +
+           std::to_string(image.height());
+  }
+  return "";
+}
+
+IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
+                                      const KafkaMessage& source) const {
+  IntakeOutcome outcome;
+  const std::string image_key = keys::Image(click.dataset(), click.image_id());
+  const std::string click_key = keys::Child(image_key, click.click_id());
+  Result<std::optional<std::string>> existing = store_->Get(Family::kClicks, click_key);
+  Result<std::optional<std::string>> pending =
+      store_->Get(Family::kMetadata, kPending + click_key);
+  Result<std::optional<std::string>> image_bytes = store_->Get(Family::kImages, image_key);
+  for (const auto* r : {&existing, &pending, &image_bytes}) {
+    if (!r->ok()) {
+      outcome.rejected = "store: " + r->status().message();
+      return outcome;
+    }
+  }
+  Store::Batch batch;
+  AdvanceOffset(batch, source);
+  if (existing->has_value() || pending->has_value()) {
+    outcome.duplicate = true;
+  } else if (!image_bytes->has_value()) {
+    v1::PendingClick parked;
+    *parked.mutable_click() = click;
+    parked.set_received_ms(NowMs());
+    parked.set_source_topic(source.topic);
+    parked.set_source_partition(source.partition);
+    parked.set_source_offset(source.offset);
+    batch.Put(Family::kMetadata, kPending + click_key, parked.SerializeAsString());
+  } else {
+    v1::StoredImage image;
+    if (!image.ParseFromString(**image_bytes)) {
+      outcome.rejected = "store: the record of image " + click.image_id() + " is corrupt";
+      return outcome;
+    }
+    if (std::string bad = CheckBounds(click, image.event()); !bad.empty()) {
+      outcome.rejected = bad;
+      return outcome;
+    }
+    batch.Put(Family::kClicks, click_key, click.SerializeAsString());
+    outcome.infer.push_back(RequestFor(click.dataset(), click.image_id()));
+  }
+  if (Status s = store_->Write(batch); !s.ok()) {
+    outcome.rejected = "store: " + s.message();
+    outcome.infer.clear();
+  }
+  return outcome;
+}
+
+Status ClickIntake::AdoptPending(const v1::ImageEvent& image, Store::Batch& batch,
+                                 IntakeOutcome& outcome) const {
+  const std::string image_key = keys::Image(image.dataset(), image.image_id());
+  const std::string prefix = PendingPrefix(image_key);
+  Status scanned = store_->Scan(
+      Family::kMetadata, prefix, [&](std::string_view key, std::string_view value) {
+        v1::PendingClick parked;
+        batch.Delete(Family::kMetadata, key);
+        if (!parked.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
+        if (std::string bad = CheckBounds(parked.click(), image); !bad.empty()) {
+          outcome.late_rejections.emplace_back(std::move(parked), bad);
+          return true;
+        }
+        batch.Put(Family::kClicks, keys::Child(image_key, parked.click().click_id()),
+                  parked.click().SerializeAsString());
+        return true;
+      });
+  return scanned;
+}
+
+Result<std::vector<std::pair<v1::PendingClick, std::string>>> ClickIntake::ExpirePending(
+    int64_t now_ms) const {
+  std::vector<std::pair<v1::PendingClick, std::string>> expired;
+  Store::Batch batch;
+  Status scanned =
+      store_->Scan(Family::kMetadata, kPending, [&](std::string_view key, std::string_view value) {
+        v1::PendingClick parked;
+        if (!parked.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          batch.Delete(Family::kMetadata, key);
+          return true;
+        }
+        if (now_ms - parked.received_ms() >= pending_timeout_ms_) {
+          std::string reason = "click for unknown image " + parked.click().dataset() + "/" +
+                               parked.click().image_id() + " (no such image arrived within " +
+                               std::to_string(pending_timeout_ms_) + " ms)";
+          batch.Delete(Family::kMetadata, key);
+          expired.emplace_back(std::move(parked), std::move(reason));
+        }
+        return true;
+      });
+  CLICKDIFF_RETURN_IF_ERROR(scanned);
+  if (!batch.empty()) CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  return expired;
+}
+
+}  // namespace clickdiff

@@ -1,0 +1,39 @@
+// nodes/decode.h — first stage of the graph: turns a Kafka record into a typed, validated event
+// or a rejection that names the field and the limit (garbage bytes, truncated protobuf, oversized
+// payload, bad dimensions or pixel type, truncated PNG, NaN raw pixels, empty ids, unknown class).
+// Checks that need stored state (click inside its image, label size, duplicates) happen at intake.
+#pragma once
+
+#include "config/config.h"
+#include "nodes/messages.h"
+
+namespace clickdiff {
+
+struct DecodeLimits {
+  int64_t max_payload_bytes = 16 << 20;  // whole Kafka record value
+  int max_image_side = 4096;
+  int num_classes = 2;  // class ids 0..num_classes-1 exist; clicks name 1..num_classes-1
+  size_t max_id_bytes = 256;
+};
+DecodeLimits DecodeLimitsFrom(const Config& config);
+
+// Stateless; safe under tbb::flow::unlimited. Never throws: every failure is a Rejected event.
+class Decode {
+ public:
+  Decode(const KafkaTopics& topics, const DecodeLimits& limits);
+  // One Decoded per envelope, always (the sequencer downstream counts on it).
+  Decoded operator()(const Envelope& envelope) const;
+
+ private:
+  std::variant<Tick, Rejected, ImageRecord, v1::ClickEvent, v1::LabelEvent> DecodeRecord(
+      const KafkaMessage& message) const;
+
+  KafkaTopics topics_;
+  DecodeLimits limits_;
+};
+
+// Checks an id (dataset, image_id, click_id, label_id): non-empty, at most `max_bytes`, and no
+// control characters (they would break keys and topics). Returns the reason, or "" when fine.
+std::string CheckId(const std::string& field, const std::string& value, size_t max_bytes);
+
+}  // namespace clickdiff

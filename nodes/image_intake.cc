@@ -1,0 +1,38 @@
+#include "nodes/image_intake.h"
+
+#include "nodes/keys.h"
+
+namespace clickdiff {
+
+ImageIntake::ImageIntake(Store* store, const ClickIntake* clicks)
+    : store_(store), clicks_(clicks) {}
+
+IntakeOutcome ImageIntake::operator()(const ImageRecord& image, const KafkaMessage& source) const {
+  IntakeOutcome outcome;
+  const v1::ImageEvent& event = image.stored.event();
+  const std::string key = keys::Image(event.dataset(), event.image_id());
+  Result<std::optional<std::string>> existing = store_->Get(Family::kImages, key);
+  if (!existing.ok()) {
+    outcome.rejected = "store: " + existing.status().message();
+    return outcome;
+  }
+  Store::Batch batch;
+  AdvanceOffset(batch, source);
+  if (existing->has_value()) {
+    outcome.duplicate = true;
+  } else {
+    batch.Put(Family::kImages, key, image.stored.SerializeAsString());
+    if (Status s = clicks_->AdoptPending(event, batch, outcome); !s.ok()) {
+      outcome.rejected = "store: " + s.message();
+      return outcome;
+    }
+    outcome.infer.push_back(RequestFor(event.dataset(), event.image_id()));
+  }
+  if (Status s = store_->Write(batch); !s.ok()) {
+    outcome = IntakeOutcome{};
+    outcome.rejected = "store: " + s.message();
+  }
+  return outcome;
+}
+
+}  // namespace clickdiff

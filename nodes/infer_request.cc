@@ -1,0 +1,22 @@
+#include "nodes/infer_request.h"
+
+#include "nodes/keys.h"
+
+namespace clickdiff {
+
+bool InferRequestGate::operator()(const InferRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_.insert(keys::Image(request.dataset, request.image_id)).second;
+}
+
+void InferRequestGate::Started(const InferRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  waiting_.erase(keys::Image(request.dataset, request.image_id));
+}
+
+size_t InferRequestGate::waiting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waiting_.size();
+}
+
+}  // namespace clickdiff

@@ -1,0 +1,28 @@
+// nodes/infer_request.h — admits mask requests, one outstanding per image: while a request for an
+// image waits for a sampler, more requests for it (a burst of clicks) are folded into it. The
+// sampler reads the image's clicks when it starts, so the folded requests lose nothing.
+#pragma once
+
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "nodes/messages.h"
+
+namespace clickdiff {
+
+// Thread-safe.
+class InferRequestGate {
+ public:
+  // True when the request should go on to a sampler; false when one for its image is waiting.
+  bool operator()(const InferRequest& request);
+  // Called by the sampler when it starts on a request: later requests for the image are admitted.
+  void Started(const InferRequest& request);
+  size_t waiting() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string> waiting_;  // GUARDED_BY(mu_): image keys
+};
+
+}  // namespace clickdiff

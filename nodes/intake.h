@@ -1,0 +1,36 @@
+// nodes/intake.h — what an intake stage returns. The intake stages (image, click, label) run in
+// ONE serial graph node, in consumption order: each reads what it needs from the store and writes
+// the event's effect together with the record's next offset in one RocksDB batch, so a restart
+// neither loses nor re-applies an event.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/kafka_consumer.h"
+#include "io/store.h"
+#include "nodes/messages.h"
+
+namespace clickdiff {
+
+struct IntakeOutcome {
+  // Set when the event is refused: nothing was written, and the dead-letter stage records it
+  // (and its offset).
+  std::optional<std::string> rejected;
+  // Applied before (same id): nothing changed but the offset.
+  bool duplicate = false;
+  // Masks to draw again because of this event.
+  std::vector<InferRequest> infer;
+  // Earlier clicks refused now that their image arrived (outside it), with the reason.
+  std::vector<std::pair<v1::PendingClick, std::string>> late_rejections;
+};
+
+// Milliseconds since the Unix epoch.
+int64_t NowMs();
+// Adds `source`'s next offset to `batch`.
+void AdvanceOffset(Store::Batch& batch, const KafkaMessage& source);
+// A request to redraw dataset/image_id, stamped now.
+InferRequest RequestFor(const std::string& dataset, const std::string& image_id);
+
+}  // namespace clickdiff

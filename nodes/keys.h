@@ -1,0 +1,19 @@
+// nodes/keys.h — RocksDB keys of the service's records (io/store.h families). Ids are joined with
+// a NUL byte, which validation forbids inside ids, so a key never aliases another and a prefix
+// scan of one image never reaches another image whose id merely starts the same way.
+#pragma once
+
+#include <string>
+
+namespace clickdiff::keys {
+
+inline std::string Image(const std::string& dataset, const std::string& image_id) {
+  return dataset + '\0' + image_id;
+}
+// Prefix of every per-image record under `image` (clicks, labels, pending clicks).
+inline std::string Under(const std::string& image_key) { return image_key + '\0'; }
+inline std::string Child(const std::string& image_key, const std::string& id) {
+  return Under(image_key) + id;
+}
+
+}  // namespace clickdiff::keys

@@ -1,0 +1,68 @@
+// nodes/messages.h — the values that travel on the flow graph's edges (see graph/pipeline.h for
+// the topology). Plain, copyable value types; a message is owned by the node holding it.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "io/kafka_consumer.h"
+#include "schemas/events.pb.h"
+
+namespace clickdiff {
+
+// Every input to the graph carries a sequence number given at admission, in admission order, so
+// the serial intake stage sees events in consumption order (a tbb::flow::sequencer_node restores
+// it after the parallel decode stages) and stored offsets only ever move forward.
+struct Envelope {
+  uint64_t seq = 0;
+  // A Kafka record, or (no record) a periodic tick that lets intake expire pending clicks.
+  std::variant<std::monostate, KafkaMessage> input;
+};
+
+// Why an event was refused; it goes to the dead-letter topic with the reason.
+struct Rejected {
+  std::string reason;
+};
+
+// An accepted image before and after preprocessing (grid empty until Preprocess has run).
+struct ImageRecord {
+  v1::StoredImage stored;
+  std::vector<float> pixels;  // decoded gray pixels at the image's size; cleared once on the grid
+};
+
+struct Tick {};
+
+// The output of decoding one envelope: exactly one per envelope, bad input included.
+struct Decoded {
+  uint64_t seq = 0;
+  KafkaMessage source;  // empty for a tick
+  std::variant<Tick, Rejected, ImageRecord, v1::ClickEvent, v1::LabelEvent> event;
+};
+
+// A request to (re)draw the mask of one image.
+struct InferRequest {
+  std::string dataset;
+  std::string image_id;
+  std::chrono::steady_clock::time_point requested;
+};
+
+// N samples drawn for one image, on the model grid.
+struct SampleSet {
+  InferRequest request;
+  v1::ImageEvent image;       // the image's metadata (payload cleared)
+  torch::Tensor samples;      // [N,R,R] int64 class ids, CPU
+  uint64_t model_version = 0;
+  uint64_t click_revision = 0;
+  uint32_t steps = 0;
+  // Set instead of samples when the cache already holds the mask for this model version and
+  // click revision: it is published again without sampling.
+  std::optional<v1::MaskResult> cached;
+};
+
+}  // namespace clickdiff

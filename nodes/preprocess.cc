@@ -1,0 +1,37 @@
+#include "nodes/preprocess.h"
+
+#include <chrono>
+
+#include "model/preprocess.h"
+
+namespace clickdiff {
+
+Preprocess::Preprocess(int64_t resolution) : resolution_(resolution) {}
+
+Decoded Preprocess::operator()(Decoded decoded) const {
+  auto* record = std::get_if<ImageRecord>(&decoded.event);
+  if (record == nullptr) return decoded;
+  try {
+    const v1::ImageEvent& event = record->stored.event();
+    Result<GridMapping> mapping = MakeGridMapping(event.width(), event.height(), resolution_);
+    Result<torch::Tensor> grid =
+        mapping.ok() ? ImageToGrid(record->pixels.data(), *mapping) : mapping.status();
+    if (!grid.ok()) {
+      decoded.event = Rejected{"preprocess: " + grid.status().message()};
+      return decoded;
+    }
+    torch::Tensor values = grid->contiguous();
+    record->stored.set_grid_resolution(static_cast<uint32_t>(resolution_));
+    record->stored.mutable_grid()->Assign(values.data_ptr<float>(),
+                                          values.data_ptr<float>() + values.numel());
+    record->stored.set_received_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
+    record->pixels = {};
+  } catch (const std::exception& e) {
+    decoded.event = Rejected{std::string("preprocess failed: ") + e.what()};
+  }
+  return decoded;
+}
+
+}  // namespace clickdiff

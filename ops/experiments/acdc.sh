@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# ops/experiments/acdc.sh — clicks versus full supervision on real cardiac MRI (ACDC).
+#
+# Trains the default d3pm model twice with the same wall-clock budget: once from
+# train/clicks.jsonl (one click per class per slice) and once from train/truth (dense masks).
+# Each model's aggregation rule is calibrated on a validation subset, then both segment the same
+# test subset, and the script prints test Dice per class (RV=1, Myo=2, LV=3) and the ratio.
+#
+#   ops/experiments/acdc.sh [OUT]            (default OUT: out/acdc)
+#   CLICKDIFF_ACDC_SECONDS   training budget per model (default 300)
+#   CLICKDIFF_ACDC_VAL_EVERY / CLICKDIFF_ACDC_TEST_EVERY  keep every n-th image (default 10 / 4)
+# A model file already in OUT is reused (delete it to retrain).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+data=${CLICKDIFF_ACDC_DATA:-../shared/data/acdc}
+out=${1:-out/acdc}
+seconds=${CLICKDIFF_ACDC_SECONDS:-300}
+val_every=${CLICKDIFF_ACDC_VAL_EVERY:-10}
+test_every=${CLICKDIFF_ACDC_TEST_EVERY:-4}
+cli=build/release/services/clickdiff
+cmake --build --preset release --target clickdiff >/dev/null
+classes=(--set model.num_classes=4 --set "model.class_names=[background,rv,myo,lv]")
+
+# subset DIR EVERY DEST: links every EVERY-th image of DIR (sorted) and its truth mask into DEST.
+subset() {
+  rm -rf "$3" && mkdir -p "$3/images" "$3/truth"
+  local i=0 name
+  for path in "$1"/images/*.png; do
+    name=$(basename "$path")
+    if ((i % $2 == 0)); then
+      ln -s "$(realpath "$path")" "$3/images/$name"
+      ln -s "$(realpath "$1/truth/$name")" "$3/truth/$name"
+    fi
+    i=$((i + 1))
+  done
+}
+mkdir -p "$out"
+subset "$data/val" "$val_every" "$out/val"
+subset "$data/test" "$test_every" "$out/test"
+echo "validation: $(ls "$out/val/images" | wc -l) images; test: $(ls "$out/test/images" | wc -l) images"
+
+for kind in clicks dense; do
+  if [[ $kind == clicks ]]; then labels=(--clicks "$data/train/clicks.jsonl"); else labels=(--masks "$data/train/truth"); fi
+  if [[ ! -f $out/$kind.pt ]]; then
+    echo "== train from $kind (${seconds} s)"
+    "$cli" train "${classes[@]}" --images "$data/train/images" "${labels[@]}" \
+      --out "$out/$kind.pt" --seconds "$seconds" | tail -n 1 >"$out/train_$kind.json"
+  fi
+  echo "== calibrate the $kind model on validation"
+  "$cli" calibrate "${classes[@]}" --model "$out/$kind.pt" --images "$out/val/images" \
+    --truth "$out/val/truth" --samples 16 >"$out/calibration_$kind.json"
+  rule=$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; print(" ".join(f"--set aggregator.{k}={v}" for k,v in b.items() if k!="dice"))' "$out/calibration_$kind.json")
+  echo "== segment the test images ($rule)"
+  # shellcheck disable=SC2086  # rule is a list of --set options
+  "$cli" infer "${classes[@]}" --model "$out/$kind.pt" --images "$out/test/images" \
+    --out "$out/pred_$kind" $rule >/dev/null
+  "$cli" eval --classes 4 --pred "$out/pred_$kind" --truth "$out/test/truth" >"$out/scores_$kind.json"
+done
+
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+s = {k: json.load(open(f"{out}/scores_{k}.json")) for k in ("clicks", "dense")}
+t = {k: json.load(open(f"{out}/train_{k}.json")) for k in ("clicks", "dense")}
+print(f"{'':8}{'steps':>7}{'RV':>8}{'Myo':>8}{'LV':>8}{'mean':>8}")
+def dice(k, c): return next(r["dice"] for r in s[k]["classes"] if r["class"] == c)
+for k in ("clicks", "dense"):
+    row = [dice(k, c) for c in (1, 2, 3)]
+    print(f"{k:8}{t[k]['steps']:>7}" + "".join(f"{v:8.3f}" for v in row) + f"{sum(row)/3:8.3f}")
+ratio = [dice("clicks", c) / max(dice("dense", c), 1e-9) for c in (1, 2, 3)]
+print(f"{'ratio':8}{'':>7}" + "".join(f"{v:8.3f}" for v in ratio) + f"{sum(ratio)/3:8.3f}")
+PY

@@ -1,0 +1,41 @@
+// clickdiffd — the streaming service. SIGINT/SIGTERM stop it cleanly (exit 0).
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <iostream>
+
+#include "services/command.h"
+#include "services/daemon.h"
+#include "services/logging.h"
+
+namespace {
+std::atomic<bool> g_stop{false};  // the one global: a signal handler can reach nothing else
+extern "C" void OnSignal(int) { g_stop.store(true); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"clickdiffd: single-click diffusion segmentation service"};
+  clickdiff::ConfigOptions config_options;
+  clickdiff::AddConfigOptions(app, config_options, false);
+  CLI11_PARSE(app, argc, argv);
+  clickdiff::Result<clickdiff::Config> config = clickdiff::LoadConfigFor(config_options);
+  if (!config.ok()) {
+    std::cerr << "error: " << config.status().message() << "\n";
+    return 1;
+  }
+  if (clickdiff::Status logging = clickdiff::InitLogging(config->logging.level); !logging.ok()) {
+    std::cerr << "error: " << logging.message() << "\n";
+    return 1;
+  }
+  static_assert(std::atomic<bool>::is_always_lock_free);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  clickdiff::Status status = clickdiff::RunDaemon(*config, g_stop);
+  if (!status.ok()) {
+    spdlog::error("{}", status.ToString());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,255 @@
+#include "services/daemon.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "graph/pipeline.h"
+#include "io/embedded_broker.h"
+#include "io/kafka_consumer.h"
+#include "io/kafka_producer.h"
+#include "io/store.h"
+#include "io/zmq_server.h"
+#include "model/checkpoint_store.h"
+#include "nodes/keys.h"
+#include "nodes/mask_cache.h"
+#include "services/model_options.h"
+
+namespace clickdiff {
+namespace {
+
+Result<std::shared_ptr<const ServingModel>> LoadModel(const Config& config, torch::Device device) {
+  auto serving = std::make_shared<ServingModel>();
+  if (config.model.checkpoint.empty()) {
+    Result<model::SegmenterOptions> options = SegmenterOptionsFrom(config);
+    if (!options.ok()) return options.status();
+    Result<model::Segmenter> fresh = model::Segmenter::Create(*options, device);
+    if (!fresh.ok()) return fresh.status();
+    spdlog::warn("model.checkpoint is empty: serving an untrained {} model (version 0); train one "
+                 "with `clickdiff train` and set model.checkpoint",
+                 config.model.method);
+    serving->segmenter = std::make_shared<model::Segmenter>(std::move(fresh).value());
+    serving->version = 0;
+    return std::shared_ptr<const ServingModel>(serving);
+  }
+  Result<model::Segmenter> loaded = model::CheckpointStore::Load(config.model.checkpoint, device);
+  if (!loaded.ok()) return loaded.status();
+  if (loaded->options().num_classes != config.model.num_classes) {
+    return InvalidArgument(config.model.checkpoint + ": the model has " +
+                           std::to_string(loaded->options().num_classes) +
+                           " classes but model.num_classes is " +
+                           std::to_string(config.model.num_classes));
+  }
+  serving->segmenter = std::make_shared<model::Segmenter>(std::move(loaded).value());
+  serving->version = 1;
+  spdlog::info("serving {} ({}) as model version 1", config.model.checkpoint, config.model.method);
+  return std::shared_ptr<const ServingModel>(serving);
+}
+
+v1::QueryReply Answer(const v1::Query& query, Store& store, const MaskCache& cache,
+                      const Pipeline* pipeline, const ModelSlot& models,
+                      const ServiceEndpoints& endpoints) {
+  v1::QueryReply reply;
+  auto fail = [&](std::string why) {
+    reply.set_ok(false);
+    reply.set_error(std::move(why));
+    return reply;
+  };
+  switch (query.kind()) {
+    case v1::Query::KIND_MASK: {
+      Result<std::optional<v1::MaskResult>> mask = cache.Current(query.dataset(), query.image_id());
+      if (!mask.ok()) return fail(mask.status().message());
+      if (!mask->has_value()) {
+        return fail("no mask yet for " + query.dataset() + "/" + query.image_id());
+      }
+      *reply.mutable_mask() = std::move(**mask);
+      break;
+    }
+    case v1::Query::KIND_IMAGE: {
+      Result<std::optional<std::string>> bytes =
+          store.Get(Family::kImages, keys::Image(query.dataset(), query.image_id()));
+      if (!bytes.ok()) return fail(bytes.status().message());
+      v1::StoredImage stored;
+      if (!bytes->has_value()) return fail("no image " + query.dataset() + "/" + query.image_id());
+      if (!stored.ParseFromString(**bytes)) return fail("the stored image is corrupt");
+      *reply.mutable_image() = std::move(*stored.mutable_event());
+      break;
+    }
+    case v1::Query::KIND_STATUS: {
+      v1::ServiceStatus* s = reply.mutable_status();
+      std::shared_ptr<const ServingModel> model = models.Get();
+      s->set_model_version(model ? model->version : 0);
+      for (auto [family, field] : {std::pair{Family::kImages, &v1::ServiceStatus::set_images},
+                                   std::pair{Family::kClicks, &v1::ServiceStatus::set_clicks},
+                                   std::pair{Family::kLabels, &v1::ServiceStatus::set_labels}}) {
+        Result<uint64_t> n = store.Count(family);
+        if (!n.ok()) return fail(n.status().message());
+        (s->*field)(*n);
+      }
+      if (pipeline != nullptr) {
+        PipelineCounters c = pipeline->counters();
+        s->set_masks(c.masks);
+        s->set_dead_letters(c.dead_letters);
+        s->set_in_flight(c.in_flight);
+        s->set_events(c.admitted);
+      }
+      s->set_bootstrap_servers(endpoints.bootstrap_servers);
+      s->set_publish_endpoint(endpoints.publish_endpoint);
+      s->set_query_endpoint(endpoints.query_endpoint);
+      break;
+    }
+    default:
+      return fail("unknown query kind " + std::to_string(query.kind()));
+  }
+  reply.set_ok(true);
+  return reply;
+}
+
+}  // namespace
+
+std::vector<std::string> ServiceTopics(const KafkaConfig& kafka) {
+  const KafkaTopics& t = kafka.topics;
+  std::vector<std::string> topics = {t.images, t.clicks, t.labels, t.model_updates, t.metrics};
+  if (!t.masks.empty()) topics.push_back(t.masks);
+  for (const std::string& in : {t.images, t.clicks, t.labels}) topics.push_back(in + t.dlq_suffix);
+  return topics;
+}
+
+Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
+                 const std::function<void(const ServiceEndpoints&)>& on_ready) {
+  Result<Compute> compute = SetUpCompute(config);
+  if (!compute.ok()) return compute.status();
+  Result<std::unique_ptr<Store>> store = Store::Open(config.store);
+  if (!store.ok()) return store.status().WithContext("store");
+  MaskCache cache(store->get());
+
+  ServiceEndpoints endpoints;
+  endpoints.pid = static_cast<int64_t>(getpid());
+  std::unique_ptr<EmbeddedBroker> broker;
+  if (config.kafka.bootstrap_servers.empty()) {
+    Result<std::unique_ptr<EmbeddedBroker>> started =
+        EmbeddedBroker::Start(config.kafka.embedded_brokers);
+    if (!started.ok()) return started.status().WithContext("embedded broker");
+    broker = std::move(started).value();
+    for (const std::string& topic : ServiceTopics(config.kafka)) {
+      CLICKDIFF_RETURN_IF_ERROR(broker->CreateTopic(topic, config.kafka.partitions));
+    }
+    endpoints.bootstrap_servers = broker->bootstrap_servers();
+    spdlog::info("embedded Kafka broker at {}", endpoints.bootstrap_servers);
+  } else {
+    endpoints.bootstrap_servers = config.kafka.bootstrap_servers;
+  }
+
+  ModelSlot models;
+  Result<std::shared_ptr<const ServingModel>> model = LoadModel(config, compute->device);
+  if (!model.ok()) return model.status().WithContext("model");
+  models.Set(*model);
+  Result<Aggregator> aggregator = MakeAggregator(config.aggregator, config.model.num_classes);
+  if (!aggregator.ok()) return aggregator.status();
+
+  std::atomic<Pipeline*> pipeline_view{nullptr};
+  Result<std::unique_ptr<ZmqServer>> zmq = ZmqServer::Bind(
+      config.zmq, [&](const v1::Query& query) {
+        return Answer(query, **store, cache, pipeline_view.load(), models, endpoints);
+      });
+  if (!zmq.ok()) return zmq.status().WithContext("zeromq");
+  endpoints.publish_endpoint = (*zmq)->publish_endpoint();
+  endpoints.query_endpoint = (*zmq)->query_endpoint();
+  if (config.zmq.curve.enabled) endpoints.server_public_key = config.zmq.curve.server_public_key;
+
+  Result<std::unique_ptr<KafkaProducer>> producer =
+      KafkaProducer::Create(config.kafka, endpoints.bootstrap_servers);
+  if (!producer.ok()) return producer.status().WithContext("kafka producer");
+
+  // Current masks from the store, so a subscriber gets them even before anything is redrawn.
+  CLICKDIFF_RETURN_IF_ERROR((*store)->Scan(Family::kMasks, "",
+                                           [&](std::string_view, std::string_view value) {
+                                             v1::MaskResult mask;
+                                             if (mask.ParseFromArray(value.data(),
+                                                                     static_cast<int>(value.size()))) {
+                                               (*zmq)->Remember(mask);
+                                             }
+                                             return true;
+                                           }));
+
+  std::unique_ptr<KafkaConsumer> consumer;
+  std::atomic<KafkaConsumer*> consumer_view{nullptr};
+  PipelineDeps deps{store->get(), producer->get(), zmq->get(), &models};
+  Result<std::unique_ptr<Pipeline>> pipeline =
+      Pipeline::Create(config, deps, std::move(aggregator).value(), [&](bool saturated) {
+        KafkaConsumer* c = consumer_view.load();
+        if (c == nullptr) return;
+        if (saturated) {
+          c->Pause();
+        } else {
+          c->Resume();
+        }
+      });
+  if (!pipeline.ok()) return pipeline.status();
+  pipeline_view.store(pipeline->get());
+  CLICKDIFF_RETURN_IF_ERROR((*pipeline)->RequestStaleMasks());
+
+  KafkaConsumer::Callbacks callbacks;
+  callbacks.stored_offset = [&](const std::string& topic, int32_t partition) {
+    return (*store)->GetOffset(topic, partition);
+  };
+  callbacks.on_message = [&](KafkaMessage message) { (*pipeline)->Admit(std::move(message)); };
+  std::atomic<bool> fatal{false};
+  Status fatal_status;
+  std::mutex fatal_mu;
+  callbacks.on_error = [&](const Status& error) {
+    spdlog::error("kafka consumer: {}", error.ToString());
+    if (error.code() == StatusCode::kInternal) {
+      std::lock_guard<std::mutex> lock(fatal_mu);
+      fatal_status = error;
+      fatal.store(true);
+    }
+  };
+  const KafkaTopics& t = config.kafka.topics;
+  Result<std::unique_ptr<KafkaConsumer>> created = KafkaConsumer::Create(
+      config.kafka, {t.images, t.clicks, t.labels}, callbacks, endpoints.bootstrap_servers);
+  if (!created.ok()) return created.status().WithContext("kafka consumer");
+  consumer = std::move(created).value();
+  consumer_view.store(consumer.get());
+  CLICKDIFF_RETURN_IF_ERROR(consumer->Start());
+
+  CLICKDIFF_RETURN_IF_ERROR(WriteRuntimeFile(config, endpoints));
+  spdlog::info("clickdiffd ready: kafka {}, masks on {}, queries on {}, store {}",
+               endpoints.bootstrap_servers, endpoints.publish_endpoint, endpoints.query_endpoint,
+               config.store.path);
+  if (on_ready) on_ready(endpoints);
+
+  auto last_report = std::chrono::steady_clock::now();
+  while (!stop.load() && !fatal.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    (*pipeline)->Tick();
+    if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(30)) {
+      last_report = std::chrono::steady_clock::now();
+      PipelineCounters c = (*pipeline)->counters();
+      spdlog::info("events {} (duplicates {}, dead letters {}), masks {}, in flight {}",
+                   c.admitted, c.duplicates, c.dead_letters, c.masks, c.in_flight);
+    }
+  }
+
+  spdlog::info("stopping: closing intake, draining the graph");
+  consumer_view.store(nullptr);
+  consumer->Stop();
+  (*pipeline)->Drain();
+  PipelineCounters c = (*pipeline)->counters();
+  pipeline_view.store(nullptr);
+  Status flushed = (*producer)->Flush(std::chrono::seconds(10));
+  if (!flushed.ok()) spdlog::error("kafka producer: {}", flushed.ToString());
+  CLICKDIFF_RETURN_IF_ERROR((*store)->Flush());
+  RemoveRuntimeFile(config);
+  spdlog::info("stopped: {} events, {} dead letters, {} masks published", c.admitted,
+               c.dead_letters, c.masks);
+  if (fatal.load()) {
+    std::lock_guard<std::mutex> lock(fatal_mu);
+    return fatal_status;
+  }
+  return Status::Ok();
+}
+
+}  // namespace clickdiff

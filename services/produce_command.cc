@@ -1,0 +1,177 @@
+// `clickdiff produce`: streams a data set in the interchange formats (DESIGN.md) to Kafka: every
+// PNG of a directory as an ImageEvent, then every click of a JSON Lines file as a ClickEvent, and
+// optionally every ground-truth mask as a LabelEvent. Ids are derived from the files, so producing
+// the same data twice is harmless (the service applies each id once).
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "io/dataset_files.h"
+#include "io/image_codec.h"
+#include "io/kafka_producer.h"
+#include "schemas/events.pb.h"
+#include "services/command.h"
+#include "services/runtime_file.h"
+
+namespace clickdiff {
+namespace {
+
+struct ProduceArgs {
+  ConfigOptions config;
+  std::string images;
+  std::string clicks;
+  std::string labels;
+  bool labels_for_evaluation = false;
+  std::string dataset = "default";
+  double rate = 0;  // events per second; 0: as fast as possible
+  std::string bootstrap;
+};
+
+// Paces events at `rate` per second (0: no pacing).
+class Pacer {
+ public:
+  explicit Pacer(double rate) : rate_(rate), start_(std::chrono::steady_clock::now()) {}
+  void Next() {
+    if (rate_ <= 0) return;
+    ++sent_;
+    std::this_thread::sleep_until(start_ + std::chrono::duration<double>(sent_ / rate_));
+  }
+
+ private:
+  double rate_;
+  std::chrono::steady_clock::time_point start_;
+  uint64_t sent_ = 0;
+};
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status RunProduce(const ProduceArgs& args, std::ostream& out) {
+  Result<Config> config = LoadConfigFor(args.config);
+  if (!config.ok()) return config.status();
+  Result<std::string> bootstrap = ResolveBootstrap(*config, args.bootstrap);
+  if (!bootstrap.ok()) return bootstrap.status();
+  Result<std::unique_ptr<KafkaProducer>> producer = KafkaProducer::Create(config->kafka, *bootstrap);
+  if (!producer.ok()) return producer.status();
+  const KafkaTopics& topics = config->kafka.topics;
+  Pacer pacer(args.rate);
+  uint64_t images = 0, clicks = 0, labels = 0;
+
+  // Images: the PNG file as it is (the service decodes and checks it).
+  Result<std::vector<std::string>> names = ListPngFiles(args.images);
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
+    const std::string path = (std::filesystem::path(args.images) / name).string();
+    Result<std::vector<uint8_t>> bytes = ReadBinaryFile(path);
+    if (!bytes.ok()) return bytes.status();
+    Result<Image> image = DecodePng(*bytes, {}, path);
+    if (!image.ok()) return image.status();
+    v1::ImageEvent event;
+    event.set_dataset(args.dataset);
+    event.set_image_id(name);
+    event.set_width(image->width);
+    event.set_height(image->height);
+    event.set_channels(image->source_channels >= 3 ? 3 : 1);
+    event.set_pixel_type(image->bit_depth == 16 ? v1::PIXEL_TYPE_UINT16 : v1::PIXEL_TYPE_UINT8);
+    event.set_encoding(v1::PAYLOAD_ENCODING_PNG);
+    event.set_payload(bytes->data(), bytes->size());
+    event.set_timestamp_ms(NowMs());
+    CLICKDIFF_RETURN_IF_ERROR(
+        (*producer)->Produce(topics.images, name, event.SerializeAsString()).WithContext(path));
+    ++images;
+    pacer.Next();
+  }
+  // Images first: a click that overtakes its image still waits for it, but need not.
+  CLICKDIFF_RETURN_IF_ERROR((*producer)->Flush(std::chrono::seconds(30)));
+
+  if (!args.labels.empty()) {
+    Result<std::vector<std::string>> masks = ListPngFiles(args.labels);
+    if (!masks.ok()) return masks.status();
+    for (const std::string& name : *masks) {
+      const std::string path = (std::filesystem::path(args.labels) / name).string();
+      Result<Image> mask = ReadPngFile(path);
+      if (!mask.ok()) return mask.status();
+      v1::LabelEvent label;
+      label.set_dataset(args.dataset);
+      label.set_image_id(name);
+      label.set_label_id(args.labels_for_evaluation ? "truth" : "dense");
+      label.set_for_evaluation(args.labels_for_evaluation);
+      label.mutable_dense()->set_width(mask->width);
+      label.mutable_dense()->set_height(mask->height);
+      std::string ids(mask->pixels.size(), '\0');
+      for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<char>(mask->pixels[i]);
+      label.mutable_dense()->set_class_ids(std::move(ids));
+      label.set_timestamp_ms(NowMs());
+      CLICKDIFF_RETURN_IF_ERROR(
+          (*producer)->Produce(topics.labels, name, label.SerializeAsString()).WithContext(path));
+      ++labels;
+      pacer.Next();
+    }
+  }
+
+  if (!args.clicks.empty()) {
+    ClickFileOptions options;
+    options.num_classes = config->model.num_classes;
+    Result<std::vector<Click>> all = ReadClicksFile(args.clicks, options);
+    if (!all.ok()) return all.status();
+    for (const Click& c : *all) {
+      v1::ClickEvent click;
+      click.set_dataset(args.dataset);
+      click.set_image_id(c.image);
+      // Without an explicit id, the click's content is its identity: the same click twice is one.
+      click.set_click_id(c.click_id.value_or(c.image + "@" + std::to_string(c.x) + "," +
+                                             std::to_string(c.y) + ":" +
+                                             std::to_string(c.class_id) +
+                                             (c.positive ? "" : "-")));
+      click.set_x(c.x);
+      click.set_y(c.y);
+      click.set_class_id(c.class_id);
+      click.set_positive(c.positive);
+      click.set_annotator(c.annotator.value_or(""));
+      click.set_timestamp_ms(NowMs());
+      CLICKDIFF_RETURN_IF_ERROR((*producer)
+                                    ->Produce(topics.clicks, c.image, click.SerializeAsString())
+                                    .WithContext(c.Where()));
+      ++clicks;
+      pacer.Next();
+    }
+  }
+  CLICKDIFF_RETURN_IF_ERROR((*producer)->Flush(std::chrono::seconds(30)));
+  out << nlohmann::json({{"bootstrap_servers", *bootstrap},
+                         {"images", images},
+                         {"clicks", clicks},
+                         {"labels", labels}})
+             .dump()
+      << "\n";
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddProduceCommand(CLI::App& app, CommandContext& context) {
+  auto args = std::make_shared<ProduceArgs>();
+  auto* cmd = app.add_subcommand(
+      "produce", "send images (then masks, then clicks) from files to the service's Kafka topics");
+  AddConfigOptions(*cmd, args->config, false);
+  cmd->add_option("--images", args->images, "directory of PNG images")->required();
+  cmd->add_option("--clicks", args->clicks, "clicks, JSON Lines");
+  cmd->add_option("--labels", args->labels, "directory of class-id PNG masks to send as labels");
+  cmd->add_flag("--for-evaluation", args->labels_for_evaluation,
+                "the --labels are ground truth for scoring, not for training");
+  cmd->add_option("--dataset", args->dataset, "dataset name the events carry")
+      ->capture_default_str();
+  cmd->add_option("--rate", args->rate, "events per second (default: as fast as possible)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--bootstrap", args->bootstrap,
+                  "Kafka bootstrap servers (default: kafka.bootstrap_servers, then the running "
+                  "service's)");
+  cmd->callback([&context, args] { Finish(context, RunProduce(*args, *context.out)); });
+}
+
+}  // namespace clickdiff

@@ -1,0 +1,70 @@
+#include "services/runtime_file.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace clickdiff {
+
+namespace fs = std::filesystem;
+
+std::string RuntimeFilePath(const Config& config) {
+  fs::path db = fs::path(config.store.path).lexically_normal();
+  if (db.has_filename() == false) db = db.parent_path();
+  return (db.parent_path() / "clickdiffd.json").string();
+}
+
+Status WriteRuntimeFile(const Config& config, const ServiceEndpoints& e) {
+  const std::string path = RuntimeFilePath(config);
+  nlohmann::json j = {{"bootstrap_servers", e.bootstrap_servers},
+                      {"publish_endpoint", e.publish_endpoint},
+                      {"query_endpoint", e.query_endpoint},
+                      {"server_public_key", e.server_public_key},
+                      {"pid", e.pid}};
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    if (!out) return Unavailable(tmp + ": cannot write the runtime file");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);  // atomic: a reader never sees half a file
+  if (ec) return Unavailable(path + ": " + ec.message());
+  return Status::Ok();
+}
+
+Result<ServiceEndpoints> ReadRuntimeFile(const Config& config) {
+  const std::string path = RuntimeFilePath(config);
+  std::ifstream in(path);
+  if (!in) {
+    return NotFound(path + ": no running clickdiffd found (start it with `clickdiffd`, or pass "
+                           "the address explicitly)");
+  }
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return DataLoss(path + ": not valid JSON");
+  ServiceEndpoints e;
+  e.bootstrap_servers = j.value("bootstrap_servers", "");
+  e.publish_endpoint = j.value("publish_endpoint", "");
+  e.query_endpoint = j.value("query_endpoint", "");
+  e.server_public_key = j.value("server_public_key", "");
+  e.pid = j.value("pid", int64_t{0});
+  return e;
+}
+
+void RemoveRuntimeFile(const Config& config) {
+  std::error_code ec;
+  fs::remove(RuntimeFilePath(config), ec);
+}
+
+Result<std::string> ResolveBootstrap(const Config& config, const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (!config.kafka.bootstrap_servers.empty()) return config.kafka.bootstrap_servers;
+  Result<ServiceEndpoints> running = ReadRuntimeFile(config);
+  if (!running.ok()) return running.status();
+  if (running->bootstrap_servers.empty()) {
+    return NotFound(RuntimeFilePath(config) + ": holds no broker address");
+  }
+  return running->bootstrap_servers;
+}
+
+}  // namespace clickdiff

@@ -1,0 +1,126 @@
+// `clickdiff subscribe`: receives masks from a running service over ZeroMQ, prints one JSON line
+// per mask and optionally writes each as PNGs (class ids, and uncertainty/ with 0..255 maps).
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "io/image_codec.h"
+#include "io/zmq_client.h"
+#include "io/zmq_server.h"
+#include "services/command.h"
+#include "services/runtime_file.h"
+
+namespace clickdiff {
+namespace {
+
+struct SubscribeArgs {
+  ConfigOptions config;
+  std::string endpoint;
+  std::string dataset;
+  std::string image;
+  std::string out;
+  int count = 0;         // stop after this many masks (0: never)
+  double timeout = 0;    // stop after this many seconds without a mask (0: never)
+};
+
+Status WriteMask(const std::string& dir, const v1::MaskResult& mask) {
+  namespace fs = std::filesystem;
+  fs::path base = fs::path(dir) / mask.dataset();
+  std::error_code ec;
+  fs::create_directories(base / "uncertainty", ec);
+  if (ec) return Unavailable(base.string() + ": " + ec.message());
+  std::string name = mask.image_id();
+  if (fs::path(name).extension() != ".png") name += ".png";
+  auto bytes = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
+  for (auto [path, values] : {std::pair{base / name, &mask.mask()},
+                              std::pair{base / "uncertainty" / name, &mask.uncertainty()}}) {
+    Result<std::vector<uint8_t>> png =
+        EncodePngGray8(bytes(*values), static_cast<int>(mask.width()),
+                       static_cast<int>(mask.height()));
+    if (!png.ok()) return png.status().WithContext(mask.image_id());
+    CLICKDIFF_RETURN_IF_ERROR(WriteBinaryFile(path.string(), *png));
+  }
+  return Status::Ok();
+}
+
+Status RunSubscribe(const SubscribeArgs& args, std::ostream& out) {
+  Result<Config> config = LoadConfigFor(args.config);
+  if (!config.ok()) return config.status();
+  std::string endpoint = args.endpoint;
+  ZmqClientOptions options;
+  if (endpoint.empty()) {
+    Result<ServiceEndpoints> running = ReadRuntimeFile(*config);
+    if (!running.ok()) return running.status();
+    endpoint = running->publish_endpoint;
+    options.server_public_key = running->server_public_key;
+  } else if (config->zmq.curve.enabled) {
+    options.server_public_key = config->zmq.curve.server_public_key;
+  }
+  std::string prefix = "mask.";
+  if (!args.dataset.empty()) {
+    prefix = MaskTopic(args.dataset, args.image);
+  } else if (!args.image.empty()) {
+    return InvalidArgument("--image needs --dataset");
+  }
+  Result<std::unique_ptr<MaskSubscriber>> subscriber =
+      MaskSubscriber::Connect(endpoint, prefix, options);
+  if (!subscriber.ok()) return subscriber.status();
+  spdlog::info("subscribed to {} on {}", prefix, endpoint);
+  int received = 0;
+  auto last = std::chrono::steady_clock::now();
+  while (args.count == 0 || received < args.count) {
+    Result<std::optional<v1::MaskResult>> mask =
+        (*subscriber)->Receive(std::chrono::milliseconds(200));
+    if (!mask.ok()) return mask.status();
+    if (!mask->has_value()) {
+      if (args.timeout > 0 && std::chrono::steady_clock::now() - last >
+                                  std::chrono::duration<double>(args.timeout)) {
+        break;
+      }
+      continue;
+    }
+    const v1::MaskResult& m = **mask;
+    // A prefix subscription to image "a" also matches "ab": keep exact matches only.
+    if (!args.image.empty() && m.image_id() != args.image) continue;
+    last = std::chrono::steady_clock::now();
+    ++received;
+    if (!args.out.empty()) CLICKDIFF_RETURN_IF_ERROR(WriteMask(args.out, m));
+    size_t foreground = 0;
+    for (char c : m.mask()) foreground += c != 0;
+    out << nlohmann::json({{"dataset", m.dataset()},
+                           {"image_id", m.image_id()},
+                           {"width", m.width()},
+                           {"height", m.height()},
+                           {"model_version", m.model_version()},
+                           {"click_revision", m.click_revision()},
+                           {"sequence", m.sequence()},
+                           {"samples", m.samples()},
+                           {"foreground_pixels", foreground},
+                           {"latency_ms", m.latency_ms()}})
+               .dump()
+        << std::endl;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddSubscribeCommand(CLI::App& app, CommandContext& context) {
+  auto args = std::make_shared<SubscribeArgs>();
+  auto* cmd = app.add_subcommand(
+      "subscribe", "receive masks from a running service over ZeroMQ (one JSON line each)");
+  AddConfigOptions(*cmd, args->config, false);
+  cmd->add_option("--endpoint", args->endpoint,
+                  "ZeroMQ publish endpoint (default: the running service's)");
+  cmd->add_option("--dataset", args->dataset, "only this dataset");
+  cmd->add_option("--image", args->image, "only this image (needs --dataset)");
+  cmd->add_option("--out", args->out, "write masks as PNG under OUT/<dataset>/");
+  cmd->add_option("--count", args->count, "stop after this many masks")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--timeout", args->timeout, "stop after this many seconds without a mask")
+      ->check(CLI::NonNegativeNumber);
+  cmd->callback([&context, args] { Finish(context, RunSubscribe(*args, *context.out)); });
+}
+
+}  // namespace clickdiff

@@ -1,0 +1,281 @@
+// The streaming service end to end, in-process, on the real components: events produced to a
+// Kafka-protocol broker come out as masks on ZeroMQ; bad events land in dead-letter topics.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "nodes/keys.h"
+#include "tests/graph/service_fixture.h"
+#include "tests/nodes/node_test_util.h"
+
+namespace clickdiff {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Click;
+using testing::Eventually;
+using testing::FreshDir;
+using testing::InProcessService;
+using testing::PngImageEvent;
+using testing::SmallServiceConfig;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = FreshDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    broker_ = EmbeddedBroker::Start(1).value();
+    config_ = SmallServiceConfig(dir_, broker_->bootstrap_servers());
+    for (const std::string& topic : ServiceTopics(config_.kafka)) {
+      ASSERT_TRUE(broker_->CreateTopic(topic, 1).ok());
+    }
+    producer_ = KafkaProducer::Create(config_.kafka, broker_->bootstrap_servers()).value();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Produce(const std::string& topic, const std::string& value, const std::string& key = "") {
+    ASSERT_TRUE(producer_->Produce(topic, key, value).ok());
+  }
+  void Flush() { ASSERT_TRUE(producer_->Flush(std::chrono::seconds(20)).ok()); }
+
+  // Collects masks from `endpoint` until `enough` holds for the latest mask per image.
+  std::map<std::string, v1::MaskResult> CollectMasks(
+      const std::string& endpoint, const std::string& prefix,
+      const std::function<bool(const std::map<std::string, v1::MaskResult>&)>& enough) {
+    auto subscriber = MaskSubscriber::Connect(endpoint, prefix).value();
+    std::map<std::string, v1::MaskResult> latest;
+    Eventually([&] {
+      for (;;) {
+        auto mask = subscriber->Receive(std::chrono::milliseconds(100));
+        if (!mask.ok() || !mask->has_value()) break;
+        latest[(*mask)->image_id()] = **mask;
+      }
+      return enough(latest);
+    });
+    return latest;
+  }
+
+  v1::QueryReply Ask(const std::string& endpoint, v1::Query::Kind kind,
+                     const std::string& image = "") {
+    auto client = QueryClient::Connect(endpoint).value();
+    v1::Query query;
+    query.set_kind(kind);
+    query.set_dataset("ds");
+    query.set_image_id(image);
+    return client->Ask(query, std::chrono::seconds(10)).value();
+  }
+
+  std::string dir_;
+  std::unique_ptr<EmbeddedBroker> broker_;
+  Config config_;
+  std::unique_ptr<KafkaProducer> producer_;
+};
+
+TEST_F(ServiceTest, ImagesAndClicksBecomeMasksTaggedWithVersionAndRevision) {
+  InProcessService service(config_);
+  for (const char* id : {"a", "b", "c"}) Produce("images", PngImageEvent(id).SerializeAsString());
+  Flush();
+  Produce("clicks", Click("a", "a1", 3, 4).SerializeAsString());
+  Produce("clicks", Click("a", "a2", 10, 8).SerializeAsString());
+  Produce("clicks", Click("b", "b1", 5, 5).SerializeAsString());
+  Produce("clicks", Click("b", "b1", 5, 5).SerializeAsString());  // the same click again
+  Flush();
+
+  std::map<std::string, uint64_t> want = {{"a", 2}, {"b", 1}, {"c", 0}};
+  auto masks = CollectMasks(service.endpoints().publish_endpoint, "mask.ds.", [&](const auto& got) {
+    for (const auto& [id, revision] : want) {
+      auto it = got.find(id);
+      if (it == got.end() || it->second.click_revision() != revision) return false;
+    }
+    return true;
+  });
+  for (const auto& [id, revision] : want) {
+    ASSERT_EQ(masks.count(id), 1u) << id;
+    const v1::MaskResult& m = masks[id];
+    EXPECT_EQ(m.click_revision(), revision) << id;
+    EXPECT_EQ(m.model_version(), 0u);  // no checkpoint configured: the untrained version 0
+    EXPECT_EQ(m.width(), 24u);
+    EXPECT_EQ(m.height(), 16u);
+    EXPECT_EQ(m.mask().size(), 24u * 16u);
+    EXPECT_EQ(m.uncertainty().size(), 24u * 16u);
+    EXPECT_EQ(m.samples(), 4u);
+    EXPECT_GT(m.sequence(), 0u);
+  }
+
+  // A subscriber that connects now, when nothing new is being published, still gets the current
+  // mask of its image.
+  auto late = MaskSubscriber::Connect(service.endpoints().publish_endpoint, "mask.ds.a").value();
+  std::optional<v1::MaskResult> current;
+  Eventually([&] {
+    auto m = late->Receive(std::chrono::milliseconds(200));
+    if (m.ok() && m->has_value()) current = **m;
+    return current.has_value();
+  }, std::chrono::seconds(10));
+  ASSERT_TRUE(current.has_value());
+  EXPECT_EQ(current->image_id(), "a");
+  EXPECT_EQ(current->click_revision(), 2u);
+
+  // The query socket answers status, mask and image; an unknown image is a clear error.
+  v1::QueryReply status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+  ASSERT_TRUE(status.ok()) << status.error();
+  EXPECT_EQ(status.status().images(), 3u);
+  EXPECT_EQ(status.status().clicks(), 3u);  // the repeated click_id counted once
+  EXPECT_EQ(status.status().bootstrap_servers(), broker_->bootstrap_servers());
+  v1::QueryReply mask = Ask(service.endpoints().query_endpoint, v1::Query::KIND_MASK, "b");
+  ASSERT_TRUE(mask.ok()) << mask.error();
+  EXPECT_EQ(mask.mask().click_revision(), 1u);
+  v1::QueryReply image = Ask(service.endpoints().query_endpoint, v1::Query::KIND_IMAGE, "c");
+  ASSERT_TRUE(image.ok()) << image.error();
+  EXPECT_EQ(image.image().width(), 24u);
+  v1::QueryReply missing = Ask(service.endpoints().query_endpoint, v1::Query::KIND_MASK, "zz");
+  EXPECT_FALSE(missing.ok());
+  EXPECT_THAT(missing.error(), HasSubstr("no mask yet for ds/zz"));
+
+  EXPECT_TRUE(service.Stop().ok());
+  // The runtime file that lets the CLI find the service is gone after a clean stop.
+  EXPECT_FALSE(std::filesystem::exists(RuntimeFilePath(config_)));
+}
+
+TEST_F(ServiceTest, EveryKindOfBadInputIsDeadLetteredAndGoodEventsAroundItAreProcessed) {
+  config_.limits.max_payload_bytes = 64 * 1024;
+  InProcessService service(config_);
+  struct Bad {
+    std::string topic, value, expect;
+  };
+  std::vector<Bad> bad;
+  bad.push_back({"images", std::string("\xde\xad\xbe\xef not protobuf", 18), "not a clickdiff.v1.ImageEvent"});
+  std::string good_bytes = PngImageEvent("x").SerializeAsString();
+  bad.push_back({"images", good_bytes.substr(0, good_bytes.size() - 7), "protobuf parse failed"});
+  v1::ImageEvent wrong_size = PngImageEvent("w");
+  wrong_size.set_height(17);
+  bad.push_back({"images", wrong_size.SerializeAsString(), "the PNG is 24x16"});
+  v1::ImageEvent truncated_png = PngImageEvent("t");
+  truncated_png.set_payload(truncated_png.payload().substr(0, 60));
+  bad.push_back({"images", truncated_png.SerializeAsString(), "payload"});
+  bad.push_back({"images", std::string(100 * 1024, 'x'), "exceeds limits.max_payload_bytes"});
+  v1::ImageEvent nan = PngImageEvent("n", 4, 2);
+  nan.set_encoding(v1::PAYLOAD_ENCODING_RAW);
+  nan.set_pixel_type(v1::PIXEL_TYPE_FLOAT32);
+  std::vector<float> pixels(8, 0.25f);
+  pixels[3] = std::nanf("");
+  nan.set_payload(reinterpret_cast<const char*>(pixels.data()), 32);
+  bad.push_back({"images", nan.SerializeAsString(), "NaN"});
+  bad.push_back({"images", PngImageEvent("").SerializeAsString(), "image_id: empty"});
+  bad.push_back({"clicks", Click("good1", "out", 30, 4).SerializeAsString(), "outside image good1"});
+  bad.push_back({"clicks", Click("good1", "cls", 3, 4, 7).SerializeAsString(), "class_id 7 unknown"});
+  bad.push_back({"clicks", Click("good1", "", 3, 4).SerializeAsString(), "click_id: empty"});
+  bad.push_back({"clicks", Click("nowhere", "ghost", 3, 4).SerializeAsString(), "unknown image ds/nowhere"});
+  v1::LabelEvent label;
+  label.set_dataset("ds");
+  label.set_image_id("good2");
+  label.set_label_id("truth");
+  label.mutable_dense()->set_width(5);
+  label.mutable_dense()->set_height(5);
+  label.mutable_dense()->set_class_ids(std::string(25, '\1'));
+  bad.push_back({"labels", label.SerializeAsString(), "5x5 but image good2 is 24x16"});
+
+  // Good events around and between the bad ones.
+  Produce("images", PngImageEvent("good1").SerializeAsString());
+  Produce("images", PngImageEvent("good2").SerializeAsString());
+  Flush();
+  for (size_t i = 0; i < bad.size(); ++i) {
+    Produce(bad[i].topic, bad[i].value);
+    Produce("images", PngImageEvent("between" + std::to_string(i)).SerializeAsString());
+  }
+  Produce("clicks", Click("good1", "fine", 3, 4).SerializeAsString());
+  Flush();
+
+  // Read the dead-letter topics with an ordinary consumer.
+  std::mutex mu;
+  std::vector<v1::DeadLetter> letters;
+  KafkaConsumer::Callbacks callbacks;
+  callbacks.stored_offset = [](const std::string&, int32_t) {
+    return Result<std::optional<int64_t>>(std::optional<int64_t>());
+  };
+  callbacks.on_message = [&](KafkaMessage m) {
+    v1::DeadLetter letter;
+    ASSERT_TRUE(letter.ParseFromString(m.value));
+    std::lock_guard<std::mutex> lock(mu);
+    letters.push_back(letter);
+  };
+  KafkaConfig reader = config_.kafka;
+  reader.group_id = "dlq-reader";
+  auto consumer = KafkaConsumer::Create(reader, {"images.dlq", "clicks.dlq", "labels.dlq"},
+                                        callbacks, broker_->bootstrap_servers())
+                      .value();
+  ASSERT_TRUE(consumer->Start().ok());
+  EXPECT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return letters.size() >= bad.size();
+  }));
+  consumer->Stop();
+  ASSERT_EQ(letters.size(), bad.size());
+  for (const Bad& b : bad) {
+    auto it = std::find_if(letters.begin(), letters.end(), [&](const v1::DeadLetter& l) {
+      return l.reason().find(b.expect) != std::string::npos;
+    });
+    ASSERT_NE(it, letters.end()) << "no dead letter says '" << b.expect << "'";
+    EXPECT_EQ(it->source_topic(), b.topic);
+    EXPECT_EQ(it->payload(), b.value);  // verbatim (a parked click is re-serialized identically)
+    EXPECT_GE(it->source_offset(), 0);
+  }
+
+  // Every good event went through: the service is still running and answers.
+  v1::QueryReply status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status.status().images(), 2u + bad.size());
+  EXPECT_EQ(status.status().clicks(), 1u);
+  EXPECT_EQ(status.status().dead_letters(), bad.size());
+  EXPECT_TRUE(service.Stop().ok());
+}
+
+TEST_F(ServiceTest, OutsideClientsWorkKcatInAndPythonSubscriberOut) {
+  if (std::system("command -v kcat >/dev/null 2>&1") != 0) GTEST_SKIP() << "kcat not installed";
+  InProcessService service(config_);
+  const std::string event_file = dir_ + "/image.pb";
+  {
+    std::ofstream out(event_file, std::ios::binary);
+    out << PngImageEvent("from-kcat").SerializeAsString();
+  }
+  const std::string kcat = "kcat -P -b " + broker_->bootstrap_servers() + " -t images -k from-kcat " +
+                           event_file + " 2>&1";
+  ASSERT_EQ(std::system(kcat.c_str()), 0) << kcat;
+
+  // The Python subscriber uses python3-zmq and code protoc generates from schemas/.
+  const std::string gen = dir_ + "/py";
+  std::filesystem::create_directories(gen);
+  const std::string protoc = std::string("protoc --proto_path=") + CLICKDIFF_SOURCE_DIR +
+                             " --python_out=" + gen + " " + CLICKDIFF_SOURCE_DIR +
+                             "/schemas/events.proto";
+  ASSERT_EQ(std::system(protoc.c_str()), 0) << protoc;
+  const std::string script = dir_ + "/subscriber.py";
+  {
+    std::ofstream out(script);
+    out << "import sys, zmq\n"
+           "from schemas import events_pb2\n"
+           "ctx = zmq.Context()\n"
+           "sub = ctx.socket(zmq.SUB)\n"
+           "sub.connect(sys.argv[1])\n"
+           "sub.setsockopt(zmq.SUBSCRIBE, b'mask.ds.from-kcat')\n"
+           "if not sub.poll(60000):\n"
+           "    sys.exit('no mask within 60 s')\n"
+           "topic, payload = sub.recv_multipart()\n"
+           "m = events_pb2.MaskResult()\n"
+           "m.ParseFromString(payload)\n"
+           "print(topic.decode(), m.image_id, m.width, m.height, len(m.mask), m.model_version)\n";
+  }
+  const std::string python = "PYTHONPATH=" + gen + " /usr/bin/python3 " + script + " " +
+                             service.endpoints().publish_endpoint + " > " + dir_ + "/py.out 2>&1";
+  ASSERT_EQ(std::system(python.c_str()), 0);
+  std::ifstream in(dir_ + "/py.out");
+  std::string printed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(printed, "mask.ds.from-kcat from-kcat 24 16 384 0\n");
+  EXPECT_TRUE(service.Stop().ok());
+}
+
+}  // namespace
+}  // namespace clickdiff

@@ -1,0 +1,186 @@
+#include "nodes/decode.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "nodes/preprocess.h"
+#include "tests/nodes/node_test_util.h"
+
+namespace clickdiff {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Click;
+using testing::PngImageEvent;
+using testing::Record;
+
+class DecodeTest : public ::testing::Test {
+ protected:
+  DecodeTest() : decode_(KafkaTopics{}, Limits()) {}
+  static DecodeLimits Limits() {
+    DecodeLimits limits;
+    limits.max_payload_bytes = 1 << 20;
+    limits.max_image_side = 512;
+    limits.num_classes = 3;
+    return limits;
+  }
+  Decoded Run(const std::string& topic, const std::string& value) const {
+    return decode_(Envelope{7, Record(topic, value, 42)});
+  }
+  // The rejection reason, or "" when the event was accepted.
+  std::string Reason(const std::string& topic, const std::string& value) const {
+    Decoded d = Run(topic, value);
+    const auto* rejected = std::get_if<Rejected>(&d.event);
+    return rejected ? rejected->reason : "";
+  }
+  Decode decode_;
+};
+
+TEST_F(DecodeTest, AcceptsAPngImageAndKeepsSequenceAndSource) {
+  Decoded d = Run("images", PngImageEvent("a").SerializeAsString());
+  EXPECT_EQ(d.seq, 7u);
+  EXPECT_EQ(d.source.offset, 42);
+  const auto* record = std::get_if<ImageRecord>(&d.event);
+  ASSERT_NE(record, nullptr);
+  EXPECT_EQ(record->pixels.size(), 24u * 16u);
+  EXPECT_EQ(record->stored.event().image_id(), "a");
+}
+
+TEST_F(DecodeTest, GarbageBytesAreRejectedNamingTheMessageType) {
+  EXPECT_THAT(Reason("images", std::string("\xff\xff\xff\xff garbage", 12)),
+              HasSubstr("not a clickdiff.v1.ImageEvent"));
+}
+
+TEST_F(DecodeTest, TruncatedProtobufIsRejected) {
+  std::string bytes = PngImageEvent("a").SerializeAsString();
+  EXPECT_THAT(Reason("images", bytes.substr(0, bytes.size() / 2)), HasSubstr("protobuf"));
+}
+
+TEST_F(DecodeTest, OversizedRecordIsRejectedBeforeParsing) {
+  EXPECT_THAT(Reason("images", std::string((1 << 20) + 1, 'x')),
+              HasSubstr("exceeds limits.max_payload_bytes"));
+}
+
+TEST_F(DecodeTest, DimensionsThatDisagreeWithThePngAreRejected) {
+  v1::ImageEvent event = PngImageEvent("a");
+  event.set_width(25);
+  EXPECT_THAT(Reason("images", event.SerializeAsString()), HasSubstr("the PNG is 24x16"));
+}
+
+TEST_F(DecodeTest, ImageLargerThanTheLimitIsRejected) {
+  v1::ImageEvent event = PngImageEvent("a");
+  event.set_width(513);
+  EXPECT_THAT(Reason("images", event.SerializeAsString()), HasSubstr("outside 1..512"));
+}
+
+TEST_F(DecodeTest, TruncatedPngIsRejected) {
+  v1::ImageEvent event = PngImageEvent("a");
+  event.set_payload(event.payload().substr(0, event.payload().size() - 20));
+  EXPECT_FALSE(Reason("images", event.SerializeAsString()).empty());
+}
+
+TEST_F(DecodeTest, NanInRawFloatPixelsIsRejected) {
+  v1::ImageEvent event = PngImageEvent("a", 4, 2);
+  event.set_encoding(v1::PAYLOAD_ENCODING_RAW);
+  event.set_pixel_type(v1::PIXEL_TYPE_FLOAT32);
+  std::vector<float> pixels(8, 0.5f);
+  pixels[5] = std::nanf("");
+  event.set_payload(reinterpret_cast<const char*>(pixels.data()), pixels.size() * sizeof(float));
+  EXPECT_THAT(Reason("images", event.SerializeAsString()), HasSubstr("NaN"));
+}
+
+TEST_F(DecodeTest, RawPayloadOfTheWrongSizeIsRejected) {
+  v1::ImageEvent event = PngImageEvent("a", 4, 2);
+  event.set_encoding(v1::PAYLOAD_ENCODING_RAW);
+  event.set_pixel_type(v1::PIXEL_TYPE_UINT16);
+  event.set_payload(std::string(15, '\0'));
+  EXPECT_THAT(Reason("images", event.SerializeAsString()), HasSubstr("needs 16"));
+}
+
+TEST_F(DecodeTest, RawUint16IsAccepted) {
+  v1::ImageEvent event = PngImageEvent("a", 4, 2);
+  event.set_encoding(v1::PAYLOAD_ENCODING_RAW);
+  event.set_pixel_type(v1::PIXEL_TYPE_UINT16);
+  std::string payload;
+  for (int i = 0; i < 8; ++i) payload += {static_cast<char>(i * 10), 1};  // little-endian
+  event.set_payload(payload);
+  Decoded d = Run("images", event.SerializeAsString());
+  const auto* record = std::get_if<ImageRecord>(&d.event);
+  ASSERT_NE(record, nullptr);
+  EXPECT_FLOAT_EQ(record->pixels[3], 256 + 30);
+}
+
+TEST_F(DecodeTest, EmptyIdsAreRejectedNamingTheField) {
+  v1::ImageEvent event = PngImageEvent("");
+  EXPECT_THAT(Reason("images", event.SerializeAsString()), HasSubstr("image_id: empty"));
+  v1::ClickEvent click = Click("a", "", 1, 1);
+  EXPECT_THAT(Reason("clicks", click.SerializeAsString()), HasSubstr("click_id: empty"));
+}
+
+TEST_F(DecodeTest, ControlCharactersInIdsAreRejected) {
+  v1::ClickEvent click = Click(std::string("a\0b", 3), "c1", 1, 1);
+  EXPECT_THAT(Reason("clicks", click.SerializeAsString()), HasSubstr("control character"));
+}
+
+TEST_F(DecodeTest, UnknownClassIsRejected) {
+  EXPECT_THAT(Reason("clicks", Click("a", "c1", 1, 1, 3).SerializeAsString()),
+              HasSubstr("class_id 3 unknown"));
+  EXPECT_THAT(Reason("clicks", Click("a", "c1", 1, 1, 0).SerializeAsString()),
+              HasSubstr("class_id 0 unknown"));
+  v1::ClickEvent negative = Click("a", "c1", 1, 1, 0);
+  negative.set_positive(false);
+  EXPECT_EQ(Reason("clicks", negative.SerializeAsString()), "");
+}
+
+TEST_F(DecodeTest, NegativeClickCoordinatesAreRejected) {
+  EXPECT_THAT(Reason("clicks", Click("a", "c1", -1, 3).SerializeAsString()),
+              HasSubstr("negative coordinate"));
+}
+
+TEST_F(DecodeTest, DenseLabelsAreChecked) {
+  v1::LabelEvent label;
+  label.set_dataset("ds");
+  label.set_image_id("a");
+  label.set_label_id("l1");
+  EXPECT_THAT(Reason("labels", label.SerializeAsString()), HasSubstr("neither dense"));
+  label.mutable_dense()->set_width(2);
+  label.mutable_dense()->set_height(2);
+  label.mutable_dense()->set_class_ids(std::string(3, '\0'));
+  EXPECT_THAT(Reason("labels", label.SerializeAsString()), HasSubstr("3 class ids for 2x2"));
+  label.mutable_dense()->set_class_ids(std::string("\0\1\2\5", 4));
+  EXPECT_THAT(Reason("labels", label.SerializeAsString()), HasSubstr("class id 5 unknown"));
+  label.mutable_dense()->set_class_ids(std::string("\0\1\2\1", 4));
+  EXPECT_EQ(Reason("labels", label.SerializeAsString()), "");
+}
+
+TEST_F(DecodeTest, UnknownTopicIsRejected) {
+  EXPECT_THAT(Reason("elsewhere", "x"), HasSubstr("not one the service reads"));
+}
+
+TEST_F(DecodeTest, TickPassesThroughWithItsSequence) {
+  Decoded d = decode_(Envelope{3, std::monostate{}});
+  EXPECT_EQ(d.seq, 3u);
+  EXPECT_TRUE(std::holds_alternative<Tick>(d.event));
+}
+
+TEST(PreprocessTest, PutsTheImageOnTheGridInZeroToOne) {
+  Decode decode(KafkaTopics{}, DecodeLimits{});
+  Decoded d = decode(Envelope{0, Record("images", PngImageEvent("a", 40, 20).SerializeAsString())});
+  Decoded out = Preprocess(32)(std::move(d));
+  const auto* record = std::get_if<ImageRecord>(&out.event);
+  ASSERT_NE(record, nullptr);
+  EXPECT_EQ(record->stored.grid_resolution(), 32u);
+  ASSERT_EQ(record->stored.grid_size(), 32 * 32);
+  float lo = 1, hi = 0;
+  for (float v : record->stored.grid()) lo = std::min(lo, v), hi = std::max(hi, v);
+  EXPECT_GE(lo, 0.0f);
+  EXPECT_LE(hi, 1.0f);
+  EXPECT_GT(hi, 0.5f);
+  EXPECT_TRUE(record->pixels.empty());
+}
+
+}  // namespace
+}  // namespace clickdiff

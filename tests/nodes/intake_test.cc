@@ -1,0 +1,163 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "nodes/click_intake.h"
+#include "nodes/decode.h"
+#include "nodes/image_intake.h"
+#include "nodes/infer_request.h"
+#include "nodes/keys.h"
+#include "nodes/label_intake.h"
+#include "nodes/mask_cache.h"
+#include "nodes/preprocess.h"
+#include "tests/nodes/node_test_util.h"
+
+namespace clickdiff {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Click;
+using testing::PngImageEvent;
+using testing::Record;
+
+// Intake stages against a real RocksDB in a fresh directory.
+class IntakeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("clickdiff_intake_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    StoreConfig config;
+    config.path = (dir_ / "db").string();
+    store_ = Store::Open(config).value();
+    clicks_ = std::make_unique<ClickIntake>(store_.get(), /*pending_timeout_ms=*/1000);
+    images_ = std::make_unique<ImageIntake>(store_.get(), clicks_.get());
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  ImageRecord Image(const std::string& id) {
+    Decoded d = Decode(KafkaTopics{}, DecodeLimits{})(
+        Envelope{0, Record("images", PngImageEvent(id).SerializeAsString())});
+    return std::get<ImageRecord>(Preprocess(16)(std::move(d)).event);
+  }
+  uint64_t Clicks(const std::string& image) {
+    return store_->Count(Family::kClicks, keys::Under(keys::Image("ds", image))).value();
+  }
+  std::optional<int64_t> Offset(const std::string& topic) {
+    return store_->GetOffset(topic, 0).value();
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<ClickIntake> clicks_;
+  std::unique_ptr<ImageIntake> images_;
+};
+
+TEST_F(IntakeTest, ImageIsStoredOnceWithItsOffsetAndAsksForAMask) {
+  IntakeOutcome first = (*images_)(Image("a"), Record("images", "", 5));
+  EXPECT_FALSE(first.rejected);
+  ASSERT_EQ(first.infer.size(), 1u);
+  EXPECT_EQ(first.infer[0].image_id, "a");
+  EXPECT_EQ(Offset("images"), 6);
+  IntakeOutcome again = (*images_)(Image("a"), Record("images", "", 9));
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_TRUE(again.infer.empty());
+  EXPECT_EQ(Offset("images"), 10);  // a duplicate still moves the stream on
+  EXPECT_EQ(store_->Count(Family::kImages).value(), 1u);
+}
+
+TEST_F(IntakeTest, ClickInsideItsImageIsRecordedOncePerClickId) {
+  (void)(*images_)(Image("a"), Record("images", "", 0));
+  IntakeOutcome first = (*clicks_)(Click("a", "c1", 3, 4), Record("clicks", "", 0));
+  EXPECT_FALSE(first.rejected);
+  EXPECT_EQ(first.infer.size(), 1u);
+  IntakeOutcome again = (*clicks_)(Click("a", "c1", 3, 4), Record("clicks", "", 1));
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(Clicks("a"), 1u);
+  EXPECT_EQ(Offset("clicks"), 2);
+}
+
+TEST_F(IntakeTest, ClickOutsideItsImageIsRefusedAndNothingIsWritten) {
+  (void)(*images_)(Image("a"), Record("images", "", 0));
+  IntakeOutcome outcome = (*clicks_)(Click("a", "c1", 24, 4), Record("clicks", "", 0));
+  ASSERT_TRUE(outcome.rejected);
+  EXPECT_THAT(*outcome.rejected, HasSubstr("outside image a of 24x16"));
+  EXPECT_EQ(Clicks("a"), 0u);
+  EXPECT_EQ(Offset("clicks"), std::nullopt);  // the dead-letter stage stores it
+}
+
+TEST_F(IntakeTest, ClickThatOvertookItsImageWaitsAndIsAdopted) {
+  IntakeOutcome parked = (*clicks_)(Click("b", "c1", 2, 2), Record("clicks", "", 0));
+  EXPECT_FALSE(parked.rejected);
+  EXPECT_TRUE(parked.infer.empty());
+  EXPECT_EQ(Offset("clicks"), 1);
+  IntakeOutcome outside = (*clicks_)(Click("b", "c2", 99, 2), Record("clicks", "", 1));
+  EXPECT_FALSE(outside.rejected);  // not known to be outside until the image arrives
+  IntakeOutcome image = (*images_)(Image("b"), Record("images", "", 0));
+  EXPECT_EQ(image.infer.size(), 1u);
+  EXPECT_EQ(Clicks("b"), 1u);
+  ASSERT_EQ(image.late_rejections.size(), 1u);
+  EXPECT_EQ(image.late_rejections[0].first.click().click_id(), "c2");
+  EXPECT_EQ(image.late_rejections[0].first.source_offset(), 1);
+  EXPECT_THAT(image.late_rejections[0].second, HasSubstr("outside image b"));
+  EXPECT_TRUE(clicks_->ExpirePending(NowMs() + 10'000).value().empty());
+}
+
+TEST_F(IntakeTest, ClickForAnImageThatNeverArrivesExpiresWithAReason) {
+  (void)(*clicks_)(Click("ghost", "c1", 2, 2), Record("clicks", "", 0));
+  EXPECT_TRUE(clicks_->ExpirePending(NowMs()).value().empty());  // not yet
+  auto expired = clicks_->ExpirePending(NowMs() + 1001).value();
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_THAT(expired[0].second, HasSubstr("click for unknown image ds/ghost"));
+  EXPECT_TRUE(clicks_->ExpirePending(NowMs() + 5000).value().empty());  // removed
+}
+
+TEST_F(IntakeTest, LabelMustMatchItsImage) {
+  LabelIntake labels(store_.get());
+  v1::LabelEvent label;
+  label.set_dataset("ds");
+  label.set_image_id("a");
+  label.set_label_id("truth");
+  label.mutable_dense()->set_width(24);
+  label.mutable_dense()->set_height(16);
+  label.mutable_dense()->set_class_ids(std::string(24 * 16, '\1'));
+  EXPECT_THAT(*labels(label, Record("labels", "", 0)).rejected, HasSubstr("unknown image ds/a"));
+  (void)(*images_)(Image("a"), Record("images", "", 0));
+  EXPECT_FALSE(labels(label, Record("labels", "", 1)).rejected);
+  EXPECT_TRUE(labels(label, Record("labels", "", 2)).duplicate);
+  label.mutable_dense()->set_width(12);
+  label.mutable_dense()->set_class_ids(std::string(12 * 16, '\1'));
+  label.set_label_id("other");
+  EXPECT_THAT(*labels(label, Record("labels", "", 3)).rejected, HasSubstr("12x16 but image a"));
+}
+
+TEST_F(IntakeTest, MaskCacheHitsOnlyForTheSameVersionAndRevision) {
+  MaskCache cache(store_.get());
+  v1::MaskResult mask;
+  mask.set_dataset("ds");
+  mask.set_image_id("a");
+  mask.set_model_version(3);
+  mask.set_click_revision(2);
+  ASSERT_TRUE(cache(mask).ok());
+  EXPECT_TRUE(cache.Lookup("ds", "a", 3, 2).value().has_value());
+  EXPECT_FALSE(cache.Lookup("ds", "a", 4, 2).value().has_value());
+  EXPECT_FALSE(cache.Lookup("ds", "a", 3, 3).value().has_value());
+  EXPECT_FALSE(cache.Current("ds", "b").value().has_value());
+}
+
+TEST(InferRequestGateTest, FoldsRequestsForAnImageWaitingForASampler) {
+  InferRequestGate gate;
+  EXPECT_TRUE(gate(RequestFor("ds", "a")));
+  EXPECT_FALSE(gate(RequestFor("ds", "a")));
+  EXPECT_TRUE(gate(RequestFor("ds", "b")));
+  gate.Started(RequestFor("ds", "a"));
+  EXPECT_TRUE(gate(RequestFor("ds", "a")));
+  EXPECT_EQ(gate.waiting(), 2u);
+}
+
+}  // namespace
+}  // namespace clickdiff
