@@ -20,16 +20,21 @@ struct ZmqClientOptions {
   std::string server_public_key;  // Z85; empty: no CURVE
 };
 
-// Subscribes to masks published by ZmqServer.
+// Subscribes to masks published by ZmqServer. Not thread-safe: use it from one thread at a time.
+// A mask may arrive twice (see ZmqServer's late-subscriber resend): keep the highest sequence.
 class MaskSubscriber {
  public:
-  // Connects to `endpoint` and subscribes to `prefix` (e.g. "mask." or "mask.ds.img7").
+  // Connects to `endpoint` and subscribes to `prefix` (e.g. "mask." or "mask.ds.img7"). The
+  // connection and subscription complete in the background (a few ms): masks published before
+  // that are missed, but the server resends the current mask of each matching topic once the
+  // subscription arrives. InvalidArgument for a malformed endpoint or server key. With CURVE and a
+  // wrong server key nothing is ever received (the handshake fails silently).
   static Result<std::unique_ptr<MaskSubscriber>> Connect(const std::string& endpoint,
                                                          const std::string& prefix,
                                                          const ZmqClientOptions& options = {});
   ~MaskSubscriber();
-  // Waits up to `timeout` for the next mask; nullopt on timeout, an error for a message that is
-  // not [topic, MaskResult].
+  // Waits up to `timeout` for the next mask; nullopt on timeout, InvalidArgument naming the topic
+  // for a message that is not [topic, MaskResult] (the next call reads the next message).
   Result<std::optional<v1::MaskResult>> Receive(std::chrono::milliseconds timeout);
 
  private:
@@ -38,13 +43,17 @@ class MaskSubscriber {
   std::unique_ptr<Impl> impl_;
 };
 
-// Asks ZmqServer's query socket (DEALER; one outstanding query at a time).
+// Asks ZmqServer's query socket (DEALER; one outstanding query at a time). Not thread-safe: use it
+// from one thread at a time.
 class QueryClient {
  public:
   static Result<std::unique_ptr<QueryClient>> Connect(const std::string& endpoint,
                                                       const ZmqClientOptions& options = {});
   ~QueryClient();
-  // Sends one query and waits up to `timeout` for its reply (Unavailable on timeout).
+  // Sends one query and waits up to `timeout` for its reply: Unavailable "no reply from <endpoint>
+  // within N ms" on timeout, InvalidArgument for a reply that is not a QueryReply. After a timeout
+  // the socket is replaced (new identity, reconnect), so a late reply is dropped by the server
+  // instead of being read as the answer to the next query.
   Result<v1::QueryReply> Ask(const v1::Query& query, std::chrono::milliseconds timeout);
 
  private:

@@ -19,18 +19,28 @@ namespace clickdiff {
 // "mask.<dataset>.<image_id>"
 std::string MaskTopic(const std::string& dataset, const std::string& image_id);
 
-// Binds both sockets at construction; one thread it owns does all socket work.
+// Binds both sockets in Bind(); one thread it owns does all socket work (ZeroMQ sockets are not
+// thread-safe) and is joined by the destructor.
 // - Publish() may be called from any thread: it stamps the next sequence number (1, 2, ...) into
-//   the MaskResult, remembers it as the topic's current mask, and queues it for sending. A slow
-//   subscriber never blocks it (messages beyond send_high_water_mark are dropped for that
-//   subscriber only).
-// - Late subscribers: when a subscription for a prefix arrives, the current mask of every topic
-//   matching the prefix is sent again (verbatim, with its original sequence number).
-// - Queries: each Query on the ROUTER socket is answered by `query_handler` (called on the owned
-//   thread); a malformed request gets a QueryReply with ok=false and the reason.
+//   the MaskResult, remembers it as the topic's current mask, and queues it for the socket thread.
+//   It never blocks: a subscriber beyond send_high_water_mark loses messages (for that subscriber
+//   only), and if the socket thread itself falls ~20000 messages behind the send is dropped with a
+//   warning (the mask still becomes the topic's current one).
+// - Late subscribers: when a subscription for a prefix arrives (every one, even for a prefix
+//   already subscribed), the current mask of every topic matching the prefix is sent again
+//   (verbatim, with its original sequence number). XPUB sends it to every matching subscriber, so a
+//   subscriber may see a mask twice, or around its subscription an older mask after a newer one:
+//   keep the highest sequence per topic.
+// - Queries: each Query on the ROUTER socket ([Query] or [empty delimiter, Query]; the reply uses
+//   the same envelope) is answered by `query_handler`, called on the owned thread (a slow handler
+//   delays publishing). A malformed request, or a handler that throws, gets a QueryReply with
+//   ok=false and the reason.
 class ZmqServer {
  public:
   using QueryHandler = std::function<v1::QueryReply(const v1::Query& query)>;
+  // Errors name the config field and endpoint: InvalidArgument for a malformed endpoint, a bad
+  // CURVE key (or a public key that does not match the secret one) or send_high_water_mark < 1;
+  // Unavailable for an address in use or not local. `handler` must not be empty.
   static Result<std::unique_ptr<ZmqServer>> Bind(const ZmqConfig& config, QueryHandler handler);
   ~ZmqServer();  // stops the thread, closes the sockets (linger 0)
   ZmqServer(const ZmqServer&) = delete;
@@ -39,10 +49,13 @@ class ZmqServer {
   // Endpoints actually bound, with the OS-chosen port ("tcp://127.0.0.1:41234").
   const std::string& publish_endpoint() const;
   const std::string& query_endpoint() const;
-  // Seeds the current-mask table (e.g. from RocksDB at start) without sending anything.
+  // Seeds the current-mask table (e.g. from RocksDB at start) without sending anything; replaces
+  // the topic's current mask and keeps the mask's own sequence number. Thread-safe.
   void Remember(const v1::MaskResult& mask);
-  // Returns the sequence number given to this message.
+  // Returns the sequence number given to this message. Thread-safe; never blocks on subscribers.
   uint64_t Publish(v1::MaskResult mask);
+  // Published masks the socket thread has handed to the XPUB socket so far (not counting
+  // late-subscriber resends); trails Publish() by the queue's length.
   uint64_t published() const;
 
  private:

@@ -1,0 +1,376 @@
+#include "io/zmq_server.h"
+
+#include <spdlog/spdlog.h>
+#include <zmq.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "io/curve_key.h"
+
+namespace clickdiff {
+namespace {
+
+// The socket thread wakes at least this often to notice the stop flag even if the wake-up message
+// could not be queued (the in-process queue was full).
+constexpr std::chrono::milliseconds kPollInterval{50};
+// Messages handled per socket per poll round, so a flood on one socket cannot starve the others.
+constexpr int kBatch = 256;
+// High-water mark of each end of the in-process Publish() queue (an inproc pipe holds roughly the
+// sum). Only reached if the socket thread stalls (e.g. a slow query handler); Publish() then drops
+// the send (the mask stays the topic's current one) instead of blocking.
+constexpr int kQueueHighWaterMark = 10000;
+constexpr char kQueueEndpoint[] = "inproc://clickdiff-zmq-server-publish-queue";
+// First byte of an XPUB subscription message (0 is an unsubscription).
+constexpr uint8_t kSubscribe = 1;
+
+// Maps a bind failure to a Status naming the config field and the endpoint.
+Status BindError(const std::string& field, const std::string& endpoint, const zmq::error_t& e) {
+  std::string message = "cannot bind " + field + " " + endpoint + ": " + e.what();
+  switch (e.num()) {
+    case EINVAL:
+    case EPROTONOSUPPORT:
+    case ENOCOMPATPROTO:
+    case ENODEV:
+      return InvalidArgument(std::move(message));
+    default:  // EADDRINUSE, EADDRNOTAVAIL, ...: the endpoint is fine, the address is not free
+      return Unavailable(std::move(message));
+  }
+}
+
+Status BindSocket(zmq::socket_t& socket, const std::string& field, const std::string& endpoint,
+                  std::string* bound) {
+  try {
+    socket.bind(endpoint);
+    // With port "*" only the socket knows the port the OS chose.
+    *bound = socket.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return BindError(field, endpoint, e);
+  }
+  return Status::Ok();
+}
+
+// Checks the configured CURVE keys and returns the secret key's 32 bytes.
+Result<CurveKey> ServerSecretKey(const ZmqCurveConfig& curve) {
+  if (zmq_has("curve") == 0) {
+    return Unavailable("zmq.curve.enabled: this libzmq was built without CURVE (libsodium)");
+  }
+  Result<CurveKey> secret = DecodeCurveKey(curve.server_secret_key, "zmq.curve.server_secret_key");
+  if (!secret.ok()) return secret.status();
+  if (!curve.server_public_key.empty()) {
+    // A public key that does not belong to the secret would make every client handshake fail
+    // silently; say so at start instead.
+    CLICKDIFF_RETURN_IF_ERROR(
+        DecodeCurveKey(curve.server_public_key, "zmq.curve.server_public_key").status());
+    std::array<char, 41> derived{};
+    if (zmq_curve_public(derived.data(), curve.server_secret_key.c_str()) != 0 ||
+        curve.server_public_key != derived.data()) {
+      return InvalidArgument(
+          "zmq.curve.server_public_key: does not belong to zmq.curve.server_secret_key");
+    }
+  }
+  return secret;
+}
+
+zmq::message_t ToMessage(const std::string& bytes) {
+  return zmq::message_t(bytes.data(), bytes.size());
+}
+
+// Replaces `parts` with the next multipart message if one is waiting; false if none is.
+bool ReceiveNow(zmq::socket_t& socket, std::vector<zmq::message_t>* parts) {
+  parts->clear();
+  return zmq::recv_multipart(socket, std::back_inserter(*parts), zmq::recv_flags::dontwait)
+      .has_value();
+}
+
+}  // namespace
+
+std::string MaskTopic(const std::string& dataset, const std::string& image_id) {
+  return "mask." + dataset + "." + image_id;
+}
+
+struct ZmqServer::Impl {
+  explicit Impl(QueryHandler query_handler) : handler(std::move(query_handler)) {}
+
+  ~Impl() {
+    if (!thread.joinable()) return;  // Bind failed before the thread started
+    stop.store(true);
+    Wake();
+    thread.join();
+    // Sockets (linger 0) and then the context close as members are destroyed.
+  }
+
+  // Creates the sockets on the calling thread; the socket thread takes them over when started
+  // (thread creation orders these writes before its first use of them).
+  Status Open(const ZmqConfig& config);
+  void Loop();
+  void ForwardQueued();
+  void AnswerSubscriptions();
+  void AnswerQueries();
+  v1::QueryReply Answer(const zmq::message_t& request);
+  void Wake();
+
+  const QueryHandler handler;
+  zmq::context_t context;  // declared before the sockets: closed after all of them
+  // Used only by the socket thread once it runs.
+  zmq::socket_t xpub;
+  zmq::socket_t router;
+  zmq::socket_t queue_out;  // PULL end of the Publish() queue
+  std::string publish_endpoint;
+  std::string query_endpoint;
+
+  std::mutex mu;
+  // PUSH end of the Publish() queue. GUARDED_BY(mu): Publish() runs on any thread.
+  zmq::socket_t queue_in;
+  // Topic -> serialized current MaskResult. GUARDED_BY(mu). Values are shared so the socket
+  // thread can copy a mask out without holding `mu`.
+  std::map<std::string, std::shared_ptr<const std::string>> current;
+  uint64_t sequence = 0;     // GUARDED_BY(mu): stamped with the table update and queueing, in order
+  uint64_t queue_drops = 0;  // GUARDED_BY(mu)
+
+  std::atomic<uint64_t> published{0};  // messages handed to XPUB by the socket thread
+  std::atomic<bool> stop{false};
+  std::thread thread;  // last: started once everything above exists
+};
+
+Status ZmqServer::Impl::Open(const ZmqConfig& config) {
+  if (config.send_high_water_mark < 1) {
+    return InvalidArgument("zmq.send_high_water_mark: must be at least 1, got " +
+                           std::to_string(config.send_high_water_mark));
+  }
+  std::optional<CurveKey> secret;
+  if (config.curve.enabled) {
+    Result<CurveKey> key = ServerSecretKey(config.curve);
+    if (!key.ok()) return key.status();
+    secret = *key;
+  }
+  try {
+    xpub = zmq::socket_t(context, zmq::socket_type::xpub);
+    router = zmq::socket_t(context, zmq::socket_type::router);
+    queue_out = zmq::socket_t(context, zmq::socket_type::pull);
+    queue_in = zmq::socket_t(context, zmq::socket_type::push);
+    for (zmq::socket_t* s : {&xpub, &router, &queue_out, &queue_in}) {
+      s->set(zmq::sockopt::linger, 0);
+    }
+    // Verbose: every subscriber's subscription reaches us, even for a topic already subscribed,
+    // so each late subscriber triggers the resend of current masks. No XPUB_NODROP: a subscriber
+    // above the high-water mark loses messages instead of blocking the sender.
+    xpub.set(zmq::sockopt::xpub_verbose, 1);
+    xpub.set(zmq::sockopt::sndhwm, config.send_high_water_mark);
+    if (secret) {
+      for (zmq::socket_t* s : {&xpub, &router}) {
+        s->set(zmq::sockopt::curve_server, 1);
+        s->set(zmq::sockopt::curve_secretkey, zmq::const_buffer(secret->data(), secret->size()));
+      }
+    }
+    queue_out.set(zmq::sockopt::rcvhwm, kQueueHighWaterMark);
+    queue_in.set(zmq::sockopt::sndhwm, kQueueHighWaterMark);
+    // The inproc name is per context, and each server has its own context.
+    queue_out.bind(kQueueEndpoint);
+    queue_in.connect(kQueueEndpoint);
+  } catch (const zmq::error_t& e) {
+    return Internal(std::string("creating ZeroMQ sockets: ") + e.what());
+  }
+  CLICKDIFF_RETURN_IF_ERROR(
+      BindSocket(xpub, "zmq.publish_endpoint", config.publish_endpoint, &publish_endpoint));
+  CLICKDIFF_RETURN_IF_ERROR(
+      BindSocket(router, "zmq.query_endpoint", config.query_endpoint, &query_endpoint));
+  return Status::Ok();
+}
+
+void ZmqServer::Impl::Loop() {
+  std::array<zmq::pollitem_t, 3> items = {{
+      {xpub.handle(), 0, ZMQ_POLLIN, 0},
+      {router.handle(), 0, ZMQ_POLLIN, 0},
+      {queue_out.handle(), 0, ZMQ_POLLIN, 0},
+  }};
+  while (!stop.load()) {
+    try {
+      zmq::poll(items, kPollInterval);
+      // Queued publishes first, so a subscription in the same round is answered after them and a
+      // new subscriber's resent mask is rarely followed by an older live one.
+      if (items[2].revents & ZMQ_POLLIN) ForwardQueued();
+      if (items[0].revents & ZMQ_POLLIN) AnswerSubscriptions();
+      if (items[1].revents & ZMQ_POLLIN) AnswerQueries();
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      spdlog::error("zmq server: socket thread: {}", e.what());
+      std::this_thread::sleep_for(kPollInterval);  // a persistent error must not spin the CPU
+    } catch (const std::exception& e) {
+      spdlog::error("zmq server: socket thread: {}", e.what());
+      std::this_thread::sleep_for(kPollInterval);
+    }
+  }
+}
+
+void ZmqServer::Impl::ForwardQueued() {
+  std::vector<zmq::message_t> parts;
+  for (int i = 0; i < kBatch; ++i) {
+    if (!ReceiveNow(queue_out, &parts)) return;
+    if (parts.size() != 2) continue;  // a one-part message only wakes the thread up
+    // Counted first so that a subscriber holding the message never sees a smaller published().
+    published.fetch_add(1);
+    // XPUB never blocks: above a subscriber's high-water mark the message is dropped for it.
+    zmq::send_multipart(xpub, parts, zmq::send_flags::dontwait);
+  }
+}
+
+void ZmqServer::Impl::AnswerSubscriptions() {
+  for (int i = 0; i < kBatch; ++i) {
+    zmq::message_t message;
+    if (!xpub.recv(message, zmq::recv_flags::dontwait)) return;
+    if (message.size() == 0 || message.data<uint8_t>()[0] != kSubscribe) continue;
+    const std::string prefix(message.data<char>() + 1, message.size() - 1);
+    std::vector<std::pair<std::string, std::shared_ptr<const std::string>>> matches;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (auto it = current.lower_bound(prefix);
+           it != current.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+        matches.emplace_back(*it);
+      }
+    }
+    // XPUB sends these to every subscriber whose prefix matches, so an earlier subscriber may see
+    // a mask twice; the repeat carries the same sequence number.
+    for (const auto& [topic, bytes] : matches) {
+      std::array<zmq::message_t, 2> parts = {ToMessage(topic), ToMessage(*bytes)};
+      zmq::send_multipart(xpub, parts, zmq::send_flags::dontwait);
+    }
+  }
+}
+
+v1::QueryReply ZmqServer::Impl::Answer(const zmq::message_t& request) {
+  v1::QueryReply reply;
+  v1::Query query;
+  if (!query.ParseFromArray(request.data(), static_cast<int>(request.size()))) {
+    reply.set_ok(false);
+    reply.set_error("malformed Query: " + std::to_string(request.size()) +
+                    " bytes that do not parse as clickdiff.v1.Query");
+    return reply;
+  }
+  try {
+    return handler(query);
+  } catch (const std::exception& e) {
+    reply.set_error(std::string("query handler failed: ") + e.what());
+  } catch (...) {
+    reply.set_error("query handler failed with a non-standard exception");
+  }
+  reply.set_ok(false);
+  return reply;
+}
+
+void ZmqServer::Impl::AnswerQueries() {
+  std::vector<zmq::message_t> parts;
+  for (int i = 0; i < kBatch; ++i) {
+    if (!ReceiveNow(router, &parts)) return;
+    // [identity, Query] from a plain DEALER, [identity, "", Query] from one that sends a REQ-style
+    // empty delimiter; the reply mirrors the envelope so either kind of client can read it.
+    const bool delimited = parts.size() == 3 && parts[1].size() == 0;
+    v1::QueryReply reply;
+    if (parts.size() == 2 || delimited) {
+      reply = Answer(parts.back());
+    } else {
+      reply.set_ok(false);
+      reply.set_error("malformed Query: expected [Query] or [empty delimiter, Query], got " +
+                      std::to_string(parts.size() - 1) + " frames");
+    }
+    std::string bytes;
+    if (!reply.SerializeToString(&bytes)) {
+      spdlog::error("zmq server: cannot serialize a QueryReply; the client will time out");
+      continue;
+    }
+    std::vector<zmq::message_t> out;
+    out.push_back(std::move(parts[0]));
+    if (delimited) out.emplace_back();
+    out.push_back(ToMessage(bytes));
+    // ROUTER drops a reply to a peer that is gone or above its high-water mark; never blocks.
+    zmq::send_multipart(router, out, zmq::send_flags::dontwait);
+  }
+}
+
+void ZmqServer::Impl::Wake() {
+  std::lock_guard<std::mutex> lock(mu);
+  try {
+    queue_in.send(zmq::message_t(), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("zmq server: cannot wake the socket thread: {}", e.what());
+  }
+}
+
+Result<std::unique_ptr<ZmqServer>> ZmqServer::Bind(const ZmqConfig& config, QueryHandler handler) {
+  if (!handler) return InvalidArgument("ZmqServer::Bind: query handler is empty");
+  auto impl = std::make_unique<Impl>(std::move(handler));
+  CLICKDIFF_RETURN_IF_ERROR(impl->Open(config));
+  try {
+    impl->thread = std::thread([raw = impl.get()] { raw->Loop(); });
+  } catch (const std::system_error& e) {
+    return Internal(std::string("cannot start the ZeroMQ socket thread: ") + e.what());
+  }
+  spdlog::info("zmq server: publishing on {}, answering queries on {}{}", impl->publish_endpoint,
+               impl->query_endpoint, config.curve.enabled ? " (CURVE)" : "");
+  return std::unique_ptr<ZmqServer>(new ZmqServer(std::move(impl)));
+}
+
+ZmqServer::ZmqServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ZmqServer::~ZmqServer() = default;
+
+const std::string& ZmqServer::publish_endpoint() const { return impl_->publish_endpoint; }
+
+const std::string& ZmqServer::query_endpoint() const { return impl_->query_endpoint; }
+
+void ZmqServer::Remember(const v1::MaskResult& mask) {
+  auto bytes = std::make_shared<std::string>();
+  if (!mask.SerializeToString(bytes.get())) {
+    spdlog::error("zmq server: cannot serialize the mask of {}/{}", mask.dataset(),
+                  mask.image_id());
+    return;
+  }
+  std::string topic = MaskTopic(mask.dataset(), mask.image_id());
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->current[std::move(topic)] = std::move(bytes);
+}
+
+uint64_t ZmqServer::Publish(v1::MaskResult mask) {
+  std::string topic = MaskTopic(mask.dataset(), mask.image_id());
+  Impl& s = *impl_;
+  // One lock around numbering, remembering and queueing: with several publishing threads the
+  // table keeps the highest sequence and the socket sends in sequence order.
+  std::lock_guard<std::mutex> lock(s.mu);
+  const uint64_t sequence = ++s.sequence;
+  mask.set_sequence(sequence);
+  auto bytes = std::make_shared<std::string>();
+  if (!mask.SerializeToString(bytes.get())) {
+    spdlog::error("zmq server: cannot serialize mask {} for {}; not published", sequence, topic);
+    return sequence;
+  }
+  s.current[topic] = bytes;
+  try {
+    std::array<zmq::message_t, 2> parts = {ToMessage(topic), ToMessage(*bytes)};
+    if (!zmq::send_multipart(s.queue_in, parts, zmq::send_flags::dontwait)) {
+      // Only when the socket thread has fallen kQueueHighWaterMark messages behind; late
+      // subscribers still get this mask from the table. Logged sparsely: it comes in floods.
+      if (s.queue_drops++ % 1000 == 0) {
+        spdlog::warn("zmq server: publish queue full, {} masks not sent (latest {} seq {})",
+                     s.queue_drops, topic, sequence);
+      }
+    }
+  } catch (const zmq::error_t& e) {
+    spdlog::error("zmq server: cannot queue mask {} for {}: {}", sequence, topic, e.what());
+  }
+  return sequence;
+}
+
+uint64_t ZmqServer::published() const { return impl_->published.load(); }
+
+}  // namespace clickdiff
