@@ -10,11 +10,15 @@ namespace clickdiff {
 
 // A Kafka-protocol broker cluster inside this process (rdkafka_mock.h), listening on 127.0.0.1 at
 // ports the OS picks. Real clients (librdkafka, kcat) talk to it over TCP. Not thread-safe to
-// construct; the broker itself serves from librdkafka's threads.
+// construct; the broker itself serves from librdkafka's threads. Data lives in memory only.
+// Mock quirks (librdkafka 2.0): the first JoinGroup of an empty group waits ~3 s (like
+// group.initial.rebalance.delay.ms), a rejoin after members left waits session.timeout.ms - 1 s;
+// topics a producer names are auto-created with 4 partitions unless created here first.
 class EmbeddedBroker {
  public:
+  // `brokers` >= 1 (InvalidArgument otherwise).
   static Result<std::unique_ptr<EmbeddedBroker>> Start(int brokers);
-  ~EmbeddedBroker();
+  ~EmbeddedBroker();  // stops the brokers; clients still connected see them go down
   EmbeddedBroker(const EmbeddedBroker&) = delete;
   EmbeddedBroker& operator=(const EmbeddedBroker&) = delete;
 

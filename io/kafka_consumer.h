@@ -28,20 +28,31 @@ struct KafkaMessage {
 
 // Consumer in group config.group_id with the eager `range` assignor and auto commit off. A thread
 // it owns polls continuously (so group membership stays alive while paused) and hands each record
-// to `on_message`, in order per partition.
+// to `on_message`, in order per partition. Nothing is committed to Kafka: the caller's stored
+// offsets are the only position (auto.offset.reset=earliest applies when one is out of range).
+// Callbacks run on the poll thread, except that Stop() runs the final revoke and any error
+// reports of the close on its caller's thread. Callbacks may call Pause/Resume/paused/received
+// and Stop; they must not destroy the consumer.
 class KafkaConsumer {
  public:
   struct Callbacks {
     // On (re)assignment, for each assigned partition: the next offset to read, as stored by the
-    // caller, or nullopt to start at the beginning of the partition. An error stops the consumer.
+    // caller, or nullopt to start at the beginning of the partition. An error (or a negative
+    // offset, or an exception) stops the consumer and is reported to on_error.
     std::function<Result<std::optional<int64_t>>(const std::string& topic, int32_t partition)>
         stored_offset;
-    // Every record, on the poll thread. Must not block for long: call Pause() instead.
+    // Every record, on the poll thread. Must not block for long: call Pause() instead. An
+    // exception it throws is reported to on_error; the record counts as handed over.
     std::function<void(KafkaMessage message)> on_message;
-    // Optional: consumer errors that are not fatal (logged by default) and fatal ones.
+    // Optional: consumer errors that are not fatal (Unavailable; logged by default) and fatal ones
+    // (Internal, or stored_offset's error), after which the poll loop has stopped.
     std::function<void(const Status& error)> on_error;
   };
 
+  // Errors (InvalidArgument): no topics, empty group id, stored_offset/on_message unset, no
+  // bootstrap servers, a property librdkafka rejects (named), or one the consumer sets itself
+  // (bootstrap.servers, client.id, group.id, partition.assignment.strategy, enable.auto.commit,
+  // enable.auto.offset.store) given in config.properties.
   static Result<std::unique_ptr<KafkaConsumer>> Create(const KafkaConfig& config,
                                                        const std::vector<std::string>& topics,
                                                        Callbacks callbacks,
@@ -50,14 +61,18 @@ class KafkaConsumer {
   KafkaConsumer(const KafkaConsumer&) = delete;
   KafkaConsumer& operator=(const KafkaConsumer&) = delete;
 
-  // Subscribes and starts the poll thread.
+  // Subscribes and starts the poll thread. FailedPrecondition when called twice or after Stop.
   Status Start();
   // Thread-safe. Pause: no more records are handed over (already fetched ones are not lost: after
   // Resume, reading continues right after the last record handed to on_message). Polling goes on.
+  // Called inside on_message, the very next record waits for Resume; from another thread, a
+  // record already being handed over may still arrive. Takes effect within one poll interval
+  // (50 ms), and survives rebalances.
   void Pause();
   void Resume();
   bool paused() const;
-  // Stops the poll thread and closes the consumer (leaves the group). Idempotent.
+  // Stops the poll thread and closes the consumer (leaves the group). Idempotent. From inside a
+  // callback it only ends the poll loop; the destructor (or a later Stop) joins and closes.
   void Stop();
   // Records handed to on_message so far.
   uint64_t received() const;

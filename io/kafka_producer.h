@@ -13,20 +13,27 @@
 
 namespace clickdiff {
 
-// Idempotent producer (enable.idempotence=true, acks=all). Thread-safe.
+// Idempotent producer (enable.idempotence=true, acks=all). Thread-safe. A thread it owns serves
+// delivery reports (so delivered()/failed() advance without calls); the destructor joins it.
 class KafkaProducer {
  public:
+  // client.id is config.client_id. Errors (InvalidArgument, naming the property): no bootstrap
+  // servers; a property librdkafka rejects; a property the producer sets itself
+  // (bootstrap.servers, client.id, enable.idempotence, acks) given in config.properties.
   static Result<std::unique_ptr<KafkaProducer>> Create(const KafkaConfig& config,
                                                        const std::string& bootstrap_override = "");
   ~KafkaProducer();  // flushes for up to 10 s, then logs what was not delivered
   KafkaProducer(const KafkaProducer&) = delete;
   KafkaProducer& operator=(const KafkaProducer&) = delete;
 
-  // Queues one record; returns an error at once when the queue is full or the producer has hit a
-  // fatal error. Delivery failures are reported by the next Flush.
+  // Queues one record (copied); returns an error at once when the queue is full
+  // (ResourceExhausted) or the producer has hit a fatal error (Internal: recreate it). An empty
+  // key is sent as a null key (spread by the partitioner). Delivery failures (e.g. past
+  // message.timeout.ms) are reported by the next Flush.
   Status Produce(const std::string& topic, const std::string& key, const std::string& value);
   // Waits until every queued record is delivered or `timeout` passes. Returns the first delivery
-  // error since the last Flush (naming topic and reason), a fatal error, or a timeout.
+  // error since the last Flush (Unavailable, naming topic and reason), a fatal error (Internal),
+  // or a timeout (Unavailable, with the count still queued).
   Status Flush(std::chrono::milliseconds timeout);
   // Records delivered and failed so far.
   uint64_t delivered() const;

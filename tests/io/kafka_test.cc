@@ -1,0 +1,558 @@
+// Integration tests of the Kafka adapters against librdkafka's mock cluster over loopback TCP.
+// Each consumer test pays the mock coordinator's ~3 s initial-join delay once.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "io/embedded_broker.h"
+#include "io/kafka_consumer.h"
+#include "io/kafka_producer.h"
+
+namespace clickdiff {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+bool Contains(const Status& s, const std::string& text) {
+  return s.message().find(text) != std::string::npos;
+}
+
+// Thread-safe record sink with waiting.
+class Collector {
+ public:
+  void Add(KafkaMessage message) {
+    std::lock_guard<std::mutex> lock(mu_);
+    messages_.push_back(std::move(message));
+    cv_.notify_all();
+  }
+  // True once at least `n` records arrived within `timeout`.
+  bool WaitFor(size_t n, milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return messages_.size() >= n; });
+  }
+  std::vector<KafkaMessage> messages() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return messages_;
+  }
+  size_t size() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return messages_.size();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<KafkaMessage> messages_;
+};
+
+std::vector<int64_t> Offsets(const std::vector<KafkaMessage>& messages) {
+  std::vector<int64_t> offsets;
+  for (const KafkaMessage& m : messages) offsets.push_back(m.offset);
+  return offsets;
+}
+
+std::vector<int64_t> Range(int64_t begin, int64_t end) {
+  std::vector<int64_t> out;
+  for (int64_t i = begin; i < end; ++i) out.push_back(i);
+  return out;
+}
+
+class KafkaTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    Result<std::unique_ptr<EmbeddedBroker>> broker = EmbeddedBroker::Start(1);
+    ASSERT_TRUE(broker.ok()) << broker.status().ToString();
+    broker_ = std::move(broker).value().release();
+  }
+  static void TearDownTestSuite() {
+    delete broker_;
+    broker_ = nullptr;
+  }
+
+  // A topic (and group) of this test's own on the shared broker.
+  std::string Topic(int partitions = 1) {
+    const std::string name = std::string("t.") +
+                             testing::UnitTest::GetInstance()->current_test_info()->name() + "." +
+                             std::to_string(topic_count_++);
+    EXPECT_TRUE(broker_->CreateTopic(name, partitions).ok());
+    return name;
+  }
+
+  static KafkaConfig ProducerConfig() {
+    KafkaConfig config;
+    config.bootstrap_servers = broker_->bootstrap_servers();
+    config.client_id = "test-producer";
+    config.properties = {{"linger.ms", "1"}};
+    return config;
+  }
+
+  // Short group timings and fetch waits so the tests run in seconds.
+  static KafkaConfig ConsumerConfig(const std::string& group) {
+    KafkaConfig config;
+    config.bootstrap_servers = broker_->bootstrap_servers();
+    config.client_id = "test-consumer";
+    config.group_id = group;
+    config.properties = {{"session.timeout.ms", "6000"},
+                         {"heartbeat.interval.ms", "500"},
+                         {"fetch.wait.max.ms", "50"},
+                         {"topic.metadata.refresh.interval.ms", "1000"}};
+    return config;
+  }
+
+  static void Produce(const std::string& topic, int n, int first = 0) {
+    Result<std::unique_ptr<KafkaProducer>> producer = KafkaProducer::Create(ProducerConfig());
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    for (int i = first; i < first + n; ++i) {
+      ASSERT_TRUE((*producer)
+                      ->Produce(topic, "key-" + std::to_string(i), "value-" + std::to_string(i))
+                      .ok());
+    }
+    Status flushed = (*producer)->Flush(seconds(10));
+    ASSERT_TRUE(flushed.ok()) << flushed.ToString();
+    EXPECT_EQ((*producer)->delivered(), static_cast<uint64_t>(n));
+  }
+
+  // Callbacks that start every partition at `start` and collect into `sink`.
+  static KafkaConsumer::Callbacks Collecting(Collector* sink,
+                                             std::optional<int64_t> start = std::nullopt) {
+    KafkaConsumer::Callbacks callbacks;
+    callbacks.stored_offset = [start](const std::string&,
+                                      int32_t) -> Result<std::optional<int64_t>> { return start; };
+    callbacks.on_message = [sink](KafkaMessage m) { sink->Add(std::move(m)); };
+    return callbacks;
+  }
+
+  static std::unique_ptr<KafkaConsumer> StartConsumer(const KafkaConfig& config,
+                                                      const std::string& topic,
+                                                      KafkaConsumer::Callbacks callbacks) {
+    Result<std::unique_ptr<KafkaConsumer>> consumer =
+        KafkaConsumer::Create(config, {topic}, std::move(callbacks));
+    EXPECT_TRUE(consumer.ok()) << consumer.status().ToString();
+    if (!consumer.ok()) return nullptr;
+    Status started = (*consumer)->Start();
+    EXPECT_TRUE(started.ok()) << started.ToString();
+    return std::move(consumer).value();
+  }
+
+  static EmbeddedBroker* broker_;
+  int topic_count_ = 0;
+};
+
+EmbeddedBroker* KafkaTest::broker_ = nullptr;
+
+TEST_F(KafkaTest, EmbeddedBrokerListensOnLoopbackAndCreatesTopics) {
+  EXPECT_EQ(broker_->bootstrap_servers().rfind("127.0.0.1:", 0), 0u)
+      << broker_->bootstrap_servers();
+  EXPECT_TRUE(broker_->CreateTopic("broker.twice", 2).ok());
+  EXPECT_TRUE(broker_->CreateTopic("broker.twice", 2).ok()) << "an existing topic is OK";
+  Status bad = broker_->CreateTopic("broker.bad", 0);
+  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(EmbeddedBroker::Start(0).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(KafkaTest, ProducerDeliversToEmbeddedBroker) {
+  const std::string topic = Topic();
+  Result<std::unique_ptr<KafkaProducer>> producer = KafkaProducer::Create(ProducerConfig());
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE((*producer)->Produce(topic, "k", "v").ok());
+  Status flushed = (*producer)->Flush(seconds(10));
+  EXPECT_TRUE(flushed.ok()) << flushed.ToString();
+  EXPECT_EQ((*producer)->delivered(), 100u);
+  EXPECT_EQ((*producer)->failed(), 0u);
+}
+
+TEST_F(KafkaTest, ProducerUsesBootstrapOverride) {
+  KafkaConfig config = ProducerConfig();
+  config.bootstrap_servers = "127.0.0.1:1";  // nothing listens there
+  Result<std::unique_ptr<KafkaProducer>> producer =
+      KafkaProducer::Create(config, broker_->bootstrap_servers());
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  ASSERT_TRUE((*producer)->Produce(Topic(), "k", "v").ok());
+  EXPECT_TRUE((*producer)->Flush(seconds(10)).ok());
+  EXPECT_EQ((*producer)->delivered(), 1u);
+}
+
+TEST_F(KafkaTest, ProducerRejectsBadConfig) {
+  KafkaConfig config = ProducerConfig();
+  config.properties = {{"no.such.property", "1"}};
+  Status unknown = KafkaProducer::Create(config).status();
+  EXPECT_EQ(unknown.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(unknown, "no.such.property")) << unknown.ToString();
+
+  config.properties = {{"linger.ms", "soon"}};
+  Status bad_value = KafkaProducer::Create(config).status();
+  EXPECT_EQ(bad_value.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(bad_value, "linger.ms")) << bad_value.ToString();
+
+  config.properties = {{"enable.idempotence", "false"}};
+  Status managed = KafkaProducer::Create(config).status();
+  EXPECT_EQ(managed.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(managed, "enable.idempotence")) << managed.ToString();
+
+  config.properties.clear();
+  config.bootstrap_servers.clear();
+  Status no_bootstrap = KafkaProducer::Create(config).status();
+  EXPECT_EQ(no_bootstrap.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(no_bootstrap, "bootstrap")) << no_bootstrap.ToString();
+}
+
+TEST_F(KafkaTest, ProducerFlushReportsDeliveryFailureWhenBrokerIsGone) {
+  Result<std::unique_ptr<EmbeddedBroker>> doomed = EmbeddedBroker::Start(1);
+  ASSERT_TRUE(doomed.ok());
+  ASSERT_TRUE((*doomed)->CreateTopic("doomed", 1).ok());
+  KafkaConfig config = ProducerConfig();
+  config.bootstrap_servers = (*doomed)->bootstrap_servers();
+  config.properties["message.timeout.ms"] = "1000";
+  Result<std::unique_ptr<KafkaProducer>> producer = KafkaProducer::Create(config);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  ASSERT_TRUE((*producer)->Produce("doomed", "k", "before").ok());
+  Status before = (*producer)->Flush(seconds(10));
+  ASSERT_TRUE(before.ok()) << before.ToString();
+
+  doomed->reset();
+  ASSERT_TRUE((*producer)->Produce("doomed", "k", "after").ok());
+  const auto start = Clock::now();
+  Status flushed = (*producer)->Flush(seconds(5));
+  EXPECT_LT(Clock::now() - start, seconds(5));
+  EXPECT_FALSE(flushed.ok());
+  EXPECT_TRUE(Contains(flushed, "doomed")) << flushed.ToString();
+  EXPECT_EQ((*producer)->failed(), 1u);
+  EXPECT_TRUE((*producer)->Flush(milliseconds(100)).ok()) << "the error is reported once";
+}
+
+TEST_F(KafkaTest, ConsumerRejectsBadArguments) {
+  Collector sink;
+  KafkaConfig config = ConsumerConfig("g");
+  config.properties["enable.auto.commit"] = "true";
+  Status managed = KafkaConsumer::Create(config, {"t"}, Collecting(&sink)).status();
+  EXPECT_EQ(managed.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(managed, "enable.auto.commit")) << managed.ToString();
+
+  EXPECT_EQ(KafkaConsumer::Create(ConsumerConfig("g"), {}, Collecting(&sink)).status().code(),
+            StatusCode::kInvalidArgument);
+  KafkaConsumer::Callbacks no_handler = Collecting(&sink);
+  no_handler.on_message = nullptr;
+  EXPECT_EQ(KafkaConsumer::Create(ConsumerConfig("g"), {"t"}, no_handler).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(KafkaTest, ConsumerReceivesAllRecordsInOrder) {
+  const std::string topic = Topic();
+  Produce(topic, 50);
+  Collector sink;
+  std::unique_ptr<KafkaConsumer> consumer =
+      StartConsumer(ConsumerConfig("g-all"), topic, Collecting(&sink));
+  ASSERT_NE(consumer, nullptr);
+  ASSERT_TRUE(sink.WaitFor(50, seconds(15))) << "received " << sink.size();
+  consumer->Stop();
+  consumer->Stop();  // idempotent
+  std::vector<KafkaMessage> messages = sink.messages();
+  ASSERT_EQ(messages.size(), 50u);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(messages[i].topic, topic);
+    EXPECT_EQ(messages[i].partition, 0);
+    EXPECT_EQ(messages[i].offset, i);
+    EXPECT_EQ(messages[i].key, "key-" + std::to_string(i));
+    EXPECT_EQ(messages[i].value, "value-" + std::to_string(i));
+    EXPECT_GT(messages[i].timestamp_ms, 0);
+  }
+  EXPECT_EQ(consumer->received(), 50u);
+}
+
+TEST_F(KafkaTest, ConsumerStartsAtStoredOffset) {
+  const std::string topic = Topic();
+  Produce(topic, 10);
+  Collector sink;
+  std::unique_ptr<KafkaConsumer> consumer =
+      StartConsumer(ConsumerConfig("g-stored"), topic, Collecting(&sink, 6));
+  ASSERT_NE(consumer, nullptr);
+  ASSERT_TRUE(sink.WaitFor(4, seconds(15)));
+  std::this_thread::sleep_for(milliseconds(300));  // nothing more may come
+  consumer->Stop();
+  EXPECT_EQ(Offsets(sink.messages()), Range(6, 10));
+}
+
+TEST_F(KafkaTest, ConsumerStoredOffsetErrorStopsIt) {
+  const std::string topic = Topic();
+  Collector sink;
+  KafkaConsumer::Callbacks callbacks = Collecting(&sink);
+  callbacks.stored_offset = [](const std::string&, int32_t) -> Result<std::optional<int64_t>> {
+    return DataLoss("offset record corrupt");
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Status> errors;
+  callbacks.on_error = [&](const Status& error) {
+    std::lock_guard<std::mutex> lock(mu);
+    errors.push_back(error);
+    cv.notify_all();
+  };
+  std::unique_ptr<KafkaConsumer> consumer =
+      StartConsumer(ConsumerConfig("g-error"), topic, std::move(callbacks));
+  ASSERT_NE(consumer, nullptr);
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, seconds(15), [&] {
+    return std::any_of(errors.begin(), errors.end(),
+                       [](const Status& s) { return s.code() == StatusCode::kDataLoss; });
+  }));
+  lock.unlock();
+  consumer->Stop();
+  EXPECT_EQ(sink.size(), 0u);
+}
+
+TEST_F(KafkaTest, PauseResumeLosesNothing) {
+  const std::string topic = Topic();
+  constexpr int kRecords = 2000;
+  Produce(topic, kRecords);
+
+  Collector sink;
+  std::atomic<bool> paused_in_callback{false};
+  std::atomic<int> violations{0};
+  std::atomic<int> callback_pauses{0};
+  KafkaConsumer* consumer_ptr = nullptr;
+  KafkaConsumer::Callbacks callbacks = Collecting(&sink);
+  callbacks.on_message = [&](KafkaMessage m) {
+    // A Pause() made on the poll thread is exact: no record may follow until Resume.
+    if (paused_in_callback.load()) violations.fetch_add(1);
+    const int64_t offset = m.offset;
+    sink.Add(std::move(m));
+    if (offset % 97 == 0) {
+      paused_in_callback.store(true);
+      consumer_ptr->Pause();
+      callback_pauses.fetch_add(1);
+    }
+  };
+  std::unique_ptr<KafkaConsumer> consumer =
+      StartConsumer(ConsumerConfig("g-pause"), topic, std::move(callbacks));
+  ASSERT_NE(consumer, nullptr);
+  consumer_ptr = consumer.get();
+
+  // Resumes what the callback paused, and pauses/resumes at random moments from outside.
+  std::atomic<bool> done{false};
+  std::thread driver([&] {
+    int tick = 0;
+    while (!done.load()) {
+      std::this_thread::sleep_for(milliseconds(3));
+      if (paused_in_callback.load()) {
+        std::this_thread::sleep_for(milliseconds(20));  // let the pause reach librdkafka
+        paused_in_callback.store(false);
+        consumer_ptr->Resume();
+      } else if (++tick % 5 == 0) {
+        consumer_ptr->Pause();
+        std::this_thread::sleep_for(milliseconds(tick % 3 == 0 ? 1 : 15));
+        if (!paused_in_callback.load()) consumer_ptr->Resume();
+      }
+    }
+  });
+  const bool all = sink.WaitFor(kRecords, seconds(25));
+  std::this_thread::sleep_for(milliseconds(200));
+  done.store(true);
+  driver.join();
+  consumer->Stop();
+  ASSERT_TRUE(all) << "received " << sink.size();
+  EXPECT_EQ(Offsets(sink.messages()), Range(0, kRecords));
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_GE(callback_pauses.load(), kRecords / 97);
+}
+
+// librdkafka 2.0 only refetches a resumed partition at its broker thread's next ~1 s wakeup;
+// the consumer nudges it, so a resume takes effect within a poll interval or two.
+TEST_F(KafkaTest, ConsumerResumesPromptly) {
+  const std::string topic = Topic();
+  Produce(topic, 40);
+  std::atomic<KafkaConsumer*> self{nullptr};
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<int64_t, Clock::time_point>> got;
+  KafkaConsumer::Callbacks callbacks;
+  callbacks.stored_offset = [](const std::string&, int32_t) -> Result<std::optional<int64_t>> {
+    return std::optional<int64_t>();
+  };
+  callbacks.on_message = [&](KafkaMessage m) {
+    std::lock_guard<std::mutex> lock(mu);
+    got.emplace_back(m.offset, Clock::now());
+    if (m.offset % 10 == 9) self.load()->Pause();  // pause after each ten
+    cv.notify_all();
+  };
+  Result<std::unique_ptr<KafkaConsumer>> consumer =
+      KafkaConsumer::Create(ConsumerConfig("g-resume"), {topic}, std::move(callbacks));
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  self.store(consumer->get());
+  ASSERT_TRUE((*consumer)->Start().ok());
+  for (size_t round = 1; round <= 3; ++round) {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, seconds(15), [&] { return got.size() >= 10 * round; }));
+    lock.unlock();
+    std::this_thread::sleep_for(milliseconds(200));  // the pause is applied, fetching stopped
+    lock.lock();
+    EXPECT_EQ(got.size(), 10 * round) << "nothing is handed over while paused";
+    lock.unlock();
+    const auto resumed = Clock::now();
+    (*consumer)->Resume();
+    lock.lock();
+    ASSERT_TRUE(cv.wait_for(lock, seconds(5), [&] { return got.size() > 10 * round; }));
+    EXPECT_EQ(got[10 * round].first, static_cast<int64_t>(10 * round));
+    EXPECT_LT(got[10 * round].second - resumed, milliseconds(400)) << "round " << round;
+  }
+  (*consumer)->Stop();
+}
+
+TEST_F(KafkaTest, ConsumerRestartContinuesAtStoredOffsets) {
+  const std::string topic = Topic();
+  Produce(topic, 30);
+
+  // The caller's store: the next offset per partition, written as records are handled.
+  std::mutex mu;
+  std::map<int32_t, int64_t> stored;
+  std::vector<int64_t> handled;
+  std::condition_variable cv;
+  std::atomic<KafkaConsumer*> pausing{nullptr};
+  auto callbacks = [&] {
+    KafkaConsumer::Callbacks c;
+    c.stored_offset = [&](const std::string&, int32_t p) -> Result<std::optional<int64_t>> {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = stored.find(p);
+      return it == stored.end() ? std::nullopt : std::optional<int64_t>(it->second);
+    };
+    c.on_message = [&](KafkaMessage m) {
+      std::lock_guard<std::mutex> lock(mu);
+      handled.push_back(m.offset);
+      stored[m.partition] = m.offset + 1;
+      // The first consumer stops taking records after offset 11, mid-batch.
+      if (m.offset == 11 && pausing.load() != nullptr) pausing.load()->Pause();
+      cv.notify_all();
+    };
+    return c;
+  };
+  auto wait_for = [&](size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, seconds(15), [&] { return handled.size() >= n; });
+  };
+
+  // After the only member leaves, the mock coordinator holds the next join for
+  // session.timeout.ms - 1 s (instead of 3 s for a fresh group): keep it short here.
+  KafkaConfig config = ConsumerConfig("g-restart");
+  config.properties["session.timeout.ms"] = "3000";
+  Result<std::unique_ptr<KafkaConsumer>> first =
+      KafkaConsumer::Create(config, {topic}, callbacks());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  pausing.store(first->get());
+  ASSERT_TRUE((*first)->Start().ok());
+  ASSERT_TRUE(wait_for(12));
+  std::this_thread::sleep_for(milliseconds(200));
+  (*first)->Stop();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(handled, Range(0, 12));
+  }
+  pausing.store(nullptr);
+  std::unique_ptr<KafkaConsumer> second = StartConsumer(config, topic, callbacks());
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(wait_for(30));
+  std::this_thread::sleep_for(milliseconds(200));
+  second->Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(handled, Range(0, 30));
+}
+
+TEST_F(KafkaTest, TwoConsumersInOneGroupSplitPartitions) {
+  const std::string topic = Topic(2);
+  // Shared store, as two service processes would share offsets through their own RocksDB.
+  std::mutex mu;
+  std::map<int32_t, int64_t> stored;
+  std::map<int32_t, std::vector<int64_t>> handled;  // per partition, across both consumers
+  std::set<int32_t> partitions_of[2];
+  std::condition_variable cv;
+  auto callbacks = [&](int who) {
+    KafkaConsumer::Callbacks c;
+    c.stored_offset = [&](const std::string&, int32_t p) -> Result<std::optional<int64_t>> {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = stored.find(p);
+      return it == stored.end() ? std::nullopt : std::optional<int64_t>(it->second);
+    };
+    c.on_message = [&, who](KafkaMessage m) {
+      std::lock_guard<std::mutex> lock(mu);
+      handled[m.partition].push_back(m.offset);
+      stored[m.partition] = m.offset + 1;
+      partitions_of[who].insert(m.partition);
+      cv.notify_all();
+    };
+    return c;
+  };
+  // Started together, both usually make the mock coordinator's first (3 s) join round.
+  std::unique_ptr<KafkaConsumer> a = StartConsumer(ConsumerConfig("g-two"), topic, callbacks(0));
+  std::unique_ptr<KafkaConsumer> b = StartConsumer(ConsumerConfig("g-two"), topic, callbacks(1));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+
+  // Keep producing small batches (keys spread over both partitions) until both consumers have
+  // records: robust whether they joined in one round or B joined later.
+  int produced = 0;
+  const auto deadline = Clock::now() + seconds(20);
+  while (Clock::now() < deadline) {
+    Produce(topic, 10, produced);
+    produced += 10;
+    std::unique_lock<std::mutex> lock(mu);
+    if (cv.wait_for(lock, milliseconds(300),
+                    [&] { return !partitions_of[0].empty() && !partitions_of[1].empty(); })) {
+      break;
+    }
+  }
+  auto total = [&] {
+    size_t n = 0;
+    for (const auto& [p, offsets] : handled) n += offsets.size();
+    return n;
+  };
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    EXPECT_TRUE(cv.wait_for(lock, seconds(10), [&] { return total() >= size_t(produced); }));
+  }
+  std::this_thread::sleep_for(milliseconds(200));
+  a->Stop();
+  b->Stop();
+
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_FALSE(partitions_of[0].empty());
+  EXPECT_FALSE(partitions_of[1].empty());
+  // Range assigns one partition to each once both are members; B never held both.
+  EXPECT_EQ(partitions_of[1].size(), 1u);
+  EXPECT_EQ(total(), size_t(produced));
+  for (const auto& [p, offsets] : handled) {
+    EXPECT_EQ(offsets, Range(0, static_cast<int64_t>(offsets.size()))) << "partition " << p;
+  }
+}
+
+TEST_F(KafkaTest, ConsumerReceivesRecordProducedByKcat) {
+  if (std::system("command -v kcat >/dev/null 2>&1") != 0) GTEST_SKIP() << "kcat not on PATH";
+  const std::string topic = Topic();
+  const std::string command = "printf 'from-kcat:hello kafka\\n' | kcat -P -b " +
+                              broker_->bootstrap_servers() + " -t " + topic + " -K: 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  Collector sink;
+  std::unique_ptr<KafkaConsumer> consumer =
+      StartConsumer(ConsumerConfig("g-kcat"), topic, Collecting(&sink));
+  ASSERT_NE(consumer, nullptr);
+  ASSERT_TRUE(sink.WaitFor(1, seconds(15)));
+  consumer->Stop();
+  std::vector<KafkaMessage> messages = sink.messages();
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].key, "from-kcat");
+  EXPECT_EQ(messages[0].value, "hello kafka");
+  EXPECT_EQ(messages[0].offset, 0);
+}
+
+}  // namespace
+}  // namespace clickdiff
