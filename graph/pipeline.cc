@@ -1,11 +1,11 @@
 #include "graph/pipeline.h"
 
+#include <oneapi/tbb/flow_graph.h>
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
 #include <deque>
 #include <mutex>
-#include <oneapi/tbb/flow_graph.h>
 #include <thread>
 
 #include "nodes/aggregate.h"
@@ -95,7 +95,7 @@ class SamplerPool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<InferRequest, SamplerNode::gateway_type*>> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                                                   // GUARDED_BY(mu_)
+  bool stopping_ = false;                                                  // GUARDED_BY(mu_)
   std::vector<std::thread> threads_;
 };
 
@@ -127,33 +127,34 @@ struct Pipeline::Impl {
         preprocess_node(graph, flow::unlimited,
                         [this](Decoded d) { return preprocess(std::move(d)); }),
         order(graph, [](const Decoded& d) { return d.seq; }),
-        intake_node(graph, flow::serial,
-                    [this](const Decoded& d, IntakeNode::output_ports_type& ports) {
-                      Intake(d, ports);
-                    }),
-        gate_node(graph, flow::unlimited,
-                  [this](const InferRequest& r,
-                         flow::multifunction_node<InferRequest, std::tuple<InferRequest>>::
-                             output_ports_type& ports) {
-                    if (gate(r)) std::get<0>(ports).try_put(r);
-                  }),
+        intake_node(
+            graph, flow::serial,
+            [this](const Decoded& d, IntakeNode::output_ports_type& ports) { Intake(d, ports); }),
+        gate_node(
+            graph, flow::unlimited,
+            [this](const InferRequest& r,
+                   flow::multifunction_node<InferRequest,
+                                            std::tuple<InferRequest>>::output_ports_type& ports) {
+              if (gate(r)) std::get<0>(ports).try_put(r);
+            }),
         sampler_node(graph, flow::unlimited,
                      [this](const InferRequest& r, SamplerNode::gateway_type& gateway) {
                        pool.Submit(r, gateway);
                      }),
-        aggregate_node(graph, flow::unlimited,
-                       [this](const SampleSet& s,
-                              flow::multifunction_node<SampleSet, std::tuple<v1::MaskResult>>::
-                                  output_ports_type& ports) {
-                         Result<v1::MaskResult> mask = aggregate(s);
-                         if (mask.ok()) {
-                           if (s.cached.has_value()) cache_hits.fetch_add(1);
-                           std::get<0>(ports).try_put(std::move(mask).value());
-                         } else {
-                           sample_errors.fetch_add(1);
-                           spdlog::error("aggregate: {}", mask.status().ToString());
-                         }
-                       }),
+        aggregate_node(
+            graph, flow::unlimited,
+            [this](const SampleSet& s,
+                   flow::multifunction_node<SampleSet,
+                                            std::tuple<v1::MaskResult>>::output_ports_type& ports) {
+              Result<v1::MaskResult> mask = aggregate(s);
+              if (mask.ok()) {
+                if (s.cached.has_value()) cache_hits.fetch_add(1);
+                std::get<0>(ports).try_put(std::move(mask).value());
+              } else {
+                sample_errors.fetch_add(1);
+                spdlog::error("aggregate: {}", mask.status().ToString());
+              }
+            }),
         publish_node(graph, flow::serial, [this](const v1::MaskResult& m) { Publish(m); }) {
     flow::make_edge(input, limiter);
     flow::make_edge(limiter, decode_node);
@@ -168,18 +169,16 @@ struct Pipeline::Impl {
   }
 
   void Put(std::variant<std::monostate, KafkaMessage> what) {
-    bool saturate = false;
-    {
-      // Sequence numbers must enter the queue in order: the sequencer waits for each in turn.
-      std::lock_guard<std::mutex> lock(admit_mu);
-      Envelope envelope{next_seq++, std::move(what)};
-      const uint64_t in_flight = ++in_flight_count;
-      if (in_flight >= static_cast<uint64_t>(max_in_flight) && !saturated) {
-        saturated = saturate = true;
-      }
-      input.try_put(std::move(envelope));
+    // Sequence numbers must enter the queue in order: the sequencer waits for each in turn.
+    // The saturation callback runs under the same lock so that pause and resume reach the
+    // consumer in the order they were decided (it only sets a flag there; it does not block).
+    std::lock_guard<std::mutex> lock(admit_mu);
+    Envelope envelope{next_seq++, std::move(what)};
+    if (++in_flight_count >= static_cast<uint64_t>(max_in_flight) && !saturated) {
+      saturated = true;
+      if (on_saturation) on_saturation(true);
     }
-    if (saturate && on_saturation) on_saturation(true);
+    input.try_put(std::move(envelope));
   }
 
   void Intake(const Decoded& d, IntakeNode::output_ports_type& ports) {
@@ -193,20 +192,17 @@ struct Pipeline::Impl {
       }
     }
     std::get<1>(ports).try_put(flow::continue_msg());
-    bool resume = false;
     {
       std::lock_guard<std::mutex> lock(admit_mu);
-      const uint64_t in_flight = --in_flight_count;
-      if (saturated && in_flight <= static_cast<uint64_t>(max_in_flight / 2)) {
+      if (--in_flight_count <= static_cast<uint64_t>(max_in_flight / 2) && saturated) {
         saturated = false;
-        resume = true;
+        if (on_saturation) on_saturation(false);
       }
     }
     {
       std::lock_guard<std::mutex> lock(intake_mu);
       intake_cv.notify_all();
     }
-    if (resume && on_saturation) on_saturation(false);
   }
 
   void IntakeOne(const Decoded& d, IntakeNode::output_ports_type& ports) {
@@ -324,13 +320,13 @@ Status Pipeline::RequestStaleMasks() {
   std::shared_ptr<const ServingModel> model = impl_->models->Get();
   const uint64_t version = model ? model->version : 0;
   std::vector<InferRequest> stale;
-  Status scanned = impl_->store->Scan(
-      Family::kImages, "", [&](std::string_view key, std::string_view value) {
+  Status scanned =
+      impl_->store->Scan(Family::kImages, "", [&](std::string_view key, std::string_view value) {
         v1::StoredImage image;
         if (!image.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
         const v1::ImageEvent& e = image.event();
-        Result<std::optional<v1::MaskResult>> current = impl_->cache.Current(e.dataset(),
-                                                                             e.image_id());
+        Result<std::optional<v1::MaskResult>> current =
+            impl_->cache.Current(e.dataset(), e.image_id());
         Result<uint64_t> revision =
             impl_->store->Count(Family::kClicks, keys::Under(std::string(key)));
         if (!current.ok() || !revision.ok() || !current->has_value() ||

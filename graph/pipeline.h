@@ -39,25 +39,27 @@ struct PipelineDeps {
 };
 
 struct PipelineCounters {
-  uint64_t admitted = 0;     // events admitted (ticks excluded)
-  uint64_t applied = 0;      // events through intake, duplicates and dead letters included
+  uint64_t admitted = 0;  // events admitted (ticks excluded)
+  uint64_t applied = 0;   // events through intake, duplicates and dead letters included
   uint64_t duplicates = 0;
   uint64_t dead_letters = 0;
-  uint64_t masks = 0;        // masks published
+  uint64_t masks = 0;  // masks published
   uint64_t cache_hits = 0;
   uint64_t sample_errors = 0;
-  uint64_t in_flight = 0;    // admitted, not through intake
+  uint64_t in_flight = 0;  // admitted, not through intake
   uint64_t infer_waiting = 0;
 };
 
 class Pipeline {
  public:
   // Builds and activates the graph, starts `config.sampler.shards` sampler threads. `aggregator`
-  // decides masks (services/model_options.h builds it from config.aggregator).
+  // decides masks (services/model_options.h builds it from config.aggregator). `on_saturation`
+  // is called with an internal lock held, in decision order: it must not block or call back into
+  // the Pipeline (KafkaConsumer::Pause/Resume only set a flag).
   // Errors: a missing collaborator.
   static Result<std::unique_ptr<Pipeline>> Create(const Config& config, PipelineDeps deps,
-                                                   Aggregator aggregator,
-                                                   std::function<void(bool)> on_saturation);
+                                                  Aggregator aggregator,
+                                                  std::function<void(bool)> on_saturation);
   ~Pipeline();  // Drain()
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;

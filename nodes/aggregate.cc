@@ -28,9 +28,10 @@ Result<v1::MaskResult> Aggregate::operator()(const SampleSet& set) const {
     Result<Aggregation> result = aggregator_.AggregateOnImage(set.samples, *mapping);
     if (!result.ok()) return result.status().WithContext(set.image.image_id());
     torch::Tensor mask = result->mask.to(torch::kUInt8).contiguous();
-    torch::Tensor uncertainty =
-        (result->uncertainty.to(torch::kFloat32).clamp(0, 1) * 255).round().to(torch::kUInt8)
-            .contiguous();
+    torch::Tensor uncertainty = (result->uncertainty.to(torch::kFloat32).clamp(0, 1) * 255)
+                                    .round()
+                                    .to(torch::kUInt8)
+                                    .contiguous();
     v1::MaskResult out;
     out.set_dataset(set.image.dataset());
     out.set_image_id(set.image.image_id());

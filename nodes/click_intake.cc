@@ -7,7 +7,9 @@ namespace {
 
 const std::string kPending = std::string("pending") + '\0';
 
-std::string PendingPrefix(const std::string& image_key) { return kPending + keys::Under(image_key); }
+std::string PendingPrefix(const std::string& image_key) {
+  return kPending + keys::Under(image_key);
+}
 
 }  // namespace
 
@@ -30,8 +32,7 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
   const std::string image_key = keys::Image(click.dataset(), click.image_id());
   const std::string click_key = keys::Child(image_key, click.click_id());
   Result<std::optional<std::string>> existing = store_->Get(Family::kClicks, click_key);
-  Result<std::optional<std::string>> pending =
-      store_->Get(Family::kMetadata, kPending + click_key);
+  Result<std::optional<std::string>> pending = store_->Get(Family::kMetadata, kPending + click_key);
   Result<std::optional<std::string>> image_bytes = store_->Get(Family::kImages, image_key);
   for (const auto* r : {&existing, &pending, &image_bytes}) {
     if (!r->ok()) {
@@ -75,8 +76,8 @@ Status ClickIntake::AdoptPending(const v1::ImageEvent& image, Store::Batch& batc
                                  IntakeOutcome& outcome) const {
   const std::string image_key = keys::Image(image.dataset(), image.image_id());
   const std::string prefix = PendingPrefix(image_key);
-  Status scanned = store_->Scan(
-      Family::kMetadata, prefix, [&](std::string_view key, std::string_view value) {
+  Status scanned =
+      store_->Scan(Family::kMetadata, prefix, [&](std::string_view key, std::string_view value) {
         v1::PendingClick parked;
         batch.Delete(Family::kMetadata, key);
         if (!parked.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;

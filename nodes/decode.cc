@@ -20,15 +20,15 @@ Result<Image> DecodeRawInteger(const v1::ImageEvent& event, const ImageLimits& l
   if (event.payload().size() != samples * bytes_per_sample) {
     return InvalidArgument("payload: " + std::to_string(event.payload().size()) +
                            " bytes, but a raw " + std::to_string(event.width()) + "x" +
-                           std::to_string(event.height()) + "x" +
-                           std::to_string(event.channels()) + " image of " +
-                           (bytes_per_sample == 1 ? "uint8" : "uint16") + " needs " +
+                           std::to_string(event.height()) + "x" + std::to_string(event.channels()) +
+                           " image of " + (bytes_per_sample == 1 ? "uint8" : "uint16") + " needs " +
                            std::to_string(samples * bytes_per_sample));
   }
   const auto* in = reinterpret_cast<const uint8_t*>(event.payload().data());
   std::vector<float> values(samples);
   for (size_t i = 0; i < samples; ++i) {
-    values[i] = bytes_per_sample == 1 ? in[i] : static_cast<float>(in[2 * i] | (in[2 * i + 1] << 8));
+    values[i] =
+        bytes_per_sample == 1 ? in[i] : static_cast<float>(in[2 * i] | (in[2 * i + 1] << 8));
   }
   Result<Image> image = DecodeRawFloat32(reinterpret_cast<const uint8_t*>(values.data()),
                                          values.size() * sizeof(float), event.width(),
@@ -121,8 +121,7 @@ Outcome Decode::DecodeRecord(const KafkaMessage& message) const {
     }
     if (std::string bad = ids(event.dataset(), event.image_id()); !bad.empty()) return Reject(bad);
     const auto side = static_cast<uint32_t>(limits_.max_image_side);
-    if (event.width() < 1 || event.width() > side || event.height() < 1 ||
-        event.height() > side) {
+    if (event.width() < 1 || event.width() > side || event.height() < 1 || event.height() > side) {
       return Reject("width x height " + std::to_string(event.width()) + "x" +
                     std::to_string(event.height()) + " outside 1.." + std::to_string(side));
     }

@@ -8,8 +8,7 @@ MaskCache::MaskCache(Store* store) : store_(store) {}
 
 Status MaskCache::operator()(const v1::MaskResult& mask) const {
   Store::Batch batch;
-  batch.Put(Family::kMasks, keys::Image(mask.dataset(), mask.image_id()),
-            mask.SerializeAsString());
+  batch.Put(Family::kMasks, keys::Image(mask.dataset(), mask.image_id()), mask.SerializeAsString());
   return store_->Write(batch);
 }
 

@@ -55,8 +55,8 @@ struct InferRequest {
 // N samples drawn for one image, on the model grid.
 struct SampleSet {
   InferRequest request;
-  v1::ImageEvent image;       // the image's metadata (payload cleared)
-  torch::Tensor samples;      // [N,R,R] int64 class ids, CPU
+  v1::ImageEvent image;   // the image's metadata (payload cleared)
+  torch::Tensor samples;  // [N,R,R] int64 class ids, CPU
   uint64_t model_version = 0;
   uint64_t click_revision = 0;
   uint32_t steps = 0;

@@ -27,8 +27,8 @@ Result<SampleSet> Sampler::operator()(const InferRequest& request) const {
   const int64_t r = model->segmenter->options().resolution;
   if (stored.grid_resolution() != r || stored.grid_size() != r * r) {
     return FailedPrecondition("image " + request.image_id + " was stored at grid " +
-                              std::to_string(stored.grid_resolution()) + " but the model works at " +
-                              std::to_string(r));
+                              std::to_string(stored.grid_resolution()) +
+                              " but the model works at " + std::to_string(r));
   }
   Result<uint64_t> revision = store_->Count(Family::kClicks, keys::Under(key));
   if (!revision.ok()) return revision.status();
@@ -45,8 +45,8 @@ Result<SampleSet> Sampler::operator()(const InferRequest& request) const {
     out.cached = std::move(*hit);
     return out;
   }
-  const uint64_t seed = std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^
-                        (model->version << 32);
+  const uint64_t seed =
+      std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^ (model->version << 32);
   try {
     torch::Tensor grid =
         torch::from_blob(stored.mutable_grid()->mutable_data(), {1, 1, r, r}, torch::kFloat32)

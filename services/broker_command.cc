@@ -37,9 +37,10 @@ Status RunBroker(const BrokerArgs& args, std::ostream& out) {
   std::signal(SIGINT, OnBrokerSignal);
   std::signal(SIGTERM, OnBrokerSignal);
   out << (*broker)->bootstrap_servers() << std::endl;
-  spdlog::info("embedded Kafka broker ({} broker(s), {} partition(s) per topic) at {}; Ctrl-C "
-               "stops it",
-               brokers, partitions, (*broker)->bootstrap_servers());
+  spdlog::info(
+      "embedded Kafka broker ({} broker(s), {} partition(s) per topic) at {}; Ctrl-C "
+      "stops it",
+      brokers, partitions, (*broker)->bootstrap_servers());
   while (!g_broker_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   return Status::Ok();
 }
@@ -51,7 +52,8 @@ void AddBrokerCommand(CLI::App& app, CommandContext& context) {
   auto* cmd = app.add_subcommand(
       "broker", "run the embedded Kafka-protocol broker and print its address (until Ctrl-C)");
   AddConfigOptions(*cmd, args->config, false);
-  cmd->add_option("--brokers", args->brokers, "brokers in the cluster (default: kafka.embedded_brokers)")
+  cmd->add_option("--brokers", args->brokers,
+                  "brokers in the cluster (default: kafka.embedded_brokers)")
       ->check(CLI::Range(1, 16));
   cmd->add_option("--partitions", args->partitions,
                   "partitions per topic (default: kafka.partitions)")

@@ -27,9 +27,10 @@ Result<std::shared_ptr<const ServingModel>> LoadModel(const Config& config, torc
     if (!options.ok()) return options.status();
     Result<model::Segmenter> fresh = model::Segmenter::Create(*options, device);
     if (!fresh.ok()) return fresh.status();
-    spdlog::warn("model.checkpoint is empty: serving an untrained {} model (version 0); train one "
-                 "with `clickdiff train` and set model.checkpoint",
-                 config.model.method);
+    spdlog::warn(
+        "model.checkpoint is empty: serving an untrained {} model (version 0); train one "
+        "with `clickdiff train` and set model.checkpoint",
+        config.model.method);
     serving->segmenter = std::make_shared<model::Segmenter>(std::move(fresh).value());
     serving->version = 0;
     return std::shared_ptr<const ServingModel>(serving);
@@ -128,7 +129,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   ServiceEndpoints endpoints;
   endpoints.pid = static_cast<int64_t>(getpid());
   std::unique_ptr<EmbeddedBroker> broker;
-  if (config.kafka.bootstrap_servers.empty()) {
+  if (config.mode == "embedded") {
     Result<std::unique_ptr<EmbeddedBroker>> started =
         EmbeddedBroker::Start(config.kafka.embedded_brokers);
     if (!started.ok()) return started.status().WithContext("embedded broker");
@@ -150,10 +151,9 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   if (!aggregator.ok()) return aggregator.status();
 
   std::atomic<Pipeline*> pipeline_view{nullptr};
-  Result<std::unique_ptr<ZmqServer>> zmq = ZmqServer::Bind(
-      config.zmq, [&](const v1::Query& query) {
-        return Answer(query, **store, cache, pipeline_view.load(), models, endpoints);
-      });
+  Result<std::unique_ptr<ZmqServer>> zmq = ZmqServer::Bind(config.zmq, [&](const v1::Query& query) {
+    return Answer(query, **store, cache, pipeline_view.load(), models, endpoints);
+  });
   if (!zmq.ok()) return zmq.status().WithContext("zeromq");
   endpoints.publish_endpoint = (*zmq)->publish_endpoint();
   endpoints.query_endpoint = (*zmq)->query_endpoint();
@@ -164,15 +164,14 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   if (!producer.ok()) return producer.status().WithContext("kafka producer");
 
   // Current masks from the store, so a subscriber gets them even before anything is redrawn.
-  CLICKDIFF_RETURN_IF_ERROR((*store)->Scan(Family::kMasks, "",
-                                           [&](std::string_view, std::string_view value) {
-                                             v1::MaskResult mask;
-                                             if (mask.ParseFromArray(value.data(),
-                                                                     static_cast<int>(value.size()))) {
-                                               (*zmq)->Remember(mask);
-                                             }
-                                             return true;
-                                           }));
+  CLICKDIFF_RETURN_IF_ERROR(
+      (*store)->Scan(Family::kMasks, "", [&](std::string_view, std::string_view value) {
+        v1::MaskResult mask;
+        if (mask.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          (*zmq)->Remember(mask);
+        }
+        return true;
+      }));
 
   std::unique_ptr<KafkaConsumer> consumer;
   std::atomic<KafkaConsumer*> consumer_view{nullptr};
@@ -228,8 +227,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(30)) {
       last_report = std::chrono::steady_clock::now();
       PipelineCounters c = (*pipeline)->counters();
-      spdlog::info("events {} (duplicates {}, dead letters {}), masks {}, in flight {}",
-                   c.admitted, c.duplicates, c.dead_letters, c.masks, c.in_flight);
+      spdlog::info("events {} (duplicates {}, dead letters {}), masks {}, in flight {}", c.admitted,
+                   c.duplicates, c.dead_letters, c.masks, c.in_flight);
     }
   }
 

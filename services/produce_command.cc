@@ -57,7 +57,8 @@ Status RunProduce(const ProduceArgs& args, std::ostream& out) {
   if (!config.ok()) return config.status();
   Result<std::string> bootstrap = ResolveBootstrap(*config, args.bootstrap);
   if (!bootstrap.ok()) return bootstrap.status();
-  Result<std::unique_ptr<KafkaProducer>> producer = KafkaProducer::Create(config->kafka, *bootstrap);
+  Result<std::unique_ptr<KafkaProducer>> producer =
+      KafkaProducer::Create(config->kafka, *bootstrap);
   if (!producer.ok()) return producer.status();
   const KafkaTopics& topics = config->kafka.topics;
   Pacer pacer(args.rate);
@@ -127,8 +128,7 @@ Status RunProduce(const ProduceArgs& args, std::ostream& out) {
       // Without an explicit id, the click's content is its identity: the same click twice is one.
       click.set_click_id(c.click_id.value_or(c.image + "@" + std::to_string(c.x) + "," +
                                              std::to_string(c.y) + ":" +
-                                             std::to_string(c.class_id) +
-                                             (c.positive ? "" : "-")));
+                                             std::to_string(c.class_id) + (c.positive ? "" : "-")));
       click.set_x(c.x);
       click.set_y(c.y);
       click.set_class_id(c.class_id);

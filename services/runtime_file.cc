@@ -37,8 +37,9 @@ Result<ServiceEndpoints> ReadRuntimeFile(const Config& config) {
   const std::string path = RuntimeFilePath(config);
   std::ifstream in(path);
   if (!in) {
-    return NotFound(path + ": no running clickdiffd found (start it with `clickdiffd`, or pass "
-                           "the address explicitly)");
+    return NotFound(path +
+                    ": no running clickdiffd found (start it with `clickdiffd`, or pass "
+                    "the address explicitly)");
   }
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return DataLoss(path + ": not valid JSON");

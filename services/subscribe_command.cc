@@ -21,8 +21,8 @@ struct SubscribeArgs {
   std::string dataset;
   std::string image;
   std::string out;
-  int count = 0;         // stop after this many masks (0: never)
-  double timeout = 0;    // stop after this many seconds without a mask (0: never)
+  int count = 0;       // stop after this many masks (0: never)
+  double timeout = 0;  // stop after this many seconds without a mask (0: never)
 };
 
 Status WriteMask(const std::string& dir, const v1::MaskResult& mask) {
@@ -36,9 +36,8 @@ Status WriteMask(const std::string& dir, const v1::MaskResult& mask) {
   auto bytes = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
   for (auto [path, values] : {std::pair{base / name, &mask.mask()},
                               std::pair{base / "uncertainty" / name, &mask.uncertainty()}}) {
-    Result<std::vector<uint8_t>> png =
-        EncodePngGray8(bytes(*values), static_cast<int>(mask.width()),
-                       static_cast<int>(mask.height()));
+    Result<std::vector<uint8_t>> png = EncodePngGray8(
+        bytes(*values), static_cast<int>(mask.width()), static_cast<int>(mask.height()));
     if (!png.ok()) return png.status().WithContext(mask.image_id());
     CLICKDIFF_RETURN_IF_ERROR(WriteBinaryFile(path.string(), *png));
   }
@@ -75,8 +74,8 @@ Status RunSubscribe(const SubscribeArgs& args, std::ostream& out) {
         (*subscriber)->Receive(std::chrono::milliseconds(200));
     if (!mask.ok()) return mask.status();
     if (!mask->has_value()) {
-      if (args.timeout > 0 && std::chrono::steady_clock::now() - last >
-                                  std::chrono::duration<double>(args.timeout)) {
+      if (args.timeout > 0 &&
+          std::chrono::steady_clock::now() - last > std::chrono::duration<double>(args.timeout)) {
         break;
       }
       continue;
@@ -117,7 +116,8 @@ void AddSubscribeCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--dataset", args->dataset, "only this dataset");
   cmd->add_option("--image", args->image, "only this image (needs --dataset)");
   cmd->add_option("--out", args->out, "write masks as PNG under OUT/<dataset>/");
-  cmd->add_option("--count", args->count, "stop after this many masks")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--count", args->count, "stop after this many masks")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--timeout", args->timeout, "stop after this many seconds without a mask")
       ->check(CLI::NonNegativeNumber);
   cmd->callback([&context, args] { Finish(context, RunSubscribe(*args, *context.out)); });

@@ -9,7 +9,7 @@
 #   ops/experiments/acdc.sh [OUT]            (default OUT: out/acdc)
 #   CLICKDIFF_ACDC_SECONDS   training budget per model (default 300)
 #   CLICKDIFF_ACDC_VAL_EVERY / CLICKDIFF_ACDC_TEST_EVERY  keep every n-th image (default 10 / 4)
-# A model file already in OUT is reused (delete it to retrain).
+# A model file already in OUT is reused (delete it to retrain), and so are scores newer than it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 data=${CLICKDIFF_ACDC_DATA:-../shared/data/acdc}
@@ -45,6 +45,10 @@ for kind in clicks dense; do
     echo "== train from $kind (${seconds} s)"
     "$cli" train "${classes[@]}" --images "$data/train/images" "${labels[@]}" \
       --out "$out/$kind.pt" --seconds "$seconds" | tail -n 1 >"$out/train_$kind.json"
+  fi
+  if [[ -s $out/scores_$kind.json && $out/scores_$kind.json -nt $out/$kind.pt ]]; then
+    echo "== $kind: reusing $out/scores_$kind.json"
+    continue
   fi
   echo "== calibrate the $kind model on validation"
   "$cli" calibrate "${classes[@]}" --model "$out/$kind.pt" --images "$out/val/images" \

@@ -70,21 +70,25 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
   Child broker({bin + "/services/clickdiff", "broker"}, broker_log);
   std::smatch match;
   std::string bootstrap;
-  ASSERT_TRUE(Eventually([&] {
-    std::string log = ReadFile(broker_log);
-    if (!std::regex_search(log, match, std::regex(R"(^(127\.0\.0\.1:\d+)\s*$)",
-                                                  std::regex::multiline))) {
-      return false;
-    }
-    bootstrap = match[1];
-    return true;
-  }, std::chrono::seconds(20))) << ReadFile(broker_log);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        std::string log = ReadFile(broker_log);
+        if (!std::regex_search(log, match,
+                               std::regex(R"(^(127\.0\.0\.1:\d+)\s*$)", std::regex::multiline))) {
+          return false;
+        }
+        bootstrap = match[1];
+        return true;
+      },
+      std::chrono::seconds(20)))
+      << ReadFile(broker_log);
 
   Config config = testing::SmallServiceConfig(dir, bootstrap);
   const std::string config_path = dir + "/clickdiffd.yaml";
   {
     std::ofstream out(config_path);
-    out << "kafka:\n  bootstrap_servers: \"" << bootstrap << "\"\n  group_id: restart-test\n"
+    out << "mode: external\nkafka:\n  bootstrap_servers: \"" << bootstrap
+        << "\"\n  group_id: restart-test\n"
         << "  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"500\"\n"
         << "store:\n  path: " << config.store.path << "\n"
         << "model:\n  resolution: 32\n  levels: 2\n  base_channels: 8\n  encoder_channels: 8\n"
@@ -97,21 +101,31 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
   constexpr int kImages = 60;
   constexpr int kClicksPerImage = 2;
   std::atomic<bool> produced{false};
+  std::atomic<bool> abandon{false};
   std::thread producer_thread([&] {
     auto producer = KafkaProducer::Create(config.kafka, bootstrap).value();
-    for (int i = 0; i < kImages; ++i) {
+    for (int i = 0; i < kImages && !abandon.load(); ++i) {
       std::string id = "img" + std::to_string(i);
       ASSERT_TRUE(producer->Produce("images", id, PngImageEvent(id).SerializeAsString()).ok());
       for (int k = 0; k < kClicksPerImage; ++k) {
         v1::ClickEvent click = Click(id, id + "-c" + std::to_string(k), 2 + k, 3);
         ASSERT_TRUE(producer->Produce("clicks", id, click.SerializeAsString()).ok());
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));  // a 9 s stream
     }
     ASSERT_TRUE(producer->Flush(std::chrono::seconds(30)).ok());
     produced.store(true);
   });
 
+  // Joins the producer on every way out of the test (a failed ASSERT returns early).
+  struct JoinOnExit {
+    std::thread& thread;
+    std::atomic<bool>& abandon;
+    ~JoinOnExit() {
+      abandon.store(true);
+      if (thread.joinable()) thread.join();
+    }
+  } join_on_exit{producer_thread, abandon};
   const std::string daemon_log = dir + "/clickdiffd.log";
   auto start = [&] {
     return std::make_unique<Child>(
@@ -132,6 +146,7 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
   auto service = start();
   ASSERT_TRUE(Eventually([&] { return ready_count() == 1; })) << ReadFile(daemon_log);
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_FALSE(produced.load()) << "the stream ended before the stop: the test proves less";
   service->Signal(SIGTERM);
   int status = service->Wait();
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(daemon_log);
@@ -140,6 +155,7 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
   service = start();
   ASSERT_TRUE(Eventually([&] { return ready_count() == 2; })) << ReadFile(daemon_log);
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  EXPECT_FALSE(produced.load()) << "the stream ended before the kill: the test proves less";
   service->Signal(SIGKILL);
   service->Wait();
 
@@ -152,33 +168,40 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
   auto client = QueryClient::Connect(endpoints.query_endpoint).value();
   v1::Query query;
   query.set_kind(v1::Query::KIND_STATUS);
-  ASSERT_TRUE(Eventually([&] {
-    auto reply = client->Ask(query, std::chrono::seconds(5));
-    return reply.ok() && reply->status().images() == kImages &&
-           reply->status().clicks() == kImages * kClicksPerImage;
-  }, std::chrono::seconds(90))) << ReadFile(daemon_log);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto reply = client->Ask(query, std::chrono::seconds(5));
+        return reply.ok() && reply->status().images() == kImages &&
+               reply->status().clicks() == kImages * kClicksPerImage;
+      },
+      std::chrono::seconds(90)))
+      << ReadFile(daemon_log);
   // Masks: every image gets one for its final click revision (those dropped by the stop and
   // lost in the kill are redrawn at start).
-    ASSERT_TRUE(Eventually([&] {
-    for (int i = 0; i < kImages; ++i) {
-      v1::Query mask;
-      mask.set_kind(v1::Query::KIND_MASK);
-      mask.set_dataset("ds");
-      mask.set_image_id("img" + std::to_string(i));
-      auto reply = client->Ask(mask, std::chrono::seconds(5));
-      if (!reply.ok() || !reply->ok() || reply->mask().click_revision() != kClicksPerImage) {
-        return false;
-      }
-    }
-    return true;
-  }, std::chrono::seconds(120))) << ReadFile(daemon_log);
+  ASSERT_TRUE(Eventually(
+      [&] {
+        for (int i = 0; i < kImages; ++i) {
+          v1::Query mask;
+          mask.set_kind(v1::Query::KIND_MASK);
+          mask.set_dataset("ds");
+          mask.set_image_id("img" + std::to_string(i));
+          auto reply = client->Ask(mask, std::chrono::seconds(5));
+          if (!reply.ok() || !reply->ok() || reply->mask().click_revision() != kClicksPerImage) {
+            return false;
+          }
+        }
+        return true;
+      },
+      std::chrono::seconds(120)))
+      << ReadFile(daemon_log);
   service->Signal(SIGTERM);
   status = service->Wait();
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(daemon_log);
 
   auto store = Store::Open(config.store).value();
   EXPECT_EQ(store->Count(Family::kImages).value(), static_cast<uint64_t>(kImages));
-  EXPECT_EQ(store->Count(Family::kClicks).value(), static_cast<uint64_t>(kImages * kClicksPerImage));
+  EXPECT_EQ(store->Count(Family::kClicks).value(),
+            static_cast<uint64_t>(kImages * kClicksPerImage));
   EXPECT_EQ(store->Count(Family::kMasks).value(), static_cast<uint64_t>(kImages));
   EXPECT_EQ(store->GetOffset("images", 0).value(), kImages);
   EXPECT_EQ(store->GetOffset("clicks", 0).value(), kImages * kClicksPerImage);

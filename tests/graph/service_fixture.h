@@ -23,6 +23,7 @@ namespace clickdiff::testing {
 
 inline Config SmallServiceConfig(const std::string& dir, const std::string& bootstrap) {
   Config c;
+  c.mode = "external";  // the test's broker outlives service restarts
   c.kafka.bootstrap_servers = bootstrap;
   c.kafka.group_id = "clickdiff-test";
   c.kafka.properties["session.timeout.ms"] = "6000";
@@ -49,7 +50,8 @@ class InProcessService {
     std::promise<ServiceEndpoints> ready;
     auto ready_future = ready.get_future();
     thread_ = std::thread([this, &ready] {
-      status_ = RunDaemon(config_, stop_, [&ready](const ServiceEndpoints& e) { ready.set_value(e); });
+      status_ =
+          RunDaemon(config_, stop_, [&ready](const ServiceEndpoints& e) { ready.set_value(e); });
       if (!status_.ok()) {
         try {
           ready.set_exception(std::make_exception_ptr(std::runtime_error(status_.ToString())));

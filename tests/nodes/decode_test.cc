@@ -12,8 +12,8 @@
 namespace clickdiff {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::Click;
+using ::testing::HasSubstr;
 using testing::PngImageEvent;
 using testing::Record;
 

@@ -1,0 +1,131 @@
+// The flow graph on its own, fed directly (no consumer): backpressure, ordering of stored offsets,
+// and drain.
+#include "graph/pipeline.h"
+
+#include <gtest/gtest.h>
+
+#include "io/embedded_broker.h"
+#include "model/segmenter.h"
+#include "nodes/keys.h"
+#include "nodes/mask_cache.h"
+#include "services/model_options.h"
+#include "tests/graph/service_fixture.h"
+#include "tests/nodes/node_test_util.h"
+
+namespace clickdiff {
+namespace {
+
+using testing::Click;
+using testing::Eventually;
+using testing::FreshDir;
+using testing::PngImageEvent;
+using testing::Record;
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = FreshDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    broker_ = EmbeddedBroker::Start(1).value();
+    config_ = testing::SmallServiceConfig(dir_, broker_->bootstrap_servers());
+    config_.limits.max_in_flight = 4;
+    store_ = Store::Open(config_.store).value();
+    producer_ = KafkaProducer::Create(config_.kafka, broker_->bootstrap_servers()).value();
+    zmq_ = ZmqServer::Bind(config_.zmq, [](const v1::Query&) { return v1::QueryReply(); }).value();
+    auto serving = std::make_shared<ServingModel>();
+    serving->segmenter = std::make_shared<model::Segmenter>(
+        model::Segmenter::Create(SegmenterOptionsFrom(config_).value(), torch::kCPU).value());
+    serving->version = 5;
+    models_.Set(serving);
+  }
+  void TearDown() override {
+    pipeline_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void MakePipeline() {
+    pipeline_ = Pipeline::Create(config_, {store_.get(), producer_.get(), zmq_.get(), &models_},
+                                 MakeAggregator(config_.aggregator, 2).value(),
+                                 [this](bool saturated) {
+                                   std::lock_guard<std::mutex> lock(mu_);
+                                   saturation_.push_back(saturated);
+                                 })
+                    .value();
+  }
+
+  std::string dir_;
+  std::unique_ptr<EmbeddedBroker> broker_;
+  Config config_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<KafkaProducer> producer_;
+  std::unique_ptr<ZmqServer> zmq_;
+  ModelSlot models_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::mutex mu_;
+  std::vector<bool> saturation_;  // GUARDED_BY(mu_)
+};
+
+TEST_F(PipelineTest, SaturationPausesThenResumesAndEveryEventIsApplied) {
+  MakePipeline();
+  constexpr int kImages = 40;
+  for (int i = 0; i < kImages; ++i) {
+    pipeline_->Admit(
+        Record("images", PngImageEvent("img" + std::to_string(i)).SerializeAsString(), i));
+  }
+  pipeline_->WaitForIntake();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSERT_GE(saturation_.size(), 2u) << "40 events at once never saturated a limit of 4";
+    EXPECT_TRUE(saturation_.front());
+    EXPECT_FALSE(saturation_.back());  // resumed once intake caught up
+    for (size_t i = 1; i < saturation_.size(); ++i) EXPECT_NE(saturation_[i], saturation_[i - 1]);
+  }
+  EXPECT_EQ(pipeline_->counters().applied, static_cast<uint64_t>(kImages));
+  EXPECT_EQ(store_->Count(Family::kImages).value(), static_cast<uint64_t>(kImages));
+  // Intake is serial and in consumption order, so the stored offset is the last one + 1.
+  EXPECT_EQ(store_->GetOffset("images", 0).value(), kImages);
+}
+
+TEST_F(PipelineTest, MasksCarryTheServedModelVersionAndAreCached) {
+  MakePipeline();
+  pipeline_->Admit(Record("images", PngImageEvent("a").SerializeAsString(), 0));
+  pipeline_->Admit(Record("clicks", Click("a", "c1", 3, 3).SerializeAsString(), 0));
+  ASSERT_TRUE(Eventually([&] {
+    MaskCache cache(store_.get());
+    auto mask = cache.Lookup("ds", "a", 5, 1);
+    return mask.ok() && mask->has_value();
+  }));
+  pipeline_->Drain();
+  EXPECT_GE(pipeline_->counters().masks, 1u);
+  EXPECT_EQ(pipeline_->counters().sample_errors, 0u);
+}
+
+TEST_F(PipelineTest, StaleMasksAreRequestedAfterARestartAndFreshOnesAreNot) {
+  MakePipeline();
+  pipeline_->Admit(Record("images", PngImageEvent("a").SerializeAsString(), 0));
+  pipeline_->Admit(Record("images", PngImageEvent("b").SerializeAsString(), 1));
+  MaskCache cache(store_.get());
+  ASSERT_TRUE(Eventually([&] {
+    return cache.Current("ds", "a").value().has_value() &&
+           cache.Current("ds", "b").value().has_value();
+  }));
+  pipeline_->Drain();
+  pipeline_.reset();
+  // A click recorded while no pipeline ran (as if the service died after storing it).
+  Store::Batch batch;
+  batch.Put(Family::kClicks, keys::Child(keys::Image("ds", "b"), "late"),
+            Click("b", "late", 1, 1).SerializeAsString());
+  ASSERT_TRUE(store_->Write(batch).ok());
+  const uint64_t before = zmq_->published();
+  MakePipeline();
+  ASSERT_TRUE(pipeline_->RequestStaleMasks().ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto mask = cache.Current("ds", "b").value();
+    return mask.has_value() && mask->click_revision() == 1;
+  }));
+  pipeline_->Drain();
+  EXPECT_EQ(pipeline_->counters().masks, 1u);  // only b was redrawn
+  EXPECT_GE(zmq_->published(), before + 1);
+}
+
+}  // namespace
+}  // namespace clickdiff
