@@ -78,10 +78,15 @@ class SamplerPool {
         job = std::move(queue_.front());
         queue_.pop_front();
       }
-      Result<SampleSet> set = (*sampler_)(job.first);
-      if (set.ok()) {
-        job.second->try_put(std::move(set).value());
-      } else {
+      Result<SampleSet> set = Internal("sampler: unknown exception");
+      try {
+        set = (*sampler_)(job.first);
+        if (set.ok()) job.second->try_put(std::move(set).value());
+      } catch (const std::exception& e) {
+        set = Internal(std::string("sampler: ") + e.what());
+      } catch (...) {
+      }
+      if (!set.ok()) {
         errors_->fetch_add(1);
         spdlog::error("sampler: {}/{}: {}", job.first.dataset, job.first.image_id,
                       set.status().ToString());
@@ -110,10 +115,10 @@ struct Pipeline::Impl {
         on_saturation(std::move(saturation)),
         decode(config.kafka.topics, DecodeLimitsFrom(config)),
         preprocess(config.model.resolution),
-        click_intake(deps.store, config.limits.pending_click_timeout_ms),
+        dead_letters(deps.producer, deps.store, config.kafka.topics.dlq_suffix),
+        click_intake(deps.store, &dead_letters, config.limits.pending_click_timeout_ms),
         image_intake(deps.store, &click_intake),
         label_intake(deps.store),
-        dead_letters(deps.producer, deps.store, config.kafka.topics.dlq_suffix),
         cache(deps.store),
         sampler(deps.store, deps.models, &gate, &cache,
                 SamplerOptions{config.sampler.samples, config.sampler.steps,
@@ -182,14 +187,14 @@ struct Pipeline::Impl {
   }
 
   void Intake(const Decoded& d, IntakeNode::output_ports_type& ports) {
+    // A graph body must not throw (it would cancel the graph); any failure halts intake instead,
+    // with the event's offset not stored.
     try {
-      IntakeOne(d, ports);
+      if (Status s = IntakeOne(d, ports); !s.ok()) Halt(s);
     } catch (const std::exception& e) {
-      // A graph body must not throw (it would cancel the graph): the event becomes a dead letter.
-      if (!d.source.topic.empty()) {
-        Status s = dead_letters(d.source, std::string("intake failed: ") + e.what());
-        if (!s.ok()) spdlog::error("dead letter: {}", s.ToString());
-      }
+      Halt(Internal(std::string("intake: ") + e.what()));
+    } catch (...) {
+      Halt(Internal("intake: unknown exception"));
     }
     std::get<1>(ports).try_put(flow::continue_msg());
     {
@@ -205,22 +210,20 @@ struct Pipeline::Impl {
     }
   }
 
-  void IntakeOne(const Decoded& d, IntakeNode::output_ports_type& ports) {
-    auto dead = [&](const KafkaMessage& source, const std::string& reason) {
-      if (Status s = dead_letters(source, reason); !s.ok()) {
-        spdlog::error("dead letter for {}@{}: {}", source.topic, source.offset, s.ToString());
-      }
-    };
+  // After a failure nothing more is written: a later event's offset would skip the failed one.
+  void Halt(const Status& status) {
+    std::lock_guard<std::mutex> lock(failure_mu);
+    if (failure.ok()) {
+      spdlog::error("intake stopped: {}", status.ToString());
+      failure = status;
+      halted.store(true);
+    }
+  }
+
+  Status IntakeOne(const Decoded& d, IntakeNode::output_ports_type& ports) {
+    if (halted.load()) return Status::Ok();
     if (std::holds_alternative<clickdiff::Tick>(d.event)) {
-      auto expired = click_intake.ExpirePending(NowMs());
-      if (!expired.ok()) {
-        spdlog::error("expiring pending clicks: {}", expired.status().ToString());
-        return;
-      }
-      for (const auto& [parked, reason] : *expired) {
-        if (Status s = dead_letters(parked, reason); !s.ok()) spdlog::error("{}", s.ToString());
-      }
-      return;
+      return click_intake.ExpirePending(NowMs()).status();
     }
     applied.fetch_add(1);
     IntakeOutcome outcome;
@@ -233,15 +236,24 @@ struct Pipeline::Impl {
     } else if (const auto* label = std::get_if<v1::LabelEvent>(&d.event)) {
       outcome = label_intake(*label, d.source);
     }
-    if (outcome.rejected) dead(d.source, *outcome.rejected);
+    CLICKDIFF_RETURN_IF_ERROR(
+        outcome.failure.WithContext(d.source.topic + "@" + std::to_string(d.source.offset)));
+    if (outcome.rejected) CLICKDIFF_RETURN_IF_ERROR(dead_letters(d.source, *outcome.rejected));
     if (outcome.duplicate) duplicates.fetch_add(1);
-    for (const auto& [parked, reason] : outcome.late_rejections) {
-      if (Status s = dead_letters(parked, reason); !s.ok()) spdlog::error("{}", s.ToString());
-    }
     for (const InferRequest& r : outcome.infer) std::get<0>(ports).try_put(r);
+    return Status::Ok();
   }
 
   void Publish(const v1::MaskResult& mask) {
+    // Two sampler threads may draw one image at once (a click arrived while it was sampled): the
+    // one drawn for an older model version or click revision must not replace the newer.
+    Result<std::optional<v1::MaskResult>> current = cache.Current(mask.dataset(), mask.image_id());
+    if (current.ok() && current->has_value() &&
+        std::make_pair((*current)->model_version(), (*current)->click_revision()) >
+            std::make_pair(mask.model_version(), mask.click_revision())) {
+      spdlog::debug("dropping a stale mask of {}/{}", mask.dataset(), mask.image_id());
+      return;
+    }
     if (Status s = cache(mask); !s.ok()) {
       spdlog::error("mask cache {}/{}: {}", mask.dataset(), mask.image_id(), s.ToString());
     }
@@ -268,12 +280,16 @@ struct Pipeline::Impl {
   std::atomic<uint64_t> admitted{0}, applied{0}, duplicates{0}, masks{0}, cache_hits{0},
       sample_errors{0};
 
+  std::mutex failure_mu;
+  Status failure;  // GUARDED_BY(failure_mu): the first intake failure
+  std::atomic<bool> halted{false};
+
   Decode decode;
   Preprocess preprocess;
+  DeadLetterSink dead_letters;
   ClickIntake click_intake;
   ImageIntake image_intake;
   LabelIntake label_intake;
-  DeadLetterSink dead_letters;
   MaskCache cache;
   InferRequestGate gate;
   Sampler sampler;
@@ -355,6 +371,11 @@ void Pipeline::Drain() {
   WaitForIntake();
   impl_->pool.Stop();
   impl_->graph.wait_for_all();
+}
+
+Status Pipeline::failure() const {
+  std::lock_guard<std::mutex> lock(impl_->failure_mu);
+  return impl_->failure;
 }
 
 PipelineCounters Pipeline::counters() const {

@@ -78,6 +78,10 @@ class Pipeline {
   // Idempotent.
   void Drain();
   PipelineCounters counters() const;
+  // OK, or the first failure that halted intake (a store write or a dead letter that could not be
+  // queued). After it nothing more is written, so no later offset can skip the failed event; the
+  // service stops and a restart reads the event again.
+  Status failure() const;
 
  private:
   struct Impl;

@@ -14,18 +14,18 @@
 
 namespace clickdiff {
 
-// Column families. Keys are chosen by the callers (see nodes/); the store treats them as bytes and
-// keeps them in bytewise order. Callers end each key component with a separator ('/') so that a
-// prefix scan of "ds/img1/" cannot match "ds/img10/...".
+// Column families. Keys are chosen by the callers (nodes/keys.h joins ids with a NUL byte); the
+// store treats them as bytes and keeps them in bytewise order. Callers end each prefix with their
+// separator so that a prefix scan of image "img1" cannot match "img10".
 enum class Family {
-  kImages,        // dataset/image_id -> ImageEvent (preprocessed payload)
-  kClicks,        // dataset/image_id/click_id -> ClickEvent
-  kLabels,        // dataset/image_id/label_id -> LabelEvent
-  kPseudoLabels,  // dataset/image_id -> pseudo-label record
-  kMasks,         // dataset/image_id -> latest MaskResult (cache)
+  kImages,        // dataset, image_id -> StoredImage (event as received + model grid)
+  kClicks,        // dataset, image_id, click_id -> ClickEvent
+  kLabels,        // dataset, image_id, label_id -> LabelEvent
+  kPseudoLabels,  // dataset, image_id -> pseudo-label record
+  kMasks,         // dataset, image_id -> latest MaskResult (cache)
   kModels,        // model version -> checkpoint bytes
   kOffsets,       // topic/partition -> next offset to consume
-  kMetadata,      // anything else (counters, click revisions, ...)
+  kMetadata,      // anything else (clicks waiting for their image, ...)
 };
 const char* FamilyName(Family family);
 

@@ -1,5 +1,7 @@
 #include "nodes/click_intake.h"
 
+#include <algorithm>
+
 #include "nodes/keys.h"
 
 namespace clickdiff {
@@ -13,8 +15,11 @@ std::string PendingPrefix(const std::string& image_key) {
 
 }  // namespace
 
-ClickIntake::ClickIntake(Store* store, int64_t pending_timeout_ms)
-    : store_(store), pending_timeout_ms_(pending_timeout_ms) {}
+ClickIntake::ClickIntake(Store* store, DeadLetterSink* letters, int64_t pending_timeout_ms)
+    : store_(store),
+      letters_(letters),
+      pending_timeout_ms_(pending_timeout_ms),
+      started_ms_(NowMs()) {}
 
 std::string ClickIntake::CheckBounds(const v1::ClickEvent& click, const v1::ImageEvent& image) {
   if (click.x() < 0 || click.y() < 0 || click.x() >= static_cast<int64_t>(image.width()) ||
@@ -36,7 +41,7 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
   Result<std::optional<std::string>> image_bytes = store_->Get(Family::kImages, image_key);
   for (const auto* r : {&existing, &pending, &image_bytes}) {
     if (!r->ok()) {
-      outcome.rejected = "store: " + r->status().message();
+      outcome.failure = r->status();
       return outcome;
     }
   }
@@ -55,7 +60,7 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
   } else {
     v1::StoredImage image;
     if (!image.ParseFromString(**image_bytes)) {
-      outcome.rejected = "store: the record of image " + click.image_id() + " is corrupt";
+      outcome.failure = DataLoss("store: the record of image " + click.image_id() + " is corrupt");
       return outcome;
     }
     if (std::string bad = CheckBounds(click, image.event()); !bad.empty()) {
@@ -66,36 +71,37 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
     outcome.infer.push_back(RequestFor(click.dataset(), click.image_id()));
   }
   if (Status s = store_->Write(batch); !s.ok()) {
-    outcome.rejected = "store: " + s.message();
-    outcome.infer.clear();
+    outcome = IntakeOutcome{};
+    outcome.failure = s;
   }
   return outcome;
 }
 
-Status ClickIntake::AdoptPending(const v1::ImageEvent& image, Store::Batch& batch,
-                                 IntakeOutcome& outcome) const {
+Status ClickIntake::AdoptPending(const v1::ImageEvent& image, Store::Batch& batch) const {
   const std::string image_key = keys::Image(image.dataset(), image.image_id());
   const std::string prefix = PendingPrefix(image_key);
+  Status letter = Status::Ok();
   Status scanned =
       store_->Scan(Family::kMetadata, prefix, [&](std::string_view key, std::string_view value) {
         v1::PendingClick parked;
         batch.Delete(Family::kMetadata, key);
         if (!parked.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
         if (std::string bad = CheckBounds(parked.click(), image); !bad.empty()) {
-          outcome.late_rejections.emplace_back(std::move(parked), bad);
-          return true;
+          letter = (*letters_)(parked, bad);
+          return letter.ok();
         }
         batch.Put(Family::kClicks, keys::Child(image_key, parked.click().click_id()),
                   parked.click().SerializeAsString());
         return true;
       });
-  return scanned;
+  CLICKDIFF_RETURN_IF_ERROR(scanned);
+  return letter;
 }
 
-Result<std::vector<std::pair<v1::PendingClick, std::string>>> ClickIntake::ExpirePending(
-    int64_t now_ms) const {
-  std::vector<std::pair<v1::PendingClick, std::string>> expired;
+Result<size_t> ClickIntake::ExpirePending(int64_t now_ms) const {
+  size_t expired = 0;
   Store::Batch batch;
+  Status letter = Status::Ok();
   Status scanned =
       store_->Scan(Family::kMetadata, kPending, [&](std::string_view key, std::string_view value) {
         v1::PendingClick parked;
@@ -103,17 +109,21 @@ Result<std::vector<std::pair<v1::PendingClick, std::string>>> ClickIntake::Expir
           batch.Delete(Family::kMetadata, key);
           return true;
         }
-        if (now_ms - parked.received_ms() >= pending_timeout_ms_) {
-          std::string reason = "click for unknown image " + parked.click().dataset() + "/" +
-                               parked.click().image_id() + " (no such image arrived within " +
-                               std::to_string(pending_timeout_ms_) + " ms)";
+        if (now_ms - std::max(parked.received_ms(), started_ms_) >= pending_timeout_ms_) {
+          letter = (*letters_)(parked, "click for unknown image " + parked.click().dataset() + "/" +
+                                           parked.click().image_id() +
+                                           " (no such image arrived within " +
+                                           std::to_string(pending_timeout_ms_) + " ms)");
+          if (!letter.ok()) return false;
           batch.Delete(Family::kMetadata, key);
-          expired.emplace_back(std::move(parked), std::move(reason));
+          ++expired;
         }
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
+  // Letters already sent stay removed even when a later one failed: they are not sent twice.
   if (!batch.empty()) CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  CLICKDIFF_RETURN_IF_ERROR(letter);
   return expired;
 }
 

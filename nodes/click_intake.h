@@ -3,6 +3,7 @@
 // waits in the store as a PendingClick until the image arrives or `pending_timeout_ms` passes.
 #pragma once
 
+#include "nodes/dead_letter.h"
 #include "nodes/intake.h"
 
 namespace clickdiff {
@@ -11,24 +12,28 @@ namespace clickdiff {
 // serial intake node. The store is not owned and must outlive the node.
 class ClickIntake {
  public:
-  ClickIntake(Store* store, int64_t pending_timeout_ms);
+  // `letters` receives clicks refused after they were parked; it is not owned.
+  ClickIntake(Store* store, DeadLetterSink* letters, int64_t pending_timeout_ms);
   IntakeOutcome operator()(const v1::ClickEvent& click, const KafkaMessage& source) const;
 
-  // Pending clicks older than the timeout, removed from the store and returned with the reason
-  // (they are dead-lettered; their offsets advanced when they were parked).
-  Result<std::vector<std::pair<v1::PendingClick, std::string>>> ExpirePending(int64_t now_ms) const;
+  // Dead-letters the pending clicks that waited longer than the timeout, then removes them (their
+  // offsets advanced when they were parked). Time spent while the service was down does not count:
+  // the wait starts at the later of the click's arrival and this node's construction, so a
+  // backlog read after a restart gets its full timeout. Returns how many expired.
+  Result<size_t> ExpirePending(int64_t now_ms) const;
 
   // Moves the pending clicks of a newly stored image into `batch`: clicks inside it become clicks,
-  // those outside are returned as rejections.
-  Status AdoptPending(const v1::ImageEvent& image, Store::Batch& batch,
-                      IntakeOutcome& outcome) const;
+  // those outside are dead-lettered (before `batch` is written, so a crash cannot lose them).
+  Status AdoptPending(const v1::ImageEvent& image, Store::Batch& batch) const;
 
   // "" when (x, y) lies inside the image, else the reason.
   static std::string CheckBounds(const v1::ClickEvent& click, const v1::ImageEvent& image);
 
  private:
   Store* store_;
+  DeadLetterSink* letters_;
   int64_t pending_timeout_ms_;
+  int64_t started_ms_;
 };
 
 }  // namespace clickdiff

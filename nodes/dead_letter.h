@@ -1,6 +1,7 @@
 // nodes/dead_letter.h — records a refused event: a DeadLetter (reason, source topic, partition,
-// offset, the original bytes) produced to `<topic><dlq_suffix>`, then the source offset stored so
-// the stream moves on. Nothing is dropped silently: the reason is also logged.
+// offset, the original bytes, at most kMaxLetterPayload of them) produced to `<topic><dlq_suffix>`,
+// then the source offset stored so the stream moves on. The reason is also logged. When the letter
+// cannot be queued the offset is not stored, so the event is refused again after a restart.
 #pragma once
 
 #include <atomic>
@@ -13,9 +14,13 @@ namespace clickdiff {
 // Thread-safe (the producer is; counters are atomic). Producer and store are not owned.
 class DeadLetterSink {
  public:
+  // Bytes of the refused record a letter carries (below librdkafka's default 1 MB message limit).
+  static constexpr size_t kMaxLetterPayload = 512 * 1024;
+
   DeadLetterSink(KafkaProducer* producer, Store* store, std::string dlq_suffix);
-  // Produces the dead letter and, when `advance_offset`, stores the source's next offset.
-  // Errors: the store write failing (the producer's delivery errors surface in its Flush).
+  // Queues the dead letter and then, when `advance_offset`, stores the source's next offset.
+  // Errors: the letter could not be queued (producer queue full for 5 s, fatal producer error), or
+  // the store write failed. Delivery failures after queueing surface in the producer's Flush.
   Status operator()(const KafkaMessage& source, const std::string& reason,
                     bool advance_offset = true);
   // A parked click that was refused later (its offset advanced when it was parked).

@@ -109,6 +109,9 @@ Outcome Decode::DecodeRecord(const KafkaMessage& message) const {
   }
   auto ids = [&](const std::string& dataset, const std::string& image_id) {
     std::string bad = CheckId("dataset", dataset, limits_.max_id_bytes);
+    // ZeroMQ topics are mask.<dataset>.<image_id>: a '.' in the dataset would make two images
+    // share a topic.
+    if (bad.empty() && dataset.find('.') != std::string::npos) bad = "dataset: contains '.'";
     return bad.empty() ? CheckId("image_id", image_id, limits_.max_id_bytes) : bad;
   };
   const int k = limits_.num_classes;

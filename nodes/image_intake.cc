@@ -13,7 +13,7 @@ IntakeOutcome ImageIntake::operator()(const ImageRecord& image, const KafkaMessa
   const std::string key = keys::Image(event.dataset(), event.image_id());
   Result<std::optional<std::string>> existing = store_->Get(Family::kImages, key);
   if (!existing.ok()) {
-    outcome.rejected = "store: " + existing.status().message();
+    outcome.failure = existing.status();
     return outcome;
   }
   Store::Batch batch;
@@ -22,15 +22,15 @@ IntakeOutcome ImageIntake::operator()(const ImageRecord& image, const KafkaMessa
     outcome.duplicate = true;
   } else {
     batch.Put(Family::kImages, key, image.stored.SerializeAsString());
-    if (Status s = clicks_->AdoptPending(event, batch, outcome); !s.ok()) {
-      outcome.rejected = "store: " + s.message();
+    if (Status s = clicks_->AdoptPending(event, batch); !s.ok()) {
+      outcome.failure = s;
       return outcome;
     }
     outcome.infer.push_back(RequestFor(event.dataset(), event.image_id()));
   }
   if (Status s = store_->Write(batch); !s.ok()) {
     outcome = IntakeOutcome{};
-    outcome.rejected = "store: " + s.message();
+    outcome.failure = s;
   }
   return outcome;
 }

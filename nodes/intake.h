@@ -22,8 +22,9 @@ struct IntakeOutcome {
   bool duplicate = false;
   // Masks to draw again because of this event.
   std::vector<InferRequest> infer;
-  // Earlier clicks refused now that their image arrived (outside it), with the reason.
-  std::vector<std::pair<v1::PendingClick, std::string>> late_rejections;
+  // Set when the store (or the dead-letter topic) failed: nothing of the event was written and
+  // its offset did not advance, so intake must stop; the event is read again after a restart.
+  Status failure;
 };
 
 // Milliseconds since the Unix epoch.

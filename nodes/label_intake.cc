@@ -15,7 +15,7 @@ IntakeOutcome LabelIntake::operator()(const v1::LabelEvent& label,
   Result<std::optional<std::string>> existing = store_->Get(Family::kLabels, key);
   for (const auto* r : {&image_bytes, &existing}) {
     if (!r->ok()) {
-      outcome.rejected = "store: " + r->status().message();
+      outcome.failure = r->status();
       return outcome;
     }
   }
@@ -25,7 +25,7 @@ IntakeOutcome LabelIntake::operator()(const v1::LabelEvent& label,
   }
   v1::StoredImage image;
   if (!image.ParseFromString(**image_bytes)) {
-    outcome.rejected = "store: the record of image " + label.image_id() + " is corrupt";
+    outcome.failure = DataLoss("store: the record of image " + label.image_id() + " is corrupt");
     return outcome;
   }
   if (label.has_dense() && (label.dense().width() != image.event().width() ||
@@ -45,7 +45,7 @@ IntakeOutcome LabelIntake::operator()(const v1::LabelEvent& label,
   }
   if (Status s = store_->Write(batch); !s.ok()) {
     outcome = IntakeOutcome{};
-    outcome.rejected = "store: " + s.message();
+    outcome.failure = s;
   }
   return outcome;
 }

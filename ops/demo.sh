@@ -7,14 +7,17 @@
 #   3. a generated data set (organ-like shapes on textured backgrounds, one click per organ):
 #      train the default model from the clicks alone for CLICKDIFF_DEMO_SECONDS (default 240),
 #      calibrate its aggregation rule on validation images, segment unseen test images, score them.
-# The streaming service (Kafka -> flow graph -> ZeroMQ) joins this script when it exists.
+#   4. the streaming service: clickdiffd in embedded mode (its own Kafka-protocol broker, RocksDB
+#      under out/demo/var/, ZeroMQ on loopback) serves the trained model; `clickdiff produce`
+#      streams the test images and clicks to it, `clickdiff subscribe` receives the masks, and they
+#      are scored like the offline ones.
 # Outputs go under out/demo/: data/, model.pt, calibration.json, pred/ (masks, uncertainty/),
-# scores.json.
+# scores.json, var/ (the service's database and log), stream/ (masks received over ZeroMQ).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ops/setup.sh
 cmake --preset release >/dev/null
-cmake --build --preset release --parallel "$(nproc)" --target clickdiff
+cmake --build --preset release --parallel "$(nproc)" --target clickdiff clickdiffd
 cli=build/release/services/clickdiff
 out=out/demo
 seconds=${CLICKDIFF_DEMO_SECONDS:-240}
@@ -64,3 +67,38 @@ print(f"test Dice {m['dice']:.3f}  IoU {m['iou']:.3f}  HD95 {m['hd95']:.1f} px  
       f"{disk.get('dice', float('nan')):.3f} at radius {disk.get('radius')} px)")
 PY
 echo "masks: $out/pred/  uncertainty: $out/pred/uncertainty/  scores: $out/scores.json"
+
+echo "== streaming: clickdiffd serves the model; test images and clicks go in over Kafka"
+daemon=build/release/services/clickdiffd
+service=(--config "$config" --set "store.path=$out/var/db")
+rm -rf "$out/var" "$out/stream"
+mkdir -p "$out/var"
+# shellcheck disable=SC2086  # rule_args is a list of --set options
+"$daemon" "${service[@]}" --set "model.checkpoint=$out/model.pt" $rule_args 2>"$out/var/clickdiffd.log" &
+daemon_pid=$!
+trap 'kill $daemon_pid 2>/dev/null || true' EXIT
+for _ in $(seq 600); do
+  [[ -f $out/var/clickdiffd.json ]] && break
+  kill -0 $daemon_pid 2>/dev/null || { cat "$out/var/clickdiffd.log"; exit 1; }
+  sleep 0.1
+done
+"$cli" subscribe "${service[@]}" --out "$out/stream" --timeout 60 >"$out/stream.jsonl" &
+subscriber_pid=$!
+"$cli" produce "${service[@]}" --images "$out/data/test/images" \
+  --clicks "$out/data/test/clicks.jsonl" --dataset demo
+wait $subscriber_pid
+kill -TERM $daemon_pid
+wait $daemon_pid
+trap - EXIT
+"$cli" eval --pred "$out/stream/demo" --truth "$out/data/test/truth" >"$out/stream_scores.json"
+python3 - "$out/stream.jsonl" "$out/stream_scores.json" <<'PY'
+import json, sys
+masks = [json.loads(line) for line in open(sys.argv[1])]
+m = json.load(open(sys.argv[2]))["mean"]
+latency = sorted(x["latency_ms"] for x in masks)
+print(f"streamed: {len(masks)} masks received over ZeroMQ for "
+      f"{len({x['image_id'] for x in masks})} images, model version "
+      f"{max(x['model_version'] for x in masks)}; median latency {latency[len(latency) // 2] / 1000:.1f} s "
+      f"(request to publish, queueing included); Dice {m['dice']:.3f} IoU {m['iou']:.3f}")
+PY
+echo "service log: $out/var/clickdiffd.log  streamed masks: $out/stream/demo/"

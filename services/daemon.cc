@@ -150,14 +150,25 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   Result<Aggregator> aggregator = MakeAggregator(config.aggregator, config.model.num_classes);
   if (!aggregator.ok()) return aggregator.status();
 
-  std::atomic<Pipeline*> pipeline_view{nullptr};
+  // What the query handler (on the ZeroMQ thread) may see; it holds the lock while answering, and
+  // the pipeline is withdrawn (below) before it is destroyed.
+  struct QueryView {
+    std::mutex mu;
+    const Pipeline* pipeline = nullptr;  // GUARDED_BY(mu)
+    ServiceEndpoints endpoints;          // GUARDED_BY(mu)
+  } view;
   Result<std::unique_ptr<ZmqServer>> zmq = ZmqServer::Bind(config.zmq, [&](const v1::Query& query) {
-    return Answer(query, **store, cache, pipeline_view.load(), models, endpoints);
+    std::lock_guard<std::mutex> lock(view.mu);
+    return Answer(query, **store, cache, view.pipeline, models, view.endpoints);
   });
   if (!zmq.ok()) return zmq.status().WithContext("zeromq");
   endpoints.publish_endpoint = (*zmq)->publish_endpoint();
   endpoints.query_endpoint = (*zmq)->query_endpoint();
   if (config.zmq.curve.enabled) endpoints.server_public_key = config.zmq.curve.server_public_key;
+  {
+    std::lock_guard<std::mutex> lock(view.mu);
+    view.endpoints = endpoints;
+  }
 
   Result<std::unique_ptr<KafkaProducer>> producer =
       KafkaProducer::Create(config.kafka, endpoints.bootstrap_servers);
@@ -173,8 +184,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
         return true;
       }));
 
-  std::unique_ptr<KafkaConsumer> consumer;
-  std::atomic<KafkaConsumer*> consumer_view{nullptr};
+  std::atomic<KafkaConsumer*> consumer_view{nullptr};  // for pause/resume; null when stopped
   PipelineDeps deps{store->get(), producer->get(), zmq->get(), &models};
   Result<std::unique_ptr<Pipeline>> pipeline =
       Pipeline::Create(config, deps, std::move(aggregator).value(), [&](bool saturated) {
@@ -187,11 +197,25 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
         }
       });
   if (!pipeline.ok()) return pipeline.status();
-  pipeline_view.store(pipeline->get());
+  // Withdraws the pipeline from the query handler on every way out, before it is destroyed.
+  struct Withdraw {
+    QueryView& view;
+    ~Withdraw() {
+      std::lock_guard<std::mutex> lock(view.mu);
+      view.pipeline = nullptr;
+    }
+  } withdraw{view};
+  {
+    std::lock_guard<std::mutex> lock(view.mu);
+    view.pipeline = pipeline->get();
+  }
   CLICKDIFF_RETURN_IF_ERROR((*pipeline)->RequestStaleMasks());
 
   KafkaConsumer::Callbacks callbacks;
   callbacks.stored_offset = [&](const std::string& topic, int32_t partition) {
+    // Events of a revoked partition may still be inside the graph: let intake apply them (and
+    // store their offsets) first, or they would be read again from an older offset.
+    (*pipeline)->WaitForIntake();
     return (*store)->GetOffset(topic, partition);
   };
   callbacks.on_message = [&](KafkaMessage message) { (*pipeline)->Admit(std::move(message)); };
@@ -207,6 +231,8 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     }
   };
   const KafkaTopics& t = config.kafka.topics;
+  // Declared last, so it is destroyed first: its poll thread calls into everything above.
+  std::unique_ptr<KafkaConsumer> consumer;
   Result<std::unique_ptr<KafkaConsumer>> created = KafkaConsumer::Create(
       config.kafka, {t.images, t.clicks, t.labels}, callbacks, endpoints.bootstrap_servers);
   if (!created.ok()) return created.status().WithContext("kafka consumer");
@@ -221,7 +247,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   if (on_ready) on_ready(endpoints);
 
   auto last_report = std::chrono::steady_clock::now();
-  while (!stop.load() && !fatal.load()) {
+  while (!stop.load() && !fatal.load() && (*pipeline)->failure().ok()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     (*pipeline)->Tick();
     if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(30)) {
@@ -237,7 +263,6 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   consumer->Stop();
   (*pipeline)->Drain();
   PipelineCounters c = (*pipeline)->counters();
-  pipeline_view.store(nullptr);
   Status flushed = (*producer)->Flush(std::chrono::seconds(10));
   if (!flushed.ok()) spdlog::error("kafka producer: {}", flushed.ToString());
   CLICKDIFF_RETURN_IF_ERROR((*store)->Flush());
@@ -248,7 +273,9 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
     std::lock_guard<std::mutex> lock(fatal_mu);
     return fatal_status;
   }
-  return Status::Ok();
+  // A store or dead-letter failure stopped intake without storing the offset: the event is read
+  // again after a restart.
+  return (*pipeline)->failure();
 }
 
 }  // namespace clickdiff

@@ -125,6 +125,12 @@ TEST_F(DecodeTest, ControlCharactersInIdsAreRejected) {
   EXPECT_THAT(Reason("clicks", click.SerializeAsString()), HasSubstr("control character"));
 }
 
+TEST_F(DecodeTest, DotInDatasetIsRejectedBecauseTopicsWouldCollide) {
+  v1::ImageEvent event = PngImageEvent("c");
+  event.set_dataset("a.b");
+  EXPECT_THAT(Reason("images", event.SerializeAsString()), HasSubstr("dataset: contains '.'"));
+}
+
 TEST_F(DecodeTest, UnknownClassIsRejected) {
   EXPECT_THAT(Reason("clicks", Click("a", "c1", 1, 1, 3).SerializeAsString()),
               HasSubstr("class_id 3 unknown"));
