@@ -70,10 +70,7 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
     batch.Put(Family::kClicks, click_key, click.SerializeAsString());
     outcome.infer.push_back(RequestFor(click.dataset(), click.image_id()));
   }
-  if (Status s = store_->Write(batch); !s.ok()) {
-    outcome = IntakeOutcome{};
-    outcome.failure = s;
-  }
+  WriteOrFail(*store_, batch, outcome);
   return outcome;
 }
 

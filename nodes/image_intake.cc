@@ -28,10 +28,7 @@ IntakeOutcome ImageIntake::operator()(const ImageRecord& image, const KafkaMessa
     }
     outcome.infer.push_back(RequestFor(event.dataset(), event.image_id()));
   }
-  if (Status s = store_->Write(batch); !s.ok()) {
-    outcome = IntakeOutcome{};
-    outcome.failure = s;
-  }
+  WriteOrFail(*store_, batch, outcome);
   return outcome;
 }
 

@@ -14,6 +14,13 @@ void AdvanceOffset(Store::Batch& batch, const KafkaMessage& source) {
   batch.SetOffset(source.topic, source.partition, source.offset + 1);
 }
 
+void WriteOrFail(Store& store, Store::Batch& batch, IntakeOutcome& outcome) {
+  if (Status s = store.Write(batch); !s.ok()) {
+    outcome = IntakeOutcome{};
+    outcome.failure = s;
+  }
+}
+
 InferRequest RequestFor(const std::string& dataset, const std::string& image_id) {
   return InferRequest{dataset, image_id, std::chrono::steady_clock::now()};
 }

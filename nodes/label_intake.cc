@@ -43,10 +43,7 @@ IntakeOutcome LabelIntake::operator()(const v1::LabelEvent& label,
   } else {
     batch.Put(Family::kLabels, key, label.SerializeAsString());
   }
-  if (Status s = store_->Write(batch); !s.ok()) {
-    outcome = IntakeOutcome{};
-    outcome.failure = s;
-  }
+  WriteOrFail(*store_, batch, outcome);
   return outcome;
 }
 

@@ -21,6 +21,8 @@ cmake --build --preset release --parallel "$(nproc)" --target clickdiff clickdif
 cli=build/release/services/clickdiff
 out=out/demo
 seconds=${CLICKDIFF_DEMO_SECONDS:-240}
+# The programs reject CLICKDIFF_* variables that are not config keys: this one is the script's.
+unset CLICKDIFF_DEMO_SECONDS
 config=config/default.yaml
 mkdir -p "$out"
 

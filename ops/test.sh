@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ops/setup.sh
 preset=${CLICKDIFF_PRESET:-ci}
+unset CLICKDIFF_PRESET  # the programs reject CLICKDIFF_* variables that are not config keys
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" --parallel "$(nproc)"
 ctest --preset "$preset" --parallel "$(nproc)" "$@"

@@ -17,6 +17,8 @@ out=${1:-out/acdc}
 seconds=${CLICKDIFF_ACDC_SECONDS:-300}
 val_every=${CLICKDIFF_ACDC_VAL_EVERY:-10}
 test_every=${CLICKDIFF_ACDC_TEST_EVERY:-4}
+# The programs reject CLICKDIFF_* variables that are not config keys: these are the script's.
+unset CLICKDIFF_ACDC_DATA CLICKDIFF_ACDC_SECONDS CLICKDIFF_ACDC_VAL_EVERY CLICKDIFF_ACDC_TEST_EVERY
 cli=build/release/services/clickdiff
 cmake --build --preset release --target clickdiff >/dev/null
 classes=(--set model.num_classes=4 --set "model.class_names=[background,rv,myo,lv]")

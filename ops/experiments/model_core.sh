@@ -18,6 +18,8 @@ cd "$(dirname "$0")/../.."
 out=${1:-out/model_core}
 steps=${CLICKDIFF_EXP_STEPS:-2000}
 unet_steps=${CLICKDIFF_EXP_UNET_STEPS:-"250 1000 2000"}
+# The programs reject CLICKDIFF_* variables that are not config keys: these are the script's.
+unset CLICKDIFF_EXP_STEPS CLICKDIFF_EXP_UNET_STEPS
 cli=build/release/services/clickdiff
 cmake --build --preset release --target clickdiff >/dev/null
 mkdir -p "$out"

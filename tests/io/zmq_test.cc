@@ -220,7 +220,9 @@ TEST(ZmqServerTest, SlowSubscriberDoesNotBlockPublisher) {
   uint64_t last = 0;
   for (uint64_t i = 0; i < kMessages; ++i) last = server->Publish(Mask("ds", "img", i, kBytes));
   const auto elapsed = Clock::now() - start;
-  EXPECT_LT(elapsed, milliseconds(2000));
+  // A publisher that blocked on the stuck subscriber would hang here: the bound catches a hang,
+  // it does not measure speed.
+  EXPECT_LT(elapsed, std::chrono::seconds(30));
   EXPECT_EQ(last, kMessages);
 
   // With a high-water mark of 10 even the fast subscriber may lose the tail of a burst it cannot
