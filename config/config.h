@@ -107,6 +107,13 @@ struct TrainerConfig {
   int batch_size = 8;
   double learning_rate = 2e-3;
   uint64_t seed = 1;
+  // clickdiffd: train continuously on the stored supervision and snapshot a new model version
+  // every `snapshot_every_steps` steps or `snapshot_seconds` seconds, whichever comes first.
+  bool continuous = true;
+  int snapshot_every_steps = 200;
+  double snapshot_seconds = 60;
+  double recent_weight = 4;  // weight of examples whose clicks changed since the last version
+  int keep_versions = 10;    // model versions kept in RocksDB (older ones are deleted); 0: all
 };
 
 struct ComputeConfig {

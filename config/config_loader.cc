@@ -365,6 +365,20 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<uint64_t>(
         "trainer.seed", [](Config & c) -> auto& { return c.trainer.seed; }, 0,
         std::numeric_limits<int64_t>::max()));
+    f.push_back(Boolean(
+        "trainer.continuous", [](Config & c) -> auto& { return c.trainer.continuous; }));
+    f.push_back(Integer<int>(
+        "trainer.snapshot_every_steps",
+        [](Config & c) -> auto& { return c.trainer.snapshot_every_steps; }, 1, 1 << 30));
+    f.push_back(Real(
+        "trainer.snapshot_seconds", [](Config & c) -> auto& { return c.trainer.snapshot_seconds; },
+        0, 1e9, true));
+    f.push_back(Integer<int>(
+        "trainer.keep_versions", [](Config & c) -> auto& { return c.trainer.keep_versions; }, 0,
+        1 << 30));
+    f.push_back(Real(
+        "trainer.recent_weight", [](Config & c) -> auto& { return c.trainer.recent_weight; }, 1,
+        1000));
     f.push_back(Text(
         "compute.device", [](Config & c) -> auto& { return c.compute.device; },
         "cpu, cuda, cuda:N or auto", DeviceProblem));

@@ -3,6 +3,7 @@
 #include <oneapi/tbb/flow_graph.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -118,7 +119,7 @@ struct Pipeline::Impl {
         dead_letters(deps.producer, deps.store, config.kafka.topics.dlq_suffix),
         click_intake(deps.store, &dead_letters, config.limits.pending_click_timeout_ms),
         image_intake(deps.store, &click_intake),
-        label_intake(deps.store),
+        label_intake(deps.store, &click_intake),
         cache(deps.store),
         sampler(deps.store, deps.models, &gate, &cache,
                 SamplerOptions{config.sampler.samples, config.sampler.steps,
@@ -136,7 +137,7 @@ struct Pipeline::Impl {
             graph, flow::serial,
             [this](const Decoded& d, IntakeNode::output_ports_type& ports) { Intake(d, ports); }),
         gate_node(
-            graph, flow::unlimited,
+            graph, flow::serial,  // FIFO: requests reach the samplers in the order asked
             [this](const InferRequest& r,
                    flow::multifunction_node<InferRequest,
                                             std::tuple<InferRequest>>::output_ports_type& ports) {
@@ -335,7 +336,13 @@ void Pipeline::Tick() { impl_->Put(std::monostate{}); }
 Status Pipeline::RequestStaleMasks() {
   std::shared_ptr<const ServingModel> model = impl_->models->Get();
   const uint64_t version = model ? model->version : 0;
-  std::vector<InferRequest> stale;
+  // Images without a mask or whose clicks changed since it come first (priority 2), then those
+  // whose mask is merely from another model version, the most uncertain first.
+  struct Stale {
+    double priority;
+    InferRequest request;
+  };
+  std::vector<Stale> stale;
   Status scanned =
       impl_->store->Scan(Family::kImages, "", [&](std::string_view key, std::string_view value) {
         v1::StoredImage image;
@@ -346,14 +353,22 @@ Status Pipeline::RequestStaleMasks() {
         Result<uint64_t> revision =
             impl_->store->Count(Family::kClicks, keys::Under(std::string(key)));
         if (!current.ok() || !revision.ok() || !current->has_value() ||
-            (*current)->click_revision() != *revision || (*current)->model_version() != version) {
-          stale.push_back(RequestFor(e.dataset(), e.image_id()));
+            (*current)->click_revision() != *revision) {
+          stale.push_back({2, RequestFor(e.dataset(), e.image_id())});
+        } else if ((*current)->model_version() != version) {
+          const std::string& u = (*current)->uncertainty();
+          double mean = 0;
+          for (unsigned char b : u) mean += b;
+          stale.push_back({u.empty() ? 1 : mean / (255.0 * static_cast<double>(u.size())),
+                           RequestFor(e.dataset(), e.image_id())});
         }
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
-  spdlog::info("{} stored images need a mask drawn", stale.size());
-  for (const InferRequest& r : stale) impl_->gate_node.try_put(r);
+  std::stable_sort(stale.begin(), stale.end(),
+                   [](const Stale& a, const Stale& b) { return a.priority > b.priority; });
+  spdlog::info("{} stored images need a mask drawn for model version {}", stale.size(), version);
+  for (const Stale& s : stale) impl_->gate_node.try_put(s.request);
   return Status::Ok();
 }
 

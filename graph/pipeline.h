@@ -69,7 +69,8 @@ class Pipeline {
   // Thread-safe. Lets intake expire clicks that waited too long for their image.
   void Tick();
   // Thread-safe. Asks for the masks of every stored image whose cached mask is missing or was drawn
-  // for another model version or click revision (used at start, after a restart or a crash).
+  // for another model version or click revision (at start, after a restart or a crash, and after
+  // each new model version): missing masks and changed clicks first, then the most uncertain.
   Status RequestStaleMasks();
   // Waits until intake has applied everything admitted (samplers keep working).
   void WaitForIntake();

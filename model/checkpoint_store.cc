@@ -2,6 +2,7 @@
 
 #include <exception>
 #include <fstream>
+#include <sstream>
 #include <type_traits>
 #include <vector>
 
@@ -55,25 +56,92 @@ void FromIValue(const c10::IValue& value, T& out) {
   }
 }
 
+// Options, schedule and weights of `segmenter` into `archive`.
+void WriteArchive(const Segmenter& segmenter, torch::serialize::OutputArchive& archive) {
+  const SegmenterOptions& o = segmenter.options();
+  archive.write("format_version", c10::IValue(CheckpointStore::kFormatVersion));
+  archive.write("options/method", c10::IValue(std::string(MethodName(o.method))));
+  VisitOptions(o, [&](const char* name, const auto& field) {
+    archive.write(std::string("options/") + name, ToIValue(field));
+  });
+  if (const DiffusionProcess* process = segmenter.process()) {
+    for (const auto& [name, tensor] : process->ScheduleTensors()) {
+      archive.write("schedule/" + name, tensor, /*is_buffer=*/true);
+    }
+  }
+  torch::serialize::OutputArchive network;
+  segmenter.network()->save(network);
+  archive.write("network", network);
+}
+
+// Rebuilds a Segmenter from a loaded archive; `what` names the source in errors.
+Result<Segmenter> ReadArchive(torch::serialize::InputArchive& archive, const std::string& what,
+                              torch::Device device) {
+  SegmenterOptions options;
+  try {
+    c10::IValue value;
+    if (!archive.try_read("format_version", value) || !value.isInt()) {
+      return DataLoss(what + " has no format_version");
+    }
+    if (value.toInt() != CheckpointStore::kFormatVersion) {
+      return InvalidArgument(what + " has format version " + std::to_string(value.toInt()) +
+                             "; this build reads " +
+                             std::to_string(CheckpointStore::kFormatVersion));
+    }
+    if (!archive.try_read("options/method", value) || !value.isString()) {
+      return DataLoss(what + " lacks options/method");
+    }
+    auto method = ParseMethod(value.toStringRef());
+    if (!method.ok()) return method.status().WithContext(what);
+    options.method = *method;
+    std::string missing;
+    VisitOptions(options, [&](const char* name, auto& field) {
+      c10::IValue stored;
+      if (!archive.try_read(std::string("options/") + name, stored)) {
+        if (missing.empty()) missing = name;
+        return;
+      }
+      FromIValue(stored, field);
+    });
+    if (!missing.empty()) return DataLoss(what + " lacks options/" + missing);
+  } catch (const std::exception& e) {
+    return DataLoss(what + " has malformed options: " + e.what());
+  }
+  auto segmenter = Segmenter::Create(options, device);
+  if (!segmenter.ok()) return segmenter.status().WithContext(what);
+  try {
+    if (const DiffusionProcess* process = segmenter->process()) {
+      for (const auto& [name, expected] : process->ScheduleTensors()) {
+        torch::Tensor stored;
+        if (!archive.try_read("schedule/" + name, stored, /*is_buffer=*/true)) {
+          return DataLoss(what + " lacks schedule/" + name);
+        }
+        if (!stored.sizes().equals(expected.sizes()) ||
+            !torch::allclose(stored.to(torch::kDouble), expected, 1e-12, 1e-15)) {
+          return DataLoss(what + ": stored schedule '" + name +
+                          "' differs from the one its options define");
+        }
+      }
+    }
+    torch::serialize::InputArchive network;
+    if (!archive.try_read("network", network)) {
+      return DataLoss(what + " lacks the network weights");
+    }
+    torch::NoGradGuard no_grad;
+    segmenter->network()->load(network);
+    segmenter->network()->to(device);
+  } catch (const std::exception& e) {
+    return DataLoss(what + " has unreadable weights: " + e.what());
+  }
+  return segmenter;
+}
+
 }  // namespace
 
 Status CheckpointStore::Save(const Segmenter& segmenter, const std::string& path) {
   try {
     torch::serialize::OutputArchive archive;
-    const SegmenterOptions& o = segmenter.options();
-    archive.write("format_version", c10::IValue(kFormatVersion));
-    archive.write("options/method", c10::IValue(std::string(MethodName(o.method))));
-    VisitOptions(o, [&](const char* name, const auto& field) {
-      archive.write(std::string("options/") + name, ToIValue(field));
-    });
-    if (const DiffusionProcess* process = segmenter.process()) {
-      for (const auto& [name, tensor] : process->ScheduleTensors()) {
-        archive.write("schedule/" + name, tensor, /*is_buffer=*/true);
-      }
-    }
-    torch::serialize::OutputArchive network;
-    segmenter.network()->save(network);
-    archive.write("network", network);
+    WriteArchive(segmenter, archive);
     std::ofstream probe(path, std::ios::binary | std::ios::trunc);
     if (!probe) return Unavailable("cannot write checkpoint '" + path + "'");
     probe.close();
@@ -94,63 +162,31 @@ Result<Segmenter> CheckpointStore::Load(const std::string& path, torch::Device d
   } catch (const std::exception& e) {
     return DataLoss("'" + path + "' is not a readable checkpoint: " + e.what());
   }
-  SegmenterOptions options;
+  return ReadArchive(archive, "checkpoint '" + path + "'", device);
+}
+
+Result<std::string> CheckpointStore::ToBytes(const Segmenter& segmenter) {
   try {
-    c10::IValue value;
-    if (!archive.try_read("format_version", value) || !value.isInt()) {
-      return DataLoss("checkpoint '" + path + "' has no format_version");
-    }
-    if (value.toInt() != kFormatVersion) {
-      return InvalidArgument("checkpoint '" + path + "' has format version " +
-                             std::to_string(value.toInt()) + "; this build reads " +
-                             std::to_string(kFormatVersion));
-    }
-    if (!archive.try_read("options/method", value) || !value.isString()) {
-      return DataLoss("checkpoint '" + path + "' lacks options/method");
-    }
-    auto method = ParseMethod(value.toStringRef());
-    if (!method.ok()) return method.status().WithContext("checkpoint '" + path + "'");
-    options.method = *method;
-    std::string missing;
-    VisitOptions(options, [&](const char* name, auto& field) {
-      c10::IValue stored;
-      if (!archive.try_read(std::string("options/") + name, stored)) {
-        if (missing.empty()) missing = name;
-        return;
-      }
-      FromIValue(stored, field);
-    });
-    if (!missing.empty()) return DataLoss("checkpoint '" + path + "' lacks options/" + missing);
+    torch::serialize::OutputArchive archive;
+    WriteArchive(segmenter, archive);
+    std::ostringstream out;
+    archive.save_to(out);
+    return std::move(out).str();
   } catch (const std::exception& e) {
-    return DataLoss("checkpoint '" + path + "' has malformed options: " + e.what());
+    return Internal(std::string("serializing a checkpoint failed: ") + e.what());
   }
-  auto segmenter = Segmenter::Create(options, device);
-  if (!segmenter.ok()) return segmenter.status().WithContext("checkpoint '" + path + "'");
+}
+
+Result<Segmenter> CheckpointStore::FromBytes(const std::string& bytes, const std::string& what,
+                                             torch::Device device) {
+  torch::serialize::InputArchive archive;
   try {
-    if (const DiffusionProcess* process = segmenter->process()) {
-      for (const auto& [name, expected] : process->ScheduleTensors()) {
-        torch::Tensor stored;
-        if (!archive.try_read("schedule/" + name, stored, /*is_buffer=*/true)) {
-          return DataLoss("checkpoint '" + path + "' lacks schedule/" + name);
-        }
-        if (!stored.sizes().equals(expected.sizes()) ||
-            !torch::allclose(stored.to(torch::kDouble), expected, 1e-12, 1e-15)) {
-          return DataLoss("checkpoint '" + path + "': stored schedule '" + name +
-                          "' differs from the one its options define");
-        }
-      }
-    }
-    torch::serialize::InputArchive network;
-    if (!archive.try_read("network", network)) {
-      return DataLoss("checkpoint '" + path + "' lacks the network weights");
-    }
-    torch::NoGradGuard no_grad;
-    segmenter->network()->load(network);
-    segmenter->network()->to(device);
+    std::istringstream in(bytes);
+    archive.load_from(in, torch::kCPU);
   } catch (const std::exception& e) {
-    return DataLoss("checkpoint '" + path + "' has unreadable weights: " + e.what());
+    return DataLoss(what + " is not a readable checkpoint: " + e.what());
   }
-  return segmenter;
+  return ReadArchive(archive, what, device);
 }
 
 }  // namespace clickdiff::model

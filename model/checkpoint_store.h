@@ -1,5 +1,5 @@
 // model/checkpoint_store.h — saves and loads a Segmenter (weights + options + noise schedule) as
-// one file.
+// one file, or as bytes.
 //
 // Format: a LibTorch serialize archive (zip) holding "format_version", every option under
 // "options/<name>" (ints, doubles and strings as IValues), the process's schedule tensors under
@@ -34,6 +34,12 @@ class CheckpointStore {
   // disagrees with the options; kInvalidArgument when its options are invalid or its version is
   // unknown.
   static Result<Segmenter> Load(const std::string& path, torch::Device device);
+
+  // The same archive in memory (the service keeps model versions in RocksDB). `what` names the
+  // source in errors; the errors are those of Save and Load.
+  static Result<std::string> ToBytes(const Segmenter& segmenter);
+  static Result<Segmenter> FromBytes(const std::string& bytes, const std::string& what,
+                                     torch::Device device);
 };
 
 }  // namespace clickdiff::model

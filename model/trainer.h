@@ -52,6 +52,12 @@ class Trainer {
   Result<TrainProgress> Run(const std::vector<TrainingExample>& data,
                             const ProgressCallback& progress);
 
+  // The budget of the next Run calls (the service trains in short runs between snapshots).
+  void SetBudget(int64_t max_steps, double max_seconds) {
+    options_.max_steps = max_steps;
+    options_.max_seconds = max_seconds;
+  }
+
   int64_t steps_done() const { return steps_done_; }
 
  private:

@@ -62,4 +62,19 @@ Result<TrainingExample> MakeDenseExample(const torch::Tensor& image, const torch
   return ex;
 }
 
+Result<std::optional<TrainingExample>> MakeSupervisedExample(const torch::Tensor& image,
+                                                             const std::vector<Click>& clicks,
+                                                             const torch::Tensor& mask,
+                                                             int64_t num_classes) {
+  if (mask.defined()) {
+    Result<TrainingExample> dense = MakeDenseExample(image, mask, num_classes);
+    if (!dense.ok()) return dense.status();
+    return std::optional<TrainingExample>(std::move(dense).value());
+  }
+  if (clicks.empty()) return std::optional<TrainingExample>();
+  Result<TrainingExample> sparse = MakeClickExample(image, clicks, num_classes);
+  if (!sparse.ok()) return sparse.status();
+  return std::optional<TrainingExample>(std::move(sparse).value());
+}
+
 }  // namespace clickdiff::model

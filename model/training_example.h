@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "base/status.h"
@@ -38,5 +39,12 @@ Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
 // class id is outside [0, num_classes).
 Result<TrainingExample> MakeDenseExample(const torch::Tensor& image, const torch::Tensor& mask,
                                          int64_t num_classes);
+
+// The supervision an image has: its dense mask when `mask` is defined (full supervision wins),
+// else the click map of `clicks`; nothing when it has neither. Errors: those of the two above.
+Result<std::optional<TrainingExample>> MakeSupervisedExample(const torch::Tensor& image,
+                                                             const std::vector<Click>& clicks,
+                                                             const torch::Tensor& mask,
+                                                             int64_t num_classes);
 
 }  // namespace clickdiff::model

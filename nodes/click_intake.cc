@@ -13,7 +13,28 @@ std::string PendingPrefix(const std::string& image_key) {
   return kPending + keys::Under(image_key);
 }
 
+// Clicks and labels wait side by side; their ids live in different namespaces.
+std::string PendingKey(const v1::PendingEvent& parked) {
+  if (parked.has_label()) {
+    const v1::LabelEvent& l = parked.label();
+    return PendingPrefix(keys::Image(l.dataset(), l.image_id())) + "label:" + l.label_id();
+  }
+  const v1::ClickEvent& c = parked.click();
+  return PendingPrefix(keys::Image(c.dataset(), c.image_id())) + "click:" + c.click_id();
+}
+
 }  // namespace
+
+std::string ClickIntake::DenseSizeProblem(const v1::LabelEvent& label,
+                                          const v1::ImageEvent& image) {
+  if (!label.has_dense() ||
+      (label.dense().width() == image.width() && label.dense().height() == image.height())) {
+    return "";
+  }
+  return "dense mask " + std::to_string(label.dense().width()) + "x" +
+         std::to_string(label.dense().height()) + " but image " + label.image_id() + " is " +
+         std::to_string(image.width()) + "x" + std::to_string(image.height());
+}
 
 ClickIntake::ClickIntake(Store* store, DeadLetterSink* letters, int64_t pending_timeout_ms)
     : store_(store),
@@ -37,9 +58,8 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
   const std::string image_key = keys::Image(click.dataset(), click.image_id());
   const std::string click_key = keys::Child(image_key, click.click_id());
   Result<std::optional<std::string>> existing = store_->Get(Family::kClicks, click_key);
-  Result<std::optional<std::string>> pending = store_->Get(Family::kMetadata, kPending + click_key);
   Result<std::optional<std::string>> image_bytes = store_->Get(Family::kImages, image_key);
-  for (const auto* r : {&existing, &pending, &image_bytes}) {
+  for (const auto* r : {&existing, &image_bytes}) {
     if (!r->ok()) {
       outcome.failure = r->status();
       return outcome;
@@ -47,16 +67,17 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
   }
   Store::Batch batch;
   AdvanceOffset(batch, source);
-  if (existing->has_value() || pending->has_value()) {
+  if (existing->has_value()) {
     outcome.duplicate = true;
   } else if (!image_bytes->has_value()) {
-    v1::PendingClick parked;
+    v1::PendingEvent parked;
     *parked.mutable_click() = click;
-    parked.set_received_ms(NowMs());
-    parked.set_source_topic(source.topic);
-    parked.set_source_partition(source.partition);
-    parked.set_source_offset(source.offset);
-    batch.Put(Family::kMetadata, kPending + click_key, parked.SerializeAsString());
+    Result<bool> fresh = Park(std::move(parked), source, batch);
+    if (!fresh.ok()) {
+      outcome.failure = fresh.status();
+      return outcome;
+    }
+    outcome.duplicate = !*fresh;
   } else {
     v1::StoredImage image;
     if (!image.ParseFromString(**image_bytes)) {
@@ -74,21 +95,42 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
   return outcome;
 }
 
+Result<bool> ClickIntake::Park(v1::PendingEvent parked, const KafkaMessage& source,
+                               Store::Batch& batch) const {
+  const std::string key = PendingKey(parked);
+  Result<std::optional<std::string>> waiting = store_->Get(Family::kMetadata, key);
+  if (!waiting.ok()) return waiting.status();
+  if (waiting->has_value()) return false;
+  parked.set_received_ms(NowMs());
+  parked.set_source_topic(source.topic);
+  parked.set_source_partition(source.partition);
+  parked.set_source_offset(source.offset);
+  batch.Put(Family::kMetadata, key, parked.SerializeAsString());
+  return true;
+}
+
 Status ClickIntake::AdoptPending(const v1::ImageEvent& image, Store::Batch& batch) const {
   const std::string image_key = keys::Image(image.dataset(), image.image_id());
   const std::string prefix = PendingPrefix(image_key);
   Status letter = Status::Ok();
   Status scanned =
       store_->Scan(Family::kMetadata, prefix, [&](std::string_view key, std::string_view value) {
-        v1::PendingClick parked;
+        v1::PendingEvent parked;
         batch.Delete(Family::kMetadata, key);
         if (!parked.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
-        if (std::string bad = CheckBounds(parked.click(), image); !bad.empty()) {
+        const std::string bad = parked.has_label() ? DenseSizeProblem(parked.label(), image)
+                                                   : CheckBounds(parked.click(), image);
+        if (!bad.empty()) {
           letter = (*letters_)(parked, bad);
           return letter.ok();
         }
-        batch.Put(Family::kClicks, keys::Child(image_key, parked.click().click_id()),
-                  parked.click().SerializeAsString());
+        if (parked.has_label()) {
+          batch.Put(Family::kLabels, keys::Child(image_key, parked.label().label_id()),
+                    parked.label().SerializeAsString());
+        } else {
+          batch.Put(Family::kClicks, keys::Child(image_key, parked.click().click_id()),
+                    parked.click().SerializeAsString());
+        }
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
@@ -101,16 +143,19 @@ Result<size_t> ClickIntake::ExpirePending(int64_t now_ms) const {
   Status letter = Status::Ok();
   Status scanned =
       store_->Scan(Family::kMetadata, kPending, [&](std::string_view key, std::string_view value) {
-        v1::PendingClick parked;
+        v1::PendingEvent parked;
         if (!parked.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
           batch.Delete(Family::kMetadata, key);
           return true;
         }
         if (now_ms - std::max(parked.received_ms(), started_ms_) >= pending_timeout_ms_) {
-          letter = (*letters_)(parked, "click for unknown image " + parked.click().dataset() + "/" +
-                                           parked.click().image_id() +
-                                           " (no such image arrived within " +
-                                           std::to_string(pending_timeout_ms_) + " ms)");
+          const bool label = parked.has_label();
+          letter = (*letters_)(
+              parked, std::string(label ? "label" : "click") + " for unknown image " +
+                          (label ? parked.label().dataset() : parked.click().dataset()) + "/" +
+                          (label ? parked.label().image_id() : parked.click().image_id()) +
+                          " (no such image arrived within " + std::to_string(pending_timeout_ms_) +
+                          " ms)");
           if (!letter.ok()) return false;
           batch.Delete(Family::kMetadata, key);
           ++expired;

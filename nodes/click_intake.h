@@ -1,6 +1,7 @@
 // nodes/click_intake.h — records a click: inside its image, not seen before (click_id), then the
-// image's mask is redrawn. A click that overtook its image (topics are consumed independently)
-// waits in the store as a PendingClick until the image arrives or `pending_timeout_ms` passes.
+// image's mask is redrawn. A click (or a label, see LabelIntake) that overtook its image (topics
+// are consumed independently) waits in the store as a PendingEvent until the image arrives or
+// `pending_timeout_ms` passes; this class keeps that waiting room.
 #pragma once
 
 #include "nodes/dead_letter.h"
@@ -25,6 +26,13 @@ class ClickIntake {
   // Moves the pending clicks of a newly stored image into `batch`: clicks inside it become clicks,
   // those outside are dead-lettered (before `batch` is written, so a crash cannot lose them).
   Status AdoptPending(const v1::ImageEvent& image, Store::Batch& batch) const;
+
+  // Parks `parked` (a click or a label of an image not stored yet) in `batch`; it records when and
+  // where it came from. Returns false when the same click_id/label_id already waits.
+  Result<bool> Park(v1::PendingEvent parked, const KafkaMessage& source, Store::Batch& batch) const;
+
+  // "" when a dense label fits its image (or is not dense), else the reason.
+  static std::string DenseSizeProblem(const v1::LabelEvent& label, const v1::ImageEvent& image);
 
   // "" when (x, y) lies inside the image, else the reason.
   static std::string CheckBounds(const v1::ClickEvent& click, const v1::ImageEvent& image);

@@ -50,13 +50,14 @@ Status DeadLetterSink::operator()(const KafkaMessage& source, const std::string&
   return store_->Write(batch);
 }
 
-Status DeadLetterSink::operator()(const v1::PendingClick& parked, const std::string& reason) {
+Status DeadLetterSink::operator()(const v1::PendingEvent& parked, const std::string& reason) {
   KafkaMessage source;
   source.topic = parked.source_topic();
   source.partition = parked.source_partition();
   source.offset = parked.source_offset();
-  source.key = parked.click().click_id();
-  source.value = parked.click().SerializeAsString();
+  source.key = parked.has_label() ? parked.label().label_id() : parked.click().click_id();
+  source.value =
+      parked.has_label() ? parked.label().SerializeAsString() : parked.click().SerializeAsString();
   return (*this)(source, reason, /*advance_offset=*/false);
 }
 

@@ -23,8 +23,8 @@ class DeadLetterSink {
   // the store write failed. Delivery failures after queueing surface in the producer's Flush.
   Status operator()(const KafkaMessage& source, const std::string& reason,
                     bool advance_offset = true);
-  // A parked click that was refused later (its offset advanced when it was parked).
-  Status operator()(const v1::PendingClick& parked, const std::string& reason);
+  // A parked click or label that was refused later (its offset advanced when it was parked).
+  Status operator()(const v1::PendingEvent& parked, const std::string& reason);
   uint64_t count() const { return count_.load(); }
 
  private:

@@ -4,7 +4,8 @@
 
 namespace clickdiff {
 
-LabelIntake::LabelIntake(Store* store) : store_(store) {}
+LabelIntake::LabelIntake(Store* store, const ClickIntake* pending)
+    : store_(store), pending_(pending) {}
 
 IntakeOutcome LabelIntake::operator()(const v1::LabelEvent& label,
                                       const KafkaMessage& source) const {
@@ -19,8 +20,18 @@ IntakeOutcome LabelIntake::operator()(const v1::LabelEvent& label,
       return outcome;
     }
   }
+  Store::Batch batch;
+  AdvanceOffset(batch, source);
   if (!image_bytes->has_value()) {
-    outcome.rejected = "label for unknown image " + label.dataset() + "/" + label.image_id();
+    v1::PendingEvent parked;
+    *parked.mutable_label() = label;
+    Result<bool> fresh = pending_->Park(std::move(parked), source, batch);
+    if (!fresh.ok()) {
+      outcome.failure = fresh.status();
+      return outcome;
+    }
+    outcome.duplicate = !*fresh;
+    WriteOrFail(*store_, batch, outcome);
     return outcome;
   }
   v1::StoredImage image;
@@ -28,16 +39,10 @@ IntakeOutcome LabelIntake::operator()(const v1::LabelEvent& label,
     outcome.failure = DataLoss("store: the record of image " + label.image_id() + " is corrupt");
     return outcome;
   }
-  if (label.has_dense() && (label.dense().width() != image.event().width() ||
-                            label.dense().height() != image.event().height())) {
-    outcome.rejected = "dense mask " + std::to_string(label.dense().width()) + "x" +
-                       std::to_string(label.dense().height()) + " but image " + label.image_id() +
-                       " is " + std::to_string(image.event().width()) + "x" +
-                       std::to_string(image.event().height());
+  if (std::string bad = ClickIntake::DenseSizeProblem(label, image.event()); !bad.empty()) {
+    outcome.rejected = bad;
     return outcome;
   }
-  Store::Batch batch;
-  AdvanceOffset(batch, source);
   if (existing->has_value()) {
     outcome.duplicate = true;
   } else {

@@ -3,19 +3,22 @@
 // never trained on; the others are supervision for the trainer.
 #pragma once
 
+#include "nodes/click_intake.h"
 #include "nodes/intake.h"
 
 namespace clickdiff {
 
-// Run in the serial intake node. The store is not owned and must outlive the node.
+// Run in the serial intake node. Store and waiting room (`pending`) are not owned; they outlive it.
 class LabelIntake {
  public:
-  explicit LabelIntake(Store* store);
-  // Refused: the image is unknown, or a dense mask's size differs from the image's.
+  LabelIntake(Store* store, const ClickIntake* pending);
+  // Refused: a dense mask's size differs from the image's. A label whose image is not stored yet
+  // waits for it like a click (ClickIntake::Park).
   IntakeOutcome operator()(const v1::LabelEvent& label, const KafkaMessage& source) const;
 
  private:
   Store* store_;
+  const ClickIntake* pending_;
 };
 
 }  // namespace clickdiff

@@ -75,8 +75,11 @@ daemon=build/release/services/clickdiffd
 service=(--config "$config" --set "store.path=$out/var/db")
 rm -rf "$out/var" "$out/stream"
 mkdir -p "$out/var"
+# It serves the offline model unchanged (trainer.continuous=false), so its masks compare with the
+# offline ones above.
 # shellcheck disable=SC2086  # rule_args is a list of --set options
-"$daemon" "${service[@]}" --set "model.checkpoint=$out/model.pt" $rule_args 2>"$out/var/clickdiffd.log" &
+"$daemon" "${service[@]}" --set "model.checkpoint=$out/model.pt" --set trainer.continuous=false \
+  $rule_args 2>"$out/var/clickdiffd.log" &
 daemon_pid=$!
 trap 'kill $daemon_pid 2>/dev/null || true' EXIT
 for _ in $(seq 600); do

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -13,6 +14,7 @@
 #include "io/store.h"
 #include "io/zmq_server.h"
 #include "model/checkpoint_store.h"
+#include "nodes/continuous_trainer.h"
 #include "nodes/keys.h"
 #include "nodes/mask_cache.h"
 #include "services/model_options.h"
@@ -118,8 +120,16 @@ std::vector<std::string> ServiceTopics(const KafkaConfig& kafka) {
   return topics;
 }
 
-Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
+Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
                  const std::function<void(const ServiceEndpoints&)>& on_ready) {
+  // Sampler threads and the trainer each run LibTorch ops with compute.torch_threads threads; by
+  // default they split the cores between them instead of each taking all of them.
+  Config config = given;
+  const int workers = std::max(1, config.sampler.shards) + (config.trainer.continuous ? 1 : 0);
+  if (config.compute.torch_threads == 0) {
+    config.compute.torch_threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / workers);
+  }
   Result<Compute> compute = SetUpCompute(config);
   if (!compute.ok()) return compute.status();
   Result<std::unique_ptr<Store>> store = Store::Open(config.store);
@@ -144,9 +154,20 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   }
 
   ModelSlot models;
-  Result<std::shared_ptr<const ServingModel>> model = LoadModel(config, compute->device);
-  if (!model.ok()) return model.status().WithContext("model");
-  models.Set(*model);
+  // The newest version the service trained itself wins over the configured checkpoint.
+  Result<std::optional<ServingModel>> latest =
+      ContinuousTrainer::LoadLatest(**store, compute->device);
+  if (!latest.ok()) return latest.status().WithContext("model");
+  if (latest->has_value()) {
+    spdlog::info("serving model version {} from the store", (*latest)->version);
+    models.Set(std::make_shared<const ServingModel>(std::move(**latest)));
+  } else {
+    Result<std::shared_ptr<const ServingModel>> model = LoadModel(config, compute->device);
+    if (!model.ok()) return model.status().WithContext("model");
+    models.Set(*model);
+  }
+  spdlog::info("{} sampler thread(s){}, {} torch thread(s) each", config.sampler.shards,
+               config.trainer.continuous ? " and a trainer" : "", config.compute.torch_threads);
   Result<Aggregator> aggregator = MakeAggregator(config.aggregator, config.model.num_classes);
   if (!aggregator.ok()) return aggregator.status();
 
@@ -211,6 +232,32 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   }
   CLICKDIFF_RETURN_IF_ERROR((*pipeline)->RequestStaleMasks());
 
+  // Declared after the pipeline, so it stops before the pipeline goes: each new version asks the
+  // pipeline to redraw stale masks.
+  std::unique_ptr<ContinuousTrainer> trainer;
+  if (config.trainer.continuous) {
+    std::shared_ptr<const ServingModel> served = models.Get();
+    Result<std::string> bytes = model::CheckpointStore::ToBytes(*served->segmenter);
+    if (!bytes.ok()) return bytes.status().WithContext("trainer");
+    Result<model::Segmenter> copy =
+        model::CheckpointStore::FromBytes(*bytes, "the served model", compute->device);
+    if (!copy.ok()) return copy.status().WithContext("trainer");
+    ContinuousTrainerOptions options;
+    options.trainer = TrainerOptionsFrom(config);
+    options.snapshot_every_steps = config.trainer.snapshot_every_steps;
+    options.snapshot_seconds = config.trainer.snapshot_seconds;
+    options.recent_weight = config.trainer.recent_weight;
+    options.keep_versions = static_cast<uint64_t>(config.trainer.keep_versions);
+    options.updates_topic = config.kafka.topics.model_updates;
+    trainer = std::make_unique<ContinuousTrainer>(
+        store->get(), &models, producer->get(), std::move(copy).value(), served->version,
+        std::move(options), [&](uint64_t) {
+          if (Status s = (*pipeline)->RequestStaleMasks(); !s.ok()) {
+            spdlog::error("redrawing masks for a new version: {}", s.ToString());
+          }
+        });
+  }
+
   KafkaConsumer::Callbacks callbacks;
   callbacks.stored_offset = [&](const std::string& topic, int32_t partition) {
     // Events of a revoked partition may still be inside the graph: let intake apply them (and
@@ -261,6 +308,7 @@ Status RunDaemon(const Config& config, const std::atomic<bool>& stop,
   spdlog::info("stopping: closing intake, draining the graph");
   consumer_view.store(nullptr);
   consumer->Stop();
+  if (trainer) trainer->Stop();
   (*pipeline)->Drain();
   PipelineCounters c = (*pipeline)->counters();
   Status flushed = (*producer)->Flush(std::chrono::seconds(10));

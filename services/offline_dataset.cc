@@ -64,13 +64,10 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
     const std::vector<OfflineImage>& images, int num_classes) {
   std::vector<model::TrainingExample> examples;
   for (const OfflineImage& image : images) {
-    if (!image.grid_mask.defined() && image.grid_clicks.empty()) continue;
-    Result<model::TrainingExample> example =
-        image.grid_mask.defined()
-            ? model::MakeDenseExample(image.grid_image, image.grid_mask, num_classes)
-            : model::MakeClickExample(image.grid_image, image.grid_clicks, num_classes);
+    Result<std::optional<model::TrainingExample>> example = model::MakeSupervisedExample(
+        image.grid_image, image.grid_clicks, image.grid_mask, num_classes);
     if (!example.ok()) return example.status().WithContext(image.name);
-    examples.push_back(std::move(example).value());
+    if (example->has_value()) examples.push_back(std::move(**example));
   }
   return examples;
 }

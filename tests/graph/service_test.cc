@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "nodes/continuous_trainer.h"
 #include "nodes/keys.h"
 #include "tests/graph/service_fixture.h"
 #include "tests/nodes/node_test_util.h"
@@ -49,14 +50,41 @@ class ServiceTest : public ::testing::Test {
     auto subscriber = MaskSubscriber::Connect(endpoint, prefix).value();
     std::map<std::string, v1::MaskResult> latest;
     Eventually([&] {
-      for (;;) {
+      for (;;) {  // masks may stream without a pause: check after each one
         auto mask = subscriber->Receive(std::chrono::milliseconds(100));
         if (!mask.ok() || !mask->has_value()) break;
         latest[(*mask)->image_id()] = **mask;
+        if (enough(latest)) return true;
       }
       return enough(latest);
     });
     return latest;
+  }
+
+  // Reads `topics` from the beginning with an ordinary consumer until `at_least` records came.
+  std::vector<KafkaMessage> ReadTopics(const std::vector<std::string>& topics, size_t at_least,
+                                       const std::string& group) {
+    std::mutex mu;
+    std::vector<KafkaMessage> read;
+    KafkaConsumer::Callbacks callbacks;
+    callbacks.stored_offset = [](const std::string&, int32_t) {
+      return Result<std::optional<int64_t>>(std::optional<int64_t>());
+    };
+    callbacks.on_message = [&](KafkaMessage m) {
+      std::lock_guard<std::mutex> lock(mu);
+      read.push_back(std::move(m));
+    };
+    KafkaConfig reader = config_.kafka;
+    reader.group_id = group;
+    auto consumer =
+        KafkaConsumer::Create(reader, topics, callbacks, broker_->bootstrap_servers()).value();
+    EXPECT_TRUE(consumer->Start().ok());
+    EXPECT_TRUE(Eventually([&] {
+      std::lock_guard<std::mutex> lock(mu);
+      return read.size() >= at_least;
+    }));
+    consumer->Stop();
+    return read;
   }
 
   v1::QueryReply Ask(const std::string& endpoint, v1::Query::Kind kind,
@@ -183,6 +211,9 @@ TEST_F(ServiceTest, EveryKindOfBadInputIsDeadLetteredAndGoodEventsAroundItArePro
   label.mutable_dense()->set_height(5);
   label.mutable_dense()->set_class_ids(std::string(25, '\1'));
   bad.push_back({"labels", label.SerializeAsString(), "5x5 but image good2 is 24x16"});
+  v1::LabelEvent orphan = label;
+  orphan.set_image_id("nowhere");
+  bad.push_back({"labels", orphan.SerializeAsString(), "label for unknown image ds/nowhere"});
 
   // Good events around and between the bad ones.
   Produce("images", PngImageEvent("good1").SerializeAsString());
@@ -196,29 +227,11 @@ TEST_F(ServiceTest, EveryKindOfBadInputIsDeadLetteredAndGoodEventsAroundItArePro
   Flush();
 
   // Read the dead-letter topics with an ordinary consumer.
-  std::mutex mu;
   std::vector<v1::DeadLetter> letters;
-  KafkaConsumer::Callbacks callbacks;
-  callbacks.stored_offset = [](const std::string&, int32_t) {
-    return Result<std::optional<int64_t>>(std::optional<int64_t>());
-  };
-  callbacks.on_message = [&](KafkaMessage m) {
-    v1::DeadLetter letter;
-    ASSERT_TRUE(letter.ParseFromString(m.value));
-    std::lock_guard<std::mutex> lock(mu);
-    letters.push_back(letter);
-  };
-  KafkaConfig reader = config_.kafka;
-  reader.group_id = "dlq-reader";
-  auto consumer = KafkaConsumer::Create(reader, {"images.dlq", "clicks.dlq", "labels.dlq"},
-                                        callbacks, broker_->bootstrap_servers())
-                      .value();
-  ASSERT_TRUE(consumer->Start().ok());
-  EXPECT_TRUE(Eventually([&] {
-    std::lock_guard<std::mutex> lock(mu);
-    return letters.size() >= bad.size();
-  }));
-  consumer->Stop();
+  for (const KafkaMessage& m :
+       ReadTopics({"images.dlq", "clicks.dlq", "labels.dlq"}, bad.size(), "dlq-reader")) {
+    ASSERT_TRUE(letters.emplace_back().ParseFromString(m.value));
+  }
   ASSERT_EQ(letters.size(), bad.size());
   for (const Bad& b : bad) {
     // Each dead letter carries the refused record verbatim (a parked click is re-serialized,
@@ -239,6 +252,72 @@ TEST_F(ServiceTest, EveryKindOfBadInputIsDeadLetteredAndGoodEventsAroundItArePro
   EXPECT_EQ(status.status().clicks(), 1u);
   EXPECT_EQ(status.status().dead_letters(), bad.size());
   EXPECT_TRUE(service.Stop().ok());
+}
+
+TEST_F(ServiceTest, ContinuousTrainingPublishesVersionsAndRedrawsEveryMaskWithThem) {
+  config_.trainer.continuous = true;
+  config_.trainer.snapshot_every_steps = 10;
+  config_.trainer.keep_versions = 2;
+  config_.trainer.batch_size = 2;
+  uint64_t last = 0;
+  {
+    InProcessService service(config_);
+    for (const char* id : {"a", "b", "c"}) Produce("images", PngImageEvent(id).SerializeAsString());
+    Produce("clicks", Click("a", "a1", 3, 4).SerializeAsString());
+    Produce("clicks", Click("b", "b1", 5, 5).SerializeAsString());
+    Flush();
+    // Every image, clicked or not, gets masks drawn by versions the trainer made.
+    auto masks =
+        CollectMasks(service.endpoints().publish_endpoint, "mask.ds.", [](const auto& got) {
+          if (got.size() < 3) return false;
+          for (const auto& [id, m] : got) {
+            if (m.model_version() < 2) return false;
+          }
+          return true;
+        });
+    ASSERT_EQ(masks.size(), 3u);
+    for (const auto& [id, m] : masks) EXPECT_GE(m.model_version(), 2u) << id;
+    EXPECT_EQ(masks["a"].click_revision(), 1u);
+    EXPECT_EQ(masks["c"].click_revision(), 0u);
+    v1::QueryReply status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+    ASSERT_TRUE(status.ok());
+    EXPECT_GE(status.status().model_version(), 2u);
+    ASSERT_TRUE(service.Stop().ok());
+  }
+  {
+    auto store = Store::Open(config_.store).value();
+    auto current = store->Get(Family::kMetadata, ContinuousTrainer::kCurrentVersionKey).value();
+    ASSERT_TRUE(current.has_value());
+    last = std::stoull(*current);
+    ASSERT_GE(last, 2u);
+    // The last two versions are kept, older ones deleted.
+    for (uint64_t v = 1; v <= last; ++v) {
+      EXPECT_EQ(store->Get(Family::kModels, ContinuousTrainer::ModelKey(v)).value().has_value(),
+                v + 2 > last)
+          << v;
+    }
+  }
+  // Each version was announced on model-updates, with the supervision it learnt from.
+  std::set<uint64_t> announced;
+  for (const KafkaMessage& m : ReadTopics({"model-updates"}, last, "updates-reader")) {
+    v1::ModelUpdate update;
+    ASSERT_TRUE(update.ParseFromString(m.value));
+    announced.insert(update.model_version());
+    EXPECT_GE(update.clicks_seen(), 1u);
+    if (update.model_version() == last) {
+      EXPECT_EQ(update.clicks_seen(), 2u);
+    }
+    EXPECT_EQ(update.checkpoint_key(), ContinuousTrainer::ModelKey(update.model_version()));
+  }
+  for (uint64_t v = 1; v <= last; ++v) EXPECT_EQ(announced.count(v), 1u) << v;
+
+  // A restart serves the last version the service trained, not the configured model.
+  config_.trainer.continuous = false;
+  InProcessService again(config_);
+  v1::QueryReply status = Ask(again.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status.status().model_version(), last);
+  EXPECT_TRUE(again.Stop().ok());
 }
 
 TEST_F(ServiceTest, OutsideClientsWorkKcatInAndPythonSubscriberOut) {

@@ -125,7 +125,7 @@ TEST_F(IntakeTest, ClickForAnImageThatNeverArrivesExpiresWithAReason) {
 }
 
 TEST_F(IntakeTest, LabelMustMatchItsImage) {
-  LabelIntake labels(store_.get());
+  LabelIntake labels(store_.get(), clicks_.get());
   v1::LabelEvent label;
   label.set_dataset("ds");
   label.set_image_id("a");
@@ -133,14 +133,24 @@ TEST_F(IntakeTest, LabelMustMatchItsImage) {
   label.mutable_dense()->set_width(24);
   label.mutable_dense()->set_height(16);
   label.mutable_dense()->set_class_ids(std::string(24 * 16, '\1'));
-  EXPECT_THAT(*labels(label, Record("labels", "", 0)).rejected, HasSubstr("unknown image ds/a"));
+  // Before its image: it waits, and is stored when the image arrives.
+  IntakeOutcome early = labels(label, Record("labels", "", 0));
+  EXPECT_FALSE(early.rejected);
+  EXPECT_EQ(Offset("labels"), 1);
+  EXPECT_EQ(store_->Count(Family::kLabels).value(), 0u);
   (void)(*images_)(Image("a"), Record("images", "", 0));
-  EXPECT_FALSE(labels(label, Record("labels", "", 1)).rejected);
+  EXPECT_EQ(store_->Count(Family::kLabels).value(), 1u);
   EXPECT_TRUE(labels(label, Record("labels", "", 2)).duplicate);
   label.mutable_dense()->set_width(12);
   label.mutable_dense()->set_class_ids(std::string(12 * 16, '\1'));
   label.set_label_id("other");
   EXPECT_THAT(*labels(label, Record("labels", "", 3)).rejected, HasSubstr("12x16 but image a"));
+  // A label that waited and does not fit is dead-lettered when its image arrives.
+  label.set_image_id("b");
+  label.set_label_id("b-truth");
+  EXPECT_FALSE(labels(label, Record("labels", "", 4)).rejected);
+  (void)(*images_)(Image("b"), Record("images", "", 1));
+  EXPECT_EQ(letters_->count(), 1u);
 }
 
 TEST_F(IntakeTest, MaskCacheHitsOnlyForTheSameVersionAndRevision) {

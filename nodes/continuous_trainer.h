@@ -1,0 +1,99 @@
+// nodes/continuous_trainer.h — trains the model in its own thread while the graph serves, and
+// hands each new version to the samplers.
+//
+// Loop: replay the supervision stored in RocksDB (nodes/replay.h), train in short runs, and every
+// `snapshot_every_steps` steps or `snapshot_seconds` seconds (whichever first) snapshot a version:
+// its checkpoint and "current version" go to RocksDB in one batch, a ModelUpdate to the
+// model-updates topic, a fully built copy into the ModelSlot (samplers pick it up between requests;
+// a request keeps the version it started with), then `on_version` runs. Examples whose supervision
+// changed since the previous snapshot weigh `recent_weight` times as much, so a new click shows in
+// the next version. The training copy of the model is never the one served.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "io/kafka_producer.h"
+#include "io/store.h"
+#include "model/segmenter.h"
+#include "model/trainer.h"
+#include "nodes/model_slot.h"
+
+namespace clickdiff {
+
+struct ContinuousTrainerOptions {
+  model::TrainerOptions trainer;  // batch size, learning rate, seed (budgets are set here)
+  int64_t snapshot_every_steps = 200;
+  double snapshot_seconds = 60;
+  double recent_weight = 4;     // >= 1
+  int64_t run_steps = 10;       // steps between checks for stop and new supervision
+  uint64_t keep_versions = 10;  // versions kept in the store (older deleted); 0: all
+  std::string updates_topic;    // empty: no ModelUpdate is produced
+};
+
+struct TrainerCounters {
+  uint64_t version = 0;  // last version snapshotted (or loaded)
+  int64_t steps = 0;     // training steps since start
+  float loss = 0;        // mean loss of the last run
+  uint64_t examples = 0;
+  uint64_t clicks = 0;
+  uint64_t labels = 0;
+};
+
+class ContinuousTrainer {
+ public:
+  // Starts the thread. `start` is a training copy of the served model `start_version`; store,
+  // slot and producer (may be null) are not owned and must outlive the trainer.
+  ContinuousTrainer(Store* store, ModelSlot* slot, KafkaProducer* producer, model::Segmenter start,
+                    uint64_t start_version, ContinuousTrainerOptions options,
+                    std::function<void(uint64_t version)> on_version);
+  ~ContinuousTrainer();  // Stop()
+  ContinuousTrainer(const ContinuousTrainer&) = delete;
+  ContinuousTrainer& operator=(const ContinuousTrainer&) = delete;
+
+  // Finishes the run in hand (at most run_steps steps) and joins. Idempotent.
+  void Stop();
+  TrainerCounters counters() const;
+  // OK, or what stopped training (the service keeps serving the last version).
+  Status failure() const;
+
+  // The RocksDB key of a version's checkpoint (kModels) and of the current version (kMetadata).
+  static std::string ModelKey(uint64_t version);
+  static const char* const kCurrentVersionKey;
+  // The newest version stored, if any, built on `device`.
+  static Result<std::optional<ServingModel>> LoadLatest(const Store& store, torch::Device device);
+
+ private:
+  void Run();
+  Status TrainOnce();
+  Status Snapshot();
+
+  Store* store_;
+  ModelSlot* slot_;
+  KafkaProducer* producer_;
+  model::Segmenter segmenter_;
+  model::Trainer trainer_;
+  ContinuousTrainerOptions options_;
+  std::function<void(uint64_t)> on_version_;
+
+  std::map<std::string, uint64_t> snapshotted_revisions_;  // trainer thread only
+  int64_t steps_at_snapshot_ = 0;                          // trainer thread only
+  std::chrono::steady_clock::time_point snapshot_time_;    // trainer thread only
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;     // GUARDED_BY(mu_)
+  TrainerCounters counters_;  // GUARDED_BY(mu_)
+  Status failure_;            // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+}  // namespace clickdiff

@@ -1,0 +1,264 @@
+// The continuous trainer on a real store: what it replays, how it snapshots versions, and that
+// samplers swapping versions under load never fail a request nor use a half-loaded model.
+#include "nodes/continuous_trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "model/checkpoint_store.h"
+#include "model/preprocess.h"
+#include "nodes/intake.h"
+#include "nodes/keys.h"
+#include "nodes/replay.h"
+#include "nodes/sampler.h"
+#include "services/model_options.h"
+#include "tests/nodes/node_test_util.h"
+
+namespace clickdiff {
+namespace {
+
+constexpr int kGrid = 16;
+
+class ContinuousTrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("clickdiff_trainer_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    StoreConfig store_config;
+    store_config.path = (dir_ / "db").string();
+    store_ = Store::Open(store_config).value();
+    config_.model.resolution = kGrid;
+    config_.model.levels = 2;
+    config_.model.base_channels = 8;
+    config_.model.encoder_channels = 8;
+    config_.model.d3pm.steps = 10;
+    config_.trainer.batch_size = 2;
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  model::Segmenter NewModel() const {
+    return model::Segmenter::Create(SegmenterOptionsFrom(config_).value(), torch::kCPU).value();
+  }
+
+  // A 32x24 image on the grid: a bright square on a dark background.
+  void StoreImage(const std::string& id, int resolution = kGrid) {
+    v1::StoredImage image;
+    image.mutable_event()->set_dataset("ds");
+    image.mutable_event()->set_image_id(id);
+    image.mutable_event()->set_width(32);
+    image.mutable_event()->set_height(24);
+    image.set_grid_resolution(resolution);
+    for (int y = 0; y < resolution; ++y) {
+      for (int x = 0; x < resolution; ++x) {
+        image.add_grid(x >= 4 && x < 10 && y >= 5 && y < 11 ? 0.9f : 0.1f);
+      }
+    }
+    Put(Family::kImages, keys::Image("ds", id), image.SerializeAsString());
+  }
+  void StoreClick(const std::string& image, const std::string& id, int x, int y) {
+    Put(Family::kClicks, keys::Child(keys::Image("ds", image), id),
+        testing::Click(image, id, x, y).SerializeAsString());
+  }
+  void StoreLabel(const std::string& image, const std::string& id, bool for_evaluation) {
+    v1::LabelEvent label;
+    label.set_dataset("ds");
+    label.set_image_id(image);
+    label.set_label_id(id);
+    label.set_for_evaluation(for_evaluation);
+    std::string ids(32 * 24, '\0');
+    for (int y = 8; y < 16; ++y) {
+      for (int x = 8; x < 20; ++x) ids[y * 32 + x] = 1;
+    }
+    label.mutable_dense()->set_width(32);
+    label.mutable_dense()->set_height(24);
+    label.mutable_dense()->set_class_ids(ids);
+    Put(Family::kLabels, keys::Child(keys::Image("ds", image), id), label.SerializeAsString());
+  }
+  void Put(Family family, const std::string& key, const std::string& value) {
+    Store::Batch batch;
+    batch.Put(family, key, value);
+    ASSERT_TRUE(store_->Write(batch).ok());
+  }
+
+  ContinuousTrainerOptions Options(int64_t every_steps) const {
+    ContinuousTrainerOptions o;
+    o.trainer = TrainerOptionsFrom(config_);
+    o.snapshot_every_steps = every_steps;
+    o.snapshot_seconds = 1e9;
+    o.run_steps = std::min<int64_t>(every_steps, 5);
+    o.keep_versions = 0;  // every version stays, so the tests can load any
+    return o;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  Config config_;
+};
+
+TEST_F(ContinuousTrainerTest, ReplayHoldsClickedAndLabelledImagesButNeverEvaluationLabels) {
+  StoreImage("clicked");
+  StoreClick("clicked", "c1", 10, 12);
+  StoreClick("clicked", "c2", 12, 12);
+  StoreImage("labelled");
+  StoreLabel("labelled", "l1", /*for_evaluation=*/false);
+  StoreClick("labelled", "c3", 10, 10);
+  StoreImage("held_out");
+  StoreLabel("held_out", "truth", /*for_evaluation=*/true);
+  StoreImage("bare");
+  StoreImage("other_grid", 8);
+  StoreClick("other_grid", "c4", 1, 1);
+
+  Result<Replay> replay = LoadReplay(*store_, kGrid, 2);
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  ASSERT_EQ(replay->examples.size(), 2u);
+  EXPECT_EQ(replay->clicks, 3u);
+  EXPECT_EQ(replay->labels, 1u);
+  const ReplayExample& clicked = replay->examples[0];  // keys sort: "clicked" < "labelled"
+  EXPECT_EQ(clicked.image_key, keys::Image("ds", "clicked"));
+  EXPECT_EQ(clicked.revision, 2u);
+  EXPECT_FALSE(clicked.example.dense);
+  // The 32x24 image sits in a 32x32 square (4 rows of padding above): 2 image px per grid cell.
+  auto [gx, gy] = MakeGridMapping(32, 24, kGrid).value().ToGrid(10, 12);
+  EXPECT_EQ(clicked.example.target[gy][gx].item<int64_t>(), 1);
+  EXPECT_EQ(clicked.example.target.sum().item<int64_t>(), 2);
+  const ReplayExample& labelled = replay->examples[1];
+  EXPECT_TRUE(labelled.example.dense);  // the dense label wins over its click
+  EXPECT_EQ(labelled.revision, 2u);
+  EXPECT_EQ(labelled.example.target.sum().item<int64_t>(), 6 * 4);  // 12x8 px = 6x4 cells
+}
+
+TEST_F(ContinuousTrainerTest, NothingToLearnFromMeansNoNewVersion) {
+  StoreImage("bare");
+  ModelSlot slot;
+  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, Options(1), {});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  trainer.Stop();
+  EXPECT_EQ(trainer.counters().version, 0u);
+  EXPECT_EQ(slot.Get(), nullptr);
+  EXPECT_TRUE(trainer.failure().ok());
+}
+
+TEST_F(ContinuousTrainerTest, SnapshotsNumberedVersionsToTheStoreAndTheSlotInOrder) {
+  StoreImage("a");
+  StoreClick("a", "c1", 10, 12);
+  ModelSlot slot;
+  std::mutex mu;
+  std::vector<uint64_t> announced;
+  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 4, Options(3),
+                            [&](uint64_t v) {
+                              std::lock_guard<std::mutex> lock(mu);
+                              announced.push_back(v);
+                            });
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (trainer.counters().version < 6 && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  trainer.Stop();
+  ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
+  const uint64_t last = trainer.counters().version;
+  ASSERT_GE(last, 6u);
+  EXPECT_GE(trainer.counters().steps, 6);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(announced.size(), last - 4);
+    for (size_t i = 0; i < announced.size(); ++i) EXPECT_EQ(announced[i], 5 + i);
+  }
+  EXPECT_EQ(slot.Get()->version, last);
+  for (uint64_t v = 5; v <= last; ++v) {
+    EXPECT_TRUE(store_->Get(Family::kModels, ContinuousTrainer::ModelKey(v)).value().has_value());
+  }
+  // What a restart loads is the last version, and it samples exactly like the one in the slot.
+  Result<std::optional<ServingModel>> latest = ContinuousTrainer::LoadLatest(*store_, torch::kCPU);
+  ASSERT_TRUE(latest.ok()) << latest.status().ToString();
+  ASSERT_TRUE(latest->has_value());
+  EXPECT_EQ((*latest)->version, last);
+  torch::Tensor image = torch::rand({1, 1, kGrid, kGrid});
+  EXPECT_TRUE(torch::equal((*latest)->segmenter->Sample(image, 3, 2, 7).value(),
+                           slot.Get()->segmenter->Sample(image, 3, 2, 7).value()));
+}
+
+TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOnlyWholeModels) {
+  StoreImage("a");
+  StoreImage("b");
+  StoreClick("a", "c1", 10, 12);
+  ModelSlot slot;
+  auto first = std::make_shared<ServingModel>();
+  first->segmenter = std::make_shared<model::Segmenter>(NewModel());
+  slot.Set(first);
+  MaskCache cache(store_.get());  // empty: every request samples
+  InferRequestGate gate;
+  Sampler sampler(store_.get(), &slot, &gate, &cache, SamplerOptions{3, 2, 64});
+
+  ContinuousTrainer trainer(
+      store_.get(), &slot, nullptr,
+      model::CheckpointStore::FromBytes(model::CheckpointStore::ToBytes(*first->segmenter).value(),
+                                        "first", torch::kCPU)
+          .value(),
+      0, Options(1), {});
+  std::atomic<int> failures{0};
+  std::mutex mu;
+  std::vector<SampleSet> results;
+  std::vector<std::thread> load;
+  for (const char* id : {"a", "b"}) {
+    load.emplace_back([&, id] {
+      uint64_t seen = 0;
+      const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+      for (int i = 0;
+           (i < 25 || trainer.counters().version < 3) && std::chrono::steady_clock::now() < end;
+           ++i) {
+        Result<SampleSet> set = sampler(RequestFor("ds", id));
+        if (!set.ok() || set->model_version < seen) {
+          failures.fetch_add(1);
+          continue;
+        }
+        seen = set->model_version;
+        std::lock_guard<std::mutex> lock(mu);
+        results.push_back(std::move(set).value());
+      }
+    });
+  }
+  for (std::thread& t : load) t.join();
+  trainer.Stop();
+  ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_GE(results.size(), 50u);
+
+  // Each result is exactly what the whole model of its version draws for that request.
+  std::map<uint64_t, std::unique_ptr<ModelSlot>> versions;
+  for (const SampleSet& r : results) {
+    std::unique_ptr<ModelSlot>& replay_slot = versions[r.model_version];
+    if (!replay_slot) {
+      auto model = std::make_shared<ServingModel>();
+      model->version = r.model_version;
+      if (r.model_version == 0) {
+        model->segmenter = first->segmenter;
+      } else {
+        auto bytes =
+            store_->Get(Family::kModels, ContinuousTrainer::ModelKey(r.model_version)).value();
+        ASSERT_TRUE(bytes.has_value()) << r.model_version;
+        model->segmenter = std::make_shared<model::Segmenter>(
+            model::CheckpointStore::FromBytes(*bytes, "v", torch::kCPU).value());
+      }
+      replay_slot = std::make_unique<ModelSlot>();
+      replay_slot->Set(model);
+    }
+    Sampler again(store_.get(), replay_slot.get(), &gate, &cache, SamplerOptions{3, 2, 64});
+    Result<SampleSet> redrawn = again(r.request);
+    ASSERT_TRUE(redrawn.ok());
+    EXPECT_TRUE(torch::equal(redrawn->samples, r.samples))
+        << r.request.image_id << " at version " << r.model_version;
+  }
+  EXPECT_GE(versions.size(), 3u) << "versions were not swapped in while the samplers ran";
+}
+
+}  // namespace
+}  // namespace clickdiff

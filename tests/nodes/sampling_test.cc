@@ -1,0 +1,139 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "nodes/aggregate.h"
+#include "nodes/intake.h"
+#include "nodes/keys.h"
+#include "nodes/sampler.h"
+#include "services/model_options.h"
+
+namespace clickdiff {
+namespace {
+
+// A tiny model and a real store; the sampler reads the image and its clicks from the store.
+class SamplerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("clickdiff_sampler_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    StoreConfig store_config;
+    store_config.path = (dir_ / "db").string();
+    store_ = Store::Open(store_config).value();
+    Config config;
+    config.model.resolution = 16;
+    config.model.levels = 2;
+    config.model.base_channels = 8;
+    config.model.encoder_channels = 8;
+    config.model.d3pm.steps = 10;
+    auto serving = std::make_shared<ServingModel>();
+    serving->segmenter = std::make_shared<model::Segmenter>(
+        model::Segmenter::Create(SegmenterOptionsFrom(config).value(), torch::kCPU).value());
+    serving->version = 3;
+    models_.Set(serving);
+    cache_ = std::make_unique<MaskCache>(store_.get());
+    sampler_ = std::make_unique<Sampler>(store_.get(), &models_, &gate_, cache_.get(),
+                                         SamplerOptions{3, 2, 64});
+  }
+  void TearDown() override {
+    sampler_.reset();
+    cache_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void StoreImage(const std::string& id, int resolution = 16) {
+    v1::StoredImage image;
+    image.mutable_event()->set_dataset("ds");
+    image.mutable_event()->set_image_id(id);
+    image.mutable_event()->set_width(32);
+    image.mutable_event()->set_height(24);
+    image.set_grid_resolution(resolution);
+    for (int i = 0; i < resolution * resolution; ++i) image.add_grid(0.5f);
+    Store::Batch batch;
+    batch.Put(Family::kImages, keys::Image("ds", id), image.SerializeAsString());
+    ASSERT_TRUE(store_->Write(batch).ok());
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  ModelSlot models_;
+  InferRequestGate gate_;
+  std::unique_ptr<MaskCache> cache_;
+  std::unique_ptr<Sampler> sampler_;
+};
+
+TEST_F(SamplerTest, DrawsNSamplesTaggedWithVersionAndClickRevision) {
+  StoreImage("a");
+  Store::Batch click;
+  click.Put(Family::kClicks, keys::Child(keys::Image("ds", "a"), "c1"), "x");
+  ASSERT_TRUE(store_->Write(click).ok());
+  ASSERT_TRUE(gate_(RequestFor("ds", "a")));
+  Result<SampleSet> set = (*sampler_)(RequestFor("ds", "a"));
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->samples.sizes(), (std::vector<int64_t>{3, 16, 16}));
+  EXPECT_EQ(set->model_version, 3u);
+  EXPECT_EQ(set->click_revision, 1u);
+  EXPECT_FALSE(set->cached.has_value());
+  EXPECT_TRUE(set->image.payload().empty());
+  EXPECT_EQ(gate_.waiting(), 0u);  // starting the work lets the next request for "a" through
+}
+
+TEST_F(SamplerTest, UnchangedImageIsServedFromTheCache) {
+  StoreImage("a");
+  v1::MaskResult cached;
+  cached.set_dataset("ds");
+  cached.set_image_id("a");
+  cached.set_model_version(3);
+  cached.set_click_revision(0);
+  ASSERT_TRUE((*cache_)(cached).ok());
+  Result<SampleSet> set = (*sampler_)(RequestFor("ds", "a"));
+  ASSERT_TRUE(set.ok());
+  ASSERT_TRUE(set->cached.has_value());
+  EXPECT_FALSE(set->samples.defined());
+}
+
+TEST_F(SamplerTest, MissingImageAndWrongGridAreErrors) {
+  EXPECT_EQ((*sampler_)(RequestFor("ds", "nope")).status().code(), StatusCode::kNotFound);
+  StoreImage("b", 8);
+  EXPECT_EQ((*sampler_)(RequestFor("ds", "b")).status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(AggregateTest, MajorityOfSamplesBecomesAMaskAtTheImageSize) {
+  AggregatorOptions options;
+  options.num_classes = 2;
+  options.rule = AggregationRule::kMajority;
+  Aggregate aggregate(Aggregator::Create(options).value(), "majority");
+  SampleSet set;
+  set.request = RequestFor("ds", "a");
+  set.image.set_dataset("ds");
+  set.image.set_image_id("a");
+  set.image.set_width(32);
+  set.image.set_height(16);  // on a 16-cell grid: 2 px per cell, rows 4..11 of the grid hold it
+  set.samples = torch::zeros({4, 16, 16}, torch::kInt64);
+  set.samples.index_put_(
+      {torch::indexing::Slice(), torch::indexing::Slice(6, 10), torch::indexing::Slice(4, 8)}, 1);
+  set.model_version = 2;
+  set.click_revision = 5;
+  Result<v1::MaskResult> mask = aggregate(set);
+  ASSERT_TRUE(mask.ok()) << mask.status().ToString();
+  EXPECT_EQ(mask->width(), 32u);
+  EXPECT_EQ(mask->height(), 16u);
+  ASSERT_EQ(mask->mask().size(), 32u * 16u);
+  EXPECT_EQ(mask->model_version(), 2u);
+  EXPECT_EQ(mask->click_revision(), 5u);
+  EXPECT_EQ(mask->samples(), 4u);
+  EXPECT_EQ(mask->aggregation(), "majority");
+  // Grid rows 6..9 are image rows 4..11 (the 32x16 image sits in rows 4..11 of the 16x16 grid);
+  // grid columns 4..7 are image columns 8..15.
+  EXPECT_EQ(mask->mask()[8 * 32 + 12], 1);
+  EXPECT_EQ(mask->mask()[8 * 32 + 25], 0);
+  EXPECT_EQ(mask->mask()[0], 0);
+  // All four samples agree: no uncertainty inside or far outside (edges blend when resized).
+  EXPECT_EQ(mask->uncertainty()[8 * 32 + 12], 0);
+  EXPECT_EQ(mask->uncertainty()[0], 0);
+}
+
+}  // namespace
+}  // namespace clickdiff
