@@ -118,7 +118,8 @@ struct TrainerConfig {
 
 struct ComputeConfig {
   std::string device = "cpu";  // cpu | cuda | cuda:N | auto
-  int torch_threads = 0;       // intra-op threads; 0: one per core
+  int torch_threads = 0;       // intra-op threads per worker; 0: the cores divided among
+                               // clickdiffd's samplers and trainer (offline: all cores)
 };
 
 struct LimitsConfig {

@@ -3,9 +3,7 @@
 #include <oneapi/tbb/flow_graph.h>
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -19,6 +17,7 @@
 #include "nodes/label_intake.h"
 #include "nodes/mask_cache.h"
 #include "nodes/preprocess.h"
+#include "nodes/priority_fifo.h"
 #include "nodes/publisher.h"
 #include "nodes/sampler.h"
 
@@ -32,6 +31,8 @@ using SamplerNode = flow::async_node<InferRequest, SampleSet>;
 
 // Sampler threads outside TBB's worker pool, fed by the async_node. Each queued request holds a
 // graph wait reference (reserve_wait) until it is done or dropped, so wait_for_all covers them.
+// Waiting requests are taken by priority (InferRequest::priority), first come first served among
+// equals, whatever order the graph's tasks delivered them in.
 class SamplerPool {
  public:
   SamplerPool(const Sampler* sampler, int threads, std::atomic<uint64_t>* errors)
@@ -45,7 +46,7 @@ class SamplerPool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!stopping_) {
-        queue_.emplace_back(request, &gateway);
+        queue_.Push(request.priority, Job{request, &gateway});
         cv_.notify_one();
         return;
       }
@@ -55,14 +56,14 @@ class SamplerPool {
 
   // Drops queued requests, lets running ones finish, joins. Idempotent.
   void Stop() {
-    std::deque<std::pair<InferRequest, SamplerNode::gateway_type*>> dropped;
+    std::vector<Job> dropped;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
-      dropped.swap(queue_);
+      dropped = queue_.TakeAll();
       cv_.notify_all();
     }
-    for (auto& [request, gateway] : dropped) gateway->release_wait();
+    for (Job& job : dropped) job.gateway->release_wait();
     for (std::thread& t : threads_) {
       if (t.joinable()) t.join();
     }
@@ -71,28 +72,27 @@ class SamplerPool {
  private:
   void Run() {
     for (;;) {
-      std::pair<InferRequest, SamplerNode::gateway_type*> job;
+      Job job;
       {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;
-        job = std::move(queue_.front());
-        queue_.pop_front();
+        job = std::move(queue_.Pop()).value();
       }
       Result<SampleSet> set = Internal("sampler: unknown exception");
       try {
-        set = (*sampler_)(job.first);
-        if (set.ok()) job.second->try_put(std::move(set).value());
+        set = (*sampler_)(job.request);
+        if (set.ok()) job.gateway->try_put(std::move(set).value());
       } catch (const std::exception& e) {
         set = Internal(std::string("sampler: ") + e.what());
       } catch (...) {
       }
       if (!set.ok()) {
         errors_->fetch_add(1);
-        spdlog::error("sampler: {}/{}: {}", job.first.dataset, job.first.image_id,
+        spdlog::error("sampler: {}/{}: {}", job.request.dataset, job.request.image_id,
                       set.status().ToString());
       }
-      job.second->release_wait();
+      job.gateway->release_wait();
     }
   }
 
@@ -100,8 +100,12 @@ class SamplerPool {
   std::atomic<uint64_t>* errors_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::pair<InferRequest, SamplerNode::gateway_type*>> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                                                  // GUARDED_BY(mu_)
+  struct Job {
+    InferRequest request;
+    SamplerNode::gateway_type* gateway = nullptr;
+  };
+  PriorityFifo<Job> queue_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;    // GUARDED_BY(mu_)
   std::vector<std::thread> threads_;
 };
 
@@ -137,7 +141,7 @@ struct Pipeline::Impl {
             graph, flow::serial,
             [this](const Decoded& d, IntakeNode::output_ports_type& ports) { Intake(d, ports); }),
         gate_node(
-            graph, flow::serial,  // FIFO: requests reach the samplers in the order asked
+            graph, flow::unlimited,
             [this](const InferRequest& r,
                    flow::multifunction_node<InferRequest,
                                             std::tuple<InferRequest>>::output_ports_type& ports) {
@@ -336,13 +340,9 @@ void Pipeline::Tick() { impl_->Put(std::monostate{}); }
 Status Pipeline::RequestStaleMasks() {
   std::shared_ptr<const ServingModel> model = impl_->models->Get();
   const uint64_t version = model ? model->version : 0;
-  // Images without a mask or whose clicks changed since it come first (priority 2), then those
-  // whose mask is merely from another model version, the most uncertain first.
-  struct Stale {
-    double priority;
-    InferRequest request;
-  };
-  std::vector<Stale> stale;
+  // Missing masks and masks drawn before the image's last click come first (kPriorityStale);
+  // those merely from another model version follow, the most uncertain first.
+  std::vector<InferRequest> stale;
   Status scanned =
       impl_->store->Scan(Family::kImages, "", [&](std::string_view key, std::string_view value) {
         v1::StoredImage image;
@@ -354,21 +354,20 @@ Status Pipeline::RequestStaleMasks() {
             impl_->store->Count(Family::kClicks, keys::Under(std::string(key)));
         if (!current.ok() || !revision.ok() || !current->has_value() ||
             (*current)->click_revision() != *revision) {
-          stale.push_back({2, RequestFor(e.dataset(), e.image_id())});
+          stale.push_back(RequestFor(e.dataset(), e.image_id(), kPriorityStale));
         } else if ((*current)->model_version() != version) {
           const std::string& u = (*current)->uncertainty();
-          double mean = 0;
-          for (unsigned char b : u) mean += b;
-          stale.push_back({u.empty() ? 1 : mean / (255.0 * static_cast<double>(u.size())),
-                           RequestFor(e.dataset(), e.image_id())});
+          double sum = 0;
+          for (unsigned char b : u) sum += b;
+          stale.push_back(
+              RequestFor(e.dataset(), e.image_id(),
+                         u.empty() ? 1 : sum / (255.0 * static_cast<double>(u.size()))));
         }
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
-  std::stable_sort(stale.begin(), stale.end(),
-                   [](const Stale& a, const Stale& b) { return a.priority > b.priority; });
   spdlog::info("{} stored images need a mask drawn for model version {}", stale.size(), version);
-  for (const Stale& s : stale) impl_->gate_node.try_put(s.request);
+  for (const InferRequest& r : stale) impl_->gate_node.try_put(r);
   return Status::Ok();
 }
 

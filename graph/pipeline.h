@@ -5,7 +5,8 @@
 //        each effect + offset in one RocksDB batch) --done--> limiter.decrement
 //                                                   --infer--> gate (one waiting per image)
 //     -> sampler (async_node: a pool of sampler threads outside TBB's workers, so minutes of
-//        LibTorch work never starve the graph) -> aggregate (unlimited) -> cache + publish (serial)
+//        LibTorch work never starve the graph; they take waiting requests by priority)
+//     -> aggregate (unlimited) -> cache + publish (serial)
 //
 // Concurrency is chosen per stage: decoding and preprocessing are pure and run in parallel; intake
 // is serial because it reads-then-writes the store and must store offsets in order (the sequencer

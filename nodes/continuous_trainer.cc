@@ -2,18 +2,26 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
 
 #include "model/checkpoint_store.h"
 #include "nodes/intake.h"
-#include "nodes/replay.h"
 #include "schemas/events.pb.h"
 
 namespace clickdiff {
 
 const char* const ContinuousTrainer::kCurrentVersionKey = "model:current";
+const char* const ContinuousTrainer::kLineageKey = "model:lineage";
+
+namespace {
+
+// Supervision is re-read from the store at most this often (a full scan).
+constexpr std::chrono::seconds kReloadPeriod{2};
+
+}  // namespace
 
 std::string ContinuousTrainer::ModelKey(uint64_t version) {
   char key[32];
@@ -21,29 +29,37 @@ std::string ContinuousTrainer::ModelKey(uint64_t version) {
   return key;
 }
 
-Result<std::optional<ServingModel>> ContinuousTrainer::LoadLatest(const Store& store,
-                                                                  torch::Device device) {
+Result<StoredVersions> ContinuousTrainer::LoadLatest(const Store& store, torch::Device device,
+                                                     const std::string& lineage) {
+  StoredVersions stored;
   Result<std::optional<std::string>> current = store.Get(Family::kMetadata, kCurrentVersionKey);
   if (!current.ok()) return current.status();
-  if (!current->has_value()) return std::optional<ServingModel>();
-  uint64_t version = 0;
+  if (!current->has_value()) return stored;
   try {
-    version = std::stoull(**current);
+    stored.newest = std::stoull(**current);
   } catch (const std::exception&) {
     return DataLoss("store: the current model version '" + **current + "' is not a number");
   }
-  Result<std::optional<std::string>> bytes = store.Get(Family::kModels, ModelKey(version));
+  Result<std::optional<std::string>> from = store.Get(Family::kMetadata, kLineageKey);
+  if (!from.ok()) return from.status();
+  if (from->value_or("") != lineage) {
+    spdlog::warn("the store's model versions (up to {}) come from '{}', not '{}': starting anew",
+                 stored.newest, from->value_or(""), lineage);
+    return stored;
+  }
+  Result<std::optional<std::string>> bytes = store.Get(Family::kModels, ModelKey(stored.newest));
   if (!bytes.ok()) return bytes.status();
   if (!bytes->has_value()) {
-    return DataLoss("store: model version " + std::to_string(version) + " is missing");
+    return DataLoss("store: model version " + std::to_string(stored.newest) + " is missing");
   }
   Result<model::Segmenter> segmenter = model::CheckpointStore::FromBytes(
-      **bytes, "stored model version " + std::to_string(version), device);
+      **bytes, "stored model version " + std::to_string(stored.newest), device);
   if (!segmenter.ok()) return segmenter.status();
   ServingModel serving;
   serving.segmenter = std::make_shared<model::Segmenter>(std::move(segmenter).value());
-  serving.version = version;
-  return std::optional<ServingModel>(std::move(serving));
+  serving.version = stored.newest;
+  stored.model = std::move(serving);
+  return stored;
 }
 
 ContinuousTrainer::ContinuousTrainer(Store* store, ModelSlot* slot, KafkaProducer* producer,
@@ -83,7 +99,13 @@ Status ContinuousTrainer::failure() const {
   return failure_;
 }
 
+bool ContinuousTrainer::stopping() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopping_;
+}
+
 void ContinuousTrainer::Run() {
+  std::chrono::seconds backoff{1};
   for (;;) {
     Status s = Status::Ok();
     try {
@@ -92,57 +114,73 @@ void ContinuousTrainer::Run() {
       s = Internal(std::string("trainer: ") + e.what());
     }
     std::unique_lock<std::mutex> lock(mu_);
-    if (!s.ok()) {
-      spdlog::error("trainer stopped: {}; serving version {} from now on", s.ToString(),
-                    counters_.version);
-      failure_ = s;
-      return;
-    }
+    failure_ = s;
     if (stopping_) return;
+    if (s.ok()) {
+      backoff = std::chrono::seconds(1);
+      continue;
+    }
+    spdlog::error("trainer: {}; serving version {} and retrying in {} s", s.ToString(),
+                  counters_.version, backoff.count());
+    cv_.wait_for(lock, backoff, [&] { return stopping_; });
+    backoff = std::min(backoff * 2, std::chrono::seconds(60));
+    replay_time_.reset();  // read the store again
   }
 }
 
-// One short run on the current replay, then a snapshot when one is due. Waits (up to a second,
-// or until Stop) when there is nothing to train on yet.
-Status ContinuousTrainer::TrainOnce() {
+// Reads the supervision again and weights it: examples whose supervision changed since the last
+// snapshot are repeated `recent_weight` times (rounded; at least once), so they are drawn more.
+Status ContinuousTrainer::Reload() {
   const model::SegmenterOptions& model_options = segmenter_.options();
   Result<Replay> replay = LoadReplay(*store_, model_options.resolution, model_options.num_classes);
   if (!replay.ok()) return replay.status().WithContext("trainer replay");
-  if (replay->examples.empty()) {
+  replay_ = std::move(replay).value();
+  replay_time_ = std::chrono::steady_clock::now();
+  const int64_t repeats = std::max<int64_t>(1, std::llround(options_.recent_weight));
+  data_.clear();
+  for (const ReplayExample& e : replay_.examples) {
+    auto seen = snapshotted_revisions_.find(e.image_key);
+    const bool changed = seen == snapshotted_revisions_.end() || seen->second != e.revision;
+    for (int64_t i = 0; i < (changed ? repeats : 1); ++i) data_.push_back(e.example);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_.examples = replay_.examples.size();
+  counters_.clicks = replay_.clicks;
+  counters_.labels = replay_.labels;
+  return Status::Ok();
+}
+
+// One short run, then a snapshot when one is due. Waits (up to a second, or until Stop) while
+// there is nothing to train on.
+Status ContinuousTrainer::TrainOnce() {
+  if (!replay_time_ || std::chrono::steady_clock::now() - *replay_time_ >= kReloadPeriod) {
+    CLICKDIFF_RETURN_IF_ERROR(Reload());
+  }
+  if (data_.empty()) {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
     snapshot_time_ = std::chrono::steady_clock::now();
     return Status::Ok();
   }
-  // Supervision that changed since the last snapshot is repeated, so it is drawn more often.
-  const int64_t repeats = std::max<int64_t>(1, std::llround(options_.recent_weight));
-  std::vector<model::TrainingExample> data;
-  for (const ReplayExample& e : replay->examples) {
-    auto seen = snapshotted_revisions_.find(e.image_key);
-    const bool changed = seen == snapshotted_revisions_.end() || seen->second != e.revision;
-    for (int64_t i = 0; i < (changed ? repeats : 1); ++i) data.push_back(e.example);
-  }
   const int64_t due_steps = steps_at_snapshot_ + options_.snapshot_every_steps;
   trainer_.SetBudget(
       std::max<int64_t>(1, std::min(options_.run_steps, due_steps - trainer_.steps_done())), 0);
-  Result<model::TrainProgress> progress = trainer_.Run(data, {});
+  Result<model::TrainProgress> progress = trainer_.Run(data_, {});
   if (!progress.ok()) return progress.status().WithContext("trainer");
   {
     std::lock_guard<std::mutex> lock(mu_);
     counters_.steps = trainer_.steps_done();
     counters_.loss = progress->loss;
-    counters_.examples = replay->examples.size();
-    counters_.clicks = replay->clicks;
-    counters_.labels = replay->labels;
   }
   const double since =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - snapshot_time_).count();
-  if (trainer_.steps_done() < due_steps && since < options_.snapshot_seconds) {
+  if (stopping() || (trainer_.steps_done() < due_steps && since < options_.snapshot_seconds)) {
     return Status::Ok();
   }
   CLICKDIFF_RETURN_IF_ERROR(Snapshot());
   snapshotted_revisions_.clear();
-  for (const ReplayExample& e : replay->examples) snapshotted_revisions_[e.image_key] = e.revision;
+  for (const ReplayExample& e : replay_.examples) snapshotted_revisions_[e.image_key] = e.revision;
+  replay_time_.reset();  // re-weight: what the new version learnt is no longer new
   return Status::Ok();
 }
 
@@ -160,6 +198,7 @@ Status ContinuousTrainer::Snapshot() {
   Store::Batch batch;
   batch.Put(Family::kModels, ModelKey(version), *bytes);
   batch.Put(Family::kMetadata, kCurrentVersionKey, std::to_string(version));
+  batch.Put(Family::kMetadata, kLineageKey, options_.lineage);
   if (options_.keep_versions > 0 && version > options_.keep_versions) {
     batch.Delete(Family::kModels, ModelKey(version - options_.keep_versions));
   }

@@ -20,12 +20,14 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "io/kafka_producer.h"
 #include "io/store.h"
 #include "model/segmenter.h"
 #include "model/trainer.h"
 #include "nodes/model_slot.h"
+#include "nodes/replay.h"
 
 namespace clickdiff {
 
@@ -37,6 +39,15 @@ struct ContinuousTrainerOptions {
   int64_t run_steps = 10;       // steps between checks for stop and new supervision
   uint64_t keep_versions = 10;  // versions kept in the store (older deleted); 0: all
   std::string updates_topic;    // empty: no ModelUpdate is produced
+  // Names where the versions come from (method, starting checkpoint, classes, grid); stored with
+  // each version so that a service restarted with another model does not resume this lineage.
+  std::string lineage;
+};
+
+// What the store holds for a restart (ContinuousTrainer::LoadLatest).
+struct StoredVersions {
+  std::optional<ServingModel> model;  // the newest version, when it is of the asked lineage
+  uint64_t newest = 0;                // the newest version number stored, of any lineage
 };
 
 struct TrainerCounters {
@@ -62,19 +73,25 @@ class ContinuousTrainer {
   // Finishes the run in hand (at most run_steps steps) and joins. Idempotent.
   void Stop();
   TrainerCounters counters() const;
-  // OK, or what stopped training (the service keeps serving the last version).
+  // OK, or the error of the last attempt when it failed (training is retried with a backoff of
+  // 1 s doubling to 60 s; the service keeps serving the last version meanwhile).
   Status failure() const;
 
   // The RocksDB key of a version's checkpoint (kModels) and of the current version (kMetadata).
   static std::string ModelKey(uint64_t version);
   static const char* const kCurrentVersionKey;
-  // The newest version stored, if any, built on `device`.
-  static Result<std::optional<ServingModel>> LoadLatest(const Store& store, torch::Device device);
+  static const char* const kLineageKey;
+  // The newest version stored, built on `device` when it is of `lineage`. Errors: store failures,
+  // a current version whose checkpoint is missing or unreadable (kDataLoss).
+  static Result<StoredVersions> LoadLatest(const Store& store, torch::Device device,
+                                           const std::string& lineage);
 
  private:
   void Run();
   Status TrainOnce();
+  Status Reload();
   Status Snapshot();
+  bool stopping() const;
 
   Store* store_;
   ModelSlot* slot_;
@@ -85,8 +102,11 @@ class ContinuousTrainer {
   std::function<void(uint64_t)> on_version_;
 
   std::map<std::string, uint64_t> snapshotted_revisions_;  // trainer thread only
-  int64_t steps_at_snapshot_ = 0;                          // trainer thread only
-  std::chrono::steady_clock::time_point snapshot_time_;    // trainer thread only
+  Replay replay_;                                          // trainer thread only
+  std::vector<model::TrainingExample> data_;               // trainer thread only: weighted replay
+  std::optional<std::chrono::steady_clock::time_point> replay_time_;  // trainer thread only
+  int64_t steps_at_snapshot_ = 0;                                     // trainer thread only
+  std::chrono::steady_clock::time_point snapshot_time_;               // trainer thread only
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

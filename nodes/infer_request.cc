@@ -6,7 +6,11 @@ namespace clickdiff {
 
 bool InferRequestGate::operator()(const InferRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
-  return waiting_.insert(keys::Image(request.dataset, request.image_id)).second;
+  auto [it, fresh] =
+      waiting_.emplace(keys::Image(request.dataset, request.image_id), request.priority);
+  if (fresh || request.priority <= it->second) return fresh;
+  it->second = request.priority;  // more urgent than the one waiting: let it overtake
+  return true;
 }
 
 void InferRequestGate::Started(const InferRequest& request) {

@@ -1,10 +1,12 @@
 // nodes/infer_request.h — admits mask requests, one outstanding per image: while a request for an
 // image waits for a sampler, more requests for it (a burst of clicks) are folded into it. The
-// sampler reads the image's clicks when it starts, so the folded requests lose nothing.
+// sampler reads the image's clicks when it starts, so the folded requests lose nothing. A request
+// more urgent than the one waiting (a click on an image queued by a version sweep) still goes
+// through, so it is not stuck behind the sweep; the other one then finds its mask cached.
 #pragma once
 
+#include <map>
 #include <mutex>
-#include <set>
 #include <string>
 
 #include "nodes/messages.h"
@@ -22,7 +24,7 @@ class InferRequestGate {
 
  private:
   mutable std::mutex mu_;
-  std::set<std::string> waiting_;  // GUARDED_BY(mu_): image keys
+  std::map<std::string, double> waiting_;  // GUARDED_BY(mu_): image key -> highest priority
 };
 
 }  // namespace clickdiff

@@ -21,8 +21,8 @@ void WriteOrFail(Store& store, Store::Batch& batch, IntakeOutcome& outcome) {
   }
 }
 
-InferRequest RequestFor(const std::string& dataset, const std::string& image_id) {
-  return InferRequest{dataset, image_id, std::chrono::steady_clock::now()};
+InferRequest RequestFor(const std::string& dataset, const std::string& image_id, double priority) {
+  return InferRequest{dataset, image_id, std::chrono::steady_clock::now(), priority};
 }
 
 }  // namespace clickdiff

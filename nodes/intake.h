@@ -34,6 +34,7 @@ void AdvanceOffset(Store::Batch& batch, const KafkaMessage& source);
 // Writes `batch`; when that fails, `outcome` becomes that failure alone (nothing was applied).
 void WriteOrFail(Store& store, Store::Batch& batch, IntakeOutcome& outcome);
 // A request to redraw dataset/image_id, stamped now.
-InferRequest RequestFor(const std::string& dataset, const std::string& image_id);
+InferRequest RequestFor(const std::string& dataset, const std::string& image_id,
+                        double priority = kPriorityEvent);
 
 }  // namespace clickdiff

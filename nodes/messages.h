@@ -50,7 +50,15 @@ struct InferRequest {
   std::string dataset;
   std::string image_id;
   std::chrono::steady_clock::time_point requested;
+  // Higher is drawn first (samplers take the highest waiting, first come first served among
+  // equals): kPriorityEvent for a new image or click, kPriorityStale for a missing mask or one
+  // drawn before the image's last click, and a new version's sweep of the rest in [0, 1] (the
+  // mask's mean uncertainty).
+  double priority = 0;
 };
+
+inline constexpr double kPriorityEvent = 3;
+inline constexpr double kPriorityStale = 2;
 
 // N samples drawn for one image, on the model grid.
 struct SampleSet {

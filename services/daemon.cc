@@ -154,16 +154,27 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
   }
 
   ModelSlot models;
-  // The newest version the service trained itself wins over the configured checkpoint.
-  Result<std::optional<ServingModel>> latest =
-      ContinuousTrainer::LoadLatest(**store, compute->device);
-  if (!latest.ok()) return latest.status().WithContext("model");
-  if (latest->has_value()) {
-    spdlog::info("serving model version {} from the store", (*latest)->version);
-    models.Set(std::make_shared<const ServingModel>(std::move(**latest)));
+  // The newest version the service trained itself, from the configured model, wins over that
+  // model; versions of another lineage are not resumed, and the configured model then continues
+  // their numbering, so no cached mask of theirs passes for current.
+  const std::string lineage =
+      config.model.method + " from " +
+      (config.model.checkpoint.empty() ? std::string("scratch") : config.model.checkpoint) + ", " +
+      std::to_string(config.model.num_classes) + " classes, grid " +
+      std::to_string(config.model.resolution);
+  Result<StoredVersions> stored = ContinuousTrainer::LoadLatest(**store, compute->device, lineage);
+  if (!stored.ok()) return stored.status().WithContext("model");
+  if (stored->model.has_value()) {
+    spdlog::info("serving model version {} from the store", stored->model->version);
+    models.Set(std::make_shared<const ServingModel>(std::move(*stored->model)));
   } else {
     Result<std::shared_ptr<const ServingModel>> model = LoadModel(config, compute->device);
     if (!model.ok()) return model.status().WithContext("model");
+    if (stored->newest > 0) {
+      auto renumbered = std::make_shared<ServingModel>(**model);
+      renumbered->version = stored->newest + 1;
+      *model = renumbered;
+    }
     models.Set(*model);
   }
   spdlog::info("{} sampler thread(s){}, {} torch thread(s) each", config.sampler.shards,
@@ -248,6 +259,7 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
     options.snapshot_seconds = config.trainer.snapshot_seconds;
     options.recent_weight = config.trainer.recent_weight;
     options.keep_versions = static_cast<uint64_t>(config.trainer.keep_versions);
+    options.lineage = lineage;
     options.updates_topic = config.kafka.topics.model_updates;
     trainer = std::make_unique<ContinuousTrainer>(
         store->get(), &models, producer->get(), std::move(copy).value(), served->version,
@@ -302,6 +314,12 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
       PipelineCounters c = (*pipeline)->counters();
       spdlog::info("events {} (duplicates {}, dead letters {}), masks {}, in flight {}", c.admitted,
                    c.duplicates, c.dead_letters, c.masks, c.in_flight);
+      if (trainer) {
+        TrainerCounters tc = trainer->counters();
+        Status trouble = trainer->failure();
+        spdlog::info("trainer: model version {}, {} steps, loss {:.4f}, {} examples{}", tc.version,
+                     tc.steps, tc.loss, tc.examples, trouble.ok() ? "" : "; " + trouble.ToString());
+      }
     }
   }
 

@@ -12,6 +12,8 @@
 #   ops/experiments/model_core.sh [OUT]      (default OUT: out/model_core)
 #   CLICKDIFF_EXP_STEPS        training steps of the diffusion models (default 2000)
 #   CLICKDIFF_EXP_UNET_STEPS   the baseline's training lengths (default "250 1000 2000")
+#   CLICKDIFF_EXP_PRESET       the CMake preset whose build runs (default release; ci reuses
+#                              the tree ops/test.sh built)
 # Models and scores already in OUT are reused (delete them to redo a row).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,9 +21,11 @@ out=${1:-out/model_core}
 steps=${CLICKDIFF_EXP_STEPS:-2000}
 unet_steps=${CLICKDIFF_EXP_UNET_STEPS:-"250 1000 2000"}
 # The programs reject CLICKDIFF_* variables that are not config keys: these are the script's.
-unset CLICKDIFF_EXP_STEPS CLICKDIFF_EXP_UNET_STEPS
-cli=build/release/services/clickdiff
-cmake --build --preset release --target clickdiff >/dev/null
+preset=${CLICKDIFF_EXP_PRESET:-release}
+unset CLICKDIFF_EXP_STEPS CLICKDIFF_EXP_UNET_STEPS CLICKDIFF_EXP_PRESET
+cli=build/$preset/services/clickdiff
+cmake --preset "$preset" >/dev/null
+cmake --build --preset "$preset" --target clickdiff >/dev/null
 mkdir -p "$out"
 [[ -d $out/data/train ]] || "$cli" generate --out "$out/data/train" --count 96 --seed 1 >/dev/null
 [[ -d $out/data/val ]] || "$cli" generate --out "$out/data/val" --count 16 --seed 2 >/dev/null

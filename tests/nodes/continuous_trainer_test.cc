@@ -26,19 +26,10 @@ constexpr int kGrid = 16;
 class ContinuousTrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("clickdiff_trainer_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    StoreConfig store_config;
-    store_config.path = (dir_ / "db").string();
-    store_ = Store::Open(store_config).value();
-    config_.model.resolution = kGrid;
-    config_.model.levels = 2;
-    config_.model.base_channels = 8;
-    config_.model.encoder_channels = 8;
-    config_.model.d3pm.steps = 10;
+    store_ = testing::OpenFreshStore("trainer", &dir_);
+    config_ = testing::TinyModelConfig();
     config_.trainer.batch_size = 2;
+    torch::set_num_threads(1);  // ctest runs suites side by side
   }
   void TearDown() override {
     store_.reset();
@@ -51,17 +42,9 @@ class ContinuousTrainerTest : public ::testing::Test {
 
   // A 32x24 image on the grid: a bright square on a dark background.
   void StoreImage(const std::string& id, int resolution = kGrid) {
-    v1::StoredImage image;
-    image.mutable_event()->set_dataset("ds");
-    image.mutable_event()->set_image_id(id);
-    image.mutable_event()->set_width(32);
-    image.mutable_event()->set_height(24);
-    image.set_grid_resolution(resolution);
-    for (int y = 0; y < resolution; ++y) {
-      for (int x = 0; x < resolution; ++x) {
-        image.add_grid(x >= 4 && x < 10 && y >= 5 && y < 11 ? 0.9f : 0.1f);
-      }
-    }
+    v1::StoredImage image = testing::StoredImageOnGrid(id, resolution, [](int x, int y) {
+      return x >= 4 && x < 10 && y >= 5 && y < 11 ? 0.9f : 0.1f;
+    });
     Put(Family::kImages, keys::Image("ds", id), image.SerializeAsString());
   }
   void StoreClick(const std::string& image, const std::string& id, int x, int y) {
@@ -96,6 +79,7 @@ class ContinuousTrainerTest : public ::testing::Test {
     o.snapshot_seconds = 1e9;
     o.run_steps = std::min<int64_t>(every_steps, 5);
     o.keep_versions = 0;  // every version stays, so the tests can load any
+    o.lineage = "tiny";
     return o;
   }
 
@@ -177,13 +161,19 @@ TEST_F(ContinuousTrainerTest, SnapshotsNumberedVersionsToTheStoreAndTheSlotInOrd
     EXPECT_TRUE(store_->Get(Family::kModels, ContinuousTrainer::ModelKey(v)).value().has_value());
   }
   // What a restart loads is the last version, and it samples exactly like the one in the slot.
-  Result<std::optional<ServingModel>> latest = ContinuousTrainer::LoadLatest(*store_, torch::kCPU);
+  Result<StoredVersions> latest = ContinuousTrainer::LoadLatest(*store_, torch::kCPU, "tiny");
   ASSERT_TRUE(latest.ok()) << latest.status().ToString();
-  ASSERT_TRUE(latest->has_value());
-  EXPECT_EQ((*latest)->version, last);
+  ASSERT_TRUE(latest->model.has_value());
+  EXPECT_EQ(latest->model->version, last);
+  EXPECT_EQ(latest->newest, last);
   torch::Tensor image = torch::rand({1, 1, kGrid, kGrid});
-  EXPECT_TRUE(torch::equal((*latest)->segmenter->Sample(image, 3, 2, 7).value(),
+  EXPECT_TRUE(torch::equal(latest->model->segmenter->Sample(image, 3, 2, 7).value(),
                            slot.Get()->segmenter->Sample(image, 3, 2, 7).value()));
+  // Another model's service does not resume these versions, but learns their number.
+  Result<StoredVersions> other = ContinuousTrainer::LoadLatest(*store_, torch::kCPU, "other");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->model.has_value());
+  EXPECT_EQ(other->newest, last);
 }
 
 TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOnlyWholeModels) {

@@ -12,6 +12,7 @@
 #include "nodes/label_intake.h"
 #include "nodes/mask_cache.h"
 #include "nodes/preprocess.h"
+#include "nodes/priority_fifo.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
@@ -26,13 +27,7 @@ using testing::Record;
 class IntakeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("clickdiff_intake_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    StoreConfig config;
-    config.path = (dir_ / "db").string();
-    store_ = Store::Open(config).value();
+    store_ = testing::OpenFreshStore("intake", &dir_);
     broker_ = EmbeddedBroker::Start(1).value();
     producer_ = KafkaProducer::Create(KafkaConfig{}, broker_->bootstrap_servers()).value();
     letters_ = std::make_unique<DeadLetterSink>(producer_.get(), store_.get(), ".dlq");
@@ -175,6 +170,28 @@ TEST(InferRequestGateTest, FoldsRequestsForAnImageWaitingForASampler) {
   gate.Started(RequestFor("ds", "a"));
   EXPECT_TRUE(gate(RequestFor("ds", "a")));
   EXPECT_EQ(gate.waiting(), 2u);
+  // A more urgent request overtakes a waiting sweep request; a less urgent one is folded.
+  EXPECT_TRUE(gate(RequestFor("ds", "c", 0.2)));
+  EXPECT_FALSE(gate(RequestFor("ds", "c", 0.1)));
+  EXPECT_TRUE(gate(RequestFor("ds", "c", kPriorityEvent)));
+  EXPECT_FALSE(gate(RequestFor("ds", "c", kPriorityStale)));
+}
+
+TEST(PriorityFifoTest, HighestPriorityFirstThenArrivalOrder) {
+  PriorityFifo<std::string> queue;
+  queue.Push(0.2, "sweep-a");
+  queue.Push(0.7, "sweep-b");
+  queue.Push(kPriorityEvent, "click-1");
+  queue.Push(kPriorityStale, "missing");
+  queue.Push(kPriorityEvent, "click-2");
+  queue.Push(0.7, "sweep-c");
+  EXPECT_EQ(queue.size(), 6u);
+  EXPECT_EQ(queue.Pop(), "click-1");
+  EXPECT_EQ(queue.Pop(), "click-2");
+  EXPECT_EQ(queue.Pop(), "missing");
+  EXPECT_EQ(queue.TakeAll(), (std::vector<std::string>{"sweep-b", "sweep-c", "sweep-a"}));
+  EXPECT_TRUE(queue.empty());
+  EXPECT_EQ(queue.Pop(), std::nullopt);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "nodes/keys.h"
 #include "nodes/sampler.h"
 #include "services/model_options.h"
+#include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
 namespace {
@@ -15,19 +16,8 @@ namespace {
 class SamplerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("clickdiff_sampler_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    StoreConfig store_config;
-    store_config.path = (dir_ / "db").string();
-    store_ = Store::Open(store_config).value();
-    Config config;
-    config.model.resolution = 16;
-    config.model.levels = 2;
-    config.model.base_channels = 8;
-    config.model.encoder_channels = 8;
-    config.model.d3pm.steps = 10;
+    store_ = testing::OpenFreshStore("sampler", &dir_);
+    Config config = testing::TinyModelConfig();
     auto serving = std::make_shared<ServingModel>();
     serving->segmenter = std::make_shared<model::Segmenter>(
         model::Segmenter::Create(SegmenterOptionsFrom(config).value(), torch::kCPU).value());
@@ -44,13 +34,8 @@ class SamplerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   void StoreImage(const std::string& id, int resolution = 16) {
-    v1::StoredImage image;
-    image.mutable_event()->set_dataset("ds");
-    image.mutable_event()->set_image_id(id);
-    image.mutable_event()->set_width(32);
-    image.mutable_event()->set_height(24);
-    image.set_grid_resolution(resolution);
-    for (int i = 0; i < resolution * resolution; ++i) image.add_grid(0.5f);
+    v1::StoredImage image =
+        testing::StoredImageOnGrid(id, resolution, [](int, int) { return 0.5f; });
     Store::Batch batch;
     batch.Put(Family::kImages, keys::Image("ds", id), image.SerializeAsString());
     ASSERT_TRUE(store_->Write(batch).ok());
