@@ -5,7 +5,8 @@
 #   1. install what is missing (ops/setup.sh) and build the release preset;
 #   2. `clickdiff info`: LibTorch, BLAS, threads, devices, a measured matmul speed;
 #   3. a generated data set (organ-like shapes on textured backgrounds, one click per organ):
-#      train the default model from the clicks alone for CLICKDIFF_DEMO_SECONDS (default 240),
+#      train the default model from the clicks alone for CLICKDIFF_DEMO_STEPS steps (default
+#      1500; a step budget, not seconds, so the result does not depend on the machine's speed),
 #      calibrate its aggregation rule on validation images, segment unseen test images, score them.
 #   4. the streaming service: clickdiffd in embedded mode (its own Kafka-protocol broker, RocksDB
 #      under out/demo/var/, ZeroMQ on loopback) serves the trained model; `clickdiff produce`
@@ -20,9 +21,9 @@ cmake --preset release >/dev/null
 cmake --build --preset release --parallel "$(nproc)" --target clickdiff clickdiffd
 cli=build/release/services/clickdiff
 out=out/demo
-seconds=${CLICKDIFF_DEMO_SECONDS:-240}
+steps=${CLICKDIFF_DEMO_STEPS:-1500}
 # The programs reject CLICKDIFF_* variables that are not config keys: this one is the script's.
-unset CLICKDIFF_DEMO_SECONDS
+unset CLICKDIFF_DEMO_STEPS
 config=config/default.yaml
 mkdir -p "$out"
 
@@ -37,9 +38,9 @@ echo "== generated data: 96 train, 16 validation, 24 test images (96x96, one cli
 "$cli" generate --out "$out/data/val" --count 16 --seed 2 >/dev/null
 "$cli" generate --out "$out/data/test" --count 24 --seed 3 >/dev/null
 
-echo "== train from clicks only (${seconds} s)"
+echo "== train from clicks only (${steps} steps)"
 "$cli" train --config "$config" --images "$out/data/train/images" \
-  --clicks "$out/data/train/clicks.jsonl" --out "$out/model.pt" --seconds "$seconds"
+  --clicks "$out/data/train/clicks.jsonl" --out "$out/model.pt" --steps "$steps"
 
 echo "== calibrate the aggregation rule on the validation images"
 "$cli" calibrate --config "$config" --model "$out/model.pt" --images "$out/data/val/images" \
