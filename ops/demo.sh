@@ -16,6 +16,8 @@
 # scores.json, var/ (the service's database and log), stream/ (masks received over ZeroMQ).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=ops/lib/service.sh
+source ops/lib/service.sh
 ops/setup.sh
 cmake --preset release >/dev/null
 cmake --build --preset release --parallel "$(nproc)" --target clickdiff clickdiffd
@@ -74,7 +76,7 @@ echo "masks: $out/pred/  uncertainty: $out/pred/uncertainty/  scores: $out/score
 echo "== streaming: clickdiffd serves the model; test images and clicks go in over Kafka"
 daemon=build/release/services/clickdiffd
 service=(--config "$config" --set "store.path=$out/var/db")
-rm -rf "$out/var" "$out/stream"
+rm -rf "${out:?}/var" "${out:?}/stream"
 mkdir -p "$out/var"
 # It serves the offline model unchanged (trainer.continuous=false), so its masks compare with the
 # offline ones above.
@@ -83,11 +85,7 @@ mkdir -p "$out/var"
   $rule_args 2>"$out/var/clickdiffd.log" &
 daemon_pid=$!
 trap 'kill $daemon_pid 2>/dev/null || true' EXIT
-for _ in $(seq 600); do
-  [[ -f $out/var/clickdiffd.json ]] && break
-  kill -0 $daemon_pid 2>/dev/null || { cat "$out/var/clickdiffd.log"; exit 1; }
-  sleep 0.1
-done
+wait_for_service "$out/var" "$daemon_pid"
 "$cli" subscribe "${service[@]}" --out "$out/stream" --timeout 60 >"$out/stream.jsonl" &
 subscriber_pid=$!
 "$cli" produce "${service[@]}" --images "$out/data/test/images" \

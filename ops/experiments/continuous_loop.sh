@@ -11,6 +11,8 @@
 # Extra clickdiffd settings: CLICKDIFF_EXP_SET="--set trainer.snapshot_seconds=45 ..."
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=ops/lib/service.sh
+source ops/lib/service.sh
 out=${1:-out/loop}
 preset=${CLICKDIFF_EXP_PRESET:-release}
 images=${CLICKDIFF_EXP_IMAGES:-24}
@@ -27,11 +29,7 @@ service=(--config config/default.yaml --set "store.path=$out/var/db")
 "build/$preset/services/clickdiffd" "${service[@]}" "${extra[@]}" 2>"$out/var/clickdiffd.log" &
 daemon=$!
 trap 'kill $daemon 2>/dev/null || true' EXIT
-for _ in $(seq 600); do
-  [[ -f $out/var/clickdiffd.json ]] && break
-  kill -0 $daemon 2>/dev/null || { cat "$out/var/clickdiffd.log"; exit 1; }
-  sleep 0.1
-done
+wait_for_service "$out/var" "$daemon"
 "$cli" subscribe "${service[@]}" --out "$out/stream" >"$out/stream.jsonl" 2>/dev/null &
 subscriber=$!
 "$cli" produce "${service[@]}" --images "$out/data/images" --clicks "$out/data/clicks.jsonl" \
