@@ -114,6 +114,26 @@ struct TrainerConfig {
   double snapshot_seconds = 60;
   double recent_weight = 4;  // weight of examples whose clicks changed since the last version
   int keep_versions = 10;    // model versions kept in RocksDB (older ones are deleted); 0: all
+  // Training is tied to supervision: at most this many steps per supervised image (clicks or a
+  // training label) in all, after which the trainer waits for new supervision; 0: no limit.
+  // Training on a few clicks without end overfits them (masks shrink to the clicks).
+  int steps_per_example = 16;
+};
+
+// Teacher-student (paper 004) in clickdiffd's trainer: the teacher is an exponential moving average
+// of the student; at each new version it labels up to `images_per_round` images that have no
+// supervision (those labelled longest ago first) by the majority vote of `samples` samples, keeping
+// pixels whose vote share reaches `confidence`; the student trains on clicks plus these
+// pseudo-labels, their weight ramped linearly from 0 to `weight` over `ramp_steps` steps.
+struct TeacherConfig {
+  bool enabled = true;
+  double ema_decay = 0.99;  // per training step
+  int samples = 8;
+  int steps = 20;  // denoising steps per teacher sample
+  double confidence = 0.9;
+  double weight = 1.0;
+  int ramp_steps = 500;
+  int images_per_round = 16;
 };
 
 struct ComputeConfig {
@@ -144,6 +164,7 @@ struct Config {
   SamplerConfig sampler;
   AggregatorConfig aggregator;
   TrainerConfig trainer;
+  TeacherConfig teacher;
   ComputeConfig compute;
   LimitsConfig limits;
   LoggingConfig logging;

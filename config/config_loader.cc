@@ -379,6 +379,28 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Real(
         "trainer.recent_weight", [](Config & c) -> auto& { return c.trainer.recent_weight; }, 1,
         1000));
+    f.push_back(Integer<int>(
+        "trainer.steps_per_example",
+        [](Config & c) -> auto& { return c.trainer.steps_per_example; }, 0, 1 << 30));
+    f.push_back(Boolean(
+        "teacher.enabled", [](Config & c) -> auto& { return c.teacher.enabled; }));
+    f.push_back(Real(
+        "teacher.ema_decay", [](Config & c) -> auto& { return c.teacher.ema_decay; }, 0, 1));
+    f.push_back(Integer<int>(
+        "teacher.samples", [](Config & c) -> auto& { return c.teacher.samples; }, 1, 1024));
+    f.push_back(Integer<int>(
+        "teacher.steps", [](Config & c) -> auto& { return c.teacher.steps; }, 0, 100000));
+    f.push_back(Real(
+        "teacher.confidence", [](Config & c) -> auto& { return c.teacher.confidence; }, 0, 1,
+        true));
+    f.push_back(Real(
+        "teacher.weight", [](Config & c) -> auto& { return c.teacher.weight; }, 0, 100));
+    f.push_back(Integer<int>(
+        "teacher.ramp_steps", [](Config & c) -> auto& { return c.teacher.ramp_steps; }, 0,
+        1 << 30));
+    f.push_back(Integer<int>(
+        "teacher.images_per_round", [](Config & c) -> auto& { return c.teacher.images_per_round; },
+        0, 1 << 20));
     f.push_back(Text(
         "compute.device", [](Config & c) -> auto& { return c.compute.device; },
         "cpu, cuda, cuda:N or auto", DeviceProblem));

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -11,6 +12,7 @@
 #include "nodes/click_intake.h"
 #include "nodes/dead_letter.h"
 #include "nodes/decode.h"
+#include "nodes/evaluator.h"
 #include "nodes/image_intake.h"
 #include "nodes/infer_request.h"
 #include "nodes/keys.h"
@@ -32,12 +34,16 @@ using SamplerNode = flow::async_node<InferRequest, SampleSet>;
 // Sampler threads outside TBB's worker pool, fed by the async_node. Each queued request holds a
 // graph wait reference (reserve_wait) until it is done or dropped, so wait_for_all covers them.
 // Waiting requests are taken by priority (InferRequest::priority), first come first served among
-// equals, whatever order the graph's tasks delivered them in.
+// equals, whatever order the graph's tasks delivered them in. With k = `shards` > 1 the thread that
+// takes a request pins it (Sampler::Prepare), queues shards 1..k-1 ahead of every waiting request
+// for the other threads, draws shard 0 itself, and whichever thread finishes the last shard joins
+// the samples in shard order and passes them on to the aggregator.
 class SamplerPool {
  public:
-  SamplerPool(const Sampler* sampler, int threads, std::atomic<uint64_t>* errors)
-      : sampler_(sampler), errors_(errors) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  // One thread per shard: `shards` requests' worth of threads, each request split `shards` ways.
+  SamplerPool(const Sampler* sampler, int shards, std::atomic<uint64_t>* errors)
+      : sampler_(sampler), shards_(std::max(1, shards)), errors_(errors) {
+    for (int i = 0; i < shards_; ++i) threads_.emplace_back([this] { Run(); });
   }
   ~SamplerPool() { Stop(); }
 
@@ -46,7 +52,7 @@ class SamplerPool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!stopping_) {
-        queue_.Push(request.priority, Job{request, &gateway});
+        queue_.Push(request.priority, Job{request, &gateway, nullptr, 0});
         cv_.notify_one();
         return;
       }
@@ -54,58 +60,149 @@ class SamplerPool {
     gateway.release_wait();  // stopping: dropped, redrawn after a restart
   }
 
-  // Drops queued requests, lets running ones finish, joins. Idempotent.
+  // Drops queued requests, lets running ones finish (their queued shards are dropped too), joins.
+  // Idempotent.
   void Stop() {
     std::vector<Job> dropped;
+    std::deque<Job> shards;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
+      stopped_.store(true);
       dropped = queue_.TakeAll();
+      shards.swap(shards_queue_);
       cv_.notify_all();
     }
     for (Job& job : dropped) job.gateway->release_wait();
+    for (Job& job : shards) Finish(*job.join, job.shard, Unavailable("the service is stopping"));
     for (std::thread& t : threads_) {
       if (t.joinable()) t.join();
     }
   }
 
  private:
+  // One sharded request in flight: the shards' samples as they come in.
+  struct Join {
+    PreparedRequest prepared;
+    SamplerNode::gateway_type* gateway = nullptr;
+    std::mutex mu;
+    std::vector<torch::Tensor> parts;  // GUARDED_BY(mu)
+    int remaining = 0;                 // GUARDED_BY(mu)
+    Status failure;                    // GUARDED_BY(mu): the first shard's failure
+  };
+  struct Job {
+    InferRequest request;
+    SamplerNode::gateway_type* gateway = nullptr;
+    std::shared_ptr<Join> join;  // set for shards 1..k-1 of a started request
+    int shard = 0;
+  };
+
   void Run() {
     for (;;) {
       Job job;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        job = std::move(queue_.Pop()).value();
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !shards_queue_.empty(); });
+        if (!shards_queue_.empty()) {
+          job = std::move(shards_queue_.front());
+          shards_queue_.pop_front();
+        } else if (!queue_.empty()) {
+          job = std::move(queue_.Pop()).value();
+        } else {
+          return;
+        }
       }
-      Result<SampleSet> set = Internal("sampler: unknown exception");
-      try {
-        set = (*sampler_)(job.request);
-        if (set.ok()) job.gateway->try_put(std::move(set).value());
-      } catch (const std::exception& e) {
-        set = Internal(std::string("sampler: ") + e.what());
-      } catch (...) {
+      if (job.join) {
+        Finish(*job.join, job.shard, Guarded([&] {
+                 return sampler_->Draw(job.join->prepared, job.shard, shards_);
+               }));
+      } else {
+        Start(job);
       }
-      if (!set.ok()) {
-        errors_->fetch_add(1);
-        spdlog::error("sampler: {}/{}: {}", job.request.dataset, job.request.image_id,
-                      set.status().ToString());
-      }
-      job.gateway->release_wait();
     }
   }
 
+  // Runs `draw`, turning an exception into a Status (a sampler thread must not die).
+  template <typename F>
+  static Result<torch::Tensor> Guarded(F draw) {
+    try {
+      return draw();
+    } catch (const std::exception& e) {
+      return Internal(std::string("sampler: ") + e.what());
+    } catch (...) {
+      return Internal("sampler: unknown exception");
+    }
+  }
+
+  void Start(const Job& job) {
+    Result<PreparedRequest> prepared = Internal("sampler: unknown exception");
+    try {
+      prepared = sampler_->Prepare(job.request);
+    } catch (const std::exception& e) {
+      prepared = Internal(std::string("sampler: ") + e.what());
+    } catch (...) {
+    }
+    if (!prepared.ok()) {
+      Done(job.request, *job.gateway, prepared.status());
+      return;
+    }
+    if (prepared->set.cached.has_value()) {
+      job.gateway->try_put(std::move(prepared->set));
+      job.gateway->release_wait();
+      return;
+    }
+    auto join = std::make_shared<Join>();
+    join->prepared = std::move(prepared).value();
+    join->gateway = job.gateway;
+    join->parts.resize(static_cast<size_t>(shards_));
+    join->remaining = shards_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int shard = 1; shard < shards_; ++shard) {
+        shards_queue_.push_back(Job{job.request, job.gateway, join, shard});
+      }
+      cv_.notify_all();
+    }
+    Finish(*join, 0, Guarded([&] { return sampler_->Draw(join->prepared, 0, shards_); }));
+  }
+
+  // Records one shard; the last one passes the joined samples on (or reports the failure).
+  void Finish(Join& join, int shard, Result<torch::Tensor> drawn) {
+    {
+      std::lock_guard<std::mutex> lock(join.mu);
+      if (drawn.ok()) {
+        join.parts[static_cast<size_t>(shard)] = std::move(drawn).value();
+      } else if (join.failure.ok()) {
+        join.failure = drawn.status();
+      }
+      if (--join.remaining > 0) return;
+    }
+    const InferRequest request = join.prepared.set.request;
+    if (join.failure.ok()) {
+      join.prepared.set.samples = join.parts.size() == 1 ? join.parts[0] : torch::cat(join.parts);
+      join.gateway->try_put(std::move(join.prepared.set));
+    }
+    Done(request, *join.gateway, join.failure);
+  }
+
+  void Done(const InferRequest& request, SamplerNode::gateway_type& gateway,
+            const Status& status) {
+    if (!status.ok() && !stopped_.load()) {  // shards dropped by Stop are not failures
+      errors_->fetch_add(1);
+      spdlog::error("sampler: {}/{}: {}", request.dataset, request.image_id, status.ToString());
+    }
+    gateway.release_wait();
+  }
+
   const Sampler* sampler_;
+  const int shards_;
   std::atomic<uint64_t>* errors_;
   std::mutex mu_;
   std::condition_variable cv_;
-  struct Job {
-    InferRequest request;
-    SamplerNode::gateway_type* gateway = nullptr;
-  };
-  PriorityFifo<Job> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;    // GUARDED_BY(mu_)
+  PriorityFifo<Job> queue_;     // GUARDED_BY(mu_): requests not started
+  std::deque<Job> shards_queue_;  // GUARDED_BY(mu_): shards of started requests, taken first
+  bool stopping_ = false;       // GUARDED_BY(mu_)
+  std::atomic<bool> stopped_{false};  // stopping_, readable without mu_
   std::vector<std::thread> threads_;
 };
 
@@ -130,7 +227,9 @@ struct Pipeline::Impl {
                                config.sampler.memory_budget_mb}),
         aggregate(std::move(aggregator), config.aggregator.rule),
         publisher(deps.zmq, deps.producer, config.kafka.topics.masks),
-        pool(&sampler, std::max(1, config.sampler.shards), &sample_errors),
+        evaluator(deps.store, deps.producer, deps.zmq,
+                  EvaluatorOptions{config.model.num_classes, config.kafka.topics.metrics}),
+        pool(&sampler, config.sampler.shards, &sample_errors),
         input(graph),
         limiter(graph, static_cast<size_t>(max_in_flight)),
         decode_node(graph, flow::unlimited, [this](const Envelope& e) { return decode(e); }),
@@ -268,6 +367,13 @@ struct Pipeline::Impl {
     spdlog::debug("mask {}/{} v{} r{} seq {} in {:.0f} ms", mask.dataset(), mask.image_id(),
                   mask.model_version(), mask.click_revision(), sequence.ok() ? *sequence : 0,
                   mask.latency_ms());
+    Result<std::optional<v1::Metrics>> scored = evaluator(mask);
+    if (!scored.ok()) {
+      spdlog::error("evaluator {}/{}: {}", mask.dataset(), mask.image_id(),
+                    scored.status().ToString());
+    } else if (scored->has_value()) {
+      evaluated.fetch_add(1);
+    }
   }
 
   Store* store;
@@ -283,7 +389,7 @@ struct Pipeline::Impl {
   std::condition_variable intake_cv;
 
   std::atomic<uint64_t> admitted{0}, applied{0}, duplicates{0}, masks{0}, cache_hits{0},
-      sample_errors{0};
+      sample_errors{0}, evaluated{0};
 
   std::mutex failure_mu;
   Status failure;  // GUARDED_BY(failure_mu): the first intake failure
@@ -300,6 +406,7 @@ struct Pipeline::Impl {
   Sampler sampler;
   Aggregate aggregate;
   Publisher publisher;
+  Evaluator evaluator;  // publish stage only
   SamplerPool pool;
 
   flow::graph graph;
@@ -399,6 +506,7 @@ PipelineCounters Pipeline::counters() const {
   c.duplicates = impl_->duplicates.load();
   c.dead_letters = impl_->dead_letters.count();
   c.masks = impl_->masks.load();
+  c.evaluated = impl_->evaluated.load();
   c.cache_hits = impl_->cache_hits.load();
   c.sample_errors = impl_->sample_errors.load();
   {

@@ -6,7 +6,8 @@
 //                                                   --infer--> gate (one waiting per image)
 //     -> sampler (async_node: a pool of sampler threads outside TBB's workers, so minutes of
 //        LibTorch work never starve the graph; they take waiting requests by priority)
-//     -> aggregate (unlimited) -> cache + publish (serial)
+//     -> aggregate (unlimited) -> cache + publish + evaluate (serial; nodes/evaluator.h scores
+//        masks of images that have an evaluation label)
 //
 // Concurrency is chosen per stage: decoding and preprocessing are pure and run in parallel; intake
 // is serial because it reads-then-writes the store and must store offsets in order (the sequencer
@@ -44,7 +45,8 @@ struct PipelineCounters {
   uint64_t applied = 0;   // events through intake, duplicates and dead letters included
   uint64_t duplicates = 0;
   uint64_t dead_letters = 0;
-  uint64_t masks = 0;  // masks published
+  uint64_t masks = 0;      // masks published
+  uint64_t evaluated = 0;  // published masks scored against an evaluation label
   uint64_t cache_hits = 0;
   uint64_t sample_errors = 0;
   uint64_t in_flight = 0;  // admitted, not through intake

@@ -23,9 +23,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::array<Family, 8> kFamilies = {
-    Family::kImages, Family::kClicks, Family::kLabels,  Family::kPseudoLabels,
-    Family::kMasks,  Family::kModels, Family::kOffsets, Family::kMetadata,
+constexpr std::array<Family, 9> kFamilies = {
+    Family::kImages, Family::kClicks,  Family::kLabels,   Family::kPseudoLabels, Family::kMasks,
+    Family::kModels, Family::kOffsets, Family::kMetadata, Family::kMetrics,
 };
 constexpr size_t kFamilyCount = kFamilies.size();
 
@@ -140,6 +140,8 @@ const char* FamilyName(Family family) {
       return "offsets";
     case Family::kMetadata:
       return "metadata";
+    case Family::kMetrics:
+      return "metrics";
   }
   return "unknown";
 }

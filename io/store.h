@@ -26,6 +26,7 @@ enum class Family {
   kModels,        // model version -> checkpoint bytes
   kOffsets,       // topic/partition -> next offset to consume
   kMetadata,      // anything else (clicks waiting for their image, ...)
+  kMetrics,       // evaluation: per image and model version, and per version (nodes/evaluator.h)
 };
 const char* FamilyName(Family family);
 

@@ -100,6 +100,8 @@ std::string MaskTopic(const std::string& dataset, const std::string& image_id) {
   return "mask." + dataset + "." + image_id;
 }
 
+std::string MetricsTopic(const std::string& dataset) { return "metrics." + dataset; }
+
 struct ZmqServer::Impl {
   explicit Impl(QueryHandler query_handler) : handler(std::move(query_handler)) {}
 
@@ -120,6 +122,8 @@ struct ZmqServer::Impl {
   void AnswerQueries();
   v1::QueryReply Answer(const zmq::message_t& request);
   void Wake();
+  // Queues [topic, bytes] for the socket thread without blocking. Caller holds `mu`.
+  void QueueLocked(const std::string& topic, const std::string& bytes);
 
   const QueryHandler handler;
   zmq::context_t context;  // declared before the sockets: closed after all of them
@@ -355,20 +359,34 @@ uint64_t ZmqServer::Publish(v1::MaskResult mask) {
     return sequence;
   }
   s.current[topic] = bytes;
+  s.QueueLocked(topic, *bytes);
+  return sequence;
+}
+
+void ZmqServer::PublishMetrics(const v1::Metrics& metrics) {
+  std::string bytes;
+  if (!metrics.SerializeToString(&bytes)) {
+    spdlog::error("zmq server: cannot serialize metrics of {}; not published", metrics.dataset());
+    return;
+  }
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->QueueLocked(MetricsTopic(metrics.dataset()), bytes);
+}
+
+void ZmqServer::Impl::QueueLocked(const std::string& topic, const std::string& bytes) {
   try {
-    std::array<zmq::message_t, 2> parts = {ToMessage(topic), ToMessage(*bytes)};
-    if (!zmq::send_multipart(s.queue_in, parts, zmq::send_flags::dontwait)) {
+    std::array<zmq::message_t, 2> parts = {ToMessage(topic), ToMessage(bytes)};
+    if (!zmq::send_multipart(queue_in, parts, zmq::send_flags::dontwait)) {
       // Only when the socket thread has fallen kQueueHighWaterMark messages behind; late
-      // subscribers still get this mask from the table. Logged sparsely: it comes in floods.
-      if (s.queue_drops++ % 1000 == 0) {
-        spdlog::warn("zmq server: publish queue full, {} masks not sent (latest {} seq {})",
-                     s.queue_drops, topic, sequence);
+      // subscribers still get a mask from the table. Logged sparsely: it comes in floods.
+      if (queue_drops++ % 1000 == 0) {
+        spdlog::warn("zmq server: publish queue full, {} messages not sent (latest {})",
+                     queue_drops, topic);
       }
     }
   } catch (const zmq::error_t& e) {
-    spdlog::error("zmq server: cannot queue mask {} for {}: {}", sequence, topic, e.what());
+    spdlog::error("zmq server: cannot queue a message for {}: {}", topic, e.what());
   }
-  return sequence;
 }
 
 uint64_t ZmqServer::published() const { return impl_->published.load(); }

@@ -1,6 +1,6 @@
 // io/zmq_server.h — the service's ZeroMQ side: an XPUB socket publishing masks as multipart
-// [topic, MaskResult] (late subscribers get the current mask) and a ROUTER socket answering Query
-// messages, over cppzmq, with optional CURVE encryption from ZmqConfig.
+// [topic, MaskResult] (late subscribers get the current mask) and [topic, Metrics], and a ROUTER
+// socket answering Query messages, over cppzmq, with optional CURVE encryption from ZmqConfig.
 #pragma once
 
 #include <chrono>
@@ -18,6 +18,8 @@ namespace clickdiff {
 
 // "mask.<dataset>.<image_id>"
 std::string MaskTopic(const std::string& dataset, const std::string& image_id);
+// "metrics.<dataset>": the evaluator's Metrics (per image and per model version)
+std::string MetricsTopic(const std::string& dataset);
 
 // Binds both sockets in Bind(); one thread it owns does all socket work (ZeroMQ sockets are not
 // thread-safe) and is joined by the destructor.
@@ -54,6 +56,9 @@ class ZmqServer {
   void Remember(const v1::MaskResult& mask);
   // Returns the sequence number given to this message. Thread-safe; never blocks on subscribers.
   uint64_t Publish(v1::MaskResult mask);
+  // Queues [MetricsTopic(dataset), Metrics] like Publish (never blocks; no sequence number, and
+  // nothing is resent to late subscribers). Thread-safe.
+  void PublishMetrics(const v1::Metrics& metrics);
   // Published masks the socket thread has handed to the XPUB socket so far (not counting
   // late-subscriber resends); trails Publish() by the queue's length.
   uint64_t published() const;

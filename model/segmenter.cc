@@ -49,6 +49,10 @@ Status CheckExample(const TrainingExample& ex, const SegmenterOptions& o, size_t
     return InvalidArgument(where + ": target has a class id outside [0, " + Str(o.num_classes) +
                            ")");
   }
+  if (!std::isfinite(ex.weight) || ex.weight < 0) {
+    return InvalidArgument(where + ": weight must be a finite number >= 0, got " +
+                           std::to_string(ex.weight));
+  }
   if (ex.known.defined() && (ex.known.sizes() != ex.target.sizes())) {
     return InvalidArgument(where + ": known must have the target's shape");
   }
@@ -155,7 +159,9 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
   try {
     std::vector<torch::Tensor> images, targets, known;
     std::vector<uint8_t> dense;
+    std::vector<float> example_weights;
     for (const auto& ex : batch) {
+      example_weights.push_back(static_cast<float>(ex.weight));
       images.push_back(ex.image.to(torch::kFloat));
       targets.push_back(ex.target);
       known.push_back(ex.known.defined() ? ex.known.to(torch::kBool) : ex.target > 0);
@@ -174,7 +180,8 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
       target = torch::where(flip.view({-1, 1, 1}), target.flip({-1}), target);
       known_map = torch::where(flip.view({-1, 1, 1}), known_map.flip({-1}), known_map);
     }
-    const auto weights = PixelWeights(target, known_map, dense_flags, options_.loss);
+    const auto weights = PixelWeights(target, known_map, dense_flags, options_.loss) *
+                         torch::tensor(example_weights).to(device_).view({-1, 1, 1});
     const auto gammas = FocalGammas(dense_flags, options_.loss);
     if (!process_) {
       const int64_t r = options_.resolution;

@@ -4,11 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
+#include <limits>
 #include <string>
 
 #include "model/checkpoint_store.h"
 #include "nodes/intake.h"
+#include "nodes/keys.h"
 #include "schemas/events.pb.h"
 
 namespace clickdiff {
@@ -23,11 +24,7 @@ constexpr std::chrono::seconds kReloadPeriod{2};
 
 }  // namespace
 
-std::string ContinuousTrainer::ModelKey(uint64_t version) {
-  char key[32];
-  std::snprintf(key, sizeof key, "%020llu", static_cast<unsigned long long>(version));
-  return key;
-}
+std::string ContinuousTrainer::ModelKey(uint64_t version) { return keys::Version(version); }
 
 Result<StoredVersions> ContinuousTrainer::LoadLatest(const Store& store, torch::Device device,
                                                      const std::string& lineage) {
@@ -59,6 +56,13 @@ Result<StoredVersions> ContinuousTrainer::LoadLatest(const Store& store, torch::
   serving.segmenter = std::make_shared<model::Segmenter>(std::move(segmenter).value());
   serving.version = stored.newest;
   stored.model = std::move(serving);
+  Result<std::optional<std::string>> update =
+      store.Get(Family::kMetadata, keys::ModelUpdate(stored.newest));
+  if (!update.ok()) return update.status();
+  v1::ModelUpdate record;
+  if (update->has_value() && record.ParseFromString(**update)) {
+    stored.steps = static_cast<int64_t>(record.train_steps());
+  }
   return stored;
 }
 
@@ -75,6 +79,7 @@ ContinuousTrainer::ContinuousTrainer(Store* store, ModelSlot* slot, KafkaProduce
       on_version_(std::move(on_version)),
       snapshot_time_(std::chrono::steady_clock::now()) {
   counters_.version = start_version;
+  counters_.steps = options_.start_steps;
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -143,7 +148,26 @@ Status ContinuousTrainer::Reload() {
     const bool changed = seen == snapshotted_revisions_.end() || seen->second != e.revision;
     for (int64_t i = 0; i < (changed ? repeats : 1); ++i) data_.push_back(e.example);
   }
+  // Pseudo-labels join with the ramped weight of paper 004 (0 until the first teacher round). At
+  // weight 1 a confident pixel weighs what an unclicked pixel of a click map does (1 - alpha of
+  // the focal loss, not alpha): a pseudo-labelled image then counts about as much as a clicked
+  // one instead of drowning the clicks, and unsure pixels weigh next to nothing.
+  const TeacherOptions& t = options_.teacher;
+  const double ramp =
+      t.ramp_steps > 0
+          ? std::min(1.0, static_cast<double>(TotalSteps()) / static_cast<double>(t.ramp_steps))
+          : 1.0;
+  const double alpha = segmenter_.options().loss.focal_alpha;
+  const double weight = t.weight * ramp * (1 - alpha) / alpha;
+  uint64_t pseudo = 0;
+  for (const UnsupervisedImage& u : replay_.unsupervised) {
+    if (!t.enabled || !u.pseudo.has_value() || weight <= 0) continue;
+    data_.push_back(*u.pseudo);
+    data_.back().weight = weight;
+    ++pseudo;
+  }
   std::lock_guard<std::mutex> lock(mu_);
+  counters_.pseudo_labels = pseudo;
   counters_.examples = replay_.examples.size();
   counters_.clicks = replay_.clicks;
   counters_.labels = replay_.labels;
@@ -151,25 +175,50 @@ Status ContinuousTrainer::Reload() {
 }
 
 // One short run, then a snapshot when one is due. Waits (up to a second, or until Stop) while
-// there is nothing to train on.
+// there is nothing to train on or the step budget is spent.
 Status ContinuousTrainer::TrainOnce() {
+  if (options_.teacher.enabled && !teacher_.has_value()) {
+    Result<std::string> bytes = model::CheckpointStore::ToBytes(segmenter_);
+    if (!bytes.ok()) return bytes.status().WithContext("teacher");
+    Result<model::Segmenter> teacher =
+        model::CheckpointStore::FromBytes(*bytes, "the teacher", segmenter_.device());
+    if (!teacher.ok()) return teacher.status().WithContext("teacher");
+    teacher_ = std::move(teacher).value();
+  }
   if (!replay_time_ || std::chrono::steady_clock::now() - *replay_time_ >= kReloadPeriod) {
     CLICKDIFF_RETURN_IF_ERROR(Reload());
   }
-  if (data_.empty()) {
+  const int64_t examples = static_cast<int64_t>(replay_.examples.size());
+  const int64_t left = options_.steps_per_example > 0
+                           ? options_.steps_per_example * examples - TotalSteps()
+                           : std::numeric_limits<int64_t>::max();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool waiting = examples > 0 && left <= 0;
+    if (waiting && !counters_.waiting) {
+      spdlog::info("trainer: {} steps for {} supervised images spent; waiting for more clicks",
+                   TotalSteps(), examples);
+    }
+    counters_.waiting = waiting;
+  }
+  if (examples == 0 || left <= 0) {
+    // The steps since the last snapshot become a version before the trainer waits.
+    if (trainer_.steps_done() > steps_at_snapshot_ && !stopping()) return Round();
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
     snapshot_time_ = std::chrono::steady_clock::now();
     return Status::Ok();
   }
   const int64_t due_steps = steps_at_snapshot_ + options_.snapshot_every_steps;
+  const int64_t before = trainer_.steps_done();
   trainer_.SetBudget(
-      std::max<int64_t>(1, std::min(options_.run_steps, due_steps - trainer_.steps_done())), 0);
+      std::max<int64_t>(1, std::min({options_.run_steps, due_steps - before, left})), 0);
   Result<model::TrainProgress> progress = trainer_.Run(data_, {});
   if (!progress.ok()) return progress.status().WithContext("trainer");
+  UpdateTeacher(trainer_.steps_done() - before);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    counters_.steps = trainer_.steps_done();
+    counters_.steps = TotalSteps();
     counters_.loss = progress->loss;
   }
   const double since =
@@ -177,15 +226,79 @@ Status ContinuousTrainer::TrainOnce() {
   if (stopping() || (trainer_.steps_done() < due_steps && since < options_.snapshot_seconds)) {
     return Status::Ok();
   }
+  return Round();
+}
+
+// A snapshot, then the teacher's pseudo-label round; the replay is read again afterwards.
+Status ContinuousTrainer::Round() {
   CLICKDIFF_RETURN_IF_ERROR(Snapshot());
   snapshotted_revisions_.clear();
   for (const ReplayExample& e : replay_.examples) snapshotted_revisions_[e.image_key] = e.revision;
   replay_time_.reset();  // re-weight: what the new version learnt is no longer new
+  return PseudoLabel(counters().version);
+}
+
+void ContinuousTrainer::UpdateTeacher(int64_t steps) {
+  if (!teacher_.has_value() || steps <= 0) return;
+  torch::NoGradGuard no_grad;
+  // `steps` EMA updates against the current student, applied at once. The decay warms up
+  // ((1 + t) / (10 + t) after t steps, capped at ema_decay) so that the teacher of a young student
+  // is not mostly its random initialisation.
+  const double t = static_cast<double>(TotalSteps());
+  const double decay = std::min(options_.teacher.ema_decay, (1 + t) / (10 + t));
+  const double keep = std::pow(decay, static_cast<double>(steps));
+  std::vector<torch::Tensor> student = segmenter_.Parameters();
+  std::vector<torch::Tensor> teacher = teacher_->Parameters();
+  for (size_t i = 0; i < teacher.size(); ++i) {
+    teacher[i].mul_(keep).add_(student[i].detach(), 1.0 - keep);
+  }
+}
+
+// Labels the unsupervised images labelled longest ago (never first) with the teacher's vote.
+Status ContinuousTrainer::PseudoLabel(uint64_t version) {
+  const TeacherOptions& t = options_.teacher;
+  if (!teacher_.has_value() || t.images_per_round <= 0 || replay_.unsupervised.empty()) {
+    return Status::Ok();
+  }
+  std::vector<const UnsupervisedImage*> order;
+  for (const UnsupervisedImage& u : replay_.unsupervised) order.push_back(&u);
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    auto age = [](const UnsupervisedImage* u) { return u->pseudo ? u->pseudo_version + 1 : 0; };
+    return age(a) < age(b);
+  });
+  order.resize(std::min<size_t>(order.size(), static_cast<size_t>(t.images_per_round)));
+  Store::Batch batch;
+  double confident = 0;
+  size_t labelled = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (const UnsupervisedImage* u : order) {
+    if (stopping()) break;
+    const uint64_t seed = std::hash<std::string>{}(u->image_key) ^ (version << 32);
+    Result<torch::Tensor> drawn =
+        teacher_->Sample(u->grid.unsqueeze(0), t.samples, t.steps, seed, t.memory_budget_mb);
+    if (!drawn.ok()) return drawn.status().WithContext("teacher");
+    v1::PseudoLabel label = MakePseudoLabel((*drawn)[0], segmenter_.options().num_classes,
+                                            t.confidence, version);
+    size_t sure = 0;
+    for (char c : label.confident()) sure += c != 0;
+    confident += static_cast<double>(sure) / static_cast<double>(label.confident().size());
+    batch.Put(Family::kPseudoLabels, u->image_key, label.SerializeAsString());
+    ++labelled;
+  }
+  if (labelled == 0) return Status::Ok();
+  CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  spdlog::info("teacher of version {}: {} pseudo-labels in {:.1f} s, {:.0f}% of pixels confident",
+               version, labelled,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+               100.0 * confident / static_cast<double>(labelled));
   return Status::Ok();
 }
 
 Status ContinuousTrainer::Snapshot() {
-  Result<std::string> bytes = model::CheckpointStore::ToBytes(segmenter_);
+  // With a teacher, the teacher (the moving average of the student) is what gets served: its
+  // weights are smoother than the student's last step.
+  Result<std::string> bytes =
+      model::CheckpointStore::ToBytes(teacher_.has_value() ? *teacher_ : segmenter_);
   if (!bytes.ok()) return bytes.status();
   TrainerCounters c = counters();
   const uint64_t version = c.version + 1;
@@ -195,8 +308,18 @@ Status ContinuousTrainer::Snapshot() {
       *bytes, "model version " + std::to_string(version), segmenter_.device());
   if (!serving.ok()) return serving.status();
 
+  v1::ModelUpdate update;
+  update.set_model_version(version);
+  update.set_method(model::MethodName(segmenter_.options().method));
+  update.set_train_steps(static_cast<uint64_t>(c.steps));
+  update.set_train_loss(c.loss);
+  update.set_clicks_seen(c.clicks);
+  update.set_labels_seen(c.labels);
+  update.set_checkpoint_key(ModelKey(version));
+  update.set_timestamp_ms(NowMs());
   Store::Batch batch;
   batch.Put(Family::kModels, ModelKey(version), *bytes);
+  batch.Put(Family::kMetadata, keys::ModelUpdate(version), update.SerializeAsString());
   batch.Put(Family::kMetadata, kCurrentVersionKey, std::to_string(version));
   batch.Put(Family::kMetadata, kLineageKey, options_.lineage);
   if (options_.keep_versions > 0 && version > options_.keep_versions) {
@@ -214,19 +337,12 @@ Status ContinuousTrainer::Snapshot() {
   }
   steps_at_snapshot_ = trainer_.steps_done();
   snapshot_time_ = std::chrono::steady_clock::now();
-  spdlog::info("model version {}: {} steps, loss {:.4f}, {} examples ({} clicks, {} labels)",
-               version, c.steps, c.loss, c.examples, c.clicks, c.labels);
+  spdlog::info(
+      "model version {}: {} steps, loss {:.4f}, {} examples ({} clicks, {} labels), {} "
+      "pseudo-labels",
+      version, c.steps, c.loss, c.examples, c.clicks, c.labels, c.pseudo_labels);
 
   if (producer_ != nullptr && !options_.updates_topic.empty()) {
-    v1::ModelUpdate update;
-    update.set_model_version(version);
-    update.set_method(model::MethodName(segmenter_.options().method));
-    update.set_train_steps(static_cast<uint64_t>(c.steps));
-    update.set_train_loss(c.loss);
-    update.set_clicks_seen(c.clicks);
-    update.set_labels_seen(c.labels);
-    update.set_checkpoint_key(ModelKey(version));
-    update.set_timestamp_ms(NowMs());
     Status produced =
         producer_->Produce(options_.updates_topic, ModelKey(version), update.SerializeAsString());
     if (!produced.ok()) spdlog::warn("model-updates: {}", produced.ToString());

@@ -8,6 +8,12 @@
 // a request keeps the version it started with), then `on_version` runs. Examples whose supervision
 // changed since the previous snapshot weigh `recent_weight` times as much, so a new click shows in
 // the next version. The training copy of the model is never the one served.
+//
+// Budget: training stops after `steps_per_example` steps per supervised image (all versions of the
+// lineage counted) and resumes when supervision grows; the last steps become a version first.
+// Teacher-student: the teacher (an EMA of the student, updated after every run) pseudo-labels
+// unsupervised images right after each snapshot (TeacherOptions); they join the replay with a
+// weight ramped up with the lineage's steps.
 #pragma once
 
 #include <chrono>
@@ -31,6 +37,19 @@
 
 namespace clickdiff {
 
+// Teacher-student (config/config.h TeacherConfig).
+struct TeacherOptions {
+  bool enabled = false;
+  double ema_decay = 0.99;
+  int64_t samples = 8;
+  int64_t steps = 20;
+  double confidence = 0.9;
+  double weight = 1.0;
+  int64_t ramp_steps = 500;
+  int64_t images_per_round = 16;
+  int64_t memory_budget_mb = 512;
+};
+
 struct ContinuousTrainerOptions {
   model::TrainerOptions trainer;  // batch size, learning rate, seed (budgets are set here)
   int64_t snapshot_every_steps = 200;
@@ -38,6 +57,11 @@ struct ContinuousTrainerOptions {
   double recent_weight = 4;     // >= 1
   int64_t run_steps = 10;       // steps between checks for stop and new supervision
   uint64_t keep_versions = 10;  // versions kept in the store (older deleted); 0: all
+  // Training steps allowed per supervised image, over the whole lineage; once spent the trainer
+  // waits for more supervision. 0: no limit.
+  int64_t steps_per_example = 0;
+  int64_t start_steps = 0;  // steps the start version had already been trained
+  TeacherOptions teacher;
   std::string updates_topic;    // empty: no ModelUpdate is produced
   // Names where the versions come from (method, starting checkpoint, classes, grid); stored with
   // each version so that a service restarted with another model does not resume this lineage.
@@ -47,16 +71,19 @@ struct ContinuousTrainerOptions {
 // What the store holds for a restart (ContinuousTrainer::LoadLatest).
 struct StoredVersions {
   std::optional<ServingModel> model;  // the newest version, when it is of the asked lineage
+  int64_t steps = 0;                  // training steps behind it (0 when unknown)
   uint64_t newest = 0;                // the newest version number stored, of any lineage
 };
 
 struct TrainerCounters {
   uint64_t version = 0;  // last version snapshotted (or loaded)
-  int64_t steps = 0;     // training steps since start
+  int64_t steps = 0;     // training steps of the lineage (the start version's included)
+  bool waiting = false;  // the step budget is spent: waiting for more supervision
   float loss = 0;        // mean loss of the last run
   uint64_t examples = 0;
   uint64_t clicks = 0;
   uint64_t labels = 0;
+  uint64_t pseudo_labels = 0;  // unsupervised images with a pseudo-label
 };
 
 class ContinuousTrainer {
@@ -90,13 +117,18 @@ class ContinuousTrainer {
   void Run();
   Status TrainOnce();
   Status Reload();
+  Status Round();
   Status Snapshot();
+  Status PseudoLabel(uint64_t version);
+  void UpdateTeacher(int64_t steps);
+  int64_t TotalSteps() const { return options_.start_steps + trainer_.steps_done(); }
   bool stopping() const;
 
   Store* store_;
   ModelSlot* slot_;
   KafkaProducer* producer_;
   model::Segmenter segmenter_;
+  std::optional<model::Segmenter> teacher_;  // EMA of segmenter_ when the teacher is enabled
   model::Trainer trainer_;
   ContinuousTrainerOptions options_;
   std::function<void(uint64_t)> on_version_;

@@ -3,6 +3,8 @@
 // scan of one image never reaches another image whose id merely starts the same way.
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
 #include <string>
 
 namespace clickdiff::keys {
@@ -15,5 +17,14 @@ inline std::string Under(const std::string& image_key) { return image_key + '\0'
 inline std::string Child(const std::string& image_key, const std::string& id) {
   return Under(image_key) + id;
 }
+
+// A model version, zero-padded so that versions sort numerically.
+inline std::string Version(uint64_t version) {
+  char key[24];
+  std::snprintf(key, sizeof key, "%020llu", static_cast<unsigned long long>(version));
+  return key;
+}
+// kMetadata: the ModelUpdate of a version the service trained (clicks seen, steps, loss).
+inline std::string ModelUpdate(uint64_t version) { return "model:update:" + Version(version); }
 
 }  // namespace clickdiff::keys

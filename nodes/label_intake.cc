@@ -47,6 +47,11 @@ IntakeOutcome LabelIntake::operator()(const v1::LabelEvent& label,
     outcome.duplicate = true;
   } else {
     batch.Put(Family::kLabels, key, label.SerializeAsString());
+    // Ground truth for the evaluator: the current mask is published again (from the cache when
+    // it is current) so that it gets scored.
+    if (label.for_evaluation()) {
+      outcome.infer.push_back(RequestFor(label.dataset(), label.image_id(), kPriorityStale));
+    }
   }
   WriteOrFail(*store_, batch, outcome);
   return outcome;

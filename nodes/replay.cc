@@ -1,6 +1,7 @@
 #include "nodes/replay.h"
 
 #include "model/preprocess.h"
+#include "nodes/intake.h"
 #include "nodes/keys.h"
 #include "schemas/events.pb.h"
 
@@ -38,7 +39,55 @@ Result<torch::Tensor> DenseLabel(const Store& store, const std::string& image_ke
   return grid->clone();
 }
 
+// The stored pseudo-label of an image, when there is one at this grid.
+Result<std::optional<model::TrainingExample>> StoredPseudoLabel(const Store& store,
+                                                                const std::string& image_key,
+                                                                const torch::Tensor& grid,
+                                                                int64_t resolution,
+                                                                uint64_t& version) {
+  Result<std::optional<std::string>> bytes = store.Get(Family::kPseudoLabels, image_key);
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return std::optional<model::TrainingExample>();
+  v1::PseudoLabel label;
+  if (!label.ParseFromString(**bytes)) {
+    return DataLoss("the pseudo-label of " + image_key + " is corrupt");
+  }
+  const size_t n = static_cast<size_t>(resolution * resolution);
+  if (label.grid_resolution() != resolution || label.class_ids().size() != n ||
+      label.confident().size() != n) {
+    return std::optional<model::TrainingExample>();  // drawn for another grid
+  }
+  auto from_bytes = [&](const std::string& b) {
+    return torch::from_blob(const_cast<char*>(b.data()), {resolution, resolution}, torch::kUInt8);
+  };
+  model::TrainingExample example;
+  example.image = grid;
+  example.target = from_bytes(label.class_ids()).to(torch::kInt64);
+  example.known = from_bytes(label.confident()).to(torch::kBool);
+  version = label.teacher_version();
+  return std::optional<model::TrainingExample>(std::move(example));
+}
+
 }  // namespace
+
+v1::PseudoLabel MakePseudoLabel(const torch::Tensor& samples, int64_t num_classes,
+                                double confidence, uint64_t teacher_version) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = samples.size(0);
+  const torch::Tensor votes = torch::one_hot(samples.to(torch::kCPU), num_classes).sum(0);
+  auto [count, majority] = votes.max(-1);
+  const torch::Tensor confident = count.to(torch::kDouble) >= confidence * static_cast<double>(n);
+  const torch::Tensor ids = majority.to(torch::kUInt8).contiguous();
+  const torch::Tensor sure = confident.to(torch::kUInt8).contiguous();
+  v1::PseudoLabel label;
+  label.set_teacher_version(teacher_version);
+  label.set_grid_resolution(static_cast<uint32_t>(samples.size(1)));
+  label.set_class_ids(ids.data_ptr<uint8_t>(), static_cast<size_t>(ids.numel()));
+  label.set_confident(sure.data_ptr<uint8_t>(), static_cast<size_t>(sure.numel()));
+  label.set_samples(static_cast<uint32_t>(n));
+  label.set_timestamp_ms(NowMs());
+  return label;
+}
 
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes) {
   Replay replay;
@@ -86,7 +135,15 @@ Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_cl
         Result<std::optional<model::TrainingExample>> example =
             model::MakeSupervisedExample(grid, clicks, *mask, num_classes);
         if (!example.ok()) return fail(example.status().WithContext(event.image_id()));
-        if (!example->has_value()) return true;
+        if (!example->has_value()) {
+          UnsupervisedImage image{image_key, grid, std::nullopt, 0};
+          Result<std::optional<model::TrainingExample>> pseudo =
+              StoredPseudoLabel(store, image_key, grid, resolution, image.pseudo_version);
+          if (!pseudo.ok()) return fail(pseudo.status());
+          image.pseudo = std::move(pseudo).value();
+          replay.unsupervised.push_back(std::move(image));
+          return true;
+        }
         replay.clicks += clicks.size();
         replay.labels += labels;
         replay.examples.push_back(

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "io/store.h"
 #include "model/training_example.h"
+#include "schemas/events.pb.h"
 
 namespace clickdiff {
 
@@ -18,16 +20,32 @@ struct ReplayExample {
   model::TrainingExample example;
 };
 
+// A stored image without supervision at the model grid: what the teacher pseudo-labels.
+struct UnsupervisedImage {
+  std::string image_key;
+  torch::Tensor grid;  // [1,R,R] float
+  // Its stored pseudo-label as a (non-dense) example whose `known` pixels are the confident ones,
+  // and the teacher version that drew it; none when it has not been labelled at this grid.
+  std::optional<model::TrainingExample> pseudo;
+  uint64_t pseudo_version = 0;
+};
+
 struct Replay {
   std::vector<ReplayExample> examples;
+  std::vector<UnsupervisedImage> unsupervised;
   uint64_t clicks = 0;  // clicks behind the examples
   uint64_t labels = 0;  // dense training labels behind the examples
 };
 
-// Reads images, clicks and labels from `store`. Images stored at another grid resolution than
+// Reads images, clicks, labels and pseudo-labels from `store`. Images stored at another grid resolution than
 // `resolution` are skipped (a different model's images); a label marked for evaluation is never
 // read. Errors: store failures; a stored record that does not parse (kDataLoss); a click or mask
 // the model cannot use (kInvalidArgument naming the image).
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes);
+
+// The pseudo-label record of a teacher's vote: `samples` [N,R,R] class ids; a pixel is confident
+// when its majority class has at least `confidence` of the votes.
+v1::PseudoLabel MakePseudoLabel(const torch::Tensor& samples, int64_t num_classes,
+                                double confidence, uint64_t teacher_version);
 
 }  // namespace clickdiff

@@ -10,7 +10,7 @@ Sampler::Sampler(Store* store, const ModelSlot* models, InferRequestGate* gate,
                  const MaskCache* cache, SamplerOptions options)
     : store_(store), models_(models), gate_(gate), cache_(cache), options_(options) {}
 
-Result<SampleSet> Sampler::operator()(const InferRequest& request) const {
+Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   gate_->Started(request);
   std::shared_ptr<const ServingModel> model = models_->Get();
   if (!model || !model->segmenter) return FailedPrecondition("no model is loaded");
@@ -33,7 +33,8 @@ Result<SampleSet> Sampler::operator()(const InferRequest& request) const {
   Result<uint64_t> revision = store_->Count(Family::kClicks, keys::Under(key));
   if (!revision.ok()) return revision.status();
 
-  SampleSet out;
+  PreparedRequest prepared;
+  SampleSet& out = prepared.set;
   out.request = request;
   out.model_version = model->version;
   out.click_revision = *revision;
@@ -43,24 +44,46 @@ Result<SampleSet> Sampler::operator()(const InferRequest& request) const {
   if (!hit.ok()) return hit.status();
   if (hit->has_value()) {
     out.cached = std::move(*hit);
-    return out;
+    return prepared;
   }
-  const uint64_t seed =
-      std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^ (model->version << 32);
-  try {
-    torch::Tensor grid =
-        torch::from_blob(stored.mutable_grid()->mutable_data(), {1, 1, r, r}, torch::kFloat32)
-            .clone();
-    Result<torch::Tensor> drawn = model->segmenter->Sample(grid, options_.samples, options_.steps,
-                                                           seed, options_.memory_budget_mb);
-    if (!drawn.ok()) return drawn.status().WithContext(request.image_id);
-    out.samples = (*drawn)[0];
-  } catch (const std::exception& e) {
-    return Internal("sampling " + request.image_id + ": " + e.what());
-  }
+  prepared.model = std::move(model);
+  prepared.seed =
+      std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^ (out.model_version << 32);
+  prepared.grid =
+      torch::from_blob(stored.mutable_grid()->mutable_data(), {1, 1, r, r}, torch::kFloat32)
+          .clone();
   stored.mutable_event()->clear_payload();
   out.image = std::move(*stored.mutable_event());
-  return out;
+  return prepared;
+}
+
+int64_t Sampler::ShardSamples(int64_t samples, int64_t shard, int64_t shards) {
+  return samples / shards + (shard < samples % shards ? 1 : 0);
+}
+
+Result<torch::Tensor> Sampler::Draw(const PreparedRequest& prepared, int64_t shard,
+                                    int64_t shards) const {
+  // Shard 0 keeps the request's seed, so one shard draws what an unsharded sampler does.
+  const uint64_t seed = prepared.seed ^ (static_cast<uint64_t>(shard) * 0xD1B54A32D192ED03ull);
+  try {
+    Result<torch::Tensor> drawn = prepared.model->segmenter->Sample(
+        prepared.grid, ShardSamples(options_.samples, shard, shards), options_.steps, seed,
+        options_.memory_budget_mb);
+    if (!drawn.ok()) return drawn.status().WithContext(prepared.set.request.image_id);
+    return (*drawn)[0];
+  } catch (const std::exception& e) {
+    return Internal("sampling " + prepared.set.request.image_id + ": " + e.what());
+  }
+}
+
+Result<SampleSet> Sampler::operator()(const InferRequest& request) const {
+  Result<PreparedRequest> prepared = Prepare(request);
+  if (!prepared.ok()) return prepared.status();
+  if (prepared->set.cached.has_value()) return std::move(prepared->set);
+  Result<torch::Tensor> samples = Draw(*prepared, 0, 1);
+  if (!samples.ok()) return samples.status();
+  prepared->set.samples = std::move(samples).value();
+  return std::move(prepared->set);
 }
 
 }  // namespace clickdiff

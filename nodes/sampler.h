@@ -1,8 +1,10 @@
-// nodes/sampler.h — draws N mask samples for one image with the model version being served. The
-// image's grid and its click revision are read from the store when the work starts; sampling is
-// seeded by image, click revision and model version, so a request repeated unchanged draws the
-// same samples.
+// nodes/sampler.h — draws N mask samples for one image with the model version being served, whole
+// or as shards that sampler threads draw in parallel. The image's grid and its click revision are
+// read from the store when the work starts; sampling is seeded by image, click revision, model
+// version and shard, so a request repeated unchanged draws the same samples.
 #pragma once
+
+#include <memory>
 
 #include "io/store.h"
 #include "nodes/infer_request.h"
@@ -17,6 +19,16 @@ struct SamplerOptions {
   int64_t memory_budget_mb = 512;
 };
 
+// A request pinned to what it is drawn with when it starts: the model version being served, the
+// image's grid and click revision, and the seed. When the cache already holds the mask for that
+// version and revision, set.cached is filled instead and there is nothing to draw.
+struct PreparedRequest {
+  SampleSet set;  // everything but the samples
+  std::shared_ptr<const ServingModel> model;
+  torch::Tensor grid;  // [1,1,R,R]
+  uint64_t seed = 0;
+};
+
 // Thread-safe: several sampler threads may share one (Segmenter::Sample is const). Store, slot and
 // gate are not owned.
 class Sampler {
@@ -25,7 +37,19 @@ class Sampler {
           SamplerOptions options);
   // Errors: the image is not stored, no model is loaded, or sampling failed. A cache hit for the
   // current model version and click revision returns the cached mask instead of samples.
+  // Prepare, then the one shard of all N samples.
   Result<SampleSet> operator()(const InferRequest& request) const;
+
+  // Marks the request started at the gate, pins it, looks up the cache. Errors as above.
+  Result<PreparedRequest> Prepare(const InferRequest& request) const;
+  // Shard `shard` of `shards` of the N samples: ShardSamples(N, shard, shards) samples, [n,R,R],
+  // drawn with the pinned model and a seed of their own (shard 0 keeps the request's). Shards are
+  // independent draws from the same model, so together they are N samples distributed exactly as
+  // one sampler's N; any shard may run on any thread.
+  Result<torch::Tensor> Draw(const PreparedRequest& prepared, int64_t shard,
+                             int64_t shards) const;
+  // N / shards, plus one for the first N % shards shards.
+  static int64_t ShardSamples(int64_t samples, int64_t shard, int64_t shards);
 
  private:
   Store* store_;

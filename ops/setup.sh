@@ -16,7 +16,7 @@ PACKAGES=(
   # LibTorch runs ~50x slower here on Debian's reference BLAS: OpenBLAS (OpenMP flavour) replaces it
   libopenblas0-openmp
   # outside clients used by the integration tests and the demo
-  kcat python3 python3-zmq python3-protobuf python3-numpy
+  kcat python3 python3-zmq python3-protobuf python3-numpy python3-matplotlib
 )
 
 missing=()

@@ -44,5 +44,6 @@ void AddCalibrateCommand(CLI::App& app, CommandContext& context);
 void AddBrokerCommand(CLI::App& app, CommandContext& context);
 void AddProduceCommand(CLI::App& app, CommandContext& context);
 void AddSubscribeCommand(CLI::App& app, CommandContext& context);
+void AddStatsCommand(CLI::App& app, CommandContext& context);
 
 }  // namespace clickdiff

@@ -15,6 +15,7 @@
 #include "io/zmq_server.h"
 #include "model/checkpoint_store.h"
 #include "nodes/continuous_trainer.h"
+#include "nodes/evaluator.h"
 #include "nodes/keys.h"
 #include "nodes/mask_cache.h"
 #include "services/model_options.h"
@@ -101,6 +102,12 @@ v1::QueryReply Answer(const v1::Query& query, Store& store, const MaskCache& cac
       s->set_bootstrap_servers(endpoints.bootstrap_servers);
       s->set_publish_endpoint(endpoints.publish_endpoint);
       s->set_query_endpoint(endpoints.query_endpoint);
+      break;
+    }
+    case v1::Query::KIND_METRICS: {
+      Result<std::vector<v1::Metrics>> metrics = Evaluator::VersionMetrics(store, query.dataset());
+      if (!metrics.ok()) return fail(metrics.status().message());
+      for (v1::Metrics& m : *metrics) *reply.add_metrics() = std::move(m);
       break;
     }
     default:
@@ -259,6 +266,13 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
     options.snapshot_seconds = config.trainer.snapshot_seconds;
     options.recent_weight = config.trainer.recent_weight;
     options.keep_versions = static_cast<uint64_t>(config.trainer.keep_versions);
+    options.steps_per_example = config.trainer.steps_per_example;
+    options.start_steps = stored->steps;  // 0 unless a stored version is resumed
+    const TeacherConfig& t = config.teacher;
+    options.teacher = TeacherOptions{t.enabled,      t.ema_decay,  t.samples,
+                                     t.steps,        t.confidence, t.weight,
+                                     t.ramp_steps,   t.images_per_round,
+                                     config.sampler.memory_budget_mb};
     options.lineage = lineage;
     options.updates_topic = config.kafka.topics.model_updates;
     trainer = std::make_unique<ContinuousTrainer>(
@@ -317,8 +331,11 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
       if (trainer) {
         TrainerCounters tc = trainer->counters();
         Status trouble = trainer->failure();
-        spdlog::info("trainer: model version {}, {} steps, loss {:.4f}, {} examples{}", tc.version,
-                     tc.steps, tc.loss, tc.examples, trouble.ok() ? "" : "; " + trouble.ToString());
+        spdlog::info("trainer: model version {}, {} steps{}, loss {:.4f}, {} examples, {} "
+                     "pseudo-labels{}",
+                     tc.version, tc.steps, tc.waiting ? " (budget spent, waiting)" : "", tc.loss,
+                     tc.examples, tc.pseudo_labels,
+                     trouble.ok() ? "" : "; " + trouble.ToString());
       }
     }
   }

@@ -64,8 +64,12 @@ Status RunProduce(const ProduceArgs& args, std::ostream& out) {
   Pacer pacer(args.rate);
   uint64_t images = 0, clicks = 0, labels = 0;
 
+  if (args.images.empty() && args.labels.empty() && args.clicks.empty()) {
+    return InvalidArgument("nothing to send: give --images, --labels and/or --clicks");
+  }
   // Images: the PNG file as it is (the service decodes and checks it).
-  Result<std::vector<std::string>> names = ListPngFiles(args.images);
+  Result<std::vector<std::string>> names = std::vector<std::string>();
+  if (!args.images.empty()) names = ListPngFiles(args.images);
   if (!names.ok()) return names.status();
   for (const std::string& name : *names) {
     const std::string path = (std::filesystem::path(args.images) / name).string();
@@ -159,7 +163,7 @@ void AddProduceCommand(CLI::App& app, CommandContext& context) {
   auto* cmd = app.add_subcommand(
       "produce", "send images (then masks, then clicks) from files to the service's Kafka topics");
   AddConfigOptions(*cmd, args->config, false);
-  cmd->add_option("--images", args->images, "directory of PNG images")->required();
+  cmd->add_option("--images", args->images, "directory of PNG images");
   cmd->add_option("--clicks", args->clicks, "clicks, JSON Lines");
   cmd->add_option("--labels", args->labels, "directory of class-id PNG masks to send as labels");
   cmd->add_flag("--for-evaluation", args->labels_for_evaluation,

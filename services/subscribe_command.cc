@@ -21,25 +21,36 @@ struct SubscribeArgs {
   std::string dataset;
   std::string image;
   std::string out;
+  bool versions = false;  // also keep every model version's mask
   int count = 0;       // stop after this many masks (0: never)
   double timeout = 0;  // stop after this many seconds without a mask (0: never)
 };
 
-Status WriteMask(const std::string& dir, const v1::MaskResult& mask) {
+// Writes the mask and its uncertainty as 8-bit PNGs: OUT/<dataset>/<image>.png and
+// OUT/<dataset>/uncertainty/<image>.png (the latest), plus, with `versions`,
+// OUT/<dataset>/versions/[uncertainty/]<image stem>.v<model version>.png.
+Status WriteMask(const std::string& dir, const v1::MaskResult& mask, bool versions) {
   namespace fs = std::filesystem;
   fs::path base = fs::path(dir) / mask.dataset();
-  std::error_code ec;
-  fs::create_directories(base / "uncertainty", ec);
-  if (ec) return Unavailable(base.string() + ": " + ec.message());
   std::string name = mask.image_id();
-  if (fs::path(name).extension() != ".png") name += ".png";
+  if (fs::path(name).extension() == ".png") name = fs::path(name).stem().string();
+  std::vector<std::pair<fs::path, std::string>> files = {{base, name + ".png"}};
+  if (versions) {
+    files.emplace_back(base / "versions",
+                       name + ".v" + std::to_string(mask.model_version()) + ".png");
+  }
   auto bytes = [](const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); };
-  for (auto [path, values] : {std::pair{base / name, &mask.mask()},
-                              std::pair{base / "uncertainty" / name, &mask.uncertainty()}}) {
-    Result<std::vector<uint8_t>> png = EncodePngGray8(
-        bytes(*values), static_cast<int>(mask.width()), static_cast<int>(mask.height()));
-    if (!png.ok()) return png.status().WithContext(mask.image_id());
-    CLICKDIFF_RETURN_IF_ERROR(WriteBinaryFile(path.string(), *png));
+  for (const auto& [folder, file] : files) {
+    std::error_code ec;
+    fs::create_directories(folder / "uncertainty", ec);
+    if (ec) return Unavailable(folder.string() + ": " + ec.message());
+    for (auto [path, values] : {std::pair{folder / file, &mask.mask()},
+                                std::pair{folder / "uncertainty" / file, &mask.uncertainty()}}) {
+      Result<std::vector<uint8_t>> png = EncodePngGray8(
+          bytes(*values), static_cast<int>(mask.width()), static_cast<int>(mask.height()));
+      if (!png.ok()) return png.status().WithContext(mask.image_id());
+      CLICKDIFF_RETURN_IF_ERROR(WriteBinaryFile(path.string(), *png));
+    }
   }
   return Status::Ok();
 }
@@ -85,7 +96,7 @@ Status RunSubscribe(const SubscribeArgs& args, std::ostream& out) {
     if (!args.image.empty() && m.image_id() != args.image) continue;
     last = std::chrono::steady_clock::now();
     ++received;
-    if (!args.out.empty()) CLICKDIFF_RETURN_IF_ERROR(WriteMask(args.out, m));
+    if (!args.out.empty()) CLICKDIFF_RETURN_IF_ERROR(WriteMask(args.out, m, args.versions));
     size_t foreground = 0;
     for (char c : m.mask()) foreground += c != 0;
     out << nlohmann::json({{"dataset", m.dataset()},
@@ -116,6 +127,8 @@ void AddSubscribeCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--dataset", args->dataset, "only this dataset");
   cmd->add_option("--image", args->image, "only this image (needs --dataset)");
   cmd->add_option("--out", args->out, "write masks as PNG under OUT/<dataset>/");
+  cmd->add_flag("--versions", args->versions,
+                "with --out, also keep each model version's mask under OUT/<dataset>/versions/");
   cmd->add_option("--count", args->count, "stop after this many masks")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--timeout", args->timeout, "stop after this many seconds without a mask")

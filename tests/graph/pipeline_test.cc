@@ -99,6 +99,31 @@ TEST_F(PipelineTest, MasksCarryTheServedModelVersionAndAreCached) {
   EXPECT_EQ(pipeline_->counters().sample_errors, 0u);
 }
 
+TEST_F(PipelineTest, ShardedSamplersJoinEachRequestIntoAllNSamples) {
+  config_.sampler.shards = 3;
+  config_.sampler.samples = 7;
+  MakePipeline();
+  const char* ids[] = {"a", "b", "c", "d"};
+  for (int i = 0; i < 4; ++i) {
+    pipeline_->Admit(Record("images", PngImageEvent(ids[i]).SerializeAsString(), i));
+  }
+  MaskCache cache(store_.get());
+  ASSERT_TRUE(Eventually([&] {
+    for (const char* id : ids) {
+      auto mask = cache.Lookup("ds", id, 5, 0);
+      if (!mask.ok() || !mask->has_value()) return false;
+    }
+    return true;
+  }));
+  pipeline_->Drain();
+  for (const char* id : ids) {
+    v1::MaskResult mask = cache.Lookup("ds", id, 5, 0).value().value();
+    EXPECT_EQ(mask.samples(), 7u) << id;  // 3 + 2 + 2 joined
+    EXPECT_EQ(mask.mask().size(), 24u * 16u) << id;
+  }
+  EXPECT_EQ(pipeline_->counters().sample_errors, 0u);
+}
+
 TEST_F(PipelineTest, StaleMasksAreRequestedAfterARestartAndFreshOnesAreNot) {
   MakePipeline();
   pipeline_->Admit(Record("images", PngImageEvent("a").SerializeAsString(), 0));

@@ -19,8 +19,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr Family kAllFamilies[] = {
-    Family::kImages, Family::kClicks, Family::kLabels,  Family::kPseudoLabels,
-    Family::kMasks,  Family::kModels, Family::kOffsets, Family::kMetadata,
+    Family::kImages, Family::kClicks,  Family::kLabels,   Family::kPseudoLabels, Family::kMasks,
+    Family::kModels, Family::kOffsets, Family::kMetadata, Family::kMetrics,
 };
 
 bool Contains(const std::string& text, const std::string& needle) {
@@ -116,7 +116,7 @@ TEST_F(StoreTest, FamilyNamesAreTheColumnFamilyNames) {
   std::vector<std::string> names;
   for (Family family : kAllFamilies) names.emplace_back(FamilyName(family));
   EXPECT_EQ(names, (std::vector<std::string>{"images", "clicks", "labels", "pseudo_labels", "masks",
-                                             "models", "offsets", "metadata"}));
+                                             "models", "offsets", "metadata", "metrics"}));
 }
 
 TEST_F(StoreTest, BatchIsAtomic) {

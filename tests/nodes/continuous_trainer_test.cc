@@ -176,6 +176,107 @@ TEST_F(ContinuousTrainerTest, SnapshotsNumberedVersionsToTheStoreAndTheSlotInOrd
   EXPECT_EQ(other->newest, last);
 }
 
+// Waits up to two minutes for `done`.
+template <typename Done>
+bool WaitFor(Done done) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+TEST_F(ContinuousTrainerTest, StepBudgetPerSupervisedImageStopsTrainingUntilMoreClicksArrive) {
+  StoreImage("a");
+  StoreClick("a", "c1", 10, 12);
+  StoreImage("b");
+  ModelSlot slot;
+  ContinuousTrainerOptions options = Options(4);
+  options.steps_per_example = 6;
+  options.start_steps = 2;  // resumed from a version trained 2 steps: 4 are left for image a
+  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
+  ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
+  EXPECT_EQ(trainer.counters().steps, 6);
+  // The last steps became a version before the trainer started waiting, and it stays put.
+  const uint64_t version = trainer.counters().version;
+  EXPECT_GE(version, 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_EQ(trainer.counters().steps, 6);
+  EXPECT_EQ(trainer.counters().version, version);
+
+  StoreClick("b", "c2", 8, 8);  // a second supervised image: 6 more steps
+  ASSERT_TRUE(WaitFor([&] { return trainer.counters().steps == 12 && trainer.counters().waiting; }));
+  ASSERT_TRUE(WaitFor([&] { return trainer.counters().version > version; }));
+  trainer.Stop();
+  ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
+  EXPECT_EQ(trainer.counters().steps, 12);
+  // A restart resumes the spent budget with the version.
+  Result<StoredVersions> latest = ContinuousTrainer::LoadLatest(*store_, torch::kCPU, "tiny");
+  ASSERT_TRUE(latest.ok()) << latest.status().ToString();
+  EXPECT_EQ(latest->steps, 12);
+}
+
+TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLongestAgoFirst) {
+  StoreImage("a");
+  StoreClick("a", "c1", 10, 12);
+  StoreImage("b");
+  StoreImage("c");
+  StoreImage("held_out");
+  StoreLabel("held_out", "truth", /*for_evaluation=*/true);  // still unsupervised
+  ModelSlot slot;
+  ContinuousTrainerOptions options = Options(2);
+  options.steps_per_example = 8;  // pseudo-labels do not add to the budget
+  options.teacher = TeacherOptions{true, 0.5, 4, 2, 0.5, 1.0, 0, 2, 64};
+  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
+  ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
+  trainer.Stop();
+  ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
+  EXPECT_EQ(trainer.counters().steps, 8);
+  EXPECT_EQ(trainer.counters().version, 4u);
+
+  // Four rounds of two images over three unsupervised ones, never labelled or labelled longest ago
+  // first (ties in key order): b, c (v1); held_out, b (v2); c, b (v3); held_out, b (v4).
+  std::map<std::string, uint64_t> drawn_by;
+  for (const char* id : {"b", "c", "held_out"}) {
+    auto bytes = store_->Get(Family::kPseudoLabels, keys::Image("ds", id)).value();
+    ASSERT_TRUE(bytes.has_value()) << id;
+    v1::PseudoLabel label;
+    ASSERT_TRUE(label.ParseFromString(*bytes));
+    EXPECT_EQ(label.grid_resolution(), static_cast<uint32_t>(kGrid));
+    EXPECT_EQ(label.class_ids().size(), static_cast<size_t>(kGrid * kGrid));
+    EXPECT_EQ(label.samples(), 4u);
+    drawn_by[id] = label.teacher_version();
+  }
+  EXPECT_EQ(drawn_by, (std::map<std::string, uint64_t>{{"b", 4}, {"c", 3}, {"held_out", 4}}));
+  EXPECT_FALSE(store_->Get(Family::kPseudoLabels, keys::Image("ds", "a")).value().has_value());
+
+  // The replay offers them as non-dense examples whose known pixels are the confident ones.
+  Result<Replay> replay = LoadReplay(*store_, kGrid, 2);
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  ASSERT_EQ(replay->unsupervised.size(), 3u);
+  for (const UnsupervisedImage& u : replay->unsupervised) {
+    ASSERT_TRUE(u.pseudo.has_value()) << u.image_key;
+    EXPECT_FALSE(u.pseudo->dense);
+    EXPECT_EQ(u.pseudo->known.scalar_type(), torch::kBool);
+    EXPECT_EQ(u.pseudo_version, drawn_by[u.image_key.substr(3)]);
+  }
+}
+
+TEST(PseudoLabelTest, MajorityClassAndConfidentPixelsFromTheVote) {
+  // Four samples of a 2x2 grid; pixel votes: (1,1,1,1) (1,1,1,0) (0,0,0,0) (0,0,0,1).
+  torch::Tensor samples = torch::tensor({1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1},
+                                        torch::kInt64)
+                              .view({4, 2, 2});
+  v1::PseudoLabel label = MakePseudoLabel(samples, 2, 0.75, 9);
+  EXPECT_EQ(label.teacher_version(), 9u);
+  EXPECT_EQ(label.grid_resolution(), 2u);
+  EXPECT_EQ(label.samples(), 4u);
+  EXPECT_EQ(label.class_ids(), std::string({1, 1, 0, 0}));
+  EXPECT_EQ(label.confident(), std::string({1, 1, 1, 1}));  // 3 of 4 reaches 0.75
+  EXPECT_EQ(MakePseudoLabel(samples, 2, 0.9, 9).confident(), std::string({1, 0, 1, 0}));
+}
+
 TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOnlyWholeModels) {
   StoreImage("a");
   StoreImage("b");

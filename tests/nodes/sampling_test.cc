@@ -65,6 +65,39 @@ TEST_F(SamplerTest, DrawsNSamplesTaggedWithVersionAndClickRevision) {
   EXPECT_EQ(gate_.waiting(), 0u);  // starting the work lets the next request for "a" through
 }
 
+TEST_F(SamplerTest, ShardsAreIndependentDrawsOfTheSameModelThatTogetherMakeN) {
+  EXPECT_EQ(Sampler::ShardSamples(8, 0, 3), 3);
+  EXPECT_EQ(Sampler::ShardSamples(8, 1, 3), 3);
+  EXPECT_EQ(Sampler::ShardSamples(8, 2, 3), 2);
+  StoreImage("a");
+  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(), SamplerOptions{12, 2, 64});
+  Result<PreparedRequest> prepared = sampler.Prepare(RequestFor("ds", "a"));
+  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
+  EXPECT_EQ(prepared->set.model_version, 3u);
+  // A new version in the slot does not change what a started request draws with.
+  auto newer = std::make_shared<ServingModel>(*models_.Get());
+  newer->version = 4;
+  models_.Set(newer);
+  EXPECT_EQ(prepared->model->version, 3u);
+
+  std::vector<torch::Tensor> shards;
+  for (int64_t k = 0; k < 3; ++k) {
+    Result<torch::Tensor> drawn = sampler.Draw(*prepared, k, 3);
+    ASSERT_TRUE(drawn.ok()) << drawn.status().ToString();
+    EXPECT_EQ(drawn->sizes(), (std::vector<int64_t>{4, 16, 16}));
+    shards.push_back(*drawn);
+  }
+  EXPECT_FALSE(torch::equal(shards[0], shards[1]));  // seeds of their own
+  Result<torch::Tensor> whole = sampler.Draw(*prepared, 0, 1);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->size(0), 12);
+  // The three shards together, like the unsharded draw, are 12 samples of the same model: their
+  // foreground shares agree within sampling noise.
+  const double sharded = (torch::cat(shards) > 0).to(torch::kDouble).mean().item<double>();
+  const double unsharded = (*whole > 0).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(sharded, unsharded, 0.15);
+}
+
 TEST_F(SamplerTest, UnchangedImageIsServedFromTheCache) {
   StoreImage("a");
   v1::MaskResult cached;

@@ -1,0 +1,225 @@
+#include "nodes/evaluator.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <map>
+
+#include "base/status.h"
+#include "model/metrics.h"
+#include "nodes/intake.h"
+#include "nodes/keys.h"
+
+namespace clickdiff {
+namespace {
+
+const std::string kImagePrefix = std::string("image") + '\0';
+const std::string kVersionPrefix = std::string("version") + '\0';
+
+std::string VersionKey(const std::string& dataset, uint64_t version) {
+  return kVersionPrefix + dataset + '\0' + keys::Version(version);
+}
+std::string ImagePrefix(const std::string& dataset, uint64_t version) {
+  return kImagePrefix + dataset + '\0' + keys::Version(version) + '\0';
+}
+
+torch::Tensor ClassIds(const std::string& bytes, int64_t height, int64_t width) {
+  return torch::from_blob(const_cast<char*>(bytes.data()), {height, width}, torch::kUInt8)
+      .to(torch::kInt64);
+}
+
+// Means of the per-image records of one version: per class over the images that scored it, the
+// overall means over classes, and the mean Dice of clicked and unclicked images.
+v1::Metrics Aggregate(const std::vector<v1::Metrics>& images) {
+  struct Sums {
+    double dice = 0, iou = 0, hd95 = 0, precision = 0, recall = 0;
+    int64_t n = 0;
+  };
+  std::map<int32_t, Sums> classes;
+  double clicked = 0, unclicked = 0;
+  uint32_t n_clicked = 0, n_unclicked = 0;
+  for (const v1::Metrics& m : images) {
+    for (const v1::ClassScore& c : m.classes()) {
+      Sums& s = classes[c.class_id()];
+      s.dice += c.dice();
+      s.iou += c.iou();
+      s.hd95 += c.hd95();
+      s.precision += c.precision();
+      s.recall += c.recall();
+      ++s.n;
+    }
+    if (m.click_revision() > 0) {
+      clicked += m.mean_dice();
+      ++n_clicked;
+    } else {
+      unclicked += m.mean_dice();
+      ++n_unclicked;
+    }
+  }
+  v1::Metrics out;
+  double dice = 0, iou = 0, hd95 = 0;
+  for (const auto& [id, s] : classes) {
+    v1::ClassScore* c = out.add_classes();
+    const double n = static_cast<double>(s.n);
+    c->set_class_id(id);
+    c->set_dice(s.dice / n);
+    c->set_iou(s.iou / n);
+    c->set_hd95(s.hd95 / n);
+    c->set_precision(s.precision / n);
+    c->set_recall(s.recall / n);
+    dice += c->dice();
+    iou += c->iou();
+    hd95 += c->hd95();
+  }
+  if (!classes.empty()) {
+    const double k = static_cast<double>(classes.size());
+    out.set_mean_dice(dice / k);
+    out.set_mean_iou(iou / k);
+    out.set_mean_hd95(hd95 / k);
+  }
+  out.set_images(static_cast<uint32_t>(images.size()));
+  out.set_clicked_images(n_clicked);
+  out.set_clicked_mean_dice(n_clicked ? clicked / n_clicked : 0);
+  out.set_unclicked_images(n_unclicked);
+  out.set_unclicked_mean_dice(n_unclicked ? unclicked / n_unclicked : 0);
+  return out;
+}
+
+}  // namespace
+
+Evaluator::Evaluator(Store* store, KafkaProducer* producer, ZmqServer* zmq,
+                     EvaluatorOptions options)
+    : store_(store), producer_(producer), zmq_(zmq), options_(std::move(options)) {}
+
+// The image's latest evaluation label (the one with the greatest label id), if any.
+Result<std::optional<v1::DenseMask>> Evaluator::Truth(const v1::MaskResult& mask) const {
+  std::optional<v1::DenseMask> truth;
+  bool corrupt = false;
+  Status scanned = store_->Scan(
+      Family::kLabels, keys::Under(keys::Image(mask.dataset(), mask.image_id())),
+      [&](std::string_view, std::string_view value) {
+        v1::LabelEvent label;
+        if (!label.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          corrupt = true;
+          return false;
+        }
+        if (label.for_evaluation() && label.has_dense()) truth = label.dense();
+        return true;
+      });
+  CLICKDIFF_RETURN_IF_ERROR(scanned);
+  if (corrupt) return DataLoss("store: a label of " + mask.image_id() + " is corrupt");
+  return truth;
+}
+
+Result<uint64_t> Evaluator::ClicksSeen(uint64_t version) const {
+  Result<std::optional<std::string>> bytes =
+      store_->Get(Family::kMetadata, keys::ModelUpdate(version));
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return uint64_t{0};
+  v1::ModelUpdate update;
+  if (!update.ParseFromString(**bytes)) {
+    return DataLoss("store: the record of model version " + std::to_string(version) +
+                    " is corrupt");
+  }
+  return update.clicks_seen();
+}
+
+Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& mask) {
+  Result<std::optional<v1::DenseMask>> truth = Truth(mask);
+  if (!truth.ok()) return truth.status();
+  if (!truth->has_value()) return std::optional<v1::Metrics>();
+  const v1::DenseMask& t = **truth;
+  const int64_t w = mask.width(), h = mask.height();
+  if (t.width() != mask.width() || t.height() != mask.height() ||
+      static_cast<int64_t>(mask.mask().size()) != w * h ||
+      static_cast<int64_t>(t.class_ids().size()) != w * h) {
+    return InvalidArgument("evaluator: the evaluation label of " + mask.image_id() + " is " +
+                           std::to_string(t.width()) + "x" + std::to_string(t.height()) +
+                           " but its mask is " + std::to_string(w) + "x" + std::to_string(h));
+  }
+  MetricsOptions metrics_options;
+  metrics_options.num_classes = options_.num_classes;
+  Result<ImageScores> scores = ScoreImage(
+      ClassIds(mask.mask(), h, w), ClassIds(t.class_ids(), h, w), metrics_options);
+  if (!scores.ok()) return scores.status().WithContext("evaluator: " + mask.image_id());
+  Result<uint64_t> clicks_seen = ClicksSeen(mask.model_version());
+  if (!clicks_seen.ok()) return clicks_seen.status();
+
+  v1::Metrics image;
+  image.set_dataset(mask.dataset());
+  image.set_image_id(mask.image_id());
+  image.set_model_version(mask.model_version());
+  image.set_clicks_seen(*clicks_seen);
+  image.set_click_revision(mask.click_revision());
+  for (const ClassScores& c : scores->per_class) {
+    if (c.images == 0) continue;
+    v1::ClassScore* out = image.add_classes();
+    out->set_class_id(static_cast<int32_t>(c.class_id));
+    out->set_dice(c.dice);
+    out->set_iou(c.iou);
+    out->set_hd95(c.hd95);
+    out->set_precision(c.precision);
+    out->set_recall(c.recall);
+  }
+  image.set_mean_dice(scores->mean.dice);
+  image.set_mean_iou(scores->mean.iou);
+  image.set_mean_hd95(scores->mean.hd95);
+  image.set_images(1);
+  image.set_timestamp_ms(NowMs());
+  const std::string prefix = ImagePrefix(mask.dataset(), mask.model_version());
+  {
+    Store::Batch batch;
+    batch.Put(Family::kMetrics, prefix + mask.image_id(), image.SerializeAsString());
+    CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  }
+
+  std::vector<v1::Metrics> scored;
+  bool corrupt = false;
+  CLICKDIFF_RETURN_IF_ERROR(
+      store_->Scan(Family::kMetrics, prefix, [&](std::string_view, std::string_view value) {
+        v1::Metrics m;
+        corrupt = !m.ParseFromArray(value.data(), static_cast<int>(value.size()));
+        if (!corrupt) scored.push_back(std::move(m));
+        return !corrupt;
+      }));
+  if (corrupt) return DataLoss("store: a metrics record of " + mask.dataset() + " is corrupt");
+  v1::Metrics version = Aggregate(scored);
+  version.set_dataset(mask.dataset());
+  version.set_model_version(mask.model_version());
+  version.set_clicks_seen(*clicks_seen);
+  version.set_timestamp_ms(image.timestamp_ms());
+  {
+    Store::Batch batch;
+    batch.Put(Family::kMetrics, VersionKey(mask.dataset(), mask.model_version()),
+              version.SerializeAsString());
+    CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  }
+  Emit(image, mask.dataset() + "/" + mask.image_id());
+  Emit(version, mask.dataset() + "/v" + std::to_string(mask.model_version()));
+  return std::optional<v1::Metrics>(std::move(version));
+}
+
+void Evaluator::Emit(const v1::Metrics& metrics, const std::string& key) {
+  if (zmq_ != nullptr) zmq_->PublishMetrics(metrics);
+  if (producer_ == nullptr || options_.metrics_topic.empty()) return;
+  Status produced = producer_->Produce(options_.metrics_topic, key, metrics.SerializeAsString());
+  if (!produced.ok()) spdlog::warn("metrics {}: {}", key, produced.ToString());
+}
+
+Result<std::vector<v1::Metrics>> Evaluator::VersionMetrics(const Store& store,
+                                                           const std::string& dataset) {
+  std::vector<v1::Metrics> out;
+  bool corrupt = false;
+  const std::string prefix = dataset.empty() ? kVersionPrefix : kVersionPrefix + dataset + '\0';
+  CLICKDIFF_RETURN_IF_ERROR(
+      store.Scan(Family::kMetrics, prefix, [&](std::string_view, std::string_view value) {
+        v1::Metrics m;
+        corrupt = !m.ParseFromArray(value.data(), static_cast<int>(value.size()));
+        if (!corrupt) out.push_back(std::move(m));
+        return !corrupt;
+      }));
+  if (corrupt) return DataLoss("store: a per-version metrics record is corrupt");
+  return out;
+}
+
+}  // namespace clickdiff

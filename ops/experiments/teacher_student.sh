@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# ops/experiments/teacher_student.sh — teacher-student on vs off on the same stream and budget:
+# the learning loop of the demo (ops/lib/loop.sh) runs twice, once with teacher.enabled=true and
+# once false, everything else equal, and prints the Dice of never-clicked and clicked images at
+# the last model version of each.
+#
+#   ops/experiments/teacher_student.sh [OUT]   (default OUT: out/teacher_student)
+#   CLICKDIFF_EXP_PRESET   the CMake preset whose build runs (default release)
+#   CLICKDIFF_EXP_IMAGES   images streamed (default 64); CLICKDIFF_EXP_CLICKED clicked (default 48)
+#   CLICKDIFF_EXP_ROUNDS   click rounds (default 4)
+# Both runs use the demo's LOOP_SETTINGS (ops/lib/loop.sh); extra clickdiffd settings for both:
+# CLICKDIFF_EXP_SET="--set trainer.steps_per_example=8"
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=ops/lib/service.sh
+source ops/lib/service.sh
+# shellcheck source=ops/lib/loop.sh
+source ops/lib/loop.sh
+out=${1:-out/teacher_student}
+preset=${CLICKDIFF_EXP_PRESET:-release}
+images=${CLICKDIFF_EXP_IMAGES:-64}
+clicked=${CLICKDIFF_EXP_CLICKED:-48}
+rounds=${CLICKDIFF_EXP_ROUNDS:-4}
+read -r -a extra <<<"${CLICKDIFF_EXP_SET:-}"
+# The programs reject CLICKDIFF_* variables that are not config keys: these are the script's.
+unset CLICKDIFF_EXP_PRESET CLICKDIFF_EXP_IMAGES CLICKDIFF_EXP_CLICKED CLICKDIFF_EXP_ROUNDS \
+  CLICKDIFF_EXP_SET
+cmake --preset "$preset" >/dev/null
+cmake --build --preset "$preset" --target clickdiff clickdiffd >/dev/null
+for teacher in true false; do
+  echo "== teacher.enabled=$teacher"
+  run_learning_loop "$out/teacher_$teacher" "$preset" "$images" "$clicked" "$rounds" \
+    "${LOOP_SETTINGS[@]}" "${extra[@]}" --set "teacher.enabled=$teacher"
+done
+python3 - "$out" <<'PY'
+import json, sys
+fmt = lambda x: "-" if x is None else f"{x:.3f}"
+for teacher in ("true", "false"):
+    versions = json.load(open(f"{sys.argv[1]}/teacher_{teacher}/stats.json"))["versions"]
+    full = max(v["images"] for v in versions)
+    last = [v for v in versions if v["images"] == full][-1]
+    print(f"teacher {teacher:5}: version {last['model_version']}, {last['clicks_seen']} clicks: "
+          f"never-clicked Dice {fmt(last['unclicked_dice'])} ({last['unclicked_images']} images), "
+          f"clicked {fmt(last['clicked_dice'])} ({last['clicked_images']}), "
+          f"all {last['mean_dice']:.3f}")
+PY
