@@ -114,10 +114,10 @@ struct TrainerConfig {
   double snapshot_seconds = 60;
   double recent_weight = 4;  // weight of examples whose clicks changed since the last version
   int keep_versions = 10;    // model versions kept in RocksDB (older ones are deleted); 0: all
-  // Training is tied to supervision: at most this many steps per supervised image (clicks or a
-  // training label) in all, after which the trainer waits for new supervision; 0: no limit.
-  // Training on a few clicks without end overfits them (masks shrink to the clicks).
-  int steps_per_example = 16;
+  // Training is tied to supervision: at most this many steps per click or training label received
+  // in all, after which the trainer waits for more; 0: no limit. Training on a few clicks without
+  // end overfits them (masks shrink to the clicks).
+  int steps_per_click = 16;
 };
 
 // Teacher-student (paper 004) in clickdiffd's trainer: the teacher is an exponential moving average

@@ -380,8 +380,8 @@ const std::vector<FieldSpec>& Fields() {
         "trainer.recent_weight", [](Config & c) -> auto& { return c.trainer.recent_weight; }, 1,
         1000));
     f.push_back(Integer<int>(
-        "trainer.steps_per_example",
-        [](Config & c) -> auto& { return c.trainer.steps_per_example; }, 0, 1 << 30));
+        "trainer.steps_per_click", [](Config & c) -> auto& { return c.trainer.steps_per_click; }, 0,
+        1 << 30));
     f.push_back(Boolean(
         "teacher.enabled", [](Config & c) -> auto& { return c.teacher.enabled; }));
     f.push_back(Real(

@@ -60,8 +60,8 @@ class SamplerPool {
     gateway.release_wait();  // stopping: dropped, redrawn after a restart
   }
 
-  // Drops queued requests, lets running ones finish (their queued shards are dropped too), joins.
-  // Idempotent.
+  // Drops queued requests and queued shards (their request is passed on as failed, quietly), lets
+  // the work in hand finish, joins. Idempotent.
   void Stop() {
     std::vector<Job> dropped;
     std::deque<Job> shards;
@@ -113,20 +113,20 @@ class SamplerPool {
         }
       }
       if (job.join) {
-        Finish(*job.join, job.shard, Guarded([&] {
-                 return sampler_->Draw(job.join->prepared, job.shard, shards_);
-               }));
+        Finish(*job.join, job.shard, Guarded<torch::Tensor>([&] {
+          return sampler_->Draw(job.join->prepared, job.shard, shards_);
+        }));
       } else {
         Start(job);
       }
     }
   }
 
-  // Runs `draw`, turning an exception into a Status (a sampler thread must not die).
-  template <typename F>
-  static Result<torch::Tensor> Guarded(F draw) {
+  // Runs `work`, turning an exception into a Status (a sampler thread must not die).
+  template <typename T, typename F>
+  static Result<T> Guarded(F work) {
     try {
-      return draw();
+      return work();
     } catch (const std::exception& e) {
       return Internal(std::string("sampler: ") + e.what());
     } catch (...) {
@@ -135,13 +135,8 @@ class SamplerPool {
   }
 
   void Start(const Job& job) {
-    Result<PreparedRequest> prepared = Internal("sampler: unknown exception");
-    try {
-      prepared = sampler_->Prepare(job.request);
-    } catch (const std::exception& e) {
-      prepared = Internal(std::string("sampler: ") + e.what());
-    } catch (...) {
-    }
+    Result<PreparedRequest> prepared =
+        Guarded<PreparedRequest>([&] { return sampler_->Prepare(job.request); });
     if (!prepared.ok()) {
       Done(job.request, *job.gateway, prepared.status());
       return;
@@ -163,7 +158,8 @@ class SamplerPool {
       }
       cv_.notify_all();
     }
-    Finish(*join, 0, Guarded([&] { return sampler_->Draw(join->prepared, 0, shards_); }));
+    Finish(*join, 0,
+           Guarded<torch::Tensor>([&] { return sampler_->Draw(join->prepared, 0, shards_); }));
   }
 
   // Records one shard; the last one passes the joined samples on (or reports the failure).
@@ -185,8 +181,7 @@ class SamplerPool {
     Done(request, *join.gateway, join.failure);
   }
 
-  void Done(const InferRequest& request, SamplerNode::gateway_type& gateway,
-            const Status& status) {
+  void Done(const InferRequest& request, SamplerNode::gateway_type& gateway, const Status& status) {
     if (!status.ok() && !stopped_.load()) {  // shards dropped by Stop are not failures
       errors_->fetch_add(1);
       spdlog::error("sampler: {}/{}: {}", request.dataset, request.image_id, status.ToString());
@@ -199,9 +194,9 @@ class SamplerPool {
   std::atomic<uint64_t>* errors_;
   std::mutex mu_;
   std::condition_variable cv_;
-  PriorityFifo<Job> queue_;     // GUARDED_BY(mu_): requests not started
-  std::deque<Job> shards_queue_;  // GUARDED_BY(mu_): shards of started requests, taken first
-  bool stopping_ = false;       // GUARDED_BY(mu_)
+  PriorityFifo<Job> queue_;           // GUARDED_BY(mu_): requests not started
+  std::deque<Job> shards_queue_;      // GUARDED_BY(mu_): shards of started requests, taken first
+  bool stopping_ = false;             // GUARDED_BY(mu_)
   std::atomic<bool> stopped_{false};  // stopping_, readable without mu_
   std::vector<std::thread> threads_;
 };
@@ -367,7 +362,13 @@ struct Pipeline::Impl {
     spdlog::debug("mask {}/{} v{} r{} seq {} in {:.0f} ms", mask.dataset(), mask.image_id(),
                   mask.model_version(), mask.click_revision(), sequence.ok() ? *sequence : 0,
                   mask.latency_ms());
-    Result<std::optional<v1::Metrics>> scored = evaluator(mask);
+    Result<std::optional<v1::Metrics>> scored = Internal("evaluator: unknown exception");
+    try {  // a graph body must not throw
+      scored = evaluator(mask);
+    } catch (const std::exception& e) {
+      scored = Internal(std::string("evaluator: ") + e.what());
+    } catch (...) {
+    }
     if (!scored.ok()) {
       spdlog::error("evaluator {}/{}: {}", mask.dataset(), mask.image_id(),
                     scored.status().ToString());

@@ -159,13 +159,21 @@ Status ContinuousTrainer::Reload() {
           : 1.0;
   const double alpha = segmenter_.options().loss.focal_alpha;
   const double weight = t.weight * ramp * (1 - alpha) / alpha;
-  uint64_t pseudo = 0;
+  // At most as many pseudo-labelled images as supervised ones (the freshest labels first), so that
+  // thousands of unclicked images do not crowd the clicks out of the batches either.
+  std::vector<const UnsupervisedImage*> labelled;
   for (const UnsupervisedImage& u : replay_.unsupervised) {
-    if (!t.enabled || !u.pseudo.has_value() || weight <= 0) continue;
-    data_.push_back(*u.pseudo);
-    data_.back().weight = weight;
-    ++pseudo;
+    if (t.enabled && u.pseudo.has_value() && weight > 0) labelled.push_back(&u);
   }
+  std::stable_sort(labelled.begin(), labelled.end(), [](const auto* a, const auto* b) {
+    return a->pseudo_version > b->pseudo_version;
+  });
+  labelled.resize(std::min(labelled.size(), replay_.examples.size()));
+  for (const UnsupervisedImage* u : labelled) {
+    data_.push_back(*u->pseudo);
+    data_.back().weight = weight;
+  }
+  const uint64_t pseudo = labelled.size();
   std::lock_guard<std::mutex> lock(mu_);
   counters_.pseudo_labels = pseudo;
   counters_.examples = replay_.examples.size();
@@ -189,15 +197,17 @@ Status ContinuousTrainer::TrainOnce() {
     CLICKDIFF_RETURN_IF_ERROR(Reload());
   }
   const int64_t examples = static_cast<int64_t>(replay_.examples.size());
-  const int64_t left = options_.steps_per_example > 0
-                           ? options_.steps_per_example * examples - TotalSteps()
+  const int64_t supervision = static_cast<int64_t>(replay_.clicks + replay_.labels);
+  const int64_t left = options_.steps_per_click > 0
+                           ? options_.steps_per_click * supervision - TotalSteps()
                            : std::numeric_limits<int64_t>::max();
   {
+    // Waiting once the budget is spent and its last steps are a version.
     std::lock_guard<std::mutex> lock(mu_);
-    const bool waiting = examples > 0 && left <= 0;
+    const bool waiting = examples > 0 && left <= 0 && trainer_.steps_done() == steps_at_snapshot_;
     if (waiting && !counters_.waiting) {
-      spdlog::info("trainer: {} steps for {} supervised images spent; waiting for more clicks",
-                   TotalSteps(), examples);
+      spdlog::info("trainer: {} steps for {} clicks and labels spent; waiting for more",
+                   TotalSteps(), supervision);
     }
     counters_.waiting = waiting;
   }
@@ -211,8 +221,8 @@ Status ContinuousTrainer::TrainOnce() {
   }
   const int64_t due_steps = steps_at_snapshot_ + options_.snapshot_every_steps;
   const int64_t before = trainer_.steps_done();
-  trainer_.SetBudget(
-      std::max<int64_t>(1, std::min({options_.run_steps, due_steps - before, left})), 0);
+  trainer_.SetBudget(std::max<int64_t>(1, std::min({options_.run_steps, due_steps - before, left})),
+                     0);
   Result<model::TrainProgress> progress = trainer_.Run(data_, {});
   if (!progress.ok()) return progress.status().WithContext("trainer");
   UpdateTeacher(trainer_.steps_done() - before);
@@ -277,8 +287,8 @@ Status ContinuousTrainer::PseudoLabel(uint64_t version) {
     Result<torch::Tensor> drawn =
         teacher_->Sample(u->grid.unsqueeze(0), t.samples, t.steps, seed, t.memory_budget_mb);
     if (!drawn.ok()) return drawn.status().WithContext("teacher");
-    v1::PseudoLabel label = MakePseudoLabel((*drawn)[0], segmenter_.options().num_classes,
-                                            t.confidence, version);
+    v1::PseudoLabel label =
+        MakePseudoLabel((*drawn)[0], segmenter_.options().num_classes, t.confidence, version);
     size_t sure = 0;
     for (char c : label.confident()) sure += c != 0;
     confident += static_cast<double>(sure) / static_cast<double>(label.confident().size());

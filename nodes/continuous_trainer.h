@@ -9,8 +9,9 @@
 // changed since the previous snapshot weigh `recent_weight` times as much, so a new click shows in
 // the next version. The training copy of the model is never the one served.
 //
-// Budget: training stops after `steps_per_example` steps per supervised image (all versions of the
-// lineage counted) and resumes when supervision grows; the last steps become a version first.
+// Budget: training stops after `steps_per_click` steps per click or training label (all versions
+// of the lineage counted) and resumes when supervision grows, a corrective click on an image that
+// already had clicks included; the last steps become a version first.
 // Teacher-student: the teacher (an EMA of the student, updated after every run) pseudo-labels
 // unsupervised images right after each snapshot (TeacherOptions); they join the replay with a
 // weight ramped up with the lineage's steps.
@@ -57,12 +58,12 @@ struct ContinuousTrainerOptions {
   double recent_weight = 4;     // >= 1
   int64_t run_steps = 10;       // steps between checks for stop and new supervision
   uint64_t keep_versions = 10;  // versions kept in the store (older deleted); 0: all
-  // Training steps allowed per supervised image, over the whole lineage; once spent the trainer
-  // waits for more supervision. 0: no limit.
-  int64_t steps_per_example = 0;
+  // Training steps allowed per click or training label stored, over the whole lineage; once spent
+  // the trainer waits for more supervision. 0: no limit.
+  int64_t steps_per_click = 0;
   int64_t start_steps = 0;  // steps the start version had already been trained
   TeacherOptions teacher;
-  std::string updates_topic;    // empty: no ModelUpdate is produced
+  std::string updates_topic;  // empty: no ModelUpdate is produced
   // Names where the versions come from (method, starting checkpoint, classes, grid); stored with
   // each version so that a service restarted with another model does not resume this lineage.
   std::string lineage;

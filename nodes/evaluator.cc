@@ -28,84 +28,117 @@ torch::Tensor ClassIds(const std::string& bytes, int64_t height, int64_t width) 
       .to(torch::kInt64);
 }
 
-// Means of the per-image records of one version: per class over the images that scored it, the
-// overall means over classes, and the mean Dice of clicked and unclicked images.
-v1::Metrics Aggregate(const std::vector<v1::Metrics>& images) {
-  struct Sums {
+}  // namespace
+
+// Running sums over the images scored at one version: per class over the images that scored it,
+// and the mean Dice of images that had clicks and of images that had none (images whose classes
+// were all skipped, truth and mask both empty, count for neither).
+struct Evaluator::Sums {
+  struct Class {
     double dice = 0, iou = 0, hd95 = 0, precision = 0, recall = 0;
     int64_t n = 0;
   };
-  std::map<int32_t, Sums> classes;
+  std::map<int32_t, Class> classes;
   double clicked = 0, unclicked = 0;
-  uint32_t n_clicked = 0, n_unclicked = 0;
-  for (const v1::Metrics& m : images) {
-    for (const v1::ClassScore& c : m.classes()) {
-      Sums& s = classes[c.class_id()];
-      s.dice += c.dice();
-      s.iou += c.iou();
-      s.hd95 += c.hd95();
-      s.precision += c.precision();
-      s.recall += c.recall();
-      ++s.n;
-    }
-    if (m.click_revision() > 0) {
-      clicked += m.mean_dice();
-      ++n_clicked;
-    } else {
-      unclicked += m.mean_dice();
-      ++n_unclicked;
-    }
-  }
-  v1::Metrics out;
-  double dice = 0, iou = 0, hd95 = 0;
-  for (const auto& [id, s] : classes) {
-    v1::ClassScore* c = out.add_classes();
-    const double n = static_cast<double>(s.n);
-    c->set_class_id(id);
-    c->set_dice(s.dice / n);
-    c->set_iou(s.iou / n);
-    c->set_hd95(s.hd95 / n);
-    c->set_precision(s.precision / n);
-    c->set_recall(s.recall / n);
-    dice += c->dice();
-    iou += c->iou();
-    hd95 += c->hd95();
-  }
-  if (!classes.empty()) {
-    const double k = static_cast<double>(classes.size());
-    out.set_mean_dice(dice / k);
-    out.set_mean_iou(iou / k);
-    out.set_mean_hd95(hd95 / k);
-  }
-  out.set_images(static_cast<uint32_t>(images.size()));
-  out.set_clicked_images(n_clicked);
-  out.set_clicked_mean_dice(n_clicked ? clicked / n_clicked : 0);
-  out.set_unclicked_images(n_unclicked);
-  out.set_unclicked_mean_dice(n_unclicked ? unclicked / n_unclicked : 0);
-  return out;
-}
+  int64_t n_clicked = 0, n_unclicked = 0, images = 0;
 
-}  // namespace
+  // Adds (sign 1) or removes (sign -1) one image's record.
+  void Add(const v1::Metrics& m, int sign) {
+    images += sign;
+    for (const v1::ClassScore& c : m.classes()) {
+      Class& s = classes[c.class_id()];
+      s.dice += sign * c.dice();
+      s.iou += sign * c.iou();
+      s.hd95 += sign * c.hd95();
+      s.precision += sign * c.precision();
+      s.recall += sign * c.recall();
+      s.n += sign;
+    }
+    if (m.classes_size() == 0) return;
+    if (m.click_revision() > 0) {
+      clicked += sign * m.mean_dice();
+      n_clicked += sign;
+    } else {
+      unclicked += sign * m.mean_dice();
+      n_unclicked += sign;
+    }
+  }
+
+  // The means, as a per-version Metrics (dataset, version and clicks seen left to the caller).
+  v1::Metrics Means() const {
+    v1::Metrics out;
+    double dice = 0, iou = 0, hd95 = 0;
+    int64_t counted = 0;
+    for (const auto& [id, s] : classes) {
+      if (s.n <= 0) continue;
+      const double n = static_cast<double>(s.n);
+      v1::ClassScore* c = out.add_classes();
+      c->set_class_id(id);
+      c->set_dice(s.dice / n);
+      c->set_iou(s.iou / n);
+      c->set_hd95(s.hd95 / n);
+      c->set_precision(s.precision / n);
+      c->set_recall(s.recall / n);
+      dice += c->dice();
+      iou += c->iou();
+      hd95 += c->hd95();
+      ++counted;
+    }
+    if (counted > 0) {
+      out.set_mean_dice(dice / static_cast<double>(counted));
+      out.set_mean_iou(iou / static_cast<double>(counted));
+      out.set_mean_hd95(hd95 / static_cast<double>(counted));
+    }
+    out.set_images(static_cast<uint32_t>(images));
+    out.set_clicked_images(static_cast<uint32_t>(n_clicked));
+    out.set_clicked_mean_dice(n_clicked > 0 ? clicked / static_cast<double>(n_clicked) : 0);
+    out.set_unclicked_images(static_cast<uint32_t>(n_unclicked));
+    out.set_unclicked_mean_dice(n_unclicked > 0 ? unclicked / static_cast<double>(n_unclicked) : 0);
+    return out;
+  }
+};
 
 Evaluator::Evaluator(Store* store, KafkaProducer* producer, ZmqServer* zmq,
                      EvaluatorOptions options)
     : store_(store), producer_(producer), zmq_(zmq), options_(std::move(options)) {}
 
-// The image's latest evaluation label (the one with the greatest label id), if any.
+Evaluator::~Evaluator() = default;
+
+// The sums of a version's stored records, read from the store the first time the version is
+// scored (so a restart continues them); the oldest are forgotten beyond kRemembered versions.
+Result<Evaluator::Sums*> Evaluator::VersionSums(const std::string& prefix) {
+  auto found = sums_.find(prefix);
+  if (found != sums_.end()) return found->second.get();
+  auto sums = std::make_unique<Sums>();
+  bool corrupt = false;
+  CLICKDIFF_RETURN_IF_ERROR(
+      store_->Scan(Family::kMetrics, prefix, [&](std::string_view, std::string_view value) {
+        v1::Metrics m;
+        corrupt = !m.ParseFromArray(value.data(), static_cast<int>(value.size()));
+        if (!corrupt) sums->Add(m, 1);
+        return !corrupt;
+      }));
+  if (corrupt) return DataLoss("store: a metrics record under " + prefix + " is corrupt");
+  constexpr size_t kRemembered = 32;
+  if (sums_.size() >= kRemembered) sums_.erase(sums_.begin());
+  return sums_.emplace(prefix, std::move(sums)).first->second.get();
+}
+
+// The image's evaluation label, if any (of several, the last in key order).
 Result<std::optional<v1::DenseMask>> Evaluator::Truth(const v1::MaskResult& mask) const {
   std::optional<v1::DenseMask> truth;
   bool corrupt = false;
-  Status scanned = store_->Scan(
-      Family::kLabels, keys::Under(keys::Image(mask.dataset(), mask.image_id())),
-      [&](std::string_view, std::string_view value) {
-        v1::LabelEvent label;
-        if (!label.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          corrupt = true;
-          return false;
-        }
-        if (label.for_evaluation() && label.has_dense()) truth = label.dense();
-        return true;
-      });
+  Status scanned =
+      store_->Scan(Family::kLabels, keys::Under(keys::Image(mask.dataset(), mask.image_id())),
+                   [&](std::string_view, std::string_view value) {
+                     v1::LabelEvent label;
+                     if (!label.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                       corrupt = true;
+                       return false;
+                     }
+                     if (label.for_evaluation() && label.has_dense()) truth = label.dense();
+                     return true;
+                   });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
   if (corrupt) return DataLoss("store: a label of " + mask.image_id() + " is corrupt");
   return truth;
@@ -139,8 +172,8 @@ Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& m
   }
   MetricsOptions metrics_options;
   metrics_options.num_classes = options_.num_classes;
-  Result<ImageScores> scores = ScoreImage(
-      ClassIds(mask.mask(), h, w), ClassIds(t.class_ids(), h, w), metrics_options);
+  Result<ImageScores> scores =
+      ScoreImage(ClassIds(mask.mask(), h, w), ClassIds(t.class_ids(), h, w), metrics_options);
   if (!scores.ok()) return scores.status().WithContext("evaluator: " + mask.image_id());
   Result<uint64_t> clicks_seen = ClicksSeen(mask.model_version());
   if (!clicks_seen.ok()) return clicks_seen.status();
@@ -161,39 +194,41 @@ Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& m
     out->set_precision(c.precision);
     out->set_recall(c.recall);
   }
-  image.set_mean_dice(scores->mean.dice);
-  image.set_mean_iou(scores->mean.iou);
-  image.set_mean_hd95(scores->mean.hd95);
+  if (image.classes_size() > 0) {  // else truth and mask are both empty: no score (not NaN)
+    image.set_mean_dice(scores->mean.dice);
+    image.set_mean_iou(scores->mean.iou);
+    image.set_mean_hd95(scores->mean.hd95);
+  }
   image.set_images(1);
   image.set_timestamp_ms(NowMs());
+  // The version's sums lose the image's previous score at this version (a redraw) and gain this.
   const std::string prefix = ImagePrefix(mask.dataset(), mask.model_version());
-  {
-    Store::Batch batch;
-    batch.Put(Family::kMetrics, prefix + mask.image_id(), image.SerializeAsString());
-    CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  Result<Sums*> sums = VersionSums(prefix);
+  if (!sums.ok()) return sums.status();
+  Result<std::optional<std::string>> previous =
+      store_->Get(Family::kMetrics, prefix + mask.image_id());
+  if (!previous.ok()) return previous.status();
+  v1::Metrics replaced;
+  if (previous->has_value() && !replaced.ParseFromString(**previous)) {
+    return DataLoss("store: the metrics of " + mask.image_id() + " are corrupt");
   }
-
-  std::vector<v1::Metrics> scored;
-  bool corrupt = false;
-  CLICKDIFF_RETURN_IF_ERROR(
-      store_->Scan(Family::kMetrics, prefix, [&](std::string_view, std::string_view value) {
-        v1::Metrics m;
-        corrupt = !m.ParseFromArray(value.data(), static_cast<int>(value.size()));
-        if (!corrupt) scored.push_back(std::move(m));
-        return !corrupt;
-      }));
-  if (corrupt) return DataLoss("store: a metrics record of " + mask.dataset() + " is corrupt");
-  v1::Metrics version = Aggregate(scored);
+  v1::Metrics version = [&] {
+    Sums next = **sums;
+    if (previous->has_value()) next.Add(replaced, -1);
+    next.Add(image, 1);
+    return next.Means();
+  }();
   version.set_dataset(mask.dataset());
   version.set_model_version(mask.model_version());
   version.set_clicks_seen(*clicks_seen);
   version.set_timestamp_ms(image.timestamp_ms());
-  {
-    Store::Batch batch;
-    batch.Put(Family::kMetrics, VersionKey(mask.dataset(), mask.model_version()),
-              version.SerializeAsString());
-    CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
-  }
+  Store::Batch batch;
+  batch.Put(Family::kMetrics, prefix + mask.image_id(), image.SerializeAsString());
+  batch.Put(Family::kMetrics, VersionKey(mask.dataset(), mask.model_version()),
+            version.SerializeAsString());
+  CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  if (previous->has_value()) (*sums)->Add(replaced, -1);  // only once the store has it
+  (*sums)->Add(image, 1);
   Emit(image, mask.dataset() + "/" + mask.image_id());
   Emit(version, mask.dataset() + "/v" + std::to_string(mask.model_version()));
   return std::optional<v1::Metrics>(std::move(version));

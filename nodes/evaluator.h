@@ -4,7 +4,7 @@
 // labels are never trained on). Every mask published for it is scored (Dice, IoU, HD95, precision,
 // recall per class, at the image's own size); the per-image Metrics is stored under its model
 // version, the version's aggregate (mean over the images scored at that version, split into images
-// that had clicks and images that had none) is recomputed from the store, and both are published
+// that had clicks and images that had none) is updated from running sums, and both are published
 // on the Kafka `metrics` topic and on ZeroMQ (`metrics.<dataset>`). Aggregates carry the clicks
 // the model version had seen (its stored ModelUpdate; 0 for a model the service did not train).
 //
@@ -13,6 +13,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +36,9 @@ struct EvaluatorOptions {
 class Evaluator {
  public:
   Evaluator(Store* store, KafkaProducer* producer, ZmqServer* zmq, EvaluatorOptions options);
+  ~Evaluator();
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
 
   // The aggregate Metrics of the mask's version after scoring it; nullopt when the image has no
   // evaluation label. Errors: store failures, a stored label that does not parse (kDataLoss), a
@@ -49,11 +54,16 @@ class Evaluator {
   Result<std::optional<v1::DenseMask>> Truth(const v1::MaskResult& mask) const;
   Result<uint64_t> ClicksSeen(uint64_t version) const;
   void Emit(const v1::Metrics& metrics, const std::string& key);
+  struct Sums;
+  Result<Sums*> VersionSums(const std::string& prefix);
 
   Store* store_;
   KafkaProducer* producer_;
   ZmqServer* zmq_;
   EvaluatorOptions options_;
+  // Running sums per dataset and version (keyed by the records' prefix), so scoring a mask costs
+  // the same however many images the version has.
+  std::map<std::string, std::unique_ptr<Sums>> sums_;
 };
 
 }  // namespace clickdiff

@@ -62,8 +62,10 @@ Result<std::optional<model::TrainingExample>> StoredPseudoLabel(const Store& sto
   };
   model::TrainingExample example;
   example.image = grid;
-  example.target = from_bytes(label.class_ids()).to(torch::kInt64);
+  // Unsure pixels become unknown background, so only the confident ones weigh (a positive
+  // target pixel counts as certain in the loss whatever `known` says).
   example.known = from_bytes(label.confident()).to(torch::kBool);
+  example.target = from_bytes(label.class_ids()).to(torch::kInt64) * example.known;
   version = label.teacher_version();
   return std::optional<model::TrainingExample>(std::move(example));
 }

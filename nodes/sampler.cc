@@ -47,8 +47,8 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
     return prepared;
   }
   prepared.model = std::move(model);
-  prepared.seed =
-      std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^ (out.model_version << 32);
+  prepared.seed = std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^
+                  (out.model_version << 32);
   prepared.grid =
       torch::from_blob(stored.mutable_grid()->mutable_data(), {1, 1, r, r}, torch::kFloat32)
           .clone();

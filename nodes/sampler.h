@@ -46,8 +46,7 @@ class Sampler {
   // drawn with the pinned model and a seed of their own (shard 0 keeps the request's). Shards are
   // independent draws from the same model, so together they are N samples distributed exactly as
   // one sampler's N; any shard may run on any thread.
-  Result<torch::Tensor> Draw(const PreparedRequest& prepared, int64_t shard,
-                             int64_t shards) const;
+  Result<torch::Tensor> Draw(const PreparedRequest& prepared, int64_t shard, int64_t shards) const;
   // N / shards, plus one for the first N % shards shards.
   static int64_t ShardSamples(int64_t samples, int64_t shard, int64_t shards);
 

@@ -98,6 +98,7 @@ v1::QueryReply Answer(const v1::Query& query, Store& store, const MaskCache& cac
         s->set_dead_letters(c.dead_letters);
         s->set_in_flight(c.in_flight);
         s->set_events(c.admitted);
+        s->set_evaluated(c.evaluated);
       }
       s->set_bootstrap_servers(endpoints.bootstrap_servers);
       s->set_publish_endpoint(endpoints.publish_endpoint);
@@ -266,13 +267,13 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
     options.snapshot_seconds = config.trainer.snapshot_seconds;
     options.recent_weight = config.trainer.recent_weight;
     options.keep_versions = static_cast<uint64_t>(config.trainer.keep_versions);
-    options.steps_per_example = config.trainer.steps_per_example;
+    options.steps_per_click = config.trainer.steps_per_click;
     options.start_steps = stored->steps;  // 0 unless a stored version is resumed
     const TeacherConfig& t = config.teacher;
-    options.teacher = TeacherOptions{t.enabled,      t.ema_decay,  t.samples,
-                                     t.steps,        t.confidence, t.weight,
-                                     t.ramp_steps,   t.images_per_round,
-                                     config.sampler.memory_budget_mb};
+    options.teacher =
+        TeacherOptions{t.enabled,    t.ema_decay,        t.samples,
+                       t.steps,      t.confidence,       t.weight,
+                       t.ramp_steps, t.images_per_round, config.sampler.memory_budget_mb};
     options.lineage = lineage;
     options.updates_topic = config.kafka.topics.model_updates;
     trainer = std::make_unique<ContinuousTrainer>(
@@ -331,11 +332,11 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
       if (trainer) {
         TrainerCounters tc = trainer->counters();
         Status trouble = trainer->failure();
-        spdlog::info("trainer: model version {}, {} steps{}, loss {:.4f}, {} examples, {} "
-                     "pseudo-labels{}",
-                     tc.version, tc.steps, tc.waiting ? " (budget spent, waiting)" : "", tc.loss,
-                     tc.examples, tc.pseudo_labels,
-                     trouble.ok() ? "" : "; " + trouble.ToString());
+        spdlog::info(
+            "trainer: model version {}, {} steps{}, loss {:.4f}, {} examples, {} "
+            "pseudo-labels{}",
+            tc.version, tc.steps, tc.waiting ? " (budget spent, waiting)" : "", tc.loss,
+            tc.examples, tc.pseudo_labels, trouble.ok() ? "" : "; " + trouble.ToString());
       }
     }
   }

@@ -53,6 +53,9 @@ int64_t NowMs() {
 }
 
 Status RunProduce(const ProduceArgs& args, std::ostream& out) {
+  if (args.images.empty() && args.labels.empty() && args.clicks.empty()) {
+    return InvalidArgument("nothing to send: give --images, --labels and/or --clicks");
+  }
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
   Result<std::string> bootstrap = ResolveBootstrap(*config, args.bootstrap);
@@ -64,9 +67,6 @@ Status RunProduce(const ProduceArgs& args, std::ostream& out) {
   Pacer pacer(args.rate);
   uint64_t images = 0, clicks = 0, labels = 0;
 
-  if (args.images.empty() && args.labels.empty() && args.clicks.empty()) {
-    return InvalidArgument("nothing to send: give --images, --labels and/or --clicks");
-  }
   // Images: the PNG file as it is (the service decodes and checks it).
   Result<std::vector<std::string>> names = std::vector<std::string>();
   if (!args.images.empty()) names = ListPngFiles(args.images);

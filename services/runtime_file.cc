@@ -68,4 +68,21 @@ Result<std::string> ResolveBootstrap(const Config& config, const std::string& fl
   return running->bootstrap_servers;
 }
 
+Result<ZmqTarget> ResolveZmq(const Config& config, const std::string& flag, ZmqSocket socket) {
+  ZmqTarget target;
+  if (!flag.empty()) {
+    target.endpoint = flag;
+    if (config.zmq.curve.enabled) {
+      target.options.server_public_key = config.zmq.curve.server_public_key;
+    }
+    return target;
+  }
+  Result<ServiceEndpoints> running = ReadRuntimeFile(config);
+  if (!running.ok()) return running.status();
+  target.endpoint =
+      socket == ZmqSocket::kPublish ? running->publish_endpoint : running->query_endpoint;
+  target.options.server_public_key = running->server_public_key;
+  return target;
+}
+
 }  // namespace clickdiff

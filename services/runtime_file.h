@@ -7,6 +7,7 @@
 
 #include "base/status.h"
 #include "config/config.h"
+#include "io/zmq_client.h"
 
 namespace clickdiff {
 
@@ -27,5 +28,14 @@ void RemoveRuntimeFile(const Config& config);
 // The Kafka bootstrap servers to use: `flag` if given, else kafka.bootstrap_servers, else the
 // running service's (runtime file).
 Result<std::string> ResolveBootstrap(const Config& config, const std::string& flag);
+
+// A ZeroMQ socket of the service and how to reach it: `flag` if given (with the config's CURVE
+// server key when CURVE is on), else the running service's publish or query endpoint and key.
+struct ZmqTarget {
+  std::string endpoint;
+  ZmqClientOptions options;
+};
+enum class ZmqSocket { kPublish, kQuery };
+Result<ZmqTarget> ResolveZmq(const Config& config, const std::string& flag, ZmqSocket socket);
 
 }  // namespace clickdiff

@@ -78,17 +78,10 @@ void PrintTable(const std::vector<v1::Metrics>& metrics, std::ostream& out) {
 Status RunStats(const StatsArgs& args, std::ostream& out) {
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
-  std::string endpoint = args.endpoint;
-  ZmqClientOptions options;
-  if (endpoint.empty()) {
-    Result<ServiceEndpoints> running = ReadRuntimeFile(*config);
-    if (!running.ok()) return running.status();
-    endpoint = running->query_endpoint;
-    options.server_public_key = running->server_public_key;
-  } else if (config->zmq.curve.enabled) {
-    options.server_public_key = config->zmq.curve.server_public_key;
-  }
-  Result<std::unique_ptr<QueryClient>> client = QueryClient::Connect(endpoint, options);
+  Result<ZmqTarget> target = ResolveZmq(*config, args.endpoint, ZmqSocket::kQuery);
+  if (!target.ok()) return target.status();
+  Result<std::unique_ptr<QueryClient>> client =
+      QueryClient::Connect(target->endpoint, target->options);
   if (!client.ok()) return client.status();
   v1::Query query;
   query.set_kind(v1::Query::KIND_METRICS);

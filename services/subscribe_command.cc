@@ -22,8 +22,8 @@ struct SubscribeArgs {
   std::string image;
   std::string out;
   bool versions = false;  // also keep every model version's mask
-  int count = 0;       // stop after this many masks (0: never)
-  double timeout = 0;  // stop after this many seconds without a mask (0: never)
+  int count = 0;          // stop after this many masks (0: never)
+  double timeout = 0;     // stop after this many seconds without a mask (0: never)
 };
 
 // Writes the mask and its uncertainty as 8-bit PNGs: OUT/<dataset>/<image>.png and
@@ -58,16 +58,8 @@ Status WriteMask(const std::string& dir, const v1::MaskResult& mask, bool versio
 Status RunSubscribe(const SubscribeArgs& args, std::ostream& out) {
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
-  std::string endpoint = args.endpoint;
-  ZmqClientOptions options;
-  if (endpoint.empty()) {
-    Result<ServiceEndpoints> running = ReadRuntimeFile(*config);
-    if (!running.ok()) return running.status();
-    endpoint = running->publish_endpoint;
-    options.server_public_key = running->server_public_key;
-  } else if (config->zmq.curve.enabled) {
-    options.server_public_key = config->zmq.curve.server_public_key;
-  }
+  Result<ZmqTarget> target = ResolveZmq(*config, args.endpoint, ZmqSocket::kPublish);
+  if (!target.ok()) return target.status();
   std::string prefix = "mask.";
   if (!args.dataset.empty()) {
     prefix = MaskTopic(args.dataset, args.image);
@@ -75,9 +67,9 @@ Status RunSubscribe(const SubscribeArgs& args, std::ostream& out) {
     return InvalidArgument("--image needs --dataset");
   }
   Result<std::unique_ptr<MaskSubscriber>> subscriber =
-      MaskSubscriber::Connect(endpoint, prefix, options);
+      MaskSubscriber::Connect(target->endpoint, prefix, target->options);
   if (!subscriber.ok()) return subscriber.status();
-  spdlog::info("subscribed to {} on {}", prefix, endpoint);
+  spdlog::info("subscribed to {} on {}", prefix, target->endpoint);
   int received = 0;
   auto last = std::chrono::steady_clock::now();
   while (args.count == 0 || received < args.count) {

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # ops/experiments/teacher_student.sh — teacher-student on vs off on the same stream and budget:
-# the learning loop of the demo (ops/lib/loop.sh) runs twice, once with teacher.enabled=true and
-# once false, everything else equal, and prints the Dice of never-clicked and clicked images at
-# the last model version of each.
+# the learning loop of the demo (ops/lib/loop.sh) runs three times, everything else equal:
+#   teacher  the default: the EMA teacher is served and pseudo-labels unclicked images;
+#   ema      the EMA teacher is served but labels nothing (teacher.images_per_round=0);
+#   off      no teacher: the student is served (teacher.enabled=false);
+# and prints the Dice of never-clicked and clicked images at the last model version of each.
 #
 #   ops/experiments/teacher_student.sh [OUT]   (default OUT: out/teacher_student)
 #   CLICKDIFF_EXP_PRESET   the CMake preset whose build runs (default release)
 #   CLICKDIFF_EXP_IMAGES   images streamed (default 64); CLICKDIFF_EXP_CLICKED clicked (default 48)
 #   CLICKDIFF_EXP_ROUNDS   click rounds (default 4)
 # Both runs use the demo's LOOP_SETTINGS (ops/lib/loop.sh); extra clickdiffd settings for both:
-# CLICKDIFF_EXP_SET="--set trainer.steps_per_example=8"
+# CLICKDIFF_EXP_SET="--set trainer.steps_per_click=8"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=ops/lib/service.sh
@@ -27,19 +29,22 @@ unset CLICKDIFF_EXP_PRESET CLICKDIFF_EXP_IMAGES CLICKDIFF_EXP_CLICKED CLICKDIFF_
   CLICKDIFF_EXP_SET
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" --target clickdiff clickdiffd >/dev/null
-for teacher in true false; do
-  echo "== teacher.enabled=$teacher"
-  run_learning_loop "$out/teacher_$teacher" "$preset" "$images" "$clicked" "$rounds" \
-    "${LOOP_SETTINGS[@]}" "${extra[@]}" --set "teacher.enabled=$teacher"
+declare -A variants=([teacher]="" [ema]="--set teacher.images_per_round=0"
+  [off]="--set teacher.enabled=false")
+for variant in teacher ema off; do
+  echo "== $variant ${variants[$variant]}"
+  read -r -a settings <<<"${variants[$variant]}"
+  run_learning_loop "$out/$variant" "$preset" "$images" "$clicked" "$rounds" \
+    "${LOOP_SETTINGS[@]}" "${extra[@]}" "${settings[@]}"
 done
 python3 - "$out" <<'PY'
 import json, sys
 fmt = lambda x: "-" if x is None else f"{x:.3f}"
-for teacher in ("true", "false"):
-    versions = json.load(open(f"{sys.argv[1]}/teacher_{teacher}/stats.json"))["versions"]
+for variant in ("teacher", "ema", "off"):
+    versions = json.load(open(f"{sys.argv[1]}/{variant}/stats.json"))["versions"]
     full = max(v["images"] for v in versions)
     last = [v for v in versions if v["images"] == full][-1]
-    print(f"teacher {teacher:5}: version {last['model_version']}, {last['clicks_seen']} clicks: "
+    print(f"{variant:8}: version {last['model_version']}, {last['clicks_seen']} clicks: "
           f"never-clicked Dice {fmt(last['unclicked_dice'])} ({last['unclicked_images']} images), "
           f"clicked {fmt(last['clicked_dice'])} ({last['clicked_images']}), "
           f"all {last['mean_dice']:.3f}")

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "io/embedded_broker.h"
@@ -95,6 +96,33 @@ bool Eventually(F done, std::chrono::milliseconds timeout = std::chrono::seconds
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return done();
+}
+
+// Reads `topics` from the beginning with an ordinary consumer of group `group` until `at_least`
+// records came (or a minute passed).
+inline std::vector<KafkaMessage> ReadTopics(const KafkaConfig& kafka, const std::string& bootstrap,
+                                            const std::vector<std::string>& topics, size_t at_least,
+                                            const std::string& group) {
+  std::mutex mu;
+  std::vector<KafkaMessage> read;
+  KafkaConsumer::Callbacks callbacks;
+  callbacks.stored_offset = [](const std::string&, int32_t) {
+    return Result<std::optional<int64_t>>(std::optional<int64_t>());
+  };
+  callbacks.on_message = [&](KafkaMessage m) {
+    std::lock_guard<std::mutex> lock(mu);
+    read.push_back(std::move(m));
+  };
+  KafkaConfig reader = kafka;
+  reader.group_id = group;
+  auto consumer = KafkaConsumer::Create(reader, topics, callbacks, bootstrap).value();
+  EXPECT_TRUE(consumer->Start().ok());
+  EXPECT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return read.size() >= at_least;
+  }));
+  consumer->Stop();
+  return read;
 }
 
 inline std::string FreshDir(const std::string& name) {

@@ -61,30 +61,10 @@ class ServiceTest : public ::testing::Test {
     return latest;
   }
 
-  // Reads `topics` from the beginning with an ordinary consumer until `at_least` records came.
   std::vector<KafkaMessage> ReadTopics(const std::vector<std::string>& topics, size_t at_least,
                                        const std::string& group) {
-    std::mutex mu;
-    std::vector<KafkaMessage> read;
-    KafkaConsumer::Callbacks callbacks;
-    callbacks.stored_offset = [](const std::string&, int32_t) {
-      return Result<std::optional<int64_t>>(std::optional<int64_t>());
-    };
-    callbacks.on_message = [&](KafkaMessage m) {
-      std::lock_guard<std::mutex> lock(mu);
-      read.push_back(std::move(m));
-    };
-    KafkaConfig reader = config_.kafka;
-    reader.group_id = group;
-    auto consumer =
-        KafkaConsumer::Create(reader, topics, callbacks, broker_->bootstrap_servers()).value();
-    EXPECT_TRUE(consumer->Start().ok());
-    EXPECT_TRUE(Eventually([&] {
-      std::lock_guard<std::mutex> lock(mu);
-      return read.size() >= at_least;
-    }));
-    consumer->Stop();
-    return read;
+    return testing::ReadTopics(config_.kafka, broker_->bootstrap_servers(), topics, at_least,
+                               group);
   }
 
   v1::QueryReply Ask(const std::string& endpoint, v1::Query::Kind kind,

@@ -187,33 +187,34 @@ bool WaitFor(Done done) {
   return true;
 }
 
-TEST_F(ContinuousTrainerTest, StepBudgetPerSupervisedImageStopsTrainingUntilMoreClicksArrive) {
+TEST_F(ContinuousTrainerTest, StepBudgetPerClickStopsTrainingUntilMoreClicksArrive) {
   StoreImage("a");
   StoreClick("a", "c1", 10, 12);
   StoreImage("b");
   ModelSlot slot;
   ContinuousTrainerOptions options = Options(4);
-  options.steps_per_example = 6;
-  options.start_steps = 2;  // resumed from a version trained 2 steps: 4 are left for image a
+  options.steps_per_click = 6;
+  options.start_steps = 2;  // resumed from a version trained 2 steps: 4 are left for the click
   ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
   ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
   EXPECT_EQ(trainer.counters().steps, 6);
   // The last steps became a version before the trainer started waiting, and it stays put.
-  const uint64_t version = trainer.counters().version;
-  EXPECT_GE(version, 1u);
+  EXPECT_EQ(trainer.counters().version, 1u);
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   EXPECT_EQ(trainer.counters().steps, 6);
-  EXPECT_EQ(trainer.counters().version, version);
+  EXPECT_EQ(trainer.counters().version, 1u);
 
-  StoreClick("b", "c2", 8, 8);  // a second supervised image: 6 more steps
-  ASSERT_TRUE(WaitFor([&] { return trainer.counters().steps == 12 && trainer.counters().waiting; }));
-  ASSERT_TRUE(WaitFor([&] { return trainer.counters().version > version; }));
+  // A corrective click on the same image: 6 more steps (4 to the next snapshot, then 2).
+  StoreClick("a", "c2", 8, 8);
+  ASSERT_TRUE(
+      WaitFor([&] { return trainer.counters().waiting && trainer.counters().version == 3; }));
   trainer.Stop();
   ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
   EXPECT_EQ(trainer.counters().steps, 12);
   // A restart resumes the spent budget with the version.
   Result<StoredVersions> latest = ContinuousTrainer::LoadLatest(*store_, torch::kCPU, "tiny");
   ASSERT_TRUE(latest.ok()) << latest.status().ToString();
+  EXPECT_EQ(latest->model->version, 3u);
   EXPECT_EQ(latest->steps, 12);
 }
 
@@ -226,7 +227,7 @@ TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLonge
   StoreLabel("held_out", "truth", /*for_evaluation=*/true);  // still unsupervised
   ModelSlot slot;
   ContinuousTrainerOptions options = Options(2);
-  options.steps_per_example = 8;  // pseudo-labels do not add to the budget
+  options.steps_per_click = 8;  // pseudo-labels do not add to the budget
   options.teacher = TeacherOptions{true, 0.5, 4, 2, 0.5, 1.0, 0, 2, 64};
   ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
   ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
@@ -265,9 +266,9 @@ TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLonge
 
 TEST(PseudoLabelTest, MajorityClassAndConfidentPixelsFromTheVote) {
   // Four samples of a 2x2 grid; pixel votes: (1,1,1,1) (1,1,1,0) (0,0,0,0) (0,0,0,1).
-  torch::Tensor samples = torch::tensor({1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1},
-                                        torch::kInt64)
-                              .view({4, 2, 2});
+  torch::Tensor samples =
+      torch::tensor({1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1}, torch::kInt64)
+          .view({4, 2, 2});
   v1::PseudoLabel label = MakePseudoLabel(samples, 2, 0.75, 9);
   EXPECT_EQ(label.teacher_version(), 9u);
   EXPECT_EQ(label.grid_resolution(), 2u);

@@ -42,6 +42,18 @@ TEST(CliTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Cli({"config", "check"}).code, 2);
 }
 
+TEST(CliTest, StatsAndSubscribeWithoutARunningServiceNameTheRuntimeFile) {
+  const std::string store = "store.path=" + ::testing::TempDir() + "no_service/db";
+  for (const char* command : {"stats", "subscribe"}) {
+    CliRun run = Cli({command, "--set", store});
+    EXPECT_EQ(run.code, 1) << command;
+    EXPECT_THAT(run.err, HasSubstr("clickdiffd.json")) << command;
+  }
+  CliRun nothing = Cli({"produce", "--set", store, "--bootstrap", "127.0.0.1:1"});
+  EXPECT_EQ(nothing.code, 1);
+  EXPECT_THAT(nothing.err, HasSubstr("nothing to send"));
+}
+
 TEST(CliTest, ConfigCheckAcceptsTheShippedConfigs) {
   for (const char* file : {"/config/default.yaml", "/config/production.example.yaml"}) {
     CliRun r = Cli({"config", "check", kSourceDir + file});
