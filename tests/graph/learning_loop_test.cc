@@ -79,13 +79,13 @@ class LearningLoopTest : public ::testing::Test {
     return {reply->metrics().begin(), reply->metrics().end()};
   }
 
-  // Waits for a version that has seen `clicks` clicks and has every image's mask scored.
-  std::optional<v1::Metrics> WaitForSweep(const std::string& endpoint, uint64_t clicks) {
+  // Waits until model version `version` has every image's mask scored.
+  std::optional<v1::Metrics> WaitForSweep(const std::string& endpoint, uint64_t version) {
     std::optional<v1::Metrics> found;
     Eventually(
         [&] {
           for (const v1::Metrics& m : Curve(endpoint)) {
-            if (m.clicks_seen() >= clicks && m.images() == kImages) found = m;
+            if (m.model_version() == version && m.images() == kImages) found = m;
           }
           return found.has_value();
         },
@@ -128,7 +128,8 @@ TEST_F(LearningLoopTest, DiceOfPublishedMasksRisesAsClicksArriveAndNothingIsLost
   std::optional<v1::Metrics> first = WaitForSweep(query, 0);
   ASSERT_TRUE(first.has_value()) << "the untrained model's masks were not all scored";
 
-  uint64_t clicks = 0;
+  uint64_t clicks = 0, version = 0;
+  int64_t spent = 0;  // training steps
   std::optional<v1::Metrics> last;
   for (int round = 0; round < 2; ++round) {
     for (int i = round * kClicked / 2; i < (round + 1) * kClicked / 2; ++i) {
@@ -147,8 +148,15 @@ TEST_F(LearningLoopTest, DiceOfPublishedMasksRisesAsClicksArriveAndNothingIsLost
       }
     }
     ASSERT_TRUE(producer_->Flush(std::chrono::seconds(20)).ok());
-    last = WaitForSweep(query, clicks);
-    ASSERT_TRUE(last.has_value()) << "round " << round << ": no fully scored version";
+    // A version comes every snapshot_every_steps steps and when the budget (steps_per_click per
+    // click) is spent, so the version that spends a round's budget has a known number.
+    const int64_t budget = static_cast<int64_t>(clicks) * config_.trainer.steps_per_click;
+    const int64_t every = config_.trainer.snapshot_every_steps;
+    version += static_cast<uint64_t>((budget - spent + every - 1) / every);
+    spent = budget;
+    last = WaitForSweep(query, version);
+    ASSERT_TRUE(last.has_value()) << "round " << round << ": version " << version << " not scored";
+    EXPECT_EQ(last->clicks_seen(), clicks);
   }
 
   std::string curve;
