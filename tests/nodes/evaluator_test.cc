@@ -25,7 +25,8 @@ class EvaluatorTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void StoreLabel(const std::string& image, bool for_evaluation, int width = 4) {
+  void StoreLabel(const std::string& image, bool for_evaluation, int width = 4,
+                  const std::string& ids = kTruth) {
     v1::LabelEvent label;
     label.set_dataset("ds");
     label.set_image_id(image);
@@ -33,7 +34,7 @@ class EvaluatorTest : public ::testing::Test {
     label.set_for_evaluation(for_evaluation);
     label.mutable_dense()->set_width(width);
     label.mutable_dense()->set_height(2);
-    label.mutable_dense()->set_class_ids(width == 4 ? kTruth : std::string(width * 2, '\1'));
+    label.mutable_dense()->set_class_ids(width == 4 ? ids : std::string(width * 2, '\1'));
     Put(Family::kLabels, keys::Child(keys::Image("ds", image), label.label_id()),
         label.SerializeAsString());
   }
@@ -97,6 +98,15 @@ TEST_F(EvaluatorTest, ScoresMasksOfImagesWithGroundTruthAndAggregatesEachVersion
   EXPECT_DOUBLE_EQ(m.clicked_mean_dice(), 1.0);
   EXPECT_EQ(m.unclicked_images(), 1u);
   EXPECT_DOUBLE_EQ(m.unclicked_mean_dice(), 0.5);
+
+  // An image without organ, predicted empty: no class to score, so it changes no mean (no NaN).
+  StoreLabel("blank", true, 4, std::string(8, '\0'));
+  Result<std::optional<v1::Metrics>> blank = evaluator(Mask("blank", std::string(8, '\0'), 3, 0));
+  ASSERT_TRUE(blank.ok() && blank->has_value());
+  EXPECT_EQ((*blank)->images(), 3u);
+  EXPECT_DOUBLE_EQ((*blank)->mean_dice(), 0.75);
+  EXPECT_EQ((*blank)->unclicked_images(), 1u);
+  EXPECT_DOUBLE_EQ((*blank)->unclicked_mean_dice(), 0.5);
 
   // A later version (not trained by the service: no clicks recorded) has its own aggregate.
   Result<std::optional<v1::Metrics>> v10 = evaluator(Mask("c", kTruth, 10, 0));
