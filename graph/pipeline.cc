@@ -68,7 +68,6 @@ class SamplerPool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
-      stopped_.store(true);
       dropped = queue_.TakeAll();
       shards.swap(shards_queue_);
       cv_.notify_all();
@@ -182,11 +181,16 @@ class SamplerPool {
   }
 
   void Done(const InferRequest& request, SamplerNode::gateway_type& gateway, const Status& status) {
-    if (!status.ok() && !stopped_.load()) {  // shards dropped by Stop are not failures
+    if (!status.ok() && !Stopping()) {  // shards dropped by Stop are not failures
       errors_->fetch_add(1);
       spdlog::error("sampler: {}/{}: {}", request.dataset, request.image_id, status.ToString());
     }
     gateway.release_wait();
+  }
+
+  bool Stopping() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stopping_;
   }
 
   const Sampler* sampler_;
@@ -194,10 +198,9 @@ class SamplerPool {
   std::atomic<uint64_t>* errors_;
   std::mutex mu_;
   std::condition_variable cv_;
-  PriorityFifo<Job> queue_;           // GUARDED_BY(mu_): requests not started
-  std::deque<Job> shards_queue_;      // GUARDED_BY(mu_): shards of started requests, taken first
-  bool stopping_ = false;             // GUARDED_BY(mu_)
-  std::atomic<bool> stopped_{false};  // stopping_, readable without mu_
+  PriorityFifo<Job> queue_;       // GUARDED_BY(mu_): requests not started
+  std::deque<Job> shards_queue_;  // GUARDED_BY(mu_): shards of started requests, taken first
+  bool stopping_ = false;         // GUARDED_BY(mu_)
   std::vector<std::thread> threads_;
 };
 
