@@ -92,7 +92,9 @@ struct ModelConfig {
 struct SamplerConfig {
   int samples = 16;  // N stochastic samples per image
   int steps = 50;    // denoising steps per sample; 0 or more than T: T (d3pm: respaced)
-  int shards = 1;    // parallel sampler nodes an inference request is split across
+  // Parallel sampler nodes an inference request is split across; 0: one per serving device (each
+  // GPU when compute.device is cuda or auto on a machine with several, else 1).
+  int shards = 0;
   int memory_budget_mb = 512;
 };
 
@@ -120,14 +122,18 @@ struct TrainerConfig {
   int steps_per_click = 16;
 };
 
-// Teacher-student (paper 004) in clickdiffd's trainer: the teacher is an exponential moving average
-// of the student; at each new version it labels up to `images_per_round` images that have no
-// supervision (those labelled longest ago first) by the majority vote of `samples` samples, keeping
-// pixels whose vote share reaches `confidence`; the student trains on clicks plus these
-// pseudo-labels, their weight ramped linearly from 0 to `weight` over `ramp_steps` steps.
+// Teacher-student (paper 004) in clickdiffd's trainer. The served model is an exponential moving
+// average of the student. At each new version the teacher labels up to `images_per_round` images
+// that have no supervision (those labelled longest ago first) by the majority vote of `samples`
+// samples, keeping pixels whose vote share reaches `confidence`; the student trains on clicks plus
+// these pseudo-labels, their weight ramped linearly from 0 to `weight` over `ramp_steps` steps.
+// mode "ema": the teacher is the moving average. mode "twin": a co-trained twin, initialised
+// independently, trains on the same clicks alongside the student, and each labels the images for
+// the other (cross pseudo-supervision both ways); training costs twice the steps.
 struct TeacherConfig {
   bool enabled = true;
-  double ema_decay = 0.99;  // per training step
+  std::string mode = "ema";  // ema | twin
+  double ema_decay = 0.99;   // per training step
   int samples = 8;
   int steps = 20;  // denoising steps per teacher sample
   double confidence = 0.9;

@@ -342,7 +342,7 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "sampler.steps", [](Config & c) -> auto& { return c.sampler.steps; }, 0, 10000));
     f.push_back(Integer<int>(
-        "sampler.shards", [](Config & c) -> auto& { return c.sampler.shards; }, 1, 256));
+        "sampler.shards", [](Config & c) -> auto& { return c.sampler.shards; }, 0, 256));
     f.push_back(Integer<int>(
         "sampler.memory_budget_mb", [](Config & c) -> auto& { return c.sampler.memory_budget_mb; },
         16, 1 << 20));
@@ -384,6 +384,8 @@ const std::vector<FieldSpec>& Fields() {
         1 << 30));
     f.push_back(Boolean(
         "teacher.enabled", [](Config & c) -> auto& { return c.teacher.enabled; }));
+    f.push_back(Choice("teacher.mode", [](Config & c) -> auto& { return c.teacher.mode; },
+                       {"ema", "twin"}));
     f.push_back(Real(
         "teacher.ema_decay", [](Config & c) -> auto& { return c.teacher.ema_decay; }, 0, 1));
     f.push_back(Integer<int>(

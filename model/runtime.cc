@@ -81,6 +81,16 @@ Result<torch::Device> ResolveDevice(const std::string& spec) {
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
+std::vector<torch::Device> ServingDevices(const std::string& spec, torch::Device resolved,
+                                          int cuda_devices) {
+  std::vector<torch::Device> devices{resolved};
+  if (!resolved.is_cuda() || (spec != "cuda" && spec != "auto")) return devices;
+  for (int i = 0; i < cuda_devices; ++i) {
+    if (i != resolved.index()) devices.emplace_back(torch::kCUDA, static_cast<c10::DeviceIndex>(i));
+  }
+  return devices;
+}
+
 RuntimeInfo CollectRuntimeInfo(bool measure_matmul) {
   RuntimeInfo info;
   info.torch_version = TORCH_VERSION;

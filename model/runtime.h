@@ -35,6 +35,12 @@ int ConfigureThreads(int threads);
 // kInvalidArgument for an unknown spec; kUnavailable when CUDA is asked for and none exists.
 Result<torch::Device> ResolveDevice(const std::string& spec);
 
+// The devices the service's sampler shards spread over: every one of the `cuda_devices` GPUs when
+// `spec` is "cuda" or "auto" and `resolved` (ResolveDevice(spec)) is a GPU, the resolved device
+// alone otherwise ("cpu", or a GPU pinned with "cuda:N"). The first is always `resolved`.
+std::vector<torch::Device> ServingDevices(const std::string& spec, torch::Device resolved,
+                                          int cuda_devices);
+
 // Describes the runtime; with `measure_matmul` also times a 1024^2 float matmul (~0.1 s).
 RuntimeInfo CollectRuntimeInfo(bool measure_matmul);
 

@@ -16,6 +16,7 @@ namespace clickdiff {
 
 const char* const ContinuousTrainer::kCurrentVersionKey = "model:current";
 const char* const ContinuousTrainer::kLineageKey = "model:lineage";
+const char* const ContinuousTrainer::kTwinKey = "model:twin";
 
 namespace {
 
@@ -148,6 +149,7 @@ Status ContinuousTrainer::Reload() {
     const bool changed = seen == snapshotted_revisions_.end() || seen->second != e.revision;
     for (int64_t i = 0; i < (changed ? repeats : 1); ++i) data_.push_back(e.example);
   }
+  if (twin_.has_value()) twin_data_ = data_;  // the same supervision, its own pseudo-labels
   // Pseudo-labels join with the ramped weight of paper 004 (0 until the first teacher round). At
   // weight 1 a confident pixel weighs what an unclicked pixel of a click map does (1 - alpha of
   // the focal loss, not alpha): a pseudo-labelled image then counts about as much as a clicked
@@ -161,19 +163,24 @@ Status ContinuousTrainer::Reload() {
   const double weight = t.weight * ramp * (1 - alpha) / alpha;
   // At most as many pseudo-labelled images as supervised ones (the freshest labels first), so that
   // thousands of unclicked images do not crowd the clicks out of the batches either.
-  std::vector<const UnsupervisedImage*> labelled;
-  for (const UnsupervisedImage& u : replay_.unsupervised) {
-    if (t.enabled && u.pseudo.has_value() && weight > 0) labelled.push_back(&u);
-  }
-  std::stable_sort(labelled.begin(), labelled.end(), [](const auto* a, const auto* b) {
-    return a->pseudo_version > b->pseudo_version;
-  });
-  labelled.resize(std::min(labelled.size(), replay_.examples.size()));
-  for (const UnsupervisedImage* u : labelled) {
-    data_.push_back(*u->pseudo);
-    data_.back().weight = weight;
-  }
-  const uint64_t pseudo = labelled.size();
+  auto add_pseudo_labels = [&](Learner learner, std::vector<model::TrainingExample>& data) {
+    std::vector<const StoredPseudo*> labelled;
+    for (const UnsupervisedImage& u : replay_.unsupervised) {
+      if (t.enabled && u.For(learner).has_value() && weight > 0) {
+        labelled.push_back(&*u.For(learner));
+      }
+    }
+    std::stable_sort(labelled.begin(), labelled.end(),
+                     [](const auto* a, const auto* b) { return a->version > b->version; });
+    labelled.resize(std::min(labelled.size(), replay_.examples.size()));
+    for (const StoredPseudo* p : labelled) {
+      data.push_back(p->example);
+      data.back().weight = weight;
+    }
+    return static_cast<uint64_t>(labelled.size());
+  };
+  const uint64_t pseudo = add_pseudo_labels(Learner::kStudent, data_);
+  if (twin_.has_value()) add_pseudo_labels(Learner::kTwin, twin_data_);
   std::lock_guard<std::mutex> lock(mu_);
   counters_.pseudo_labels = pseudo;
   counters_.examples = replay_.examples.size();
@@ -185,14 +192,7 @@ Status ContinuousTrainer::Reload() {
 // One short run, then a snapshot when one is due. Waits (up to a second, or until Stop) while
 // there is nothing to train on or the step budget is spent.
 Status ContinuousTrainer::TrainOnce() {
-  if (options_.teacher.enabled && !teacher_.has_value()) {
-    Result<std::string> bytes = model::CheckpointStore::ToBytes(segmenter_);
-    if (!bytes.ok()) return bytes.status().WithContext("teacher");
-    Result<model::Segmenter> teacher =
-        model::CheckpointStore::FromBytes(*bytes, "the teacher", segmenter_.device());
-    if (!teacher.ok()) return teacher.status().WithContext("teacher");
-    teacher_ = std::move(teacher).value();
-  }
+  CLICKDIFF_RETURN_IF_ERROR(StartTeacher());
   if (!replay_time_ || std::chrono::steady_clock::now() - *replay_time_ >= kReloadPeriod) {
     CLICKDIFF_RETURN_IF_ERROR(Reload());
   }
@@ -225,7 +225,12 @@ Status ContinuousTrainer::TrainOnce() {
                      0);
   Result<model::TrainProgress> progress = trainer_.Run(data_, {});
   if (!progress.ok()) return progress.status().WithContext("trainer");
-  UpdateTeacher(trainer_.steps_done() - before);
+  if (twin_trainer_) {  // as many steps for the twin, on its own replay
+    twin_trainer_->SetBudget(trainer_.steps_done() - before, 0);
+    Result<model::TrainProgress> twin = twin_trainer_->Run(twin_data_, {});
+    if (!twin.ok()) return twin.status().WithContext("twin");
+  }
+  UpdateAverage(trainer_.steps_done() - before);
   {
     std::lock_guard<std::mutex> lock(mu_);
     counters_.steps = TotalSteps();
@@ -245,11 +250,66 @@ Status ContinuousTrainer::Round() {
   snapshotted_revisions_.clear();
   for (const ReplayExample& e : replay_.examples) snapshotted_revisions_[e.image_key] = e.revision;
   replay_time_.reset();  // re-weight: what the new version learnt is no longer new
-  return PseudoLabel(counters().version);
+  const uint64_t version = counters().version;
+  if (twin_.has_value()) {  // cross pseudo-supervision: each labels for the other
+    CLICKDIFF_RETURN_IF_ERROR(PseudoLabel(version, *twin_, Learner::kStudent));
+    return PseudoLabel(version, segmenter_, Learner::kTwin);
+  }
+  if (average_.has_value()) return PseudoLabel(version, *average_, Learner::kStudent);
+  return Status::Ok();
 }
 
-void ContinuousTrainer::UpdateTeacher(int64_t steps) {
-  if (!teacher_.has_value() || steps <= 0) return;
+Status ContinuousTrainer::StartTeacher() {
+  const TeacherOptions& t = options_.teacher;
+  if (!t.enabled) return Status::Ok();
+  if (!average_.has_value()) {
+    Result<std::string> bytes = model::CheckpointStore::ToBytes(segmenter_);
+    if (!bytes.ok()) return bytes.status().WithContext("teacher");
+    Result<model::Segmenter> average =
+        model::CheckpointStore::FromBytes(*bytes, "the moving average", segmenter_.device());
+    if (!average.ok()) return average.status().WithContext("teacher");
+    average_ = std::move(average).value();
+  }
+  if (t.mode == TeacherMode::kTwin && !twin_.has_value()) {
+    Result<model::Segmenter> twin = StartTwin();
+    if (!twin.ok()) return twin.status().WithContext("twin");
+    twin_ = std::move(twin).value();
+    model::TrainerOptions options = options_.trainer;
+    options.seed += 1;  // batches of its own
+    twin_trainer_ = std::make_unique<model::Trainer>(&*twin_, options);
+    replay_time_.reset();  // its replay
+  }
+  return Status::Ok();
+}
+
+// The twin of a resumed version is the one stored with it; a fresh student gets a twin initialised
+// on its own (CPS needs two different networks); a student that starts from trained weights gets a
+// copy of them (an untrained twin's labels would only hold it back), which its own batches and
+// pseudo-labels then move apart.
+Result<model::Segmenter> ContinuousTrainer::StartTwin() const {
+  const torch::Device device = segmenter_.device();
+  if (options_.start_steps > 0) {
+    Result<std::optional<std::string>> stored = store_->Get(Family::kModels, kTwinKey);
+    if (!stored.ok()) return stored.status();
+    if (stored->has_value()) {
+      spdlog::info("twin: the one stored with version {}", counters().version);
+      return model::CheckpointStore::FromBytes(**stored, "the stored twin", device);
+    }
+  }
+  if (options_.start_untrained) {
+    model::SegmenterOptions options = segmenter_.options();
+    options.seed ^= 0x9E3779B97F4A7C15ull;  // weights and training noise of its own
+    spdlog::info("twin: initialised on its own");
+    return model::Segmenter::Create(options, device);
+  }
+  Result<std::string> bytes = model::CheckpointStore::ToBytes(segmenter_);
+  if (!bytes.ok()) return bytes.status();
+  spdlog::info("twin: a copy of the start model");
+  return model::CheckpointStore::FromBytes(*bytes, "the twin", device);
+}
+
+void ContinuousTrainer::UpdateAverage(int64_t steps) {
+  if (!average_.has_value() || steps <= 0) return;
   torch::NoGradGuard no_grad;
   // `steps` EMA updates against the current student, applied at once. The decay warms up
   // ((1 + t) / (10 + t) after t steps, capped at ema_decay) so that the teacher of a young student
@@ -258,57 +318,68 @@ void ContinuousTrainer::UpdateTeacher(int64_t steps) {
   const double decay = std::min(options_.teacher.ema_decay, (1 + t) / (10 + t));
   const double keep = std::pow(decay, static_cast<double>(steps));
   std::vector<torch::Tensor> student = segmenter_.Parameters();
-  std::vector<torch::Tensor> teacher = teacher_->Parameters();
-  for (size_t i = 0; i < teacher.size(); ++i) {
-    teacher[i].mul_(keep).add_(student[i].detach(), 1.0 - keep);
+  std::vector<torch::Tensor> average = average_->Parameters();
+  for (size_t i = 0; i < average.size(); ++i) {
+    average[i].mul_(keep).add_(student[i].detach(), 1.0 - keep);
   }
 }
 
-// Labels the unsupervised images labelled longest ago (never first) with the teacher's vote.
-Status ContinuousTrainer::PseudoLabel(uint64_t version) {
+// Labels for `learner` the unsupervised images labelled for it longest ago (never first), with the
+// vote of `labeller`.
+Status ContinuousTrainer::PseudoLabel(uint64_t version, const model::Segmenter& labeller,
+                                      Learner learner) {
   const TeacherOptions& t = options_.teacher;
-  if (!teacher_.has_value() || t.images_per_round <= 0 || replay_.unsupervised.empty()) {
-    return Status::Ok();
-  }
+  if (t.images_per_round <= 0 || replay_.unsupervised.empty()) return Status::Ok();
   std::vector<const UnsupervisedImage*> order;
   for (const UnsupervisedImage& u : replay_.unsupervised) order.push_back(&u);
-  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
-    auto age = [](const UnsupervisedImage* u) { return u->pseudo ? u->pseudo_version + 1 : 0; };
-    return age(a) < age(b);
-  });
+  auto age = [learner](const UnsupervisedImage* u) {
+    return u->For(learner).has_value() ? u->For(learner)->version + 1 : 0;
+  };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const auto* a, const auto* b) { return age(a) < age(b); });
   order.resize(std::min<size_t>(order.size(), static_cast<size_t>(t.images_per_round)));
+  const v1::PseudoLabel::Labeller who =
+      learner == Learner::kTwin ? v1::PseudoLabel::LABELLER_STUDENT
+                                : (twin_.has_value() ? v1::PseudoLabel::LABELLER_TWIN
+                                                     : v1::PseudoLabel::LABELLER_AVERAGE);
   Store::Batch batch;
   double confident = 0;
   size_t labelled = 0;
   const auto start = std::chrono::steady_clock::now();
   for (const UnsupervisedImage* u : order) {
     if (stopping()) break;
-    const uint64_t seed = std::hash<std::string>{}(u->image_key) ^ (version << 32);
+    const uint64_t seed = std::hash<std::string>{}(u->image_key) ^ (version << 32) ^
+                          (learner == Learner::kTwin ? 0x5851F42D4C957F2Dull : 0);
     Result<torch::Tensor> drawn =
-        teacher_->Sample(u->grid.unsqueeze(0), t.samples, t.steps, seed, t.memory_budget_mb);
+        labeller.Sample(u->grid.unsqueeze(0), t.samples, t.steps, seed, t.memory_budget_mb);
     if (!drawn.ok()) return drawn.status().WithContext("teacher");
     v1::PseudoLabel label =
-        MakePseudoLabel((*drawn)[0], segmenter_.options().num_classes, t.confidence, version);
+        MakePseudoLabel((*drawn)[0], segmenter_.options().num_classes, t.confidence, version, who);
     size_t sure = 0;
     for (char c : label.confident()) sure += c != 0;
     confident += static_cast<double>(sure) / static_cast<double>(label.confident().size());
-    batch.Put(Family::kPseudoLabels, u->image_key, label.SerializeAsString());
+    batch.Put(Family::kPseudoLabels, PseudoLabelKey(u->image_key, learner),
+              label.SerializeAsString());
     ++labelled;
   }
   if (labelled == 0) return Status::Ok();
   CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
-  spdlog::info("teacher of version {}: {} pseudo-labels in {:.1f} s, {:.0f}% of pixels confident",
-               version, labelled,
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-               100.0 * confident / static_cast<double>(labelled));
+  const char* by = who == v1::PseudoLabel::LABELLER_AVERAGE ? "moving average"
+                   : who == v1::PseudoLabel::LABELLER_TWIN  ? "twin"
+                                                            : "student";
+  spdlog::info(
+      "{} of version {}: {} pseudo-labels for the {} in {:.1f} s, {:.0f}% of pixels confident", by,
+      version, labelled, learner == Learner::kTwin ? "twin" : "student",
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+      100.0 * confident / static_cast<double>(labelled));
   return Status::Ok();
 }
 
 Status ContinuousTrainer::Snapshot() {
-  // With a teacher, the teacher (the moving average of the student) is what gets served: its
-  // weights are smoother than the student's last step.
+  // With a teacher, the moving average of the student is what gets served: its weights are
+  // smoother than the student's last step.
   Result<std::string> bytes =
-      model::CheckpointStore::ToBytes(teacher_.has_value() ? *teacher_ : segmenter_);
+      model::CheckpointStore::ToBytes(average_.has_value() ? *average_ : segmenter_);
   if (!bytes.ok()) return bytes.status();
   TrainerCounters c = counters();
   const uint64_t version = c.version + 1;
@@ -317,6 +388,10 @@ Status ContinuousTrainer::Snapshot() {
   Result<model::Segmenter> serving = model::CheckpointStore::FromBytes(
       *bytes, "model version " + std::to_string(version), segmenter_.device());
   if (!serving.ok()) return serving.status();
+  auto model = std::make_shared<ServingModel>();
+  model->segmenter = std::make_shared<model::Segmenter>(std::move(serving).value());
+  model->version = version;
+  CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*model, options_.serving_devices));
 
   v1::ModelUpdate update;
   update.set_model_version(version);
@@ -332,14 +407,18 @@ Status ContinuousTrainer::Snapshot() {
   batch.Put(Family::kMetadata, keys::ModelUpdate(version), update.SerializeAsString());
   batch.Put(Family::kMetadata, kCurrentVersionKey, std::to_string(version));
   batch.Put(Family::kMetadata, kLineageKey, options_.lineage);
+  if (twin_.has_value()) {
+    Result<std::string> twin = model::CheckpointStore::ToBytes(*twin_);
+    if (!twin.ok()) return twin.status().WithContext("twin");
+    batch.Put(Family::kModels, kTwinKey, *twin);
+  } else {
+    batch.Delete(Family::kModels, kTwinKey);  // a twin of another mode's run would be stale
+  }
   if (options_.keep_versions > 0 && version > options_.keep_versions) {
     batch.Delete(Family::kModels, ModelKey(version - options_.keep_versions));
   }
   CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
 
-  auto model = std::make_shared<ServingModel>();
-  model->segmenter = std::make_shared<model::Segmenter>(std::move(serving).value());
-  model->version = version;
   slot_->Set(std::move(model));
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -12,9 +12,12 @@
 // Budget: training stops after `steps_per_click` steps per click or training label (all versions
 // of the lineage counted) and resumes when supervision grows, a corrective click on an image that
 // already had clicks included; the last steps become a version first.
-// Teacher-student: the teacher (an EMA of the student, updated after every run) pseudo-labels
-// unsupervised images right after each snapshot (TeacherOptions); they join the replay with a
-// weight ramped up with the lineage's steps.
+// Teacher-student (TeacherOptions): an exponential moving average of the student, updated after
+// every run, is what gets served. Right after each snapshot the teacher pseudo-labels unsupervised
+// images; they join the replay with a weight ramped up with the lineage's steps. Mode kEma: the
+// average is the teacher. Mode kTwin (paper 004's co-training): a twin, initialised on its own,
+// trains on the same supervision in step with the student; the twin labels for the student and
+// the student for the twin (cross pseudo-supervision). The twin is stored with each version.
 #pragma once
 
 #include <chrono>
@@ -38,9 +41,12 @@
 
 namespace clickdiff {
 
+enum class TeacherMode { kEma, kTwin };
+
 // Teacher-student (config/config.h TeacherConfig).
 struct TeacherOptions {
   bool enabled = false;
+  TeacherMode mode = TeacherMode::kEma;
   double ema_decay = 0.99;
   int64_t samples = 8;
   int64_t steps = 20;
@@ -62,6 +68,11 @@ struct ContinuousTrainerOptions {
   // the trainer waits for more supervision. 0: no limit.
   int64_t steps_per_click = 0;
   int64_t start_steps = 0;  // steps the start version had already been trained
+  // The start model is a fresh initialisation (no checkpoint, no stored version): a twin then gets
+  // its own initialisation too; otherwise it starts as a copy of the start (or its stored self).
+  bool start_untrained = false;
+  // Devices each version is served on (ServingModel replicas); empty: the training device alone.
+  std::vector<torch::Device> serving_devices;
   TeacherOptions teacher;
   std::string updates_topic;  // empty: no ModelUpdate is produced
   // Names where the versions come from (method, starting checkpoint, classes, grid); stored with
@@ -84,7 +95,7 @@ struct TrainerCounters {
   uint64_t examples = 0;
   uint64_t clicks = 0;
   uint64_t labels = 0;
-  uint64_t pseudo_labels = 0;  // unsupervised images with a pseudo-label
+  uint64_t pseudo_labels = 0;  // unsupervised images with a pseudo-label in the student's replay
 };
 
 class ContinuousTrainer {
@@ -109,6 +120,8 @@ class ContinuousTrainer {
   static std::string ModelKey(uint64_t version);
   static const char* const kCurrentVersionKey;
   static const char* const kLineageKey;
+  // The kModels key of the co-trained twin of the current version (teacher mode kTwin).
+  static const char* const kTwinKey;
   // The newest version stored, built on `device` when it is of `lineage`. Errors: store failures,
   // a current version whose checkpoint is missing or unreadable (kDataLoss).
   static Result<StoredVersions> LoadLatest(const Store& store, torch::Device device,
@@ -120,8 +133,10 @@ class ContinuousTrainer {
   Status Reload();
   Status Round();
   Status Snapshot();
-  Status PseudoLabel(uint64_t version);
-  void UpdateTeacher(int64_t steps);
+  Status StartTeacher();
+  Result<model::Segmenter> StartTwin() const;
+  Status PseudoLabel(uint64_t version, const model::Segmenter& labeller, Learner learner);
+  void UpdateAverage(int64_t steps);
   int64_t TotalSteps() const { return options_.start_steps + trainer_.steps_done(); }
   bool stopping() const;
 
@@ -129,7 +144,9 @@ class ContinuousTrainer {
   ModelSlot* slot_;
   KafkaProducer* producer_;
   model::Segmenter segmenter_;
-  std::optional<model::Segmenter> teacher_;  // EMA of segmenter_ when the teacher is enabled
+  std::optional<model::Segmenter> average_;  // EMA of segmenter_ when the teacher is enabled
+  std::optional<model::Segmenter> twin_;     // teacher mode kTwin
+  std::unique_ptr<model::Trainer> twin_trainer_;
   model::Trainer trainer_;
   ContinuousTrainerOptions options_;
   std::function<void(uint64_t)> on_version_;
@@ -137,6 +154,7 @@ class ContinuousTrainer {
   std::map<std::string, uint64_t> snapshotted_revisions_;  // trainer thread only
   Replay replay_;                                          // trainer thread only
   std::vector<model::TrainingExample> data_;               // trainer thread only: weighted replay
+  std::vector<model::TrainingExample> twin_data_;          // trainer thread only: the twin's
   std::optional<std::chrono::steady_clock::time_point> replay_time_;  // trainer thread only
   int64_t steps_at_snapshot_ = 0;                                     // trainer thread only
   std::chrono::steady_clock::time_point snapshot_time_;               // trainer thread only

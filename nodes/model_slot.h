@@ -3,17 +3,36 @@
 // version lives until its last request finishes.
 #pragma once
 
+#include <torch/torch.h>
+
+#include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
+#include "base/status.h"
 #include "model/segmenter.h"
 
 namespace clickdiff {
 
 struct ServingModel {
-  std::shared_ptr<const model::Segmenter> segmenter;
+  std::shared_ptr<const model::Segmenter> segmenter;  // on the first serving device
+  // The same weights on each further serving device (one per extra GPU), so that sampler shards
+  // spread over the GPUs; empty on a single device.
+  std::vector<std::shared_ptr<const model::Segmenter>> replicas;
   uint64_t version = 0;
+
+  // The copy sampler shard `shard` draws with: the serving devices in turn.
+  const model::Segmenter& ForShard(int64_t shard) const {
+    const size_t i = static_cast<size_t>(shard) % (replicas.size() + 1);
+    return i == 0 ? *segmenter : *replicas[i - 1];
+  }
 };
+
+// Copies `model.segmenter` onto every device of `devices` but the first (its own) as replicas,
+// replacing any it had. Errors: the copy failing on a device (kInternal naming it).
+Status AddReplicas(ServingModel& model, const std::vector<torch::Device>& devices);
 
 // Thread-safe.
 class ModelSlot {

@@ -34,4 +34,11 @@ Decoded Preprocess::operator()(Decoded decoded) const {
   return decoded;
 }
 
+torch::Tensor StoredGrid(const v1::StoredImage& stored, int64_t resolution) {
+  // from_blob only reads here: the clone is the tensor's own memory.
+  return torch::from_blob(const_cast<float*>(stored.grid().data()), {1, resolution, resolution},
+                          torch::kFloat32)
+      .clone();
+}
+
 }  // namespace clickdiff

@@ -3,6 +3,7 @@
 #include "model/preprocess.h"
 #include "nodes/intake.h"
 #include "nodes/keys.h"
+#include "nodes/preprocess.h"
 #include "schemas/events.pb.h"
 
 namespace clickdiff {
@@ -39,15 +40,14 @@ Result<torch::Tensor> DenseLabel(const Store& store, const std::string& image_ke
   return grid->clone();
 }
 
-// The stored pseudo-label of an image, when there is one at this grid.
-Result<std::optional<model::TrainingExample>> StoredPseudoLabel(const Store& store,
-                                                                const std::string& image_key,
-                                                                const torch::Tensor& grid,
-                                                                int64_t resolution,
-                                                                uint64_t& version) {
-  Result<std::optional<std::string>> bytes = store.Get(Family::kPseudoLabels, image_key);
+// The stored pseudo-label of an image for `learner`, when there is one at this grid.
+Result<std::optional<StoredPseudo>> ReadPseudoLabel(const Store& store,
+                                                    const std::string& image_key, Learner learner,
+                                                    const torch::Tensor& grid, int64_t resolution) {
+  Result<std::optional<std::string>> bytes =
+      store.Get(Family::kPseudoLabels, PseudoLabelKey(image_key, learner));
   if (!bytes.ok()) return bytes.status();
-  if (!bytes->has_value()) return std::optional<model::TrainingExample>();
+  if (!bytes->has_value()) return std::optional<StoredPseudo>();
   v1::PseudoLabel label;
   if (!label.ParseFromString(**bytes)) {
     return DataLoss("the pseudo-label of " + image_key + " is corrupt");
@@ -55,25 +55,31 @@ Result<std::optional<model::TrainingExample>> StoredPseudoLabel(const Store& sto
   const size_t n = static_cast<size_t>(resolution * resolution);
   if (label.grid_resolution() != resolution || label.class_ids().size() != n ||
       label.confident().size() != n) {
-    return std::optional<model::TrainingExample>();  // drawn for another grid
+    return std::optional<StoredPseudo>();  // drawn for another grid
   }
   auto from_bytes = [&](const std::string& b) {
     return torch::from_blob(const_cast<char*>(b.data()), {resolution, resolution}, torch::kUInt8);
   };
-  model::TrainingExample example;
+  StoredPseudo stored;
+  model::TrainingExample& example = stored.example;
   example.image = grid;
   // Unsure pixels become unknown background, so only the confident ones weigh (a positive
   // target pixel counts as certain in the loss whatever `known` says).
   example.known = from_bytes(label.confident()).to(torch::kBool);
   example.target = from_bytes(label.class_ids()).to(torch::kInt64) * example.known;
-  version = label.teacher_version();
-  return std::optional<model::TrainingExample>(std::move(example));
+  stored.version = label.teacher_version();
+  return std::optional<StoredPseudo>(std::move(stored));
 }
 
 }  // namespace
 
+std::string PseudoLabelKey(const std::string& image_key, Learner learner) {
+  return learner == Learner::kStudent ? image_key : keys::Child(image_key, "twin");
+}
+
 v1::PseudoLabel MakePseudoLabel(const torch::Tensor& samples, int64_t num_classes,
-                                double confidence, uint64_t teacher_version) {
+                                double confidence, uint64_t teacher_version,
+                                v1::PseudoLabel::Labeller labeller) {
   torch::NoGradGuard no_grad;
   const int64_t n = samples.size(0);
   const torch::Tensor votes = torch::one_hot(samples.to(torch::kCPU), num_classes).sum(0);
@@ -83,6 +89,7 @@ v1::PseudoLabel MakePseudoLabel(const torch::Tensor& samples, int64_t num_classe
   const torch::Tensor sure = confident.to(torch::kUInt8).contiguous();
   v1::PseudoLabel label;
   label.set_teacher_version(teacher_version);
+  label.set_labeller(labeller);
   label.set_grid_resolution(static_cast<uint32_t>(samples.size(1)));
   label.set_class_ids(ids.data_ptr<uint8_t>(), static_cast<size_t>(ids.numel()));
   label.set_confident(sure.data_ptr<uint8_t>(), static_cast<size_t>(sure.numel()));
@@ -131,18 +138,19 @@ Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_cl
         Result<torch::Tensor> mask = DenseLabel(store, image_key, *mapping, labels);
         if (!mask.ok()) return fail(mask.status().WithContext(event.image_id()));
 
-        torch::Tensor grid = torch::from_blob(stored.mutable_grid()->mutable_data(),
-                                              {1, resolution, resolution}, torch::kFloat32)
-                                 .clone();
+        torch::Tensor grid = StoredGrid(stored, resolution);
         Result<std::optional<model::TrainingExample>> example =
             model::MakeSupervisedExample(grid, clicks, *mask, num_classes);
         if (!example.ok()) return fail(example.status().WithContext(event.image_id()));
         if (!example->has_value()) {
-          UnsupervisedImage image{image_key, grid, std::nullopt, 0};
-          Result<std::optional<model::TrainingExample>> pseudo =
-              StoredPseudoLabel(store, image_key, grid, resolution, image.pseudo_version);
-          if (!pseudo.ok()) return fail(pseudo.status());
-          image.pseudo = std::move(pseudo).value();
+          UnsupervisedImage image{image_key, grid, std::nullopt, std::nullopt};
+          for (Learner learner : {Learner::kStudent, Learner::kTwin}) {
+            Result<std::optional<StoredPseudo>> pseudo =
+                ReadPseudoLabel(store, image_key, learner, grid, resolution);
+            if (!pseudo.ok()) return fail(pseudo.status());
+            (learner == Learner::kStudent ? image.for_student : image.for_twin) =
+                std::move(pseudo).value();
+          }
           replay.unsupervised.push_back(std::move(image));
           return true;
         }

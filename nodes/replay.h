@@ -20,14 +20,31 @@ struct ReplayExample {
   model::TrainingExample example;
 };
 
+// Who a pseudo-label is for: the student (drawn by the teacher: the moving average, or the twin),
+// or the co-trained twin (drawn by the student). Each has its own record per image.
+enum class Learner { kStudent, kTwin };
+
+// The pseudo-labels family's key of an image's label for `learner`.
+std::string PseudoLabelKey(const std::string& image_key, Learner learner);
+
+// A stored pseudo-label as a (non-dense) example whose `known` pixels are the confident ones, and
+// the model version whose round drew it.
+struct StoredPseudo {
+  model::TrainingExample example;
+  uint64_t version = 0;
+};
+
 // A stored image without supervision at the model grid: what the teacher pseudo-labels.
 struct UnsupervisedImage {
   std::string image_key;
   torch::Tensor grid;  // [1,R,R] float
-  // Its stored pseudo-label as a (non-dense) example whose `known` pixels are the confident ones,
-  // and the teacher version that drew it; none when it has not been labelled at this grid.
-  std::optional<model::TrainingExample> pseudo;
-  uint64_t pseudo_version = 0;
+  // Its stored pseudo-labels; none when it has not been labelled (for that learner) at this grid.
+  std::optional<StoredPseudo> for_student;
+  std::optional<StoredPseudo> for_twin;
+
+  const std::optional<StoredPseudo>& For(Learner learner) const {
+    return learner == Learner::kStudent ? for_student : for_twin;
+  }
 };
 
 struct Replay {
@@ -46,6 +63,7 @@ Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_cl
 // The pseudo-label record of a teacher's vote: `samples` [N,R,R] class ids; a pixel is confident
 // when its majority class has at least `confidence` of the votes.
 v1::PseudoLabel MakePseudoLabel(const torch::Tensor& samples, int64_t num_classes,
-                                double confidence, uint64_t teacher_version);
+                                double confidence, uint64_t teacher_version,
+                                v1::PseudoLabel::Labeller labeller);
 
 }  // namespace clickdiff

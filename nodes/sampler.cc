@@ -3,6 +3,7 @@
 #include <functional>
 
 #include "nodes/keys.h"
+#include "nodes/preprocess.h"
 
 namespace clickdiff {
 
@@ -49,9 +50,7 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   prepared.model = std::move(model);
   prepared.seed = std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^
                   (out.model_version << 32);
-  prepared.grid =
-      torch::from_blob(stored.mutable_grid()->mutable_data(), {1, 1, r, r}, torch::kFloat32)
-          .clone();
+  prepared.grid = StoredGrid(stored, r).unsqueeze(0);
   stored.mutable_event()->clear_payload();
   out.image = std::move(*stored.mutable_event());
   return prepared;
@@ -66,7 +65,7 @@ Result<torch::Tensor> Sampler::Draw(const PreparedRequest& prepared, int64_t sha
   // Shard 0 keeps the request's seed, so one shard draws what an unsharded sampler does.
   const uint64_t seed = prepared.seed ^ (static_cast<uint64_t>(shard) * 0xD1B54A32D192ED03ull);
   try {
-    Result<torch::Tensor> drawn = prepared.model->segmenter->Sample(
+    Result<torch::Tensor> drawn = prepared.model->ForShard(shard).Sample(
         prepared.grid, ShardSamples(options_.samples, shard, shards), options_.steps, seed,
         options_.memory_budget_mb);
     if (!drawn.ok()) return drawn.status().WithContext(prepared.set.request.image_id);

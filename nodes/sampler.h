@@ -43,9 +43,10 @@ class Sampler {
   // Marks the request started at the gate, pins it, looks up the cache. Errors as above.
   Result<PreparedRequest> Prepare(const InferRequest& request) const;
   // Shard `shard` of `shards` of the N samples: ShardSamples(N, shard, shards) samples, [n,R,R],
-  // drawn with the pinned model and a seed of their own (shard 0 keeps the request's). Shards are
-  // independent draws from the same model, so together they are N samples distributed exactly as
-  // one sampler's N; any shard may run on any thread.
+  // drawn with the pinned model's copy for the shard (ServingModel::ForShard: the serving devices
+  // in turn) and a seed of their own (shard 0 keeps the request's). Shards are independent draws
+  // from the same weights, so together they are N samples distributed exactly as one sampler's N;
+  // any shard may run on any thread.
   Result<torch::Tensor> Draw(const PreparedRequest& prepared, int64_t shard, int64_t shards) const;
   // N / shards, plus one for the first N % shards shards.
   static int64_t ShardSamples(int64_t samples, int64_t shard, int64_t shards);

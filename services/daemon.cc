@@ -14,6 +14,7 @@
 #include "io/store.h"
 #include "io/zmq_server.h"
 #include "model/checkpoint_store.h"
+#include "model/runtime.h"
 #include "nodes/continuous_trainer.h"
 #include "nodes/evaluator.h"
 #include "nodes/keys.h"
@@ -133,6 +134,14 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
   // Sampler threads and the trainer each run LibTorch ops with compute.torch_threads threads; by
   // default they split the cores between them instead of each taking all of them.
   Config config = given;
+  if (config.sampler.shards == 0) {  // one per serving device
+    Result<torch::Device> device = ResolveDevice(config.compute.device);
+    if (!device.ok()) return device.status().WithContext("compute.device");
+    config.sampler.shards =
+        static_cast<int>(ServingDevices(config.compute.device, *device,
+                                        static_cast<int>(torch::cuda::device_count()))
+                             .size());
+  }
   const int workers = std::max(1, config.sampler.shards) + (config.trainer.continuous ? 1 : 0);
   if (config.compute.torch_threads == 0) {
     config.compute.torch_threads =
@@ -174,16 +183,22 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
   if (!stored.ok()) return stored.status().WithContext("model");
   if (stored->model.has_value()) {
     spdlog::info("serving model version {} from the store", stored->model->version);
-    models.Set(std::make_shared<const ServingModel>(std::move(*stored->model)));
+    auto model = std::make_shared<ServingModel>(std::move(*stored->model));
+    CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*model, compute->serving_devices));
+    models.Set(std::move(model));
   } else {
-    Result<std::shared_ptr<const ServingModel>> model = LoadModel(config, compute->device);
-    if (!model.ok()) return model.status().WithContext("model");
-    if (stored->newest > 0) {
-      auto renumbered = std::make_shared<ServingModel>(**model);
-      renumbered->version = stored->newest + 1;
-      *model = renumbered;
-    }
-    models.Set(*model);
+    Result<std::shared_ptr<const ServingModel>> loaded = LoadModel(config, compute->device);
+    if (!loaded.ok()) return loaded.status().WithContext("model");
+    auto model = std::make_shared<ServingModel>(**loaded);
+    // Versions of another lineage are not resumed: their numbering continues.
+    if (stored->newest > 0) model->version = stored->newest + 1;
+    CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*model, compute->serving_devices));
+    models.Set(std::move(model));
+  }
+  if (compute->serving_devices.size() > 1) {
+    std::string names;
+    for (const torch::Device& d : compute->serving_devices) names += " " + d.str();
+    spdlog::info("sampler shards draw on{} in turn", names);
   }
   spdlog::info("{} sampler thread(s){}, {} torch thread(s) each", config.sampler.shards,
                config.trainer.continuous ? " and a trainer" : "", config.compute.torch_threads);
@@ -269,11 +284,19 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
     options.keep_versions = static_cast<uint64_t>(config.trainer.keep_versions);
     options.steps_per_click = config.trainer.steps_per_click;
     options.start_steps = stored->steps;  // 0 unless a stored version is resumed
+    options.start_untrained = !stored->model.has_value() && config.model.checkpoint.empty();
+    options.serving_devices = compute->serving_devices;
     const TeacherConfig& t = config.teacher;
-    options.teacher =
-        TeacherOptions{t.enabled,    t.ema_decay,        t.samples,
-                       t.steps,      t.confidence,       t.weight,
-                       t.ramp_steps, t.images_per_round, config.sampler.memory_budget_mb};
+    options.teacher = TeacherOptions{t.enabled,
+                                     t.mode == "twin" ? TeacherMode::kTwin : TeacherMode::kEma,
+                                     t.ema_decay,
+                                     t.samples,
+                                     t.steps,
+                                     t.confidence,
+                                     t.weight,
+                                     t.ramp_steps,
+                                     t.images_per_round,
+                                     config.sampler.memory_budget_mb};
     options.lineage = lineage;
     options.updates_topic = config.kafka.topics.model_updates;
     trainer = std::make_unique<ContinuousTrainer>(

@@ -65,6 +65,8 @@ Result<Compute> SetUpCompute(const Config& config) {
   Result<torch::Device> device = ResolveDevice(config.compute.device);
   if (!device.ok()) return device.status().WithContext("compute.device");
   compute.device = *device;
+  compute.serving_devices =
+      ServingDevices(config.compute.device, *device, static_cast<int>(torch::cuda::device_count()));
   return compute;
 }
 

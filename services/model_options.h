@@ -2,6 +2,8 @@
 // Pure functions of the Config; the model library itself knows nothing of YAML.
 #pragma once
 
+#include <vector>
+
 #include "base/status.h"
 #include "config/config.h"
 #include "model/aggregator.h"
@@ -21,6 +23,8 @@ Result<AggregatorOptions> AggregatorOptionsFrom(const AggregatorConfig& config,
 // from compute.device. Errors: kInvalidArgument / kUnavailable naming compute.device.
 struct Compute {
   torch::Device device = torch::kCPU;
+  // Where the service's sampler shards draw (model/runtime.h ServingDevices); `device` first.
+  std::vector<torch::Device> serving_devices{torch::kCPU};
   int threads = 1;
 };
 Result<Compute> SetUpCompute(const Config& config);

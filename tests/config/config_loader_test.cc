@@ -128,6 +128,7 @@ TEST(ConfigLoaderTest, InconsistentCombinationsNameTheKeys) {
   EXPECT_THAT(ErrorOf("model:\n  num_classes: 3\n"), HasSubstr("model.class_names: has 2 names"));
   EXPECT_THAT(ErrorOf("model:\n  resolution: 60\n"), HasSubstr("model.resolution"));
   EXPECT_THAT(ErrorOf("sampler:\n  samples: 2\n  shards: 4\n"), HasSubstr("sampler.shards"));
+  EXPECT_THAT(ErrorOf("teacher:\n  mode: mean\n"), HasSubstr("teacher.mode"));
   EXPECT_THAT(ErrorOf("zmq:\n  curve:\n    enabled: true\n"), HasSubstr("zmq.curve"));
 }
 

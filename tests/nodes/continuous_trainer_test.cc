@@ -228,13 +228,14 @@ TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLonge
   ModelSlot slot;
   ContinuousTrainerOptions options = Options(2);
   options.steps_per_click = 8;  // pseudo-labels do not add to the budget
-  options.teacher = TeacherOptions{true, 0.5, 4, 2, 0.5, 1.0, 0, 2, 64};
+  options.teacher = TeacherOptions{true, TeacherMode::kEma, 0.5, 4, 2, 0.5, 1.0, 0, 2, 64};
   ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
   ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
   trainer.Stop();
   ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
   EXPECT_EQ(trainer.counters().steps, 8);
   EXPECT_EQ(trainer.counters().version, 4u);
+  EXPECT_FALSE(store_->Get(Family::kModels, ContinuousTrainer::kTwinKey).value().has_value());
 
   // Four rounds of two images over three unsupervised ones, never labelled or labelled longest ago
   // first (ties in key order): b, c (v1); held_out, b (v2); c, b (v3); held_out, b (v4).
@@ -247,7 +248,12 @@ TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLonge
     EXPECT_EQ(label.grid_resolution(), static_cast<uint32_t>(kGrid));
     EXPECT_EQ(label.class_ids().size(), static_cast<size_t>(kGrid * kGrid));
     EXPECT_EQ(label.samples(), 4u);
+    EXPECT_EQ(label.labeller(), v1::PseudoLabel::LABELLER_AVERAGE);
     drawn_by[id] = label.teacher_version();
+    EXPECT_FALSE(
+        store_->Get(Family::kPseudoLabels, PseudoLabelKey(keys::Image("ds", id), Learner::kTwin))
+            .value()
+            .has_value());
   }
   EXPECT_EQ(drawn_by, (std::map<std::string, uint64_t>{{"b", 4}, {"c", 3}, {"held_out", 4}}));
   EXPECT_FALSE(store_->Get(Family::kPseudoLabels, keys::Image("ds", "a")).value().has_value());
@@ -257,11 +263,99 @@ TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLonge
   ASSERT_TRUE(replay.ok()) << replay.status().ToString();
   ASSERT_EQ(replay->unsupervised.size(), 3u);
   for (const UnsupervisedImage& u : replay->unsupervised) {
-    ASSERT_TRUE(u.pseudo.has_value()) << u.image_key;
-    EXPECT_FALSE(u.pseudo->dense);
-    EXPECT_EQ(u.pseudo->known.scalar_type(), torch::kBool);
-    EXPECT_EQ(u.pseudo_version, drawn_by[u.image_key.substr(3)]);
+    ASSERT_TRUE(u.for_student.has_value()) << u.image_key;
+    EXPECT_FALSE(u.for_student->example.dense);
+    EXPECT_EQ(u.for_student->example.known.scalar_type(), torch::kBool);
+    EXPECT_EQ(u.for_student->version, drawn_by[u.image_key.substr(3)]);
+    EXPECT_FALSE(u.for_twin.has_value());
   }
+}
+
+// Paper 004's co-training: a twin initialised on its own trains on the same clicks, the twin labels
+// for the student and the student for the twin, and the twin is stored with each version.
+TEST_F(ContinuousTrainerTest, TwinTeacherCoTrainsAndEachLabelsForTheOther) {
+  StoreImage("a");
+  StoreClick("a", "c1", 10, 12);
+  StoreImage("b");
+  StoreImage("c");
+  ModelSlot slot;
+  ContinuousTrainerOptions options = Options(2);
+  options.steps_per_click = 6;
+  options.start_untrained = true;
+  options.teacher = TeacherOptions{true, TeacherMode::kTwin, 0.5, 4, 2, 0.5, 1.0, 0, 1, 64};
+  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
+  ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
+  trainer.Stop();
+  ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
+  EXPECT_EQ(trainer.counters().version, 3u);
+
+  // Three rounds of one image over two, each direction on its own schedule: b (v1), c (v2), b (v3).
+  for (Learner learner : {Learner::kStudent, Learner::kTwin}) {
+    for (auto [id, version] : {std::pair{"b", 3u}, std::pair{"c", 2u}}) {
+      auto bytes =
+          store_->Get(Family::kPseudoLabels, PseudoLabelKey(keys::Image("ds", id), learner))
+              .value();
+      ASSERT_TRUE(bytes.has_value()) << id;
+      v1::PseudoLabel label;
+      ASSERT_TRUE(label.ParseFromString(*bytes));
+      EXPECT_EQ(label.teacher_version(), version) << id;
+      EXPECT_EQ(label.labeller(), learner == Learner::kStudent ? v1::PseudoLabel::LABELLER_TWIN
+                                                               : v1::PseudoLabel::LABELLER_STUDENT);
+    }
+  }
+  Result<Replay> replay = LoadReplay(*store_, kGrid, 2);
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  for (const UnsupervisedImage& u : replay->unsupervised) {
+    EXPECT_TRUE(u.for_student.has_value() && u.for_twin.has_value()) << u.image_key;
+  }
+
+  // The stored twin is a network of its own: not the served average, and trained away from its
+  // own initialisation.
+  auto twin_bytes = store_->Get(Family::kModels, ContinuousTrainer::kTwinKey).value();
+  ASSERT_TRUE(twin_bytes.has_value());
+  model::Segmenter twin =
+      model::CheckpointStore::FromBytes(*twin_bytes, "twin", torch::kCPU).value();
+  model::SegmenterOptions own = NewModel().options();
+  own.seed ^= 0x9E3779B97F4A7C15ull;
+  model::Segmenter twin_init = model::Segmenter::Create(own, torch::kCPU).value();
+  auto differs = [](const model::Segmenter& x, const model::Segmenter& y) {
+    std::vector<torch::Tensor> a = x.Parameters();
+    std::vector<torch::Tensor> b = y.Parameters();
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (!torch::allclose(a[i], b[i])) return true;
+    }
+    return false;
+  };
+  std::shared_ptr<const ServingModel> served = slot.Get();
+  ASSERT_TRUE(served);
+  EXPECT_TRUE(differs(twin, *served->segmenter));
+  EXPECT_TRUE(differs(twin, twin_init));
+  EXPECT_EQ(twin.Parameters().size(), twin_init.Parameters().size());
+}
+
+// With several serving devices each version carries a copy per device (here two CPU "devices"),
+// whole before it is served, and sampler shards take the copies in turn.
+TEST_F(ContinuousTrainerTest, VersionsCarryAReplicaPerServingDevice) {
+  StoreImage("a");
+  StoreClick("a", "c1", 10, 12);
+  ModelSlot slot;
+  ContinuousTrainerOptions options = Options(2);
+  options.steps_per_click = 2;
+  options.serving_devices = {torch::kCPU, torch::kCPU};
+  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
+  ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
+  trainer.Stop();
+  std::shared_ptr<const ServingModel> served = slot.Get();
+  ASSERT_TRUE(served);
+  ASSERT_EQ(served->replicas.size(), 1u);
+  EXPECT_NE(served->replicas[0].get(), served->segmenter.get());
+  EXPECT_EQ(&served->ForShard(0), served->segmenter.get());
+  EXPECT_EQ(&served->ForShard(1), served->replicas[0].get());
+  EXPECT_EQ(&served->ForShard(2), served->segmenter.get());
+  std::vector<torch::Tensor> a = served->segmenter->Parameters();
+  std::vector<torch::Tensor> b = served->replicas[0]->Parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i]));
 }
 
 TEST(PseudoLabelTest, MajorityClassAndConfidentPixelsFromTheVote) {
@@ -269,13 +363,14 @@ TEST(PseudoLabelTest, MajorityClassAndConfidentPixelsFromTheVote) {
   torch::Tensor samples =
       torch::tensor({1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1}, torch::kInt64)
           .view({4, 2, 2});
-  v1::PseudoLabel label = MakePseudoLabel(samples, 2, 0.75, 9);
+  v1::PseudoLabel label = MakePseudoLabel(samples, 2, 0.75, 9, v1::PseudoLabel::LABELLER_AVERAGE);
   EXPECT_EQ(label.teacher_version(), 9u);
   EXPECT_EQ(label.grid_resolution(), 2u);
   EXPECT_EQ(label.samples(), 4u);
   EXPECT_EQ(label.class_ids(), std::string({1, 1, 0, 0}));
   EXPECT_EQ(label.confident(), std::string({1, 1, 1, 1}));  // 3 of 4 reaches 0.75
-  EXPECT_EQ(MakePseudoLabel(samples, 2, 0.9, 9).confident(), std::string({1, 0, 1, 0}));
+  EXPECT_EQ(MakePseudoLabel(samples, 2, 0.9, 9, v1::PseudoLabel::LABELLER_AVERAGE).confident(),
+            std::string({1, 0, 1, 0}));
 }
 
 TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOnlyWholeModels) {

@@ -98,6 +98,37 @@ TEST_F(SamplerTest, ShardsAreIndependentDrawsOfTheSameModelThatTogetherMakeN) {
   EXPECT_NEAR(sharded, unsharded, 0.15);
 }
 
+// One shard per serving device: shard k draws with the version's copy on device k (in turn).
+TEST_F(SamplerTest, ShardsDrawWithTheCopyOfTheirDevice) {
+  StoreImage("a");
+  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(), SamplerOptions{4, 2, 64});
+  Result<PreparedRequest> prepared = sampler.Prepare(RequestFor("ds", "a"));
+  ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
+  // Two different networks stand in for the copies (real copies share their weights).
+  Config config = testing::TinyModelConfig();
+  config.trainer.seed = 99;  // another initialisation
+  auto other = std::make_shared<model::Segmenter>(
+      model::Segmenter::Create(SegmenterOptionsFrom(config).value(), torch::kCPU).value());
+  auto pinned = [&](std::shared_ptr<const model::Segmenter> first,
+                    std::shared_ptr<const model::Segmenter> second) {
+    auto model = std::make_shared<ServingModel>(*prepared->model);
+    model->segmenter = std::move(first);
+    model->replicas = {std::move(second)};
+    PreparedRequest request = *prepared;
+    request.model = model;
+    return request;
+  };
+  const std::shared_ptr<const model::Segmenter> own = prepared->model->segmenter;
+  const PreparedRequest spread = pinned(own, other);
+  auto draw = [&](const PreparedRequest& request, int64_t shard) {
+    return sampler.Draw(request, shard, 3).value();
+  };
+  EXPECT_TRUE(torch::equal(draw(spread, 0), draw(pinned(own, own), 0)));
+  EXPECT_TRUE(torch::equal(draw(spread, 1), draw(pinned(other, other), 1)));
+  EXPECT_FALSE(torch::equal(draw(spread, 1), draw(pinned(own, own), 1)));
+  EXPECT_TRUE(torch::equal(draw(spread, 2), draw(pinned(own, own), 2)));
+}
+
 TEST_F(SamplerTest, UnchangedImageIsServedFromTheCache) {
   StoreImage("a");
   v1::MaskResult cached;
