@@ -127,9 +127,10 @@ struct TrainerConfig {
 // that have no supervision (those labelled longest ago first) by the majority vote of `samples`
 // samples, keeping pixels whose vote share reaches `confidence`; the student trains on clicks plus
 // these pseudo-labels, their weight ramped linearly from 0 to `weight` over `ramp_steps` steps.
-// mode "ema": the teacher is the moving average. mode "twin": a co-trained twin, initialised
-// independently, trains on the same clicks alongside the student, and each labels the images for
-// the other (cross pseudo-supervision both ways); training costs twice the steps.
+// mode "ema": the teacher is the moving average. mode "twin": a co-trained twin (initialised on its
+// own when the model starts from scratch, else a copy of the start) trains on the same clicks
+// alongside the student, and each labels the images for the other (cross pseudo-supervision both
+// ways); training and labelling cost twice as much.
 struct TeacherConfig {
   bool enabled = true;
   std::string mode = "ema";  // ema | twin

@@ -189,4 +189,11 @@ Result<Segmenter> CheckpointStore::FromBytes(const std::string& bytes, const std
   return ReadArchive(archive, what, device);
 }
 
+Result<Segmenter> CheckpointStore::Copy(const Segmenter& segmenter, const std::string& what,
+                                        torch::Device device) {
+  Result<std::string> bytes = ToBytes(segmenter);
+  if (!bytes.ok()) return bytes.status().WithContext(what);
+  return FromBytes(*bytes, what, device);
+}
+
 }  // namespace clickdiff::model

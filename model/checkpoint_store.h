@@ -40,6 +40,9 @@ class CheckpointStore {
   static Result<std::string> ToBytes(const Segmenter& segmenter);
   static Result<Segmenter> FromBytes(const std::string& bytes, const std::string& what,
                                      torch::Device device);
+  // An independent copy of `segmenter` (weights and options) on `device`, through the archive.
+  static Result<Segmenter> Copy(const Segmenter& segmenter, const std::string& what,
+                                torch::Device device);
 };
 
 }  // namespace clickdiff::model

@@ -85,8 +85,9 @@ std::vector<torch::Device> ServingDevices(const std::string& spec, torch::Device
                                           int cuda_devices) {
   std::vector<torch::Device> devices{resolved};
   if (!resolved.is_cuda() || (spec != "cuda" && spec != "auto")) return devices;
+  const int first = resolved.has_index() ? resolved.index() : 0;
   for (int i = 0; i < cuda_devices; ++i) {
-    if (i != resolved.index()) devices.emplace_back(torch::kCUDA, static_cast<c10::DeviceIndex>(i));
+    if (i != first) devices.emplace_back(torch::kCUDA, static_cast<c10::DeviceIndex>(i));
   }
   return devices;
 }

@@ -151,6 +151,11 @@ Result<Segmenter> Segmenter::Create(const SegmenterOptions& options, torch::Devi
   }
 }
 
+void Segmenter::ReseedTraining(uint64_t seed) {
+  options_.seed = seed;
+  train_generator_ = MakeGenerator(seed + 1);
+}
+
 Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch) {
   if (batch.empty()) return InvalidArgument("training batch is empty");
   for (size_t i = 0; i < batch.size(); ++i) {

@@ -100,6 +100,10 @@ class Segmenter {
   // Samples per batch that fit `memory_budget_mb` (an estimate of activation memory), >= 1.
   int64_t SamplesPerChunk(int64_t memory_budget_mb) const;
 
+  // Restarts the training randomness (noise, flips) from `seed`, as Create would have seeded it;
+  // the weights are untouched. A copy trained alongside its original draws its own noise.
+  void ReseedTraining(uint64_t seed);
+
   std::vector<torch::Tensor> Parameters() const { return network_->parameters(); }
   const SegmenterOptions& options() const { return options_; }
   torch::Device device() const { return device_; }

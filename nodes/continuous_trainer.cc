@@ -17,6 +17,7 @@ namespace clickdiff {
 const char* const ContinuousTrainer::kCurrentVersionKey = "model:current";
 const char* const ContinuousTrainer::kLineageKey = "model:lineage";
 const char* const ContinuousTrainer::kTwinKey = "model:twin";
+const char* const ContinuousTrainer::kTwinVersionKey = "model:twin:version";
 
 namespace {
 
@@ -138,7 +139,8 @@ void ContinuousTrainer::Run() {
 // snapshot are repeated `recent_weight` times (rounded; at least once), so they are drawn more.
 Status ContinuousTrainer::Reload() {
   const model::SegmenterOptions& model_options = segmenter_.options();
-  Result<Replay> replay = LoadReplay(*store_, model_options.resolution, model_options.num_classes);
+  Result<Replay> replay =
+      LoadReplay(*store_, model_options.resolution, model_options.num_classes, twin_.has_value());
   if (!replay.ok()) return replay.status().WithContext("trainer replay");
   replay_ = std::move(replay).value();
   replay_time_ = std::chrono::steady_clock::now();
@@ -225,16 +227,16 @@ Status ContinuousTrainer::TrainOnce() {
                      0);
   Result<model::TrainProgress> progress = trainer_.Run(data_, {});
   if (!progress.ok()) return progress.status().WithContext("trainer");
-  if (twin_trainer_) {  // as many steps for the twin, on its own replay
-    twin_trainer_->SetBudget(trainer_.steps_done() - before, 0);
-    Result<model::TrainProgress> twin = twin_trainer_->Run(twin_data_, {});
-    if (!twin.ok()) return twin.status().WithContext("twin");
-  }
   UpdateAverage(trainer_.steps_done() - before);
   {
     std::lock_guard<std::mutex> lock(mu_);
     counters_.steps = TotalSteps();
     counters_.loss = progress->loss;
+  }
+  if (twin_trainer_) {  // as many steps for the twin, on its own replay
+    twin_trainer_->SetBudget(trainer_.steps_done() - before, 0);
+    Result<model::TrainProgress> twin = twin_trainer_->Run(twin_data_, {});
+    if (!twin.ok()) return twin.status().WithContext("twin");
   }
   const double since =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - snapshot_time_).count();
@@ -263,10 +265,8 @@ Status ContinuousTrainer::StartTeacher() {
   const TeacherOptions& t = options_.teacher;
   if (!t.enabled) return Status::Ok();
   if (!average_.has_value()) {
-    Result<std::string> bytes = model::CheckpointStore::ToBytes(segmenter_);
-    if (!bytes.ok()) return bytes.status().WithContext("teacher");
     Result<model::Segmenter> average =
-        model::CheckpointStore::FromBytes(*bytes, "the moving average", segmenter_.device());
+        model::CheckpointStore::Copy(segmenter_, "the moving average", segmenter_.device());
     if (!average.ok()) return average.status().WithContext("teacher");
     average_ = std::move(average).value();
   }
@@ -282,30 +282,40 @@ Status ContinuousTrainer::StartTeacher() {
   return Status::Ok();
 }
 
-// The twin of a resumed version is the one stored with it; a fresh student gets a twin initialised
-// on its own (CPS needs two different networks); a student that starts from trained weights gets a
-// copy of them (an untrained twin's labels would only hold it back), which its own batches and
-// pseudo-labels then move apart.
+// The twin stored with the start version when there is one; otherwise a fresh student gets a twin
+// initialised on its own (CPS needs two different networks), and a student that starts from
+// trained weights gets a copy of them (an untrained twin's labels would only hold it back) with
+// training noise of its own, which its own batches and pseudo-labels then move apart.
 Result<model::Segmenter> ContinuousTrainer::StartTwin() const {
   const torch::Device device = segmenter_.device();
-  if (options_.start_steps > 0) {
+  const uint64_t version = counters().version;
+  Result<std::optional<std::string>> of = store_->Get(Family::kMetadata, kTwinVersionKey);
+  if (!of.ok()) return of.status();
+  if (of->value_or("") == std::to_string(version)) {
     Result<std::optional<std::string>> stored = store_->Get(Family::kModels, kTwinKey);
     if (!stored.ok()) return stored.status();
     if (stored->has_value()) {
-      spdlog::info("twin: the one stored with version {}", counters().version);
-      return model::CheckpointStore::FromBytes(**stored, "the stored twin", device);
+      Result<model::Segmenter> twin =
+          model::CheckpointStore::FromBytes(**stored, "the stored twin", device);
+      if (twin.ok()) {
+        spdlog::info("twin: the one stored with version {}", version);
+        return twin;
+      }
+      spdlog::warn("twin: {}; starting another", twin.status().ToString());
     }
   }
+  const uint64_t seed = segmenter_.options().seed ^ 0x9E3779B97F4A7C15ull;
   if (options_.start_untrained) {
     model::SegmenterOptions options = segmenter_.options();
-    options.seed ^= 0x9E3779B97F4A7C15ull;  // weights and training noise of its own
+    options.seed = seed;  // weights and training noise of its own
     spdlog::info("twin: initialised on its own");
     return model::Segmenter::Create(options, device);
   }
-  Result<std::string> bytes = model::CheckpointStore::ToBytes(segmenter_);
-  if (!bytes.ok()) return bytes.status();
+  Result<model::Segmenter> copy = model::CheckpointStore::Copy(segmenter_, "the twin", device);
+  if (!copy.ok()) return copy.status();
+  copy->ReseedTraining(seed);
   spdlog::info("twin: a copy of the start model");
-  return model::CheckpointStore::FromBytes(*bytes, "the twin", device);
+  return copy;
 }
 
 void ContinuousTrainer::UpdateAverage(int64_t steps) {
@@ -385,13 +395,13 @@ Status ContinuousTrainer::Snapshot() {
   const uint64_t version = c.version + 1;
   // The served copy is built before anything is published, so no one can see a version that is
   // not fully loaded.
-  Result<model::Segmenter> serving = model::CheckpointStore::FromBytes(
+  Result<model::Segmenter> built = model::CheckpointStore::FromBytes(
       *bytes, "model version " + std::to_string(version), segmenter_.device());
-  if (!serving.ok()) return serving.status();
-  auto model = std::make_shared<ServingModel>();
-  model->segmenter = std::make_shared<model::Segmenter>(std::move(serving).value());
-  model->version = version;
-  CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*model, options_.serving_devices));
+  if (!built.ok()) return built.status();
+  auto serving = std::make_shared<ServingModel>();
+  serving->segmenter = std::make_shared<model::Segmenter>(std::move(built).value());
+  serving->version = version;
+  CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*serving, options_.serving_devices));
 
   v1::ModelUpdate update;
   update.set_model_version(version);
@@ -411,15 +421,17 @@ Status ContinuousTrainer::Snapshot() {
     Result<std::string> twin = model::CheckpointStore::ToBytes(*twin_);
     if (!twin.ok()) return twin.status().WithContext("twin");
     batch.Put(Family::kModels, kTwinKey, *twin);
+    batch.Put(Family::kMetadata, kTwinVersionKey, std::to_string(version));
   } else {
     batch.Delete(Family::kModels, kTwinKey);  // a twin of another mode's run would be stale
+    batch.Delete(Family::kMetadata, kTwinVersionKey);
   }
   if (options_.keep_versions > 0 && version > options_.keep_versions) {
     batch.Delete(Family::kModels, ModelKey(version - options_.keep_versions));
   }
   CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
 
-  slot_->Set(std::move(model));
+  slot_->Set(std::move(serving));
   {
     std::lock_guard<std::mutex> lock(mu_);
     counters_.version = version;

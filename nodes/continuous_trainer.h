@@ -15,9 +15,11 @@
 // Teacher-student (TeacherOptions): an exponential moving average of the student, updated after
 // every run, is what gets served. Right after each snapshot the teacher pseudo-labels unsupervised
 // images; they join the replay with a weight ramped up with the lineage's steps. Mode kEma: the
-// average is the teacher. Mode kTwin (paper 004's co-training): a twin, initialised on its own,
+// average is the teacher. Mode kTwin (paper 004's co-training): a twin (initialised on its own
+// when the student starts from scratch, else a copy of the start with training noise of its own)
 // trains on the same supervision in step with the student; the twin labels for the student and
-// the student for the twin (cross pseudo-supervision). The twin is stored with each version.
+// the student for the twin (cross pseudo-supervision). The current version's twin is stored with
+// it (kTwinKey, kTwinVersionKey) and resumed when the service restarts from that version.
 #pragma once
 
 #include <chrono>
@@ -71,7 +73,8 @@ struct ContinuousTrainerOptions {
   // The start model is a fresh initialisation (no checkpoint, no stored version): a twin then gets
   // its own initialisation too; otherwise it starts as a copy of the start (or its stored self).
   bool start_untrained = false;
-  // Devices each version is served on (ServingModel replicas); empty: the training device alone.
+  // Devices each version is served on: the first must be the training device (the version
+  // itself), each further one gets a replica (ServingModel). Empty: the training device alone.
   std::vector<torch::Device> serving_devices;
   TeacherOptions teacher;
   std::string updates_topic;  // empty: no ModelUpdate is produced
@@ -120,8 +123,10 @@ class ContinuousTrainer {
   static std::string ModelKey(uint64_t version);
   static const char* const kCurrentVersionKey;
   static const char* const kLineageKey;
-  // The kModels key of the co-trained twin of the current version (teacher mode kTwin).
+  // The kModels key of the co-trained twin (teacher mode kTwin), and the kMetadata key of the
+  // version it was stored with.
   static const char* const kTwinKey;
+  static const char* const kTwinVersionKey;
   // The newest version stored, built on `device` when it is of `lineage`. Errors: store failures,
   // a current version whose checkpoint is missing or unreadable (kDataLoss).
   static Result<StoredVersions> LoadLatest(const Store& store, torch::Device device,
@@ -144,8 +149,11 @@ class ContinuousTrainer {
   ModelSlot* slot_;
   KafkaProducer* producer_;
   model::Segmenter segmenter_;
-  std::optional<model::Segmenter> average_;  // EMA of segmenter_ when the teacher is enabled
-  std::optional<model::Segmenter> twin_;     // teacher mode kTwin
+  // Trainer thread only. The EMA of segmenter_ when the teacher is enabled; in mode kTwin the twin
+  // and its trainer, which holds &*twin_ (and its optimizer the twin's parameters): twin_ is set
+  // once and never reassigned, and is declared before twin_trainer_ so it outlives it.
+  std::optional<model::Segmenter> average_;
+  std::optional<model::Segmenter> twin_;
   std::unique_ptr<model::Trainer> twin_trainer_;
   model::Trainer trainer_;
   ContinuousTrainerOptions options_;

@@ -23,7 +23,8 @@ struct ServingModel {
   std::vector<std::shared_ptr<const model::Segmenter>> replicas;
   uint64_t version = 0;
 
-  // The copy sampler shard `shard` draws with: the serving devices in turn.
+  // The copy sampler shard `shard` draws with: the serving devices in turn. Valid while this
+  // ServingModel lives (a request holds its shared_ptr).
   const model::Segmenter& ForShard(int64_t shard) const {
     const size_t i = static_cast<size_t>(shard) % (replicas.size() + 1);
     return i == 0 ? *segmenter : *replicas[i - 1];
@@ -31,7 +32,7 @@ struct ServingModel {
 };
 
 // Copies `model.segmenter` onto every device of `devices` but the first (its own) as replicas,
-// replacing any it had. Errors: the copy failing on a device (kInternal naming it).
+// replacing any it had. Errors: those of CheckpointStore::ToBytes/FromBytes, naming the device.
 Status AddReplicas(ServingModel& model, const std::vector<torch::Device>& devices);
 
 // Thread-safe.

@@ -1,5 +1,7 @@
 #include "nodes/replay.h"
 
+#include <spdlog/spdlog.h>
+
 #include "model/preprocess.h"
 #include "nodes/intake.h"
 #include "nodes/keys.h"
@@ -50,7 +52,8 @@ Result<std::optional<StoredPseudo>> ReadPseudoLabel(const Store& store,
   if (!bytes->has_value()) return std::optional<StoredPseudo>();
   v1::PseudoLabel label;
   if (!label.ParseFromString(**bytes)) {
-    return DataLoss("the pseudo-label of " + image_key + " is corrupt");
+    spdlog::warn("the pseudo-label of {} is corrupt: left out until redrawn", image_key);
+    return std::optional<StoredPseudo>();
   }
   const size_t n = static_cast<size_t>(resolution * resolution);
   if (label.grid_resolution() != resolution || label.class_ids().size() != n ||
@@ -98,7 +101,8 @@ v1::PseudoLabel MakePseudoLabel(const torch::Tensor& samples, int64_t num_classe
   return label;
 }
 
-Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes) {
+Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
+                          bool twin_labels) {
   Replay replay;
   Status failed = Status::Ok();
   auto fail = [&](Status s) {
@@ -145,6 +149,7 @@ Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_cl
         if (!example->has_value()) {
           UnsupervisedImage image{image_key, grid, std::nullopt, std::nullopt};
           for (Learner learner : {Learner::kStudent, Learner::kTwin}) {
+            if (learner == Learner::kTwin && !twin_labels) continue;
             Result<std::optional<StoredPseudo>> pseudo =
                 ReadPseudoLabel(store, image_key, learner, grid, resolution);
             if (!pseudo.ok()) return fail(pseudo.status());

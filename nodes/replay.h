@@ -54,11 +54,14 @@ struct Replay {
   uint64_t labels = 0;  // dense training labels behind the examples
 };
 
-// Reads images, clicks, labels and pseudo-labels from `store`. Images stored at another grid
-// resolution than `resolution` are skipped (a different model's images); a label marked for
-// evaluation is never read. Errors: store failures; a stored record that does not parse
-// (kDataLoss); a click or mask the model cannot use (kInvalidArgument naming the image).
-Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes);
+// Reads images, clicks, labels and the student's pseudo-labels (and the twin's with
+// `twin_labels`) from `store`. Images stored at another grid resolution than `resolution` are
+// skipped (a different model's images); a label marked for evaluation is never read; a
+// pseudo-label that does not parse is skipped with a warning (the next round draws it again).
+// Errors: store failures; a stored image, click or label that does not parse (kDataLoss); a click
+// or mask the model cannot use (kInvalidArgument naming the image).
+Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
+                          bool twin_labels = false);
 
 // The pseudo-label record of a teacher's vote: `samples` [N,R,R] class ids; a pixel is confident
 // when its majority class has at least `confidence` of the votes.

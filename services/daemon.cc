@@ -14,7 +14,6 @@
 #include "io/store.h"
 #include "io/zmq_server.h"
 #include "model/checkpoint_store.h"
-#include "model/runtime.h"
 #include "nodes/continuous_trainer.h"
 #include "nodes/evaluator.h"
 #include "nodes/keys.h"
@@ -131,17 +130,12 @@ std::vector<std::string> ServiceTopics(const KafkaConfig& kafka) {
 
 Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
                  const std::function<void(const ServiceEndpoints&)>& on_ready) {
+  Config config = given;
+  Result<ServingPlan> serving = PlanServing(config);
+  if (!serving.ok()) return serving.status();
+  config.sampler.shards = serving->shards;
   // Sampler threads and the trainer each run LibTorch ops with compute.torch_threads threads; by
   // default they split the cores between them instead of each taking all of them.
-  Config config = given;
-  if (config.sampler.shards == 0) {  // one per serving device
-    Result<torch::Device> device = ResolveDevice(config.compute.device);
-    if (!device.ok()) return device.status().WithContext("compute.device");
-    config.sampler.shards =
-        static_cast<int>(ServingDevices(config.compute.device, *device,
-                                        static_cast<int>(torch::cuda::device_count()))
-                             .size());
-  }
   const int workers = std::max(1, config.sampler.shards) + (config.trainer.continuous ? 1 : 0);
   if (config.compute.torch_threads == 0) {
     config.compute.torch_threads =
@@ -184,7 +178,7 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
   if (stored->model.has_value()) {
     spdlog::info("serving model version {} from the store", stored->model->version);
     auto model = std::make_shared<ServingModel>(std::move(*stored->model));
-    CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*model, compute->serving_devices));
+    CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*model, serving->devices));
     models.Set(std::move(model));
   } else {
     Result<std::shared_ptr<const ServingModel>> loaded = LoadModel(config, compute->device);
@@ -192,13 +186,13 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
     auto model = std::make_shared<ServingModel>(**loaded);
     // Versions of another lineage are not resumed: their numbering continues.
     if (stored->newest > 0) model->version = stored->newest + 1;
-    CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*model, compute->serving_devices));
+    CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*model, serving->devices));
     models.Set(std::move(model));
   }
-  if (compute->serving_devices.size() > 1) {
+  if (serving->devices.size() > 1) {
     std::string names;
-    for (const torch::Device& d : compute->serving_devices) names += " " + d.str();
-    spdlog::info("sampler shards draw on{} in turn", names);
+    for (const torch::Device& d : serving->devices) names += " " + d.str();
+    spdlog::info("sampler shards draw on{} in turn (a copy of each version on each)", names);
   }
   spdlog::info("{} sampler thread(s){}, {} torch thread(s) each", config.sampler.shards,
                config.trainer.continuous ? " and a trainer" : "", config.compute.torch_threads);
@@ -271,10 +265,8 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
   std::unique_ptr<ContinuousTrainer> trainer;
   if (config.trainer.continuous) {
     std::shared_ptr<const ServingModel> served = models.Get();
-    Result<std::string> bytes = model::CheckpointStore::ToBytes(*served->segmenter);
-    if (!bytes.ok()) return bytes.status().WithContext("trainer");
     Result<model::Segmenter> copy =
-        model::CheckpointStore::FromBytes(*bytes, "the served model", compute->device);
+        model::CheckpointStore::Copy(*served->segmenter, "the served model", compute->device);
     if (!copy.ok()) return copy.status().WithContext("trainer");
     ContinuousTrainerOptions options;
     options.trainer = TrainerOptionsFrom(config);
@@ -285,18 +277,19 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
     options.steps_per_click = config.trainer.steps_per_click;
     options.start_steps = stored->steps;  // 0 unless a stored version is resumed
     options.start_untrained = !stored->model.has_value() && config.model.checkpoint.empty();
-    options.serving_devices = compute->serving_devices;
+    options.serving_devices = serving->devices;
     const TeacherConfig& t = config.teacher;
-    options.teacher = TeacherOptions{t.enabled,
-                                     t.mode == "twin" ? TeacherMode::kTwin : TeacherMode::kEma,
-                                     t.ema_decay,
-                                     t.samples,
-                                     t.steps,
-                                     t.confidence,
-                                     t.weight,
-                                     t.ramp_steps,
-                                     t.images_per_round,
-                                     config.sampler.memory_budget_mb};
+    TeacherOptions& teacher = options.teacher;
+    teacher.enabled = t.enabled;
+    teacher.mode = t.mode == "twin" ? TeacherMode::kTwin : TeacherMode::kEma;
+    teacher.ema_decay = t.ema_decay;
+    teacher.samples = t.samples;
+    teacher.steps = t.steps;
+    teacher.confidence = t.confidence;
+    teacher.weight = t.weight;
+    teacher.ramp_steps = t.ramp_steps;
+    teacher.images_per_round = t.images_per_round;
+    teacher.memory_budget_mb = config.sampler.memory_budget_mb;
     options.lineage = lineage;
     options.updates_topic = config.kafka.topics.model_updates;
     trainer = std::make_unique<ContinuousTrainer>(

@@ -1,5 +1,7 @@
 #include "services/model_options.h"
 
+#include <algorithm>
+
 #include "model/runtime.h"
 
 namespace clickdiff {
@@ -65,9 +67,20 @@ Result<Compute> SetUpCompute(const Config& config) {
   Result<torch::Device> device = ResolveDevice(config.compute.device);
   if (!device.ok()) return device.status().WithContext("compute.device");
   compute.device = *device;
-  compute.serving_devices =
-      ServingDevices(config.compute.device, *device, static_cast<int>(torch::cuda::device_count()));
   return compute;
+}
+
+Result<ServingPlan> PlanServing(const Config& config) {
+  Result<torch::Device> device = ResolveDevice(config.compute.device);
+  if (!device.ok()) return device.status().WithContext("compute.device");
+  ServingPlan plan;
+  plan.devices =
+      ServingDevices(config.compute.device, *device, static_cast<int>(torch::cuda::device_count()));
+  const int devices = static_cast<int>(plan.devices.size());
+  plan.shards =
+      config.sampler.shards > 0 ? config.sampler.shards : std::min(devices, config.sampler.samples);
+  plan.devices.erase(plan.devices.begin() + std::min(devices, plan.shards), plan.devices.end());
+  return plan;
 }
 
 Result<Aggregator> MakeAggregator(const AggregatorConfig& config, int64_t num_classes) {

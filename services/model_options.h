@@ -23,11 +23,19 @@ Result<AggregatorOptions> AggregatorOptionsFrom(const AggregatorConfig& config,
 // from compute.device. Errors: kInvalidArgument / kUnavailable naming compute.device.
 struct Compute {
   torch::Device device = torch::kCPU;
-  // Where the service's sampler shards draw (model/runtime.h ServingDevices); `device` first.
-  std::vector<torch::Device> serving_devices{torch::kCPU};
   int threads = 1;
 };
 Result<Compute> SetUpCompute(const Config& config);
+
+// How clickdiffd samples: `shards` sampler threads (sampler.shards; 0: one per serving device, at
+// most sampler.samples) over `devices` (model/runtime.h ServingDevices, the resolved
+// compute.device first, cut to those a shard draws on). Errors: as ResolveDevice, naming
+// compute.device.
+struct ServingPlan {
+  std::vector<torch::Device> devices;
+  int shards = 1;
+};
+Result<ServingPlan> PlanServing(const Config& config);
 
 // An aggregator for the model's class count. Errors name the aggregator.* key at fault.
 Result<Aggregator> MakeAggregator(const AggregatorConfig& config, int64_t num_classes);

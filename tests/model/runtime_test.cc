@@ -22,6 +22,8 @@ TEST(ServingDevicesTest, EveryGpuWhenCudaIsAskedForAndOnlyThePinnedOneOtherwise)
   EXPECT_EQ(Names(ServingDevices("cuda", gpu0, 4)), (V{"cuda:0", "cuda:1", "cuda:2", "cuda:3"}));
   EXPECT_EQ(Names(ServingDevices("auto", gpu0, 2)), (V{"cuda:0", "cuda:1"}));
   EXPECT_EQ(Names(ServingDevices("cuda:2", torch::Device(torch::kCUDA, 2), 4)), V{"cuda:2"});
+  // A CUDA device without an index is the first GPU, listed once.
+  EXPECT_EQ(Names(ServingDevices("cuda", torch::Device(torch::kCUDA), 2)).size(), 2u);
 }
 
 TEST(ResolveDeviceTest, CpuAndBadSpecs) {
