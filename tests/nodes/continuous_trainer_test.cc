@@ -372,6 +372,50 @@ TEST_F(ContinuousTrainerTest, TwinTeacherCoTrainsAndEachLabelsForTheOther) {
   EXPECT_EQ(twin.Parameters().size(), twin_init.Parameters().size());
 }
 
+// A restart resumes the twin stored with the version it restarts from, and only that one. With a
+// learning rate of 0 training leaves weights as they are, so the twin stored with the next version
+// shows which twin the trainer started with.
+TEST_F(ContinuousTrainerTest, RestartResumesTheTwinStoredWithItsVersionOnly) {
+  StoreImage("a");
+  StoreClick("a", "c1", 10, 12);
+  StoreImage("b");
+  model::SegmenterOptions other = NewModel().options();
+  other.seed = 777;
+  const std::string stored =
+      model::CheckpointStore::ToBytes(model::Segmenter::Create(other, torch::kCPU).value()).value();
+  model::SegmenterOptions own = NewModel().options();
+  own.seed ^= 0x9E3779B97F4A7C15ull;  // what a twin initialised on its own gets
+  const std::string fresh =
+      model::CheckpointStore::ToBytes(model::Segmenter::Create(own, torch::kCPU).value()).value();
+  for (const char* stored_with : {"5", "4"}) {
+    Put(Family::kModels, ContinuousTrainer::kTwinKey, stored);
+    Put(Family::kMetadata, ContinuousTrainer::kTwinVersionKey, stored_with);
+    ModelSlot slot;
+    ContinuousTrainerOptions options = Options(2);
+    options.trainer.learning_rate = 0;
+    options.steps_per_click = 2;
+    options.start_untrained = true;
+    options.teacher = Teacher(TeacherMode::kTwin, 1);
+    ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 5, options, {});
+    ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
+    trainer.Stop();
+    ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
+    EXPECT_EQ(trainer.counters().version, 6u);
+    EXPECT_EQ(store_->Get(Family::kMetadata, ContinuousTrainer::kTwinVersionKey).value(), "6");
+    const std::string now =
+        store_->Get(Family::kModels, ContinuousTrainer::kTwinKey).value().value();
+    const std::string& expected = std::string(stored_with) == "5" ? stored : fresh;
+    std::vector<torch::Tensor> got =
+        model::CheckpointStore::FromBytes(now, "now", torch::kCPU).value().Parameters();
+    std::vector<torch::Tensor> want =
+        model::CheckpointStore::FromBytes(expected, "want", torch::kCPU).value().Parameters();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_TRUE(torch::equal(got[i], want[i])) << "stored with " << stored_with << ", " << i;
+    }
+  }
+}
+
 // With several serving devices each version carries a copy per device (here two CPU "devices"),
 // whole before it is served, and sampler shards take the copies in turn.
 TEST_F(ContinuousTrainerTest, VersionsCarryAReplicaPerServingDevice) {
