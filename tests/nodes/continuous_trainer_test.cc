@@ -23,6 +23,16 @@ namespace {
 
 constexpr int kGrid = 16;
 
+template <typename Done>
+bool WaitFor(Done done) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
 class ContinuousTrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -85,6 +95,26 @@ class ContinuousTrainerTest : public ::testing::Test {
     t.images_per_round = images_per_round;
     t.memory_budget_mb = 64;
     return t;
+  }
+
+  // Trains a fresh model from `start_version` until the step budget is spent, stops, and checks
+  // the trainer did not fail; `counters` gets its final counters. Call under
+  // ASSERT_NO_FATAL_FAILURE.
+  void TrainUntilWaiting(ModelSlot& slot, const ContinuousTrainerOptions& options,
+                         uint64_t start_version, TrainerCounters* counters) {
+    ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), start_version, options, {});
+    ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
+    trainer.Stop();
+    ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
+    *counters = trainer.counters();
+  }
+
+  // Every parameter tensor of `got` equals `want`'s exactly.
+  static void ExpectSameWeights(const model::Segmenter& got, const model::Segmenter& want) {
+    std::vector<torch::Tensor> g = got.Parameters();
+    std::vector<torch::Tensor> w = want.Parameters();
+    ASSERT_EQ(g.size(), w.size());
+    for (size_t i = 0; i < g.size(); ++i) EXPECT_TRUE(torch::equal(g[i], w[i])) << "tensor " << i;
   }
 
   ContinuousTrainerOptions Options(int64_t every_steps) const {
@@ -192,16 +222,6 @@ TEST_F(ContinuousTrainerTest, SnapshotsNumberedVersionsToTheStoreAndTheSlotInOrd
 }
 
 // Waits up to two minutes for `done`.
-template <typename Done>
-bool WaitFor(Done done) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
-
 TEST_F(ContinuousTrainerTest, StepBudgetPerClickStopsTrainingUntilMoreClicksArrive) {
   StoreImage("a");
   StoreClick("a", "c1", 10, 12);
@@ -247,12 +267,10 @@ TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLonge
   // A twin left by an earlier run in twin mode is stale once this lineage moves on without it.
   Put(Family::kModels, ContinuousTrainer::kTwinKey, "stale");
   Put(Family::kMetadata, ContinuousTrainer::kTwinVersionKey, "0");
-  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
-  ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
-  trainer.Stop();
-  ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
-  EXPECT_EQ(trainer.counters().steps, 8);
-  EXPECT_EQ(trainer.counters().version, 4u);
+  TrainerCounters counters;
+  ASSERT_NO_FATAL_FAILURE(TrainUntilWaiting(slot, options, 0, &counters));
+  EXPECT_EQ(counters.steps, 8);
+  EXPECT_EQ(counters.version, 4u);
   EXPECT_FALSE(store_->Get(Family::kModels, ContinuousTrainer::kTwinKey).value().has_value());
   EXPECT_FALSE(
       store_->Get(Family::kMetadata, ContinuousTrainer::kTwinVersionKey).value().has_value());
@@ -303,11 +321,9 @@ TEST_F(ContinuousTrainerTest, TwinTeacherCoTrainsAndEachLabelsForTheOther) {
   options.steps_per_click = 6;
   options.start_untrained = true;
   options.teacher = Teacher(TeacherMode::kTwin, 1);
-  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
-  ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
-  trainer.Stop();
-  ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
-  EXPECT_EQ(trainer.counters().version, 3u);
+  TrainerCounters counters;
+  ASSERT_NO_FATAL_FAILURE(TrainUntilWaiting(slot, options, 0, &counters));
+  EXPECT_EQ(counters.version, 3u);
 
   // Three rounds of one image over two, each direction on its own schedule: b (v1), c (v2), b (v3).
   for (Learner learner : {Learner::kStudent, Learner::kTwin}) {
@@ -396,23 +412,16 @@ TEST_F(ContinuousTrainerTest, RestartResumesTheTwinStoredWithItsVersionOnly) {
     options.steps_per_click = 2;
     options.start_untrained = true;
     options.teacher = Teacher(TeacherMode::kTwin, 1);
-    ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 5, options, {});
-    ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
-    trainer.Stop();
-    ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
-    EXPECT_EQ(trainer.counters().version, 6u);
+    TrainerCounters counters;
+    ASSERT_NO_FATAL_FAILURE(TrainUntilWaiting(slot, options, 5, &counters));
+    EXPECT_EQ(counters.version, 6u);
     EXPECT_EQ(store_->Get(Family::kMetadata, ContinuousTrainer::kTwinVersionKey).value(), "6");
     const std::string now =
         store_->Get(Family::kModels, ContinuousTrainer::kTwinKey).value().value();
     const std::string& expected = std::string(stored_with) == "5" ? stored : fresh;
-    std::vector<torch::Tensor> got =
-        model::CheckpointStore::FromBytes(now, "now", torch::kCPU).value().Parameters();
-    std::vector<torch::Tensor> want =
-        model::CheckpointStore::FromBytes(expected, "want", torch::kCPU).value().Parameters();
-    ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-      EXPECT_TRUE(torch::equal(got[i], want[i])) << "stored with " << stored_with << ", " << i;
-    }
+    SCOPED_TRACE(std::string("twin stored with version ") + stored_with);
+    ExpectSameWeights(model::CheckpointStore::FromBytes(now, "now", torch::kCPU).value(),
+                      model::CheckpointStore::FromBytes(expected, "want", torch::kCPU).value());
   }
 }
 
@@ -425,10 +434,8 @@ TEST_F(ContinuousTrainerTest, VersionsCarryAReplicaPerServingDevice) {
   ContinuousTrainerOptions options = Options(2);
   options.steps_per_click = 2;
   options.serving_devices = {torch::kCPU, torch::kCPU};
-  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
-  ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
-  trainer.Stop();
-  ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
+  TrainerCounters counters;
+  ASSERT_NO_FATAL_FAILURE(TrainUntilWaiting(slot, options, 0, &counters));
   std::shared_ptr<const ServingModel> served = slot.Get();
   ASSERT_TRUE(served);
   EXPECT_EQ(served->version, 1u);
@@ -436,10 +443,7 @@ TEST_F(ContinuousTrainerTest, VersionsCarryAReplicaPerServingDevice) {
   EXPECT_EQ(&served->ForShard(0), served->segmenter.get());
   EXPECT_EQ(&served->ForShard(1), served->replicas[0].get());
   EXPECT_EQ(&served->ForShard(2), served->segmenter.get());
-  std::vector<torch::Tensor> a = served->segmenter->Parameters();
-  std::vector<torch::Tensor> b = served->replicas[0]->Parameters();
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i]));
+  ExpectSameWeights(*served->replicas[0], *served->segmenter);
 }
 
 TEST(PseudoLabelTest, MajorityClassAndConfidentPixelsFromTheVote) {
