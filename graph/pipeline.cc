@@ -211,6 +211,7 @@ struct Pipeline::Impl {
        std::function<void(bool)> saturation)
       : store(deps.store),
         models(deps.models),
+        on_stored(std::move(deps.on_stored)),
         max_in_flight(std::max(1, config.limits.max_in_flight)),
         on_saturation(std::move(saturation)),
         decode(config.kafka.topics, DecodeLimitsFrom(config)),
@@ -329,19 +330,24 @@ struct Pipeline::Impl {
     }
     applied.fetch_add(1);
     IntakeOutcome outcome;
+    std::string image_key;  // the image whose records the event writes
     if (const auto* rejected = std::get_if<Rejected>(&d.event)) {
       outcome.rejected = rejected->reason;
     } else if (const auto* image = std::get_if<ImageRecord>(&d.event)) {
       outcome = image_intake(*image, d.source);
+      image_key = keys::Image(image->stored.event().dataset(), image->stored.event().image_id());
     } else if (const auto* click = std::get_if<v1::ClickEvent>(&d.event)) {
       outcome = click_intake(*click, d.source);
+      image_key = keys::Image(click->dataset(), click->image_id());
     } else if (const auto* label = std::get_if<v1::LabelEvent>(&d.event)) {
       outcome = label_intake(*label, d.source);
+      image_key = keys::Image(label->dataset(), label->image_id());
     }
     CLICKDIFF_RETURN_IF_ERROR(
         outcome.failure.WithContext(d.source.topic + "@" + std::to_string(d.source.offset)));
     if (outcome.rejected) CLICKDIFF_RETURN_IF_ERROR(dead_letters(d.source, *outcome.rejected));
     if (outcome.duplicate) duplicates.fetch_add(1);
+    if (!outcome.rejected && !outcome.duplicate && on_stored) on_stored(image_key);
     for (const InferRequest& r : outcome.infer) std::get<0>(ports).try_put(r);
     return Status::Ok();
   }
@@ -382,6 +388,7 @@ struct Pipeline::Impl {
 
   Store* store;
   const ModelSlot* models;
+  std::function<void(const std::string&)> on_stored;
   const int max_in_flight;
   std::function<void(bool)> on_saturation;
 

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "config/config.h"
 #include "io/kafka_producer.h"
@@ -38,6 +39,10 @@ struct PipelineDeps {
   KafkaProducer* producer = nullptr;
   ZmqServer* zmq = nullptr;
   const ModelSlot* models = nullptr;
+  // Optional. Called from the intake thread with an image's key (nodes/keys.h) after an event
+  // wrote that image's records (the image, a click or a label; also one still waiting for its
+  // image): the continuous trainer reads them again (ContinuousTrainer::Touch). Must not block.
+  std::function<void(const std::string& image_key)> on_stored;
 };
 
 struct PipelineCounters {

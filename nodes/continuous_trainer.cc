@@ -79,6 +79,7 @@ ContinuousTrainer::ContinuousTrainer(Store* store, ModelSlot* slot, KafkaProduce
       trainer_(&segmenter_, options.trainer),
       options_(std::move(options)),
       on_version_(std::move(on_version)),
+      replay_cache_(segmenter_.options().resolution, segmenter_.options().num_classes),
       snapshot_time_(std::chrono::steady_clock::now()) {
   counters_.version = start_version;
   counters_.steps = options_.start_steps;
@@ -131,16 +132,15 @@ void ContinuousTrainer::Run() {
                   counters_.version, backoff.count());
     cv_.wait_for(lock, backoff, [&] { return stopping_; });
     backoff = std::min(backoff * 2, std::chrono::seconds(60));
-    replay_time_.reset();  // read the store again
+    replay_time_.reset();  // read the store again, all of it
+    replay_cache_.Invalidate();
   }
 }
 
 // Reads the supervision again and weights it: examples whose supervision changed since the last
 // snapshot are repeated `recent_weight` times (rounded; at least once), so they are drawn more.
 Status ContinuousTrainer::Reload() {
-  const model::SegmenterOptions& model_options = segmenter_.options();
-  Result<Replay> replay =
-      LoadReplay(*store_, model_options.resolution, model_options.num_classes, twin_.has_value());
+  Result<Replay> replay = replay_cache_.Refresh(*store_, twin_.has_value());
   if (!replay.ok()) return replay.status().WithContext("trainer replay");
   replay_ = std::move(replay).value();
   replay_time_ = std::chrono::steady_clock::now();
@@ -374,6 +374,7 @@ Status ContinuousTrainer::PseudoLabel(uint64_t version, const model::Segmenter& 
   }
   if (labelled == 0) return Status::Ok();
   CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  for (size_t i = 0; i < labelled; ++i) Touch(order[i]->image_key);
   const char* by = who == v1::PseudoLabel::LABELLER_AVERAGE ? "moving average"
                    : who == v1::PseudoLabel::LABELLER_TWIN  ? "twin"
                                                             : "student";

@@ -1,7 +1,8 @@
 // nodes/continuous_trainer.h — trains the model in its own thread while the graph serves, and
 // hands each new version to the samplers.
 //
-// Loop: replay the supervision stored in RocksDB (nodes/replay.h), train in short runs, and every
+// Loop: replay the supervision stored in RocksDB (nodes/replay.h; after the first read, only the
+// images touched since are read again), train in short runs, and every
 // `snapshot_every_steps` steps or `snapshot_seconds` seconds (whichever first) snapshot a version:
 // its checkpoint and "current version" go to RocksDB in one batch, a ModelUpdate to the
 // model-updates topic, a fully built copy into the ModelSlot (samplers pick it up between requests;
@@ -114,6 +115,10 @@ class ContinuousTrainer {
 
   // Finishes the run in hand (at most run_steps steps) and joins. Idempotent.
   void Stop();
+  // Thread-safe, cheap. The records of `image_key` (its image, clicks or labels) were written:
+  // the trainer reads them again at its next reload. Reloads read only what was touched (every
+  // image the first time and after a failure), so whoever writes supervision must touch it.
+  void Touch(const std::string& image_key) { replay_cache_.Touch(image_key); }
   TrainerCounters counters() const;
   // OK, or the error of the last attempt when it failed (training is retried with a backoff of
   // 1 s doubling to 60 s; the service keeps serving the last version meanwhile).
@@ -160,9 +165,10 @@ class ContinuousTrainer {
   std::function<void(uint64_t)> on_version_;
 
   std::map<std::string, uint64_t> snapshotted_revisions_;  // trainer thread only
-  Replay replay_;                                          // trainer thread only
-  std::vector<model::TrainingExample> data_;               // trainer thread only: weighted replay
-  std::vector<model::TrainingExample> twin_data_;          // trainer thread only: the twin's
+  ReplayCache replay_cache_;                  // Touch: any thread; Refresh: trainer thread only
+  Replay replay_;                             // trainer thread only
+  std::vector<model::TrainingExample> data_;  // trainer thread only: weighted replay
+  std::vector<model::TrainingExample> twin_data_;  // trainer thread only: the twin's
   std::optional<std::chrono::steady_clock::time_point> replay_time_;  // trainer thread only
   int64_t steps_at_snapshot_ = 0;                                     // trainer thread only
   std::chrono::steady_clock::time_point snapshot_time_;               // trainer thread only

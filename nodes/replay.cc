@@ -103,70 +103,146 @@ v1::PseudoLabel MakePseudoLabel(const torch::Tensor& samples, int64_t num_classe
 
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
                           bool twin_labels) {
-  Replay replay;
+  return ReplayCache(resolution, num_classes).Refresh(store, twin_labels);
+}
+
+ReplayCache::ReplayCache(int64_t resolution, int64_t num_classes)
+    : resolution_(resolution), num_classes_(num_classes) {}
+
+void ReplayCache::Touch(const std::string& image_key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!full_) touched_.insert(image_key);
+}
+
+void ReplayCache::Invalidate() {
+  std::lock_guard<std::mutex> lock(mu_);
+  full_ = true;
+  touched_.clear();
+}
+
+Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
+                                                            const std::string& image_key,
+                                                            std::string_view stored_image,
+                                                            bool twin_labels) const {
+  v1::StoredImage stored;
+  if (!stored.ParseFromArray(stored_image.data(), static_cast<int>(stored_image.size()))) {
+    return DataLoss("the stored record of image " + image_key + " is corrupt");
+  }
+  if (stored.grid_resolution() != resolution_ || stored.grid_size() != resolution_ * resolution_) {
+    return std::optional<Entry>();
+  }
+  const v1::ImageEvent& event = stored.event();
+  Result<GridMapping> mapping = MakeGridMapping(event.width(), event.height(), resolution_);
+  if (!mapping.ok()) return mapping.status().WithContext(event.image_id());
+
+  std::vector<model::Click> clicks;
   Status failed = Status::Ok();
-  auto fail = [&](Status s) {
-    failed = std::move(s);
-    return false;
-  };
+  Status clicks_read = store.Scan(
+      Family::kClicks, keys::Under(image_key), [&](std::string_view, std::string_view c) {
+        v1::ClickEvent click;
+        if (!click.ParseFromArray(c.data(), static_cast<int>(c.size()))) {
+          failed = DataLoss("a stored click of image " + event.image_id() + " is corrupt");
+          return false;
+        }
+        auto [gx, gy] = mapping->ToGrid(click.x(), click.y());
+        clicks.push_back(model::Click{gx, gy, click.class_id(), click.positive()});
+        return true;
+      });
+  CLICKDIFF_RETURN_IF_ERROR(clicks_read);
+  CLICKDIFF_RETURN_IF_ERROR(failed);
+  uint64_t labels = 0;
+  Result<torch::Tensor> mask = DenseLabel(store, image_key, *mapping, labels);
+  if (!mask.ok()) return mask.status().WithContext(event.image_id());
+
+  torch::Tensor grid = StoredGrid(stored, resolution_);
+  Result<std::optional<model::TrainingExample>> example =
+      model::MakeSupervisedExample(grid, clicks, *mask, num_classes_);
+  if (!example.ok()) return example.status().WithContext(event.image_id());
+  Entry entry;
+  if (!example->has_value()) {
+    UnsupervisedImage image{image_key, grid, std::nullopt, std::nullopt};
+    for (Learner learner : {Learner::kStudent, Learner::kTwin}) {
+      if (learner == Learner::kTwin && !twin_labels) continue;
+      Result<std::optional<StoredPseudo>> pseudo =
+          ReadPseudoLabel(store, image_key, learner, grid, resolution_);
+      if (!pseudo.ok()) return pseudo.status();
+      (learner == Learner::kStudent ? image.for_student : image.for_twin) =
+          std::move(pseudo).value();
+    }
+    entry.unsupervised = std::move(image);
+    return std::optional<Entry>(std::move(entry));
+  }
+  entry.clicks = clicks.size();
+  entry.labels = labels;
+  entry.example = ReplayExample{image_key, clicks.size() + labels, std::move(**example)};
+  return std::optional<Entry>(std::move(entry));
+}
+
+Status ReplayCache::ReadAll(const Store& store, bool twin_labels) {
+  entries_.clear();
+  Status failed = Status::Ok();
   Status scanned =
       store.Scan(Family::kImages, "", [&](std::string_view key, std::string_view value) {
         const std::string image_key(key);
-        v1::StoredImage stored;
-        if (!stored.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          return fail(DataLoss("the stored record of image " + image_key + " is corrupt"));
+        Result<std::optional<Entry>> entry = Read(store, image_key, value, twin_labels);
+        if (!entry.ok()) {
+          failed = entry.status();
+          return false;
         }
-        if (stored.grid_resolution() != resolution ||
-            stored.grid_size() != resolution * resolution) {
-          return true;
-        }
-        const v1::ImageEvent& event = stored.event();
-        Result<GridMapping> mapping = MakeGridMapping(event.width(), event.height(), resolution);
-        if (!mapping.ok()) return fail(mapping.status().WithContext(event.image_id()));
-
-        std::vector<model::Click> clicks;
-        Status clicks_read = store.Scan(
-            Family::kClicks, keys::Under(image_key), [&](std::string_view, std::string_view c) {
-              v1::ClickEvent click;
-              if (!click.ParseFromArray(c.data(), static_cast<int>(c.size()))) {
-                failed = DataLoss("a stored click of image " + event.image_id() + " is corrupt");
-                return false;
-              }
-              auto [gx, gy] = mapping->ToGrid(click.x(), click.y());
-              clicks.push_back(model::Click{gx, gy, click.class_id(), click.positive()});
-              return true;
-            });
-        if (!clicks_read.ok()) return fail(clicks_read);
-        if (!failed.ok()) return false;
-        uint64_t labels = 0;
-        Result<torch::Tensor> mask = DenseLabel(store, image_key, *mapping, labels);
-        if (!mask.ok()) return fail(mask.status().WithContext(event.image_id()));
-
-        torch::Tensor grid = StoredGrid(stored, resolution);
-        Result<std::optional<model::TrainingExample>> example =
-            model::MakeSupervisedExample(grid, clicks, *mask, num_classes);
-        if (!example.ok()) return fail(example.status().WithContext(event.image_id()));
-        if (!example->has_value()) {
-          UnsupervisedImage image{image_key, grid, std::nullopt, std::nullopt};
-          for (Learner learner : {Learner::kStudent, Learner::kTwin}) {
-            if (learner == Learner::kTwin && !twin_labels) continue;
-            Result<std::optional<StoredPseudo>> pseudo =
-                ReadPseudoLabel(store, image_key, learner, grid, resolution);
-            if (!pseudo.ok()) return fail(pseudo.status());
-            (learner == Learner::kStudent ? image.for_student : image.for_twin) =
-                std::move(pseudo).value();
-          }
-          replay.unsupervised.push_back(std::move(image));
-          return true;
-        }
-        replay.clicks += clicks.size();
-        replay.labels += labels;
-        replay.examples.push_back(
-            ReplayExample{image_key, clicks.size() + labels, std::move(**example)});
+        ++last_read_;
+        if (entry->has_value()) entries_.emplace(image_key, std::move(**entry));
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
-  CLICKDIFF_RETURN_IF_ERROR(failed);
+  return failed;
+}
+
+Status ReplayCache::ReadTouched(const Store& store, bool twin_labels) {
+  std::set<std::string> touched;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    touched.swap(touched_);
+  }
+  for (const std::string& image_key : touched) {
+    entries_.erase(image_key);
+    Result<std::optional<std::string>> value = store.Get(Family::kImages, image_key);
+    if (!value.ok()) return value.status();
+    if (!value->has_value()) continue;  // a click or label still waiting for its image
+    Result<std::optional<Entry>> entry = Read(store, image_key, **value, twin_labels);
+    if (!entry.ok()) return entry.status();
+    ++last_read_;
+    if (entry->has_value()) entries_.emplace(image_key, std::move(**entry));
+  }
+  return Status::Ok();
+}
+
+Result<Replay> ReplayCache::Refresh(const Store& store, bool twin_labels) {
+  bool full = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    full = full_ || twin_labels_ != twin_labels;
+    if (full) {
+      // Writes touched from here on are read again next time: the scan may have passed them.
+      full_ = false;
+      touched_.clear();
+    }
+  }
+  last_read_ = 0;
+  Status read = full ? ReadAll(store, twin_labels) : ReadTouched(store, twin_labels);
+  if (!read.ok()) {
+    Invalidate();
+    twin_labels_.reset();
+    entries_.clear();
+    return read;
+  }
+  twin_labels_ = twin_labels;
+  Replay replay;
+  for (const auto& [key, entry] : entries_) {
+    replay.clicks += entry.clicks;
+    replay.labels += entry.labels;
+    if (entry.example) replay.examples.push_back(*entry.example);
+    if (entry.unsupervised) replay.unsupervised.push_back(*entry.unsupervised);
+  }
   return replay;
 }
 

@@ -4,8 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/store.h"
@@ -62,6 +66,51 @@ struct Replay {
 // or mask the model cannot use (kInvalidArgument naming the image).
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
                           bool twin_labels = false);
+
+// The replay kept between reads, so that the trainer's frequent reloads cost what changed, not
+// what is stored: the first Refresh reads every image (as LoadReplay), later ones read again only
+// the images touched since (whoever writes an image's record, clicks, labels or pseudo-labels
+// touches its key after the write). The replay it returns equals LoadReplay's on the same store
+// as long as every write was touched.
+class ReplayCache {
+ public:
+  ReplayCache(int64_t resolution, int64_t num_classes);
+
+  // Thread-safe. The image's records changed: the next Refresh reads them again.
+  void Touch(const std::string& image_key);
+  // Thread-safe. The next Refresh reads the whole store.
+  void Invalidate();
+
+  // Reads what was touched (everything the first time, after Invalidate, on a change of
+  // `twin_labels`, or after a failed Refresh) and returns the whole replay, images in key order.
+  // Not thread-safe against itself. Errors: those of LoadReplay.
+  Result<Replay> Refresh(const Store& store, bool twin_labels = false);
+
+  // Images read by the last Refresh (for tests and benchmarks).
+  uint64_t last_read() const { return last_read_; }
+
+ private:
+  // One image's part of the replay: a training example, or an unsupervised image.
+  struct Entry {
+    std::optional<ReplayExample> example;
+    std::optional<UnsupervisedImage> unsupervised;
+    uint64_t clicks = 0;
+    uint64_t labels = 0;
+  };
+  Result<std::optional<Entry>> Read(const Store& store, const std::string& image_key,
+                                    std::string_view stored_image, bool twin_labels) const;
+  Status ReadAll(const Store& store, bool twin_labels);
+  Status ReadTouched(const Store& store, bool twin_labels);
+
+  int64_t resolution_;
+  int64_t num_classes_;
+  std::map<std::string, Entry> entries_;  // by image key; Refresh only
+  std::optional<bool> twin_labels_;       // of the entries; none: read everything next
+  uint64_t last_read_ = 0;
+  std::mutex mu_;
+  std::set<std::string> touched_;  // GUARDED_BY(mu_)
+  bool full_ = true;               // GUARDED_BY(mu_)
+};
 
 // The pseudo-label record of a teacher's vote: `samples` [N,R,R] class ids; a pixel is confident
 // when its majority class has at least `confidence` of the votes.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "graph/pipeline.h"
@@ -234,7 +235,17 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
       }));
 
   std::atomic<KafkaConsumer*> consumer_view{nullptr};  // for pause/resume; null when stopped
-  PipelineDeps deps{store->get(), producer->get(), zmq->get(), &models};
+  // What intake stores reaches the trainer's replay (ContinuousTrainer::Touch). Set once the
+  // trainer exists, before the consumer starts; cleared before the trainer goes.
+  struct TrainerView {
+    std::mutex mu;
+    ContinuousTrainer* trainer = nullptr;  // GUARDED_BY(mu)
+  } trainer_view;
+  PipelineDeps deps{store->get(), producer->get(), zmq->get(), &models,
+                    [&trainer_view](const std::string& image_key) {
+                      std::lock_guard<std::mutex> lock(trainer_view.mu);
+                      if (trainer_view.trainer != nullptr) trainer_view.trainer->Touch(image_key);
+                    }};
   Result<std::unique_ptr<Pipeline>> pipeline =
       Pipeline::Create(config, deps, std::move(aggregator).value(), [&](bool saturated) {
         KafkaConsumer* c = consumer_view.load();
@@ -299,6 +310,17 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
             spdlog::error("redrawing masks for a new version: {}", s.ToString());
           }
         });
+  }
+  struct Unview {
+    TrainerView& view;
+    ~Unview() {
+      std::lock_guard<std::mutex> lock(view.mu);
+      view.trainer = nullptr;
+    }
+  } unview{trainer_view};
+  {
+    std::lock_guard<std::mutex> lock(trainer_view.mu);
+    trainer_view.trainer = trainer.get();
   }
 
   KafkaConsumer::Callbacks callbacks;

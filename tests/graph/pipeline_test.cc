@@ -43,8 +43,12 @@ class PipelineTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   void MakePipeline() {
-    pipeline_ = Pipeline::Create(config_, {store_.get(), producer_.get(), zmq_.get(), &models_},
-                                 MakeAggregator(config_.aggregator, 2).value(),
+    PipelineDeps deps{store_.get(), producer_.get(), zmq_.get(), &models_,
+                      [this](const std::string& image_key) {
+                        std::lock_guard<std::mutex> lock(mu_);
+                        stored_.push_back(image_key);
+                      }};
+    pipeline_ = Pipeline::Create(config_, deps, MakeAggregator(config_.aggregator, 2).value(),
                                  [this](bool saturated) {
                                    std::lock_guard<std::mutex> lock(mu_);
                                    saturation_.push_back(saturated);
@@ -61,8 +65,27 @@ class PipelineTest : public ::testing::Test {
   ModelSlot models_;
   std::unique_ptr<Pipeline> pipeline_;
   std::mutex mu_;
-  std::vector<bool> saturation_;  // GUARDED_BY(mu_)
+  std::vector<bool> saturation_;     // GUARDED_BY(mu_)
+  std::vector<std::string> stored_;  // GUARDED_BY(mu_): PipelineDeps::on_stored's keys
 };
+
+TEST_F(PipelineTest, IntakeReportsEachImageWhoseRecordsItWrote) {
+  MakePipeline();
+  pipeline_->Admit(Record("images", PngImageEvent("a").SerializeAsString(), 0));
+  pipeline_->Admit(Record("clicks", Click("a", "c1", 3, 3).SerializeAsString(), 0));
+  pipeline_->Admit(Record("clicks", Click("a", "c1", 3, 3).SerializeAsString(), 1));  // again
+  pipeline_->Admit(Record("clicks", Click("late", "c2", 3, 3).SerializeAsString(), 2));
+  pipeline_->Admit(Record("clicks", "not a click", 3));
+  pipeline_->WaitForIntake();
+  EXPECT_EQ(pipeline_->counters().applied, 5u);
+  EXPECT_EQ(pipeline_->counters().duplicates, 1u);
+  EXPECT_EQ(pipeline_->counters().dead_letters, 1u);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Not the repeated click (nothing written) nor the malformed one (dead-lettered); the click
+  // waiting for its image is stored, so it counts.
+  EXPECT_EQ(stored_, (std::vector<std::string>{keys::Image("ds", "a"), keys::Image("ds", "a"),
+                                               keys::Image("ds", "late")}));
+}
 
 TEST_F(PipelineTest, SaturationPausesThenResumesAndEveryEventIsApplied) {
   MakePipeline();

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "model/checkpoint_store.h"
 #include "model/preprocess.h"
@@ -165,6 +167,79 @@ TEST_F(ContinuousTrainerTest, ReplayHoldsClickedAndLabelledImagesButNeverEvaluat
   EXPECT_EQ(labelled.example.target.sum().item<int64_t>(), 6 * 4);  // 12x8 px = 6x4 cells
 }
 
+// The images of a replay with what each holds: "<key> <revision>" for a training example,
+// "<key> pseudo <version>" / "<key> bare" for an unsupervised image; then the counts.
+std::vector<std::string> Describe(const Replay& replay) {
+  std::vector<std::string> out;
+  for (const ReplayExample& e : replay.examples) {
+    out.push_back(e.image_key + " " + std::to_string(e.revision) + " " +
+                  std::to_string(e.example.target.sum().item<int64_t>()));
+  }
+  for (const UnsupervisedImage& u : replay.unsupervised) {
+    out.push_back(u.image_key +
+                  (u.for_student ? " pseudo " + std::to_string(u.for_student->version) : " bare"));
+  }
+  out.push_back(std::to_string(replay.clicks) + " clicks " + std::to_string(replay.labels) +
+                " labels");
+  return out;
+}
+
+TEST_F(ContinuousTrainerTest, ReplayCacheReadsAgainOnlyWhatWasTouchedAndMatchesAFullRead) {
+  StoreImage("a");
+  StoreClick("a", "c1", 10, 12);
+  StoreImage("b");
+  StoreImage("c");
+  ReplayCache cache(kGrid, 2);
+  auto refresh = [&](bool twin_labels = false) {
+    Result<Replay> replay = cache.Refresh(*store_, twin_labels);
+    EXPECT_TRUE(replay.ok()) << replay.status().ToString();
+    return replay.ok() ? Describe(*replay) : std::vector<std::string>{};
+  };
+  auto full = [&] { return Describe(LoadReplay(*store_, kGrid, 2).value()); };
+  EXPECT_EQ(refresh(), full());
+  EXPECT_EQ(cache.last_read(), 3u) << "the first refresh reads every image";
+  EXPECT_EQ(refresh(), full());
+  EXPECT_EQ(cache.last_read(), 0u) << "nothing touched, nothing read";
+
+  // An untouched write stays unseen (so the test can tell a re-read from a cached entry) ...
+  StoreClick("b", "c2", 8, 8);
+  EXPECT_NE(refresh(), full());
+  // ... until its image is touched: then only that image is read again.
+  cache.Touch(keys::Image("ds", "b"));
+  EXPECT_EQ(refresh(), full());
+  EXPECT_EQ(cache.last_read(), 1u);
+  EXPECT_EQ(full().back(), "2 clicks 0 labels");
+
+  // A pseudo-label and a new image, each touched; a touch for an image not stored yet (a click
+  // waiting for it) reads nothing.
+  v1::PseudoLabel label = MakePseudoLabel(torch::ones({4, kGrid, kGrid}, torch::kLong), 2, 0.5, 7,
+                                          v1::PseudoLabel::LABELLER_AVERAGE);
+  Put(Family::kPseudoLabels, PseudoLabelKey(keys::Image("ds", "c"), Learner::kStudent),
+      label.SerializeAsString());
+  StoreImage("d");
+  for (const char* id : {"c", "d", "not_yet"}) cache.Touch(keys::Image("ds", id));
+  EXPECT_EQ(refresh(), full());
+  EXPECT_EQ(cache.last_read(), 2u);
+  EXPECT_EQ(full()[2], keys::Image("ds", "c") + " pseudo 7");
+
+  // Reading the twin's labels too (or Invalidate) reads everything again.
+  refresh(/*twin_labels=*/true);
+  EXPECT_EQ(cache.last_read(), 4u);
+  cache.Invalidate();
+  EXPECT_EQ(refresh(), full());
+  EXPECT_EQ(cache.last_read(), 4u);
+
+  // A corrupt image fails the refresh; the next one reads the whole store again.
+  Put(Family::kImages, keys::Image("ds", "e"), "not a stored image");
+  cache.Touch(keys::Image("ds", "e"));
+  Result<Replay> corrupt = cache.Refresh(*store_);
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_EQ(corrupt.status().code(), StatusCode::kDataLoss) << corrupt.status().ToString();
+  StoreImage("e");
+  EXPECT_EQ(refresh(), full());
+  EXPECT_EQ(cache.last_read(), 5u);
+}
+
 TEST_F(ContinuousTrainerTest, NothingToLearnFromMeansNoNewVersion) {
   StoreImage("bare");
   ModelSlot slot;
@@ -241,6 +316,7 @@ TEST_F(ContinuousTrainerTest, StepBudgetPerClickStopsTrainingUntilMoreClicksArri
 
   // A corrective click on the same image: 6 more steps (4 to the next snapshot, then 2).
   StoreClick("a", "c2", 8, 8);
+  trainer.Touch(keys::Image("ds", "a"));  // as intake does after writing it
   ASSERT_TRUE(
       WaitFor([&] { return trainer.counters().waiting && trainer.counters().version == 3; }));
   trainer.Stop();
