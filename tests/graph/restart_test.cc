@@ -102,9 +102,16 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
   constexpr int kClicksPerImage = 2;
   std::atomic<bool> produced{false};
   std::atomic<bool> abandon{false};
+  // The stream comes in thirds: the second once run 1 has stopped, the last once run 2 was
+  // killed, so both happen mid-stream however slow the machine.
+  std::atomic<int> released{1};
   std::thread producer_thread([&] {
     auto producer = KafkaProducer::Create(config.kafka, bootstrap).value();
     for (int i = 0; i < kImages && !abandon.load(); ++i) {
+      while (i >= released.load() * kImages / 3 && !abandon.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      if (abandon.load()) break;
       std::string id = "img" + std::to_string(i);
       ASSERT_TRUE(producer->Produce("images", id, PngImageEvent(id).SerializeAsString()).ok());
       for (int k = 0; k < kClicksPerImage; ++k) {
@@ -150,6 +157,7 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
   service->Signal(SIGTERM);
   int status = service->Wait();
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(daemon_log);
+  released.store(2);
 
   // Run 2: killed mid-stream.
   service = start();
@@ -158,6 +166,7 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
   EXPECT_FALSE(produced.load()) << "the stream ended before the kill: the test proves less";
   service->Signal(SIGKILL);
   service->Wait();
+  released.store(3);
 
   // Run 3: to the end of the stream.
   service = start();

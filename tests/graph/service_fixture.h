@@ -40,7 +40,7 @@ inline Config SmallServiceConfig(const std::string& dir, const std::string& boot
   c.sampler.steps = 2;
   c.compute.torch_threads = 1;
   c.limits.max_in_flight = 8;
-  c.limits.pending_click_timeout_ms = 2000;
+  c.limits.pending_click_timeout_ms = 10'000;
   c.trainer.continuous = false;  // a fixed model; the continuous-learning tests turn it on
   return c;
 }

@@ -121,7 +121,7 @@ class KafkaTest : public testing::Test {
                       ->Produce(topic, "key-" + std::to_string(i), "value-" + std::to_string(i))
                       .ok());
     }
-    Status flushed = (*producer)->Flush(seconds(10));
+    Status flushed = (*producer)->Flush(seconds(60));
     ASSERT_TRUE(flushed.ok()) << flushed.ToString();
     EXPECT_EQ((*producer)->delivered(), static_cast<uint64_t>(n));
   }
@@ -169,7 +169,7 @@ TEST_F(KafkaTest, ProducerDeliversToEmbeddedBroker) {
   Result<std::unique_ptr<KafkaProducer>> producer = KafkaProducer::Create(ProducerConfig());
   ASSERT_TRUE(producer.ok()) << producer.status().ToString();
   for (int i = 0; i < 100; ++i) ASSERT_TRUE((*producer)->Produce(topic, "k", "v").ok());
-  Status flushed = (*producer)->Flush(seconds(10));
+  Status flushed = (*producer)->Flush(seconds(60));
   EXPECT_TRUE(flushed.ok()) << flushed.ToString();
   EXPECT_EQ((*producer)->delivered(), 100u);
   EXPECT_EQ((*producer)->failed(), 0u);
@@ -182,7 +182,7 @@ TEST_F(KafkaTest, ProducerUsesBootstrapOverride) {
       KafkaProducer::Create(config, broker_->bootstrap_servers());
   ASSERT_TRUE(producer.ok()) << producer.status().ToString();
   ASSERT_TRUE((*producer)->Produce(Topic(), "k", "v").ok());
-  EXPECT_TRUE((*producer)->Flush(seconds(10)).ok());
+  EXPECT_TRUE((*producer)->Flush(seconds(60)).ok());
   EXPECT_EQ((*producer)->delivered(), 1u);
 }
 
@@ -218,11 +218,11 @@ TEST_F(KafkaTest, ProducerFlushReportsDeliveryFailureWhenBrokerIsGone) {
   config.bootstrap_servers = (*doomed)->bootstrap_servers();
   // Long enough for the first delivery on a loaded machine (1 s timed out in CI), short enough
   // that the message sent after the broker is gone fails well inside the flush budget.
-  config.properties["message.timeout.ms"] = "5000";
+  config.properties["message.timeout.ms"] = "10000";
   Result<std::unique_ptr<KafkaProducer>> producer = KafkaProducer::Create(config);
   ASSERT_TRUE(producer.ok()) << producer.status().ToString();
   ASSERT_TRUE((*producer)->Produce("doomed", "k", "before").ok());
-  Status before = (*producer)->Flush(seconds(10));
+  Status before = (*producer)->Flush(seconds(60));
   ASSERT_TRUE(before.ok()) << before.ToString();
 
   doomed->reset();
@@ -259,7 +259,7 @@ TEST_F(KafkaTest, ConsumerReceivesAllRecordsInOrder) {
   std::unique_ptr<KafkaConsumer> consumer =
       StartConsumer(ConsumerConfig("g-all"), topic, Collecting(&sink));
   ASSERT_NE(consumer, nullptr);
-  ASSERT_TRUE(sink.WaitFor(50, seconds(15))) << "received " << sink.size();
+  ASSERT_TRUE(sink.WaitFor(50, seconds(60))) << "received " << sink.size();
   consumer->Stop();
   consumer->Stop();  // idempotent
   std::vector<KafkaMessage> messages = sink.messages();
@@ -282,7 +282,7 @@ TEST_F(KafkaTest, ConsumerStartsAtStoredOffset) {
   std::unique_ptr<KafkaConsumer> consumer =
       StartConsumer(ConsumerConfig("g-stored"), topic, Collecting(&sink, 6));
   ASSERT_NE(consumer, nullptr);
-  ASSERT_TRUE(sink.WaitFor(4, seconds(15)));
+  ASSERT_TRUE(sink.WaitFor(4, seconds(60)));
   std::this_thread::sleep_for(milliseconds(300));  // nothing more may come
   consumer->Stop();
   EXPECT_EQ(Offsets(sink.messages()), Range(6, 10));
@@ -307,7 +307,7 @@ TEST_F(KafkaTest, ConsumerStoredOffsetErrorStopsIt) {
       StartConsumer(ConsumerConfig("g-error"), topic, std::move(callbacks));
   ASSERT_NE(consumer, nullptr);
   std::unique_lock<std::mutex> lock(mu);
-  ASSERT_TRUE(cv.wait_for(lock, seconds(15), [&] {
+  ASSERT_TRUE(cv.wait_for(lock, seconds(60), [&] {
     return std::any_of(errors.begin(), errors.end(),
                        [](const Status& s) { return s.code() == StatusCode::kDataLoss; });
   }));
@@ -360,7 +360,7 @@ TEST_F(KafkaTest, PauseResumeLosesNothing) {
       }
     }
   });
-  const bool all = sink.WaitFor(kRecords, seconds(25));
+  const bool all = sink.WaitFor(kRecords, seconds(90));
   std::this_thread::sleep_for(milliseconds(200));
   done.store(true);
   driver.join();
@@ -399,7 +399,7 @@ TEST_F(KafkaTest, ConsumerResumesAtTheNextRecord) {
   ASSERT_TRUE((*consumer)->Start().ok());
   for (size_t round = 1; round <= 3; ++round) {
     std::unique_lock<std::mutex> lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, seconds(15), [&] { return got.size() >= 10 * round; }));
+    ASSERT_TRUE(cv.wait_for(lock, seconds(60), [&] { return got.size() >= 10 * round; }));
     lock.unlock();
     std::this_thread::sleep_for(milliseconds(200));  // the pause is applied, fetching stopped
     lock.lock();
@@ -408,7 +408,7 @@ TEST_F(KafkaTest, ConsumerResumesAtTheNextRecord) {
     const auto resumed = Clock::now();
     (*consumer)->Resume();
     lock.lock();
-    ASSERT_TRUE(cv.wait_for(lock, seconds(5), [&] { return got.size() > 10 * round; }));
+    ASSERT_TRUE(cv.wait_for(lock, seconds(30), [&] { return got.size() > 10 * round; }));
     EXPECT_EQ(got[10 * round].first, static_cast<int64_t>(10 * round));
     std::cout << "resume " << round << ": first record after "
               << std::chrono::duration_cast<milliseconds>(got[10 * round].second - resumed).count()
@@ -446,7 +446,7 @@ TEST_F(KafkaTest, ConsumerRestartContinuesAtStoredOffsets) {
   };
   auto wait_for = [&](size_t n) {
     std::unique_lock<std::mutex> lock(mu);
-    return cv.wait_for(lock, seconds(15), [&] { return handled.size() >= n; });
+    return cv.wait_for(lock, seconds(60), [&] { return handled.size() >= n; });
   };
 
   // After the only member leaves, the mock coordinator holds the next join for
@@ -508,7 +508,7 @@ TEST_F(KafkaTest, TwoConsumersInOneGroupSplitPartitions) {
   // Keep producing small batches (keys spread over both partitions) until both consumers have
   // records: robust whether they joined in one round or B joined later.
   int produced = 0;
-  const auto deadline = Clock::now() + seconds(20);
+  const auto deadline = Clock::now() + seconds(60);
   while (Clock::now() < deadline) {
     Produce(topic, 10, produced);
     produced += 10;
@@ -525,7 +525,7 @@ TEST_F(KafkaTest, TwoConsumersInOneGroupSplitPartitions) {
   };
   {
     std::unique_lock<std::mutex> lock(mu);
-    EXPECT_TRUE(cv.wait_for(lock, seconds(10), [&] { return total() >= size_t(produced); }));
+    EXPECT_TRUE(cv.wait_for(lock, seconds(60), [&] { return total() >= size_t(produced); }));
   }
   std::this_thread::sleep_for(milliseconds(200));
   a->Stop();
@@ -552,7 +552,7 @@ TEST_F(KafkaTest, ConsumerReceivesRecordProducedByKcat) {
   std::unique_ptr<KafkaConsumer> consumer =
       StartConsumer(ConsumerConfig("g-kcat"), topic, Collecting(&sink));
   ASSERT_NE(consumer, nullptr);
-  ASSERT_TRUE(sink.WaitFor(1, seconds(15)));
+  ASSERT_TRUE(sink.WaitFor(1, seconds(60)));
   consumer->Stop();
   std::vector<KafkaMessage> messages = sink.messages();
   ASSERT_EQ(messages.size(), 1u);

@@ -142,7 +142,7 @@ TEST_F(EvaluatorTest, PublishesImageAndVersionMetricsOverZeroMq) {
   zmq::context_t context;
   zmq::socket_t sub(context, zmq::socket_type::sub);
   sub.set(zmq::sockopt::subscribe, MetricsTopic("ds"));
-  sub.set(zmq::sockopt::rcvtimeo, 200);
+  sub.set(zmq::sockopt::rcvtimeo, 1000);
   sub.connect((*server)->publish_endpoint());
 
   // Metrics are not resent to late subscribers: score again until the subscription has arrived.

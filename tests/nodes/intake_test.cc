@@ -32,7 +32,7 @@ class IntakeTest : public ::testing::Test {
     producer_ = KafkaProducer::Create(KafkaConfig{}, broker_->bootstrap_servers()).value();
     letters_ = std::make_unique<DeadLetterSink>(producer_.get(), store_.get(), ".dlq");
     clicks_ = std::make_unique<ClickIntake>(store_.get(), letters_.get(),
-                                            /*pending_timeout_ms=*/1000);
+                                            /*pending_timeout_ms=*/60'000);
     images_ = std::make_unique<ImageIntake>(store_.get(), clicks_.get());
   }
   void TearDown() override {
@@ -108,15 +108,15 @@ TEST_F(IntakeTest, ClickThatOvertookItsImageWaitsAndIsAdopted) {
   EXPECT_EQ(image.infer.size(), 1u);
   EXPECT_EQ(Clicks("b"), 1u);
   EXPECT_EQ(letters_->count(), 1u);  // c2, outside the image, was dead-lettered
-  EXPECT_EQ(clicks_->ExpirePending(NowMs() + 10'000).value(), 0u);  // nothing left waiting
+  EXPECT_EQ(clicks_->ExpirePending(NowMs() + 120'000).value(), 0u);  // nothing left waiting
 }
 
 TEST_F(IntakeTest, ClickForAnImageThatNeverArrivesExpiresWithAReason) {
   (void)(*clicks_)(Click("ghost", "c1", 2, 2), Record("clicks", "", 0));
   EXPECT_EQ(clicks_->ExpirePending(NowMs()).value(), 0u);  // not yet
-  EXPECT_EQ(clicks_->ExpirePending(NowMs() + 1001).value(), 1u);
+  EXPECT_EQ(clicks_->ExpirePending(NowMs() + 60'001).value(), 1u);
   EXPECT_EQ(letters_->count(), 1u);
-  EXPECT_EQ(clicks_->ExpirePending(NowMs() + 5000).value(), 0u);  // removed once sent
+  EXPECT_EQ(clicks_->ExpirePending(NowMs() + 120'000).value(), 0u);  // removed once sent
 }
 
 TEST_F(IntakeTest, LabelMustMatchItsImage) {
