@@ -24,6 +24,28 @@
 namespace clickdiff {
 namespace {
 
+// Lends `object` to other threads that read `slot` under `mu`: sets the slot now and clears it
+// when the Lend goes (declare it after the object, so it goes first), so that a reader holding
+// the lock never sees an object that is gone.
+template <typename T>
+class Lend {
+ public:
+  Lend(std::mutex& mu, T*& slot, T* object) : mu_(mu), slot_(slot) {
+    std::lock_guard<std::mutex> lock(mu_);
+    slot_ = object;
+  }
+  ~Lend() {
+    std::lock_guard<std::mutex> lock(mu_);
+    slot_ = nullptr;
+  }
+  Lend(const Lend&) = delete;
+  Lend& operator=(const Lend&) = delete;
+
+ private:
+  std::mutex& mu_;
+  T*& slot_;
+};
+
 Result<std::shared_ptr<const ServingModel>> LoadModel(const Config& config, torch::Device device) {
   auto serving = std::make_shared<ServingModel>();
   if (config.model.checkpoint.empty()) {
@@ -257,18 +279,8 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
         }
       });
   if (!pipeline.ok()) return pipeline.status();
-  // Withdraws the pipeline from the query handler on every way out, before it is destroyed.
-  struct Withdraw {
-    QueryView& view;
-    ~Withdraw() {
-      std::lock_guard<std::mutex> lock(view.mu);
-      view.pipeline = nullptr;
-    }
-  } withdraw{view};
-  {
-    std::lock_guard<std::mutex> lock(view.mu);
-    view.pipeline = pipeline->get();
-  }
+  // Withdrawn from the query handler on every way out, before the pipeline is destroyed.
+  Lend<const Pipeline> lent_pipeline(view.mu, view.pipeline, pipeline->get());
   CLICKDIFF_RETURN_IF_ERROR((*pipeline)->RequestStaleMasks());
 
   // Declared after the pipeline, so it stops before the pipeline goes: each new version asks the
@@ -311,17 +323,7 @@ Status RunDaemon(const Config& given, const std::atomic<bool>& stop,
           }
         });
   }
-  struct Unview {
-    TrainerView& view;
-    ~Unview() {
-      std::lock_guard<std::mutex> lock(view.mu);
-      view.trainer = nullptr;
-    }
-  } unview{trainer_view};
-  {
-    std::lock_guard<std::mutex> lock(trainer_view.mu);
-    trainer_view.trainer = trainer.get();
-  }
+  Lend<ContinuousTrainer> lent_trainer(trainer_view.mu, trainer_view.trainer, trainer.get());
 
   KafkaConsumer::Callbacks callbacks;
   callbacks.stored_offset = [&](const std::string& topic, int32_t partition) {
