@@ -117,7 +117,8 @@ class ContinuousTrainer {
   void Stop();
   // Thread-safe, cheap. The records of `image_key` (its image, clicks or labels) were written:
   // the trainer reads them again at its next reload. Reloads read only what was touched (every
-  // image the first time and after a failure), so whoever writes supervision must touch it.
+  // image the first time and after a failure), so whoever writes supervision must touch it (the
+  // trainer touches the images its teacher rounds pseudo-label itself).
   void Touch(const std::string& image_key) { replay_cache_.Touch(image_key); }
   TrainerCounters counters() const;
   // OK, or the error of the last attempt when it failed (training is retried with a backoff of

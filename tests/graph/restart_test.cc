@@ -102,13 +102,15 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
   constexpr int kClicksPerImage = 2;
   std::atomic<bool> produced{false};
   std::atomic<bool> abandon{false};
-  // The stream comes in thirds: the second once run 1 has stopped, the last once run 2 was
-  // killed, so both happen mid-stream however slow the machine.
-  std::atomic<int> released{1};
+  // The stream comes in six chunks, each released at a point of the runs below, so that the stop
+  // and the kill land while the service is applying events and more are still to come, however
+  // slow the machine: one chunk per run while it runs, one while it is down.
+  constexpr int kChunk = kImages / 6;
+  std::atomic<int> released{0};  // chunks the producer may send
   std::thread producer_thread([&] {
     auto producer = KafkaProducer::Create(config.kafka, bootstrap).value();
     for (int i = 0; i < kImages && !abandon.load(); ++i) {
-      while (i >= released.load() * kImages / 3 && !abandon.load()) {
+      while (i >= released.load() * kChunk && !abandon.load()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
       if (abandon.load()) break;
@@ -118,7 +120,7 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
         v1::ClickEvent click = Click(id, id + "-c" + std::to_string(k), 2 + k, 3);
         ASSERT_TRUE(producer->Produce("clicks", id, click.SerializeAsString()).ok());
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(150));  // a 9 s stream
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));  // 1.5 s a chunk
     }
     ASSERT_TRUE(producer->Flush(std::chrono::seconds(30)).ok());
     produced.store(true);
@@ -149,28 +151,43 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
     return n;
   };
 
-  // Run 1: stopped cleanly mid-stream.
+  // Images the running service has stored (its status over the query socket), -1 when it does
+  // not answer.
+  auto stored_images = [&]() -> int64_t {
+    Result<ServiceEndpoints> endpoints = ReadRuntimeFile(config);
+    if (!endpoints.ok()) return -1;
+    Result<std::unique_ptr<QueryClient>> client = QueryClient::Connect(endpoints->query_endpoint);
+    if (!client.ok()) return -1;
+    v1::Query query;
+    query.set_kind(v1::Query::KIND_STATUS);
+    Result<v1::QueryReply> reply = (*client)->Ask(query, std::chrono::seconds(5));
+    return reply.ok() ? static_cast<int64_t>(reply->status().images()) : -1;
+  };
+
+  // Run 1: stopped cleanly once it has applied part of its chunk.
   auto service = start();
   ASSERT_TRUE(Eventually([&] { return ready_count() == 1; })) << ReadFile(daemon_log);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
-  EXPECT_FALSE(produced.load()) << "the stream ended before the stop: the test proves less";
+  released.store(1);
+  ASSERT_TRUE(Eventually([&] { return stored_images() >= 3; })) << ReadFile(daemon_log);
   service->Signal(SIGTERM);
   int status = service->Wait();
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << ReadFile(daemon_log);
-  released.store(2);
+  released.store(2);  // produced while no service runs
 
-  // Run 2: killed mid-stream.
+  // Run 2: killed once it has applied part of its chunk.
   service = start();
   ASSERT_TRUE(Eventually([&] { return ready_count() == 2; })) << ReadFile(daemon_log);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
-  EXPECT_FALSE(produced.load()) << "the stream ended before the kill: the test proves less";
+  released.store(3);
+  ASSERT_TRUE(Eventually([&] { return stored_images() >= 2 * kChunk + 3; }))
+      << ReadFile(daemon_log);
   service->Signal(SIGKILL);
   service->Wait();
-  released.store(3);
+  released.store(4);
 
   // Run 3: to the end of the stream.
   service = start();
   ASSERT_TRUE(Eventually([&] { return ready_count() == 3; })) << ReadFile(daemon_log);
+  released.store(6);
   producer_thread.join();
   ASSERT_TRUE(produced.load());
   auto endpoints = ReadRuntimeFile(config).value();
