@@ -402,7 +402,7 @@ Status ContinuousTrainer::Snapshot() {
   auto serving = std::make_shared<ServingModel>();
   serving->segmenter = std::make_shared<model::Segmenter>(std::move(built).value());
   serving->version = version;
-  CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*serving, options_.serving_devices));
+  CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*serving, options_.serving_devices, *bytes));
 
   v1::ModelUpdate update;
   update.set_model_version(version);

@@ -34,6 +34,9 @@ struct ServingModel {
 // Copies `model.segmenter` onto every device of `devices` but the first (its own) as replicas,
 // replacing any it had. Errors: those of CheckpointStore::ToBytes/FromBytes, naming the device.
 Status AddReplicas(ServingModel& model, const std::vector<torch::Device>& devices);
+// The same from `checkpoint`, the model's bytes (CheckpointStore::ToBytes) a caller already has.
+Status AddReplicas(ServingModel& model, const std::vector<torch::Device>& devices,
+                   const std::string& checkpoint);
 
 // Thread-safe.
 class ModelSlot {
