@@ -2,15 +2,36 @@
 //
 // Plain value structs with the defaults of embedded mode. Loaded and validated by
 // config/config_loader.h; every key, its type and its allowed range live in one table there.
-// Copyable; no synchronization: build once at start-up, then share by const reference.
+// Choices are enums after loading (their names: the k...Names tables). The modules below take
+// their own section as their options; config/model_options.h converts the model's sections into
+// the model library's options. Copyable; no synchronization: build once at start-up, then share
+// by const reference.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "base/enum_names.h"
+#include "model/choices.h"
+
 namespace clickdiff {
+
+// embedded: the service starts its own Kafka-protocol broker; external: a real cluster.
+enum class Mode { kEmbedded, kExternal };
+inline constexpr std::array<EnumName<Mode>, 2> kModeNames{{
+    {"embedded", Mode::kEmbedded},
+    {"external", Mode::kExternal},
+}};
+
+// Who teaches the student (TeacherConfig).
+enum class TeacherMode { kEma, kTwin };
+inline constexpr std::array<EnumName<TeacherMode>, 2> kTeacherModeNames{{
+    {"ema", TeacherMode::kEma},
+    {"twin", TeacherMode::kTwin},
+}};
 
 struct KafkaTopics {
   std::string images = "images";
@@ -76,7 +97,7 @@ struct LossConfig {
 };
 
 struct ModelConfig {
-  std::string method = "d3pm";  // d3pm | gaussian_x0 | unet (deterministic baseline)
+  model::Method method = model::Method::kD3pm;  // d3pm | gaussian_x0 | unet (baseline)
   int num_classes = 2;
   std::vector<std::string> class_names = {"background", "organ"};
   int resolution = 64;  // the model's own square grid; images are resized to it and back
@@ -99,7 +120,7 @@ struct SamplerConfig {
 };
 
 struct AggregatorConfig {
-  std::string rule = "density";    // majority | threshold | density
+  model::AggregationRule rule = model::AggregationRule::kDensity;
   double threshold = 0.5;          // threshold rule: minimum vote fraction of a class
   double density_sigma = 2.0;      // density rule: Gaussian smoothing of vote maps, model pixels
   double density_threshold = 0.6;  // density rule: fraction of the smoothed map's peak
@@ -133,7 +154,7 @@ struct TrainerConfig {
 // ways); training and labelling cost twice as much.
 struct TeacherConfig {
   bool enabled = true;
-  std::string mode = "ema";  // ema | twin
+  TeacherMode mode = TeacherMode::kEma;
   double ema_decay = 0.99;   // per training step
   int samples = 8;
   int steps = 20;  // denoising steps per teacher sample
@@ -144,7 +165,7 @@ struct TeacherConfig {
 };
 
 struct ComputeConfig {
-  std::string device = "cpu";  // cpu | cuda | cuda:N | auto
+  model::DeviceSpec device;  // cpu (default) | cuda | cuda:N | auto
   int torch_threads = 0;       // intra-op threads per worker; 0: the cores divided among
                                // clickdiffd's samplers and trainer (offline: all cores)
 };
@@ -163,7 +184,7 @@ struct LoggingConfig {
 };
 
 struct Config {
-  std::string mode = "embedded";  // embedded | external
+  Mode mode = Mode::kEmbedded;
   KafkaConfig kafka;
   StoreConfig store;
   ZmqConfig zmq;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 extern char** environ;  // POSIX
@@ -127,11 +128,56 @@ FieldSpec Text(std::string key, Accessor<std::string> access, std::string allowe
 
 FieldSpec Choice(std::string key, Accessor<std::string> access, std::vector<std::string> choices) {
   std::string allowed = "one of";
-  for (const auto& c : choices) allowed += " '" + c + "'";
+  for (size_t i = 0; i < choices.size(); ++i) {
+    allowed += (i == 0 ? " '" : ", '") + choices[i] + "'";
+  }
   return Text(std::move(key), std::move(access), allowed, [choices](const std::string& v) {
     bool known = std::find(choices.begin(), choices.end(), v) != choices.end();
     return known ? std::string() : "'" + v + "' is not allowed";
   });
+}
+
+// One of the names in `names`, stored as the enum they name.
+// The type itself, in a context that does not take part in template argument deduction.
+template <typename T>
+struct NonDeduced {
+  using type = T;
+};
+
+template <typename E, size_t N>
+FieldSpec Named(std::string key, typename NonDeduced<Accessor<E>>::type access,
+                const std::array<EnumName<E>, N>& names) {
+  const std::string allowed = OneOf(names);
+  return {std::move(key), allowed, false,
+          [=](const YAML::Node& node, Config& config) -> Status {
+            std::string v;
+            CLICKDIFF_RETURN_IF_ERROR(ReadScalar(node, allowed, &v));
+            std::optional<E> value = ValueOf(names, v);
+            if (!value) return InvalidArgument("'" + v + "' is not allowed (expected " + allowed + ")");
+            access(config) = *value;
+            return Status::Ok();
+          },
+          [access, names](const Config& config) {
+            Config copy = config;
+            return YAML::Node(std::string(NameOf(names, access(copy))));
+          }};
+}
+
+FieldSpec Device(std::string key, Accessor<model::DeviceSpec> access) {
+  const std::string allowed = "cpu, cuda, cuda:N or auto";
+  return {std::move(key), allowed, false,
+          [=](const YAML::Node& node, Config& config) -> Status {
+            std::string v;
+            CLICKDIFF_RETURN_IF_ERROR(ReadScalar(node, allowed, &v));
+            Result<model::DeviceSpec> device = model::ParseDevice(v);
+            if (!device.ok()) return device.status();
+            access(config) = *device;
+            return Status::Ok();
+          },
+          [access](const Config& config) {
+            Config copy = config;
+            return YAML::Node(model::DeviceName(access(copy)));
+          }};
 }
 
 FieldSpec TextList(std::string key, Accessor<std::vector<std::string>> access) {
@@ -207,22 +253,12 @@ std::string Z85KeyProblem(const std::string& key) {
 
 std::string NonEmptyProblem(const std::string& v) { return v.empty() ? "must not be empty" : ""; }
 
-std::string DeviceProblem(const std::string& device) {
-  if (device == "cpu" || device == "cuda" || device == "auto") return "";
-  if (device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
-      std::all_of(device.begin() + 5, device.end(), ::isdigit)) {
-    return "";
-  }
-  return "'" + device + "' is not a device";
-}
-
 // The table of every configuration key, in the order DumpConfig writes them.
 const std::vector<FieldSpec>& Fields() {
   static const std::vector<FieldSpec> fields = [] {
     constexpr int64_t kIntMax = std::numeric_limits<int>::max();
     std::vector<FieldSpec> f;
-    f.push_back(
-        Choice("mode", [](Config & c) -> auto& { return c.mode; }, {"embedded", "external"}));
+    f.push_back(Named("mode", [](Config & c) -> auto& { return c.mode; }, kModeNames));
     f.push_back(Text(
         "kafka.bootstrap_servers", [](Config & c) -> auto& { return c.kafka.bootstrap_servers; },
         "host:port[,host:port...]; empty in embedded mode"));
@@ -290,8 +326,8 @@ const std::vector<FieldSpec>& Fields() {
         "zmq.curve.server_secret_key",
         [](Config & c) -> auto& { return c.zmq.curve.server_secret_key; },
         "a Z85 key of 40 characters", Z85KeyProblem));
-    f.push_back(Choice("model.method", [](Config & c) -> auto& { return c.model.method; },
-                       {"d3pm", "gaussian_x0", "unet"}));
+    f.push_back(Named(
+        "model.method", [](Config & c) -> auto& { return c.model.method; }, model::kMethodNames));
     f.push_back(Integer<int>(
         "model.num_classes", [](Config & c) -> auto& { return c.model.num_classes; }, 2, 255));
     f.push_back(TextList(
@@ -346,8 +382,9 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "sampler.memory_budget_mb", [](Config & c) -> auto& { return c.sampler.memory_budget_mb; },
         16, 1 << 20));
-    f.push_back(Choice("aggregator.rule", [](Config & c) -> auto& { return c.aggregator.rule; },
-                       {"majority", "threshold", "density"}));
+    f.push_back(Named(
+        "aggregator.rule", [](Config & c) -> auto& { return c.aggregator.rule; },
+        model::kAggregationRuleNames));
     f.push_back(Real(
         "aggregator.threshold", [](Config & c) -> auto& { return c.aggregator.threshold; }, 0, 1,
         true));
@@ -384,8 +421,8 @@ const std::vector<FieldSpec>& Fields() {
         1 << 30));
     f.push_back(Boolean(
         "teacher.enabled", [](Config & c) -> auto& { return c.teacher.enabled; }));
-    f.push_back(Choice("teacher.mode", [](Config & c) -> auto& { return c.teacher.mode; },
-                       {"ema", "twin"}));
+    f.push_back(
+        Named("teacher.mode", [](Config & c) -> auto& { return c.teacher.mode; }, kTeacherModeNames));
     f.push_back(Real(
         "teacher.ema_decay", [](Config & c) -> auto& { return c.teacher.ema_decay; }, 0, 1));
     f.push_back(Integer<int>(
@@ -403,9 +440,7 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "teacher.images_per_round", [](Config & c) -> auto& { return c.teacher.images_per_round; },
         0, 1 << 20));
-    f.push_back(Text(
-        "compute.device", [](Config & c) -> auto& { return c.compute.device; },
-        "cpu, cuda, cuda:N or auto", DeviceProblem));
+    f.push_back(Device("compute.device", [](Config & c) -> auto& { return c.compute.device; }));
     f.push_back(Integer<int>(
         "compute.torch_threads", [](Config & c) -> auto& { return c.compute.torch_threads; }, 0,
         1024));
@@ -581,12 +616,12 @@ Status ApplyOverrides(YAML::Node& root, const ConfigOverrides& overrides, Origin
 
 // Checks that involve more than one key.
 Status ValidateCombination(const Config& c) {
-  if (c.mode == "embedded" && !c.kafka.bootstrap_servers.empty()) {
+  if (c.mode == Mode::kEmbedded && !c.kafka.bootstrap_servers.empty()) {
     return InvalidArgument(
         "kafka.bootstrap_servers: must be empty in embedded mode (mode: embedded starts its own "
         "broker); set mode: external to use a cluster");
   }
-  if (c.mode == "external" && c.kafka.bootstrap_servers.empty()) {
+  if (c.mode == Mode::kExternal && c.kafka.bootstrap_servers.empty()) {
     return InvalidArgument("kafka.bootstrap_servers: required in external mode");
   }
   if (static_cast<int>(c.model.class_names.size()) != c.model.num_classes) {

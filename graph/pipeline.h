@@ -1,13 +1,12 @@
-// graph/pipeline.h — the service's oneTBB flow graph (DESIGN.md, "Data flow"):
+// graph/pipeline.h — the service's oneTBB flow graph (docs/architecture.md, "Data flow"):
 //
 //   Admit/Tick -> queue -> limiter(max_in_flight) -> decode (unlimited) -> preprocess (unlimited)
-//     -> sequencer (consumption order) -> intake (serial: image | click | label | dead letter,
-//        each effect + offset in one RocksDB batch) --done--> limiter.decrement
-//                                                   --infer--> gate (one waiting per image)
-//     -> sampler (async_node: a pool of sampler threads outside TBB's workers, so minutes of
-//        LibTorch work never starve the graph; they take waiting requests by priority)
-//     -> aggregate (unlimited) -> cache + publish + evaluate (serial; nodes/evaluator.h scores
-//        masks of images that have an evaluation label)
+//     -> sequencer (consumption order) -> intake (serial: nodes/intake_stage.h; each effect +
+//        offset in one RocksDB batch) --done--> limiter.decrement
+//                                        --infer--> gate (one waiting request per image)
+//     -> sampler (async_node over nodes/sampler_pool.h: threads outside TBB's workers, so minutes
+//        of LibTorch work never starve the graph; waiting requests taken by priority)
+//     -> aggregate (unlimited) -> publish (serial: nodes/publish_stage.h: cache, ZeroMQ, evaluate)
 //
 // Concurrency is chosen per stage: decoding and preprocessing are pure and run in parallel; intake
 // is serial because it reads-then-writes the store and must store offsets in order (the sequencer
@@ -17,7 +16,6 @@
 // at half of it `on_saturation(false)` to resume.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -26,23 +24,28 @@
 #include "io/kafka_producer.h"
 #include "io/store.h"
 #include "io/zmq_server.h"
+#include "learning/model_slot.h"
 #include "model/aggregator.h"
+#include "nodes/intake.h"
 #include "nodes/messages.h"
-#include "nodes/model_slot.h"
 
 namespace clickdiff {
 
-// Collaborators, not owned; they must outlive the Pipeline. `producer` serves dead letters and
-// the optional masks topic.
+// Collaborators, not owned; they must outlive the Pipeline. `producer` serves dead letters, the
+// metrics topic and the optional masks topic.
 struct PipelineDeps {
   Store* store = nullptr;
   KafkaProducer* producer = nullptr;
   ZmqServer* zmq = nullptr;
   const ModelSlot* models = nullptr;
-  // Optional. Called from the intake thread with an image's key (nodes/keys.h) after an event
-  // wrote that image's records (the image, a click or a label; also one still waiting for its
-  // image): the continuous trainer reads them again (ContinuousTrainer::Touch). Must not block.
+  // Optional. Called from the intake thread with an image's key (io/keys.h) after an event wrote
+  // that image's records (the image, a click or a label; also one still waiting for its image):
+  // the continuous trainer reads them again (ContinuousTrainer::Touch). Must not block.
   std::function<void(const std::string& image_key)> on_stored;
+  // Optional. Called with true when the events in flight reach limits.max_in_flight and false when
+  // they are back to half of it, in decision order, under an internal lock: it must not block or
+  // call back into the Pipeline (KafkaConsumer::Pause/Resume only set a flag).
+  std::function<void(bool saturated)> on_saturation;
 };
 
 struct PipelineCounters {
@@ -50,6 +53,7 @@ struct PipelineCounters {
   uint64_t applied = 0;   // events through intake, duplicates and dead letters included
   uint64_t duplicates = 0;
   uint64_t dead_letters = 0;
+  StoredCounts stored;     // images, clicks and labels in the store
   uint64_t masks = 0;      // masks published
   uint64_t evaluated = 0;  // published masks scored against an evaluation label
   uint64_t cache_hits = 0;
@@ -60,14 +64,11 @@ struct PipelineCounters {
 
 class Pipeline {
  public:
-  // Builds and activates the graph, starts `config.sampler.shards` sampler threads. `aggregator`
-  // decides masks (services/model_options.h builds it from config.aggregator). `on_saturation`
-  // is called with an internal lock held, in decision order: it must not block or call back into
-  // the Pipeline (KafkaConsumer::Pause/Resume only set a flag).
-  // Errors: a missing collaborator.
+  // Builds and activates the graph and starts `config.sampler.shards` sampler threads.
+  // `aggregator` decides masks (config/model_options.h MakeAggregator). Counts the stored images,
+  // clicks and labels once. Errors: a missing collaborator; the store's.
   static Result<std::unique_ptr<Pipeline>> Create(const Config& config, PipelineDeps deps,
-                                                  Aggregator aggregator,
-                                                  std::function<void(bool)> on_saturation);
+                                                  model::Aggregator aggregator);
   ~Pipeline();  // Drain()
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -76,9 +77,8 @@ class Pipeline {
   void Admit(KafkaMessage message);
   // Thread-safe. Lets intake expire clicks that waited too long for their image.
   void Tick();
-  // Thread-safe. Asks for the masks of every stored image whose cached mask is missing or was drawn
-  // for another model version or click revision (at start, after a restart or a crash, and after
-  // each new model version): missing masks and changed clicks first, then the most uncertain.
+  // Thread-safe. Asks for the masks of every stored image whose cached mask is missing or stale
+  // for the served model version (nodes/stale_masks.h): at start, and after each new version.
   Status RequestStaleMasks();
   // Waits until intake has applied everything admitted (samplers keep working).
   void WaitForIntake();
@@ -86,10 +86,10 @@ class Pipeline {
   // the request in hand and drop queued ones (RequestStaleMasks redraws them after a restart).
   // Idempotent.
   void Drain();
+  // Thread-safe; reads counters only.
   PipelineCounters counters() const;
-  // OK, or the first failure that halted intake (a store write or a dead letter that could not be
-  // queued). After it nothing more is written, so no later offset can skip the failed event; the
-  // service stops and a restart reads the event again.
+  // OK, or the first failure that halted intake (nodes/intake_stage.h). The service then stops and
+  // a restart reads the event again.
   Status failure() const;
 
  private:

@@ -14,7 +14,7 @@
 
 namespace clickdiff {
 
-// Column families. Keys are chosen by the callers (nodes/keys.h joins ids with a NUL byte); the
+// Column families. Keys are chosen by the callers (io/keys.h joins ids with a NUL byte); the
 // store treats them as bytes and keeps them in bytewise order. Callers end each prefix with their
 // separator so that a prefix scan of image "img1" cannot match "img10".
 enum class Family {
@@ -66,6 +66,8 @@ class Store {
     // distinct key; the value is the offset in decimal ASCII.
     void SetOffset(std::string_view topic, int32_t partition, int64_t next_offset);
     bool empty() const;
+    // Puts to `family` so far (a caller that writes only new keys counts new records with it).
+    uint64_t Puts(Family family) const;
 
    private:
     friend class Store;

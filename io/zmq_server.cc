@@ -17,6 +17,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "base/guard.h"
 #include "io/curve_key.h"
 
 namespace clickdiff {
@@ -125,7 +126,9 @@ struct ZmqServer::Impl {
   // Queues [topic, bytes] for the socket thread without blocking. Caller holds `mu`.
   void QueueLocked(const std::string& topic, const std::string& bytes);
 
-  const QueryHandler handler;
+  // Taken by the socket thread for each query and by SetQueryHandler to swap it.
+  std::mutex handler_mu;
+  QueryHandler handler;  // GUARDED_BY(handler_mu); empty: queries are refused
   zmq::context_t context;  // declared before the sockets: closed after all of them
   // Used only by the socket thread once it runs.
   zmq::socket_t xpub;
@@ -262,14 +265,17 @@ v1::QueryReply ZmqServer::Impl::Answer(const zmq::message_t& request) {
                     " bytes that do not parse as clickdiff.v1.Query");
     return reply;
   }
-  try {
-    return handler(query);
-  } catch (const std::exception& e) {
-    reply.set_error(std::string("query handler failed: ") + e.what());
-  } catch (...) {
-    reply.set_error("query handler failed with a non-standard exception");
+  std::lock_guard<std::mutex> lock(handler_mu);
+  if (!handler) {
+    reply.set_ok(false);
+    reply.set_error("the service is not answering queries (starting or stopping)");
+    return reply;
   }
+  Result<v1::QueryReply> answered =
+      Guarded("query handler", [&]() -> Result<v1::QueryReply> { return handler(query); });
+  if (answered.ok()) return std::move(answered).value();
   reply.set_ok(false);
+  reply.set_error(answered.status().message());
   return reply;
 }
 
@@ -312,7 +318,6 @@ void ZmqServer::Impl::Wake() {
 }
 
 Result<std::unique_ptr<ZmqServer>> ZmqServer::Bind(const ZmqConfig& config, QueryHandler handler) {
-  if (!handler) return InvalidArgument("ZmqServer::Bind: query handler is empty");
   auto impl = std::make_unique<Impl>(std::move(handler));
   CLICKDIFF_RETURN_IF_ERROR(impl->Open(config));
   try {
@@ -328,6 +333,11 @@ Result<std::unique_ptr<ZmqServer>> ZmqServer::Bind(const ZmqConfig& config, Quer
 ZmqServer::ZmqServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 ZmqServer::~ZmqServer() = default;
+
+void ZmqServer::SetQueryHandler(QueryHandler handler) {
+  std::lock_guard<std::mutex> lock(impl_->handler_mu);
+  impl_->handler = std::move(handler);
+}
 
 const std::string& ZmqServer::publish_endpoint() const { return impl_->publish_endpoint; }
 

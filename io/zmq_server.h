@@ -42,11 +42,18 @@ class ZmqServer {
   using QueryHandler = std::function<v1::QueryReply(const v1::Query& query)>;
   // Errors name the config field and endpoint: InvalidArgument for a malformed endpoint, a bad
   // CURVE key (or a public key that does not match the secret one) or send_high_water_mark < 1;
-  // Unavailable for an address in use or not local. `handler` must not be empty.
-  static Result<std::unique_ptr<ZmqServer>> Bind(const ZmqConfig& config, QueryHandler handler);
+  // Unavailable for an address in use or not local. `handler` answers queries on the socket
+  // thread; while it is empty, queries are answered with an error (not ready).
+  static Result<std::unique_ptr<ZmqServer>> Bind(const ZmqConfig& config,
+                                                 QueryHandler handler = nullptr);
   ~ZmqServer();  // stops the thread, closes the sockets (linger 0)
   ZmqServer(const ZmqServer&) = delete;
   ZmqServer& operator=(const ZmqServer&) = delete;
+
+  // Replaces the query handler (empty: queries are refused again). Returns once no call of the
+  // previous handler is running, so whatever it read may then go. Thread-safe; must not be called
+  // from inside a handler.
+  void SetQueryHandler(QueryHandler handler);
 
   // Endpoints actually bound, with the OS-chosen port ("tcp://127.0.0.1:41234").
   const std::string& publish_endpoint() const;

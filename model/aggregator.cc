@@ -3,7 +3,7 @@
 #include <cmath>
 #include <string>
 
-namespace clickdiff {
+namespace clickdiff::model {
 namespace {
 
 namespace F = torch::nn::functional;
@@ -220,4 +220,4 @@ Result<Aggregation> Aggregator::AggregateOnImage(const torch::Tensor& samples,
   return DecideAtSize(CropToImage(*fractions, mapping), mapping.height, mapping.width);
 }
 
-}  // namespace clickdiff
+}  // namespace clickdiff::model

@@ -34,11 +34,11 @@
 #include <vector>
 
 #include "base/status.h"
+#include "model/choices.h"
 #include "model/preprocess.h"
 
-namespace clickdiff {
+namespace clickdiff::model {
 
-enum class AggregationRule { kMajority, kThreshold, kDensity };
 enum class UncertaintyKind { kEntropy, kOneMinusMax };
 
 struct AggregatorOptions {
@@ -100,4 +100,4 @@ class Aggregator {
   AggregatorOptions options_;
 };
 
-}  // namespace clickdiff
+}  // namespace clickdiff::model

@@ -5,7 +5,7 @@
 #include <limits>
 #include <string>
 
-namespace clickdiff {
+namespace clickdiff::model {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -305,4 +305,4 @@ DatasetScores MetricsAccumulator::Finish() const {
   return out;
 }
 
-}  // namespace clickdiff
+}  // namespace clickdiff::model

@@ -36,7 +36,7 @@
 
 #include "base/status.h"
 
-namespace clickdiff {
+namespace clickdiff::model {
 
 enum class Hd95EmptyPolicy {
   kImageDiagonal,  // exactly one of P, T empty -> sqrt(H^2 + W^2)
@@ -131,4 +131,4 @@ class MetricsAccumulator {
   std::vector<Sums> sums_;  // indexed by class id
 };
 
-}  // namespace clickdiff
+}  // namespace clickdiff::model

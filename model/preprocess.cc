@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace clickdiff {
+namespace clickdiff::model {
 namespace {
 
 namespace F = torch::nn::functional;
@@ -108,4 +108,10 @@ torch::Tensor CropToImage(const torch::Tensor& grid_maps, const GridMapping& m) 
   return grid_maps.slice(h_dim, m.GridY0(), m.GridY1()).slice(h_dim + 1, m.GridX0(), m.GridX1());
 }
 
-}  // namespace clickdiff
+torch::Tensor GridFromValues(const float* values, int64_t resolution) {
+  // from_blob only reads here: the clone is the tensor's own memory.
+  return torch::from_blob(const_cast<float*>(values), {1, resolution, resolution}, torch::kFloat32)
+      .clone();
+}
+
+}  // namespace clickdiff::model

@@ -16,7 +16,7 @@
 
 #include "base/status.h"
 
-namespace clickdiff {
+namespace clickdiff::model {
 
 // Where an image of width x height sits on the model grid.
 struct GridMapping {
@@ -49,6 +49,10 @@ struct WindowOptions {
 Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& mapping,
                                   const WindowOptions& window = {});
 
+// A grid as stored (R*R row-major floats, ImageToGrid's output) -> [1,R,R] float32 tensor of its
+// own (the values are copied). The caller has checked there are R*R values.
+torch::Tensor GridFromValues(const float* values, int64_t resolution);
+
 // Row-major class ids (width*height) -> [R,R] int64 on the grid, nearest neighbour; padding is
 // background. Errors: kInvalidArgument for a size mismatch.
 Result<torch::Tensor> MaskToGrid(const int64_t* class_ids, const GridMapping& mapping);
@@ -57,4 +61,4 @@ Result<torch::Tensor> MaskToGrid(const int64_t* class_ids, const GridMapping& ma
 // resolution; resize it to (height, width) to get back to the image's own size.
 torch::Tensor CropToImage(const torch::Tensor& grid_maps, const GridMapping& mapping);
 
-}  // namespace clickdiff
+}  // namespace clickdiff::model

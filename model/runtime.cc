@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <thread>
 
-namespace clickdiff {
+namespace clickdiff::model {
 namespace {
 
 // The shared object that provides the sgemm_ LibTorch calls: symbol lookup follows load order,
@@ -56,35 +56,31 @@ int ConfigureThreads(int threads) {
   return torch::get_num_threads();
 }
 
-Result<torch::Device> ResolveDevice(const std::string& spec) {
-  if (spec == "cpu") return torch::Device(torch::kCPU);
-  if (spec == "auto") {
-    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
-                                       : torch::Device(torch::kCPU);
+Result<torch::Device> ResolveDevice(const DeviceSpec& spec) {
+  switch (spec.kind) {
+    case DeviceSpec::Kind::kCpu:
+      return torch::Device(torch::kCPU);
+    case DeviceSpec::Kind::kAuto:
+      return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
+                                         : torch::Device(torch::kCPU);
+    case DeviceSpec::Kind::kCuda:
+      break;
   }
-  if (spec.rfind("cuda", 0) != 0) {
-    return InvalidArgument("device '" + spec + "': expected cpu, cuda, cuda:N or auto");
-  }
-  int available = static_cast<int>(torch::cuda::device_count());
-  int index = 0;
-  if (spec.size() > 4) {
-    if (spec[4] != ':' || spec.size() == 5 ||
-        !std::all_of(spec.begin() + 5, spec.end(), ::isdigit)) {
-      return InvalidArgument("device '" + spec + "': expected cpu, cuda, cuda:N or auto");
-    }
-    index = std::stoi(spec.substr(5));
-  }
+  const int available = static_cast<int>(torch::cuda::device_count());
+  const int index = std::max(0, spec.index);
   if (index >= available) {
-    return Unavailable("device '" + spec + "': this machine has " + std::to_string(available) +
-                       " CUDA device(s)");
+    return Unavailable("device '" + DeviceName(spec) + "': this machine has " +
+                       std::to_string(available) + " CUDA device(s)");
   }
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
-std::vector<torch::Device> ServingDevices(const std::string& spec, torch::Device resolved,
+std::vector<torch::Device> ServingDevices(const DeviceSpec& spec, torch::Device resolved,
                                           int cuda_devices) {
   std::vector<torch::Device> devices{resolved};
-  if (!resolved.is_cuda() || (spec != "cuda" && spec != "auto")) return devices;
+  const bool every_gpu = spec.kind == DeviceSpec::Kind::kAuto ||
+                         (spec.kind == DeviceSpec::Kind::kCuda && spec.index < 0);
+  if (!resolved.is_cuda() || !every_gpu) return devices;
   const int first = resolved.has_index() ? resolved.index() : 0;
   for (int i = 0; i < cuda_devices; ++i) {
     if (i != first) devices.emplace_back(torch::kCUDA, static_cast<c10::DeviceIndex>(i));
@@ -123,4 +119,4 @@ RuntimeInfo CollectRuntimeInfo(bool measure_matmul) {
   return info;
 }
 
-}  // namespace clickdiff
+}  // namespace clickdiff::model

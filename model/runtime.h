@@ -10,8 +10,9 @@
 #include <vector>
 
 #include "base/status.h"
+#include "model/choices.h"
 
-namespace clickdiff {
+namespace clickdiff::model {
 
 struct RuntimeInfo {
   std::string torch_version;  // e.g. "1.13.0"
@@ -31,17 +32,17 @@ struct RuntimeInfo {
 // cores. Returns the intra-op thread count in effect.
 int ConfigureThreads(int threads);
 
-// Parses "cpu", "cuda", "cuda:N" or "auto" (CUDA when a device exists, else CPU). Errors:
-// kInvalidArgument for an unknown spec; kUnavailable when CUDA is asked for and none exists.
-Result<torch::Device> ResolveDevice(const std::string& spec);
+// The device `spec` names on this machine ("auto": CUDA when a device exists, else the CPU).
+// Errors: kUnavailable when a GPU is asked for and this machine has none (or not that one).
+Result<torch::Device> ResolveDevice(const DeviceSpec& spec);
 
 // The devices the service's sampler shards spread over: every one of the `cuda_devices` GPUs when
 // `spec` is "cuda" or "auto" and `resolved` (ResolveDevice(spec)) is a GPU, the resolved device
 // alone otherwise ("cpu", or a GPU pinned with "cuda:N"). The first is always `resolved`.
-std::vector<torch::Device> ServingDevices(const std::string& spec, torch::Device resolved,
+std::vector<torch::Device> ServingDevices(const DeviceSpec& spec, torch::Device resolved,
                                           int cuda_devices);
 
 // Describes the runtime; with `measure_matmul` also times a 1024^2 float matmul (~0.1 s).
 RuntimeInfo CollectRuntimeInfo(bool measure_matmul);
 
-}  // namespace clickdiff
+}  // namespace clickdiff::model

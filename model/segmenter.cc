@@ -61,25 +61,6 @@ Status CheckExample(const TrainingExample& ex, const SegmenterOptions& o, size_t
 
 }  // namespace
 
-const char* MethodName(Method method) {
-  switch (method) {
-    case Method::kD3pm:
-      return "d3pm";
-    case Method::kGaussianX0:
-      return "gaussian_x0";
-    case Method::kUNet:
-      return "unet";
-  }
-  return "unknown";
-}
-
-Result<Method> ParseMethod(const std::string& name) {
-  for (Method m : {Method::kD3pm, Method::kGaussianX0, Method::kUNet}) {
-    if (name == MethodName(m)) return m;
-  }
-  return InvalidArgument("unknown method '" + name + "' (expected d3pm, gaussian_x0 or unet)");
-}
-
 UNetOptions SegmenterOptions::EffectiveUNet() const {
   UNetOptions u = unet;
   u.label_channels = num_classes;

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "model/choices.h"
 #include "model/d3pm.h"
 #include "model/diffusion.h"
 #include "model/gaussian_x0.h"
@@ -36,13 +37,6 @@
 #include "model/unet.h"
 
 namespace clickdiff::model {
-
-enum class Method { kD3pm, kGaussianX0, kUNet };
-
-// "d3pm", "gaussian_x0", "unet".
-const char* MethodName(Method method);
-// Errors: kInvalidArgument naming the accepted spellings.
-Result<Method> ParseMethod(const std::string& name);
 
 struct SegmenterOptions {
   Method method = Method::kD3pm;

@@ -11,13 +11,14 @@ namespace clickdiff {
 // Stateless apart from the rule; safe under tbb::flow::unlimited.
 class Aggregate {
  public:
-  Aggregate(Aggregator aggregator, std::string rule_name);
-  // A cached result passes through with a fresh latency. Errors: the aggregator's.
+  explicit Aggregate(model::Aggregator aggregator);
+  // A cached result passes through with a fresh latency. Errors: the aggregator's; never throws.
   Result<v1::MaskResult> operator()(const SampleSet& set) const;
 
  private:
-  Aggregator aggregator_;
-  std::string rule_name_;
+  Result<v1::MaskResult> Draw(const SampleSet& set) const;
+
+  model::Aggregator aggregator_;
 };
 
 }  // namespace clickdiff

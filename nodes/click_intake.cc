@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "nodes/keys.h"
+#include "io/keys.h"
 
 namespace clickdiff {
 namespace {

@@ -8,7 +8,7 @@
 #include "base/status.h"
 #include "model/metrics.h"
 #include "nodes/intake.h"
-#include "nodes/keys.h"
+#include "io/keys.h"
 
 namespace clickdiff {
 namespace {
@@ -170,10 +170,10 @@ Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& m
                            std::to_string(t.width()) + "x" + std::to_string(t.height()) +
                            " but its mask is " + std::to_string(w) + "x" + std::to_string(h));
   }
-  MetricsOptions metrics_options;
+  model::MetricsOptions metrics_options;
   metrics_options.num_classes = options_.num_classes;
-  Result<ImageScores> scores =
-      ScoreImage(ClassIds(mask.mask(), h, w), ClassIds(t.class_ids(), h, w), metrics_options);
+  Result<model::ImageScores> scores =
+      model::ScoreImage(ClassIds(mask.mask(), h, w), ClassIds(t.class_ids(), h, w), metrics_options);
   if (!scores.ok()) return scores.status().WithContext("evaluator: " + mask.image_id());
   Result<uint64_t> clicks_seen = ClicksSeen(mask.model_version());
   if (!clicks_seen.ok()) return clicks_seen.status();
@@ -184,7 +184,7 @@ Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& m
   image.set_model_version(mask.model_version());
   image.set_clicks_seen(*clicks_seen);
   image.set_click_revision(mask.click_revision());
-  for (const ClassScores& c : scores->per_class) {
+  for (const model::ClassScores& c : scores->per_class) {
     if (c.images == 0) continue;
     v1::ClassScore* out = image.add_classes();
     out->set_class_id(static_cast<int32_t>(c.class_id));

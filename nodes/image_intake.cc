@@ -1,6 +1,6 @@
 #include "nodes/image_intake.h"
 
-#include "nodes/keys.h"
+#include "io/keys.h"
 
 namespace clickdiff {
 

@@ -1,6 +1,6 @@
 #include "nodes/infer_request.h"
 
-#include "nodes/keys.h"
+#include "io/keys.h"
 
 namespace clickdiff {
 

@@ -4,12 +4,6 @@
 
 namespace clickdiff {
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 void AdvanceOffset(Store::Batch& batch, const KafkaMessage& source) {
   batch.SetOffset(source.topic, source.partition, source.offset + 1);
 }
@@ -18,7 +12,11 @@ void WriteOrFail(Store& store, Store::Batch& batch, IntakeOutcome& outcome) {
   if (Status s = store.Write(batch); !s.ok()) {
     outcome = IntakeOutcome{};
     outcome.failure = s;
+    return;
   }
+  outcome.added.images += batch.Puts(Family::kImages);
+  outcome.added.clicks += batch.Puts(Family::kClicks);
+  outcome.added.labels += batch.Puts(Family::kLabels);
 }
 
 InferRequest RequestFor(const std::string& dataset, const std::string& image_id, double priority) {

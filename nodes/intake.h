@@ -8,11 +8,19 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "io/kafka_consumer.h"
 #include "io/store.h"
 #include "nodes/messages.h"
 
 namespace clickdiff {
+
+// Records of the kinds the service reports (ServiceStatus).
+struct StoredCounts {
+  uint64_t images = 0;
+  uint64_t clicks = 0;
+  uint64_t labels = 0;
+};
 
 struct IntakeOutcome {
   // Set when the event is refused: nothing was written, and the dead-letter stage records it
@@ -20,6 +28,8 @@ struct IntakeOutcome {
   std::optional<std::string> rejected;
   // Applied before (same id): nothing changed but the offset.
   bool duplicate = false;
+  // New records the event wrote (intake writes only records that were not stored before).
+  StoredCounts added;
   // Masks to draw again because of this event.
   std::vector<InferRequest> infer;
   // Set when the store (or the dead-letter topic) failed: nothing of the event was written and
@@ -27,11 +37,10 @@ struct IntakeOutcome {
   Status failure;
 };
 
-// Milliseconds since the Unix epoch.
-int64_t NowMs();
 // Adds `source`'s next offset to `batch`.
 void AdvanceOffset(Store::Batch& batch, const KafkaMessage& source);
-// Writes `batch`; when that fails, `outcome` becomes that failure alone (nothing was applied).
+// Writes `batch` and counts its new records in `outcome.added`; when that fails, `outcome` becomes
+// that failure alone (nothing was applied).
 void WriteOrFail(Store& store, Store::Batch& batch, IntakeOutcome& outcome);
 // A request to redraw dataset/image_id, stamped now.
 InferRequest RequestFor(const std::string& dataset, const std::string& image_id,

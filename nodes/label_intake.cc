@@ -1,6 +1,6 @@
 #include "nodes/label_intake.h"
 
-#include "nodes/keys.h"
+#include "io/keys.h"
 
 namespace clickdiff {
 

@@ -1,6 +1,6 @@
 #include "nodes/mask_cache.h"
 
-#include "nodes/keys.h"
+#include "io/keys.h"
 
 namespace clickdiff {
 

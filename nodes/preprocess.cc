@@ -13,9 +13,9 @@ Decoded Preprocess::operator()(Decoded decoded) const {
   if (record == nullptr) return decoded;
   try {
     const v1::ImageEvent& event = record->stored.event();
-    Result<GridMapping> mapping = MakeGridMapping(event.width(), event.height(), resolution_);
+    Result<model::GridMapping> mapping = model::MakeGridMapping(event.width(), event.height(), resolution_);
     Result<torch::Tensor> grid =
-        mapping.ok() ? ImageToGrid(record->pixels.data(), *mapping) : mapping.status();
+        mapping.ok() ? model::ImageToGrid(record->pixels.data(), *mapping) : mapping.status();
     if (!grid.ok()) {
       decoded.event = Rejected{"preprocess: " + grid.status().message()};
       return decoded;
@@ -32,13 +32,6 @@ Decoded Preprocess::operator()(Decoded decoded) const {
     decoded.event = Rejected{std::string("preprocess failed: ") + e.what()};
   }
   return decoded;
-}
-
-torch::Tensor StoredGrid(const v1::StoredImage& stored, int64_t resolution) {
-  // from_blob only reads here: the clone is the tensor's own memory.
-  return torch::from_blob(const_cast<float*>(stored.grid().data()), {1, resolution, resolution},
-                          torch::kFloat32)
-      .clone();
 }
 
 }  // namespace clickdiff

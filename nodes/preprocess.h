@@ -17,8 +17,4 @@ class Preprocess {
   int64_t resolution_;
 };
 
-// The grid a preprocessed image was stored with (StoredImage.grid, R x R), as a [1,R,R] float
-// tensor of its own. The caller has checked grid_size() == R * R.
-torch::Tensor StoredGrid(const v1::StoredImage& stored, int64_t resolution);
-
 }  // namespace clickdiff

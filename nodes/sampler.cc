@@ -2,14 +2,15 @@
 
 #include <functional>
 
-#include "nodes/keys.h"
-#include "nodes/preprocess.h"
+#include "base/guard.h"
+#include "io/keys.h"
+#include "model/preprocess.h"
 
 namespace clickdiff {
 
 Sampler::Sampler(Store* store, const ModelSlot* models, InferRequestGate* gate,
-                 const MaskCache* cache, SamplerOptions options)
-    : store_(store), models_(models), gate_(gate), cache_(cache), options_(options) {}
+                 const MaskCache* cache, const SamplerConfig& config)
+    : store_(store), models_(models), gate_(gate), cache_(cache), config_(config) {}
 
 Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   gate_->Started(request);
@@ -39,7 +40,7 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   out.request = request;
   out.model_version = model->version;
   out.click_revision = *revision;
-  out.steps = static_cast<uint32_t>(options_.steps);
+  out.steps = static_cast<uint32_t>(config_.steps);
   Result<std::optional<v1::MaskResult>> hit =
       cache_->Lookup(request.dataset, request.image_id, model->version, *revision);
   if (!hit.ok()) return hit.status();
@@ -50,7 +51,7 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   prepared.model = std::move(model);
   prepared.seed = std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^
                   (out.model_version << 32);
-  prepared.grid = StoredGrid(stored, r).unsqueeze(0);
+  prepared.grid = model::GridFromValues(stored.grid().data(), r).unsqueeze(0);
   stored.mutable_event()->clear_payload();
   out.image = std::move(*stored.mutable_event());
   return prepared;
@@ -64,15 +65,13 @@ Result<torch::Tensor> Sampler::Draw(const PreparedRequest& prepared, int64_t sha
                                     int64_t shards) const {
   // Shard 0 keeps the request's seed, so one shard draws what an unsharded sampler does.
   const uint64_t seed = prepared.seed ^ (static_cast<uint64_t>(shard) * 0xD1B54A32D192ED03ull);
-  try {
+  return Guarded("sampling " + prepared.set.request.image_id, [&]() -> Result<torch::Tensor> {
     Result<torch::Tensor> drawn = prepared.model->ForShard(shard).Sample(
-        prepared.grid, ShardSamples(options_.samples, shard, shards), options_.steps, seed,
-        options_.memory_budget_mb);
+        prepared.grid, ShardSamples(config_.samples, shard, shards), config_.steps, seed,
+        config_.memory_budget_mb);
     if (!drawn.ok()) return drawn.status().WithContext(prepared.set.request.image_id);
     return (*drawn)[0];
-  } catch (const std::exception& e) {
-    return Internal("sampling " + prepared.set.request.image_id + ": " + e.what());
-  }
+  });
 }
 
 Result<SampleSet> Sampler::operator()(const InferRequest& request) const {

@@ -6,18 +6,13 @@
 
 #include <memory>
 
+#include "config/config.h"
 #include "io/store.h"
+#include "learning/model_slot.h"
 #include "nodes/infer_request.h"
 #include "nodes/mask_cache.h"
-#include "nodes/model_slot.h"
 
 namespace clickdiff {
-
-struct SamplerOptions {
-  int64_t samples = 16;
-  int64_t steps = 50;  // 0: the method's T
-  int64_t memory_budget_mb = 512;
-};
 
 // A request pinned to what it is drawn with when it starts: the model version being served, the
 // image's grid and click revision, and the seed. When the cache already holds the mask for that
@@ -29,25 +24,39 @@ struct PreparedRequest {
   uint64_t seed = 0;
 };
 
-// Thread-safe: several sampler threads may share one (Segmenter::Sample is const). Store, slot and
-// gate are not owned.
-class Sampler {
+// What sampler threads (nodes/sampler_pool.h) draw from: a request is prepared once, then its
+// shards are drawn, possibly on different threads at once. Implementations are thread-safe and
+// never throw.
+class SampleSource {
  public:
+  virtual ~SampleSource() = default;
+  virtual Result<PreparedRequest> Prepare(const InferRequest& request) const = 0;
+  // Shard `shard` of `shards` of the request's samples, [n,R,R].
+  virtual Result<torch::Tensor> Draw(const PreparedRequest& prepared, int64_t shard,
+                                     int64_t shards) const = 0;
+};
+
+// Thread-safe: several sampler threads may share one (Segmenter::Sample is const). Store, slot,
+// gate and cache are not owned.
+class Sampler : public SampleSource {
+ public:
+  // config: N samples (`samples`), denoising `steps` (0: the method's T), `memory_budget_mb`.
   Sampler(Store* store, const ModelSlot* models, InferRequestGate* gate, const MaskCache* cache,
-          SamplerOptions options);
+          const SamplerConfig& config);
   // Errors: the image is not stored, no model is loaded, or sampling failed. A cache hit for the
   // current model version and click revision returns the cached mask instead of samples.
   // Prepare, then the one shard of all N samples.
   Result<SampleSet> operator()(const InferRequest& request) const;
 
   // Marks the request started at the gate, pins it, looks up the cache. Errors as above.
-  Result<PreparedRequest> Prepare(const InferRequest& request) const;
+  Result<PreparedRequest> Prepare(const InferRequest& request) const override;
   // Shard `shard` of `shards` of the N samples: ShardSamples(N, shard, shards) samples, [n,R,R],
   // drawn with the pinned model's copy for the shard (ServingModel::ForShard: the serving devices
   // in turn) and a seed of their own (shard 0 keeps the request's). Shards are independent draws
   // from the same weights, so together they are N samples distributed exactly as one sampler's N;
   // any shard may run on any thread.
-  Result<torch::Tensor> Draw(const PreparedRequest& prepared, int64_t shard, int64_t shards) const;
+  Result<torch::Tensor> Draw(const PreparedRequest& prepared, int64_t shard,
+                             int64_t shards) const override;
   // N / shards, plus one for the first N % shards shards.
   static int64_t ShardSamples(int64_t samples, int64_t shard, int64_t shards);
 
@@ -56,7 +65,7 @@ class Sampler {
   const ModelSlot* models_;
   InferRequestGate* gate_;
   const MaskCache* cache_;
-  SamplerOptions options_;
+  SamplerConfig config_;
 };
 
 }  // namespace clickdiff

@@ -10,7 +10,7 @@
 
 #include "io/embedded_broker.h"
 #include "services/command.h"
-#include "services/daemon.h"
+#include "services/service.h"
 
 namespace clickdiff {
 namespace {

@@ -10,7 +10,7 @@
 #include "model/checkpoint_store.h"
 #include "model/metrics.h"
 #include "services/command.h"
-#include "services/model_options.h"
+#include "config/model_options.h"
 #include "services/offline_dataset.h"
 
 namespace clickdiff {
@@ -37,14 +37,14 @@ struct Candidate {
 Result<double> ScoreRule(const AggregatorConfig& rule, const std::vector<OfflineImage>& images,
                          const std::vector<torch::Tensor>& samples, int64_t n,
                          int64_t num_classes) {
-  Result<Aggregator> aggregator = MakeAggregator(rule, num_classes);
+  Result<model::Aggregator> aggregator = MakeAggregator(rule, num_classes);
   if (!aggregator.ok()) return aggregator.status();
-  MetricsOptions metrics;
+  model::MetricsOptions metrics;
   metrics.num_classes = num_classes;
   metrics.compute_hd95 = false;  // the sweep ranks by Dice
-  MetricsAccumulator accumulator(metrics);
+  model::MetricsAccumulator accumulator(metrics);
   for (size_t i = 0; i < images.size(); ++i) {
-    Result<Aggregation> a = AggregateOnImage(*aggregator, samples[i].slice(0, 0, n), images[i]);
+    Result<model::Aggregation> a = AggregateOnImage(*aggregator, samples[i].slice(0, 0, n), images[i]);
     if (!a.ok()) return a.status();
     CLICKDIFF_RETURN_IF_ERROR(accumulator.Add(a->mask, images[i].native_mask));
   }
@@ -55,12 +55,12 @@ Result<double> ScoreRule(const AggregatorConfig& rule, const std::vector<Offline
 // class. Returns mean class Dice over the images.
 Result<double> ScoreDisks(double radius, const std::vector<OfflineImage>& images,
                           const std::vector<std::vector<Click>>& clicks, int64_t num_classes) {
-  MetricsOptions metrics;
+  model::MetricsOptions metrics;
   metrics.num_classes = num_classes;
   metrics.compute_hd95 = false;
-  MetricsAccumulator accumulator(metrics);
+  model::MetricsAccumulator accumulator(metrics);
   for (size_t i = 0; i < images.size(); ++i) {
-    const GridMapping& m = images[i].mapping;
+    const model::GridMapping& m = images[i].mapping;
     torch::Tensor ys = torch::arange(m.height, torch::kFloat32).view({-1, 1});
     torch::Tensor xs = torch::arange(m.width, torch::kFloat32).view({1, -1});
     torch::Tensor pred = torch::zeros({m.height, m.width}, torch::kInt64);
@@ -77,18 +77,18 @@ Result<double> ScoreDisks(double radius, const std::vector<OfflineImage>& images
 std::vector<AggregatorConfig> CandidateRules() {
   std::vector<AggregatorConfig> rules;
   AggregatorConfig majority;
-  majority.rule = "majority";
+  majority.rule = model::AggregationRule::kMajority;
   rules.push_back(majority);
   for (double t : {0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5}) {
     AggregatorConfig r;
-    r.rule = "threshold";
+    r.rule = model::AggregationRule::kThreshold;
     r.threshold = t;
     rules.push_back(r);
   }
   for (double sigma : {1.0, 2.0, 3.0, 4.0, 6.0}) {
     for (double t : {0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7}) {
       AggregatorConfig r;
-      r.rule = "density";
+      r.rule = model::AggregationRule::kDensity;
       r.density_sigma = sigma;
       r.density_threshold = t;
       rules.push_back(r);
@@ -98,9 +98,9 @@ std::vector<AggregatorConfig> CandidateRules() {
 }
 
 nlohmann::json RuleJson(const AggregatorConfig& r) {
-  nlohmann::json j = {{"rule", r.rule}};
-  if (r.rule == "threshold") j["threshold"] = r.threshold;
-  if (r.rule == "density") {
+  nlohmann::json j = {{"rule", model::AggregationRuleName(r.rule)}};
+  if (r.rule == model::AggregationRule::kThreshold) j["threshold"] = r.threshold;
+  if (r.rule == model::AggregationRule::kDensity) {
     j["density_sigma"] = r.density_sigma;
     j["density_threshold"] = r.density_threshold;
   }
@@ -199,10 +199,11 @@ Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
     report["best_click_disk"] = {{"radius", best_radius}, {"dice", best_disk}};
   }
   out << report.dump(2) << "\n";
-  std::string lines = "aggregator.rule=" + best.rule.rule;
-  if (best.rule.rule == "threshold")
+  std::string lines = std::string("aggregator.rule=") + model::AggregationRuleName(best.rule.rule);
+  if (best.rule.rule == model::AggregationRule::kThreshold) {
     lines += " aggregator.threshold=" + std::to_string(best.rule.threshold);
-  if (best.rule.rule == "density") {
+  }
+  if (best.rule.rule == model::AggregationRule::kDensity) {
     lines += " aggregator.density_sigma=" + std::to_string(best.rule.density_sigma) +
              " aggregator.density_threshold=" + std::to_string(best.rule.density_threshold);
   }

@@ -3,12 +3,14 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <iostream>
+#include <thread>
 
 #include "services/command.h"
-#include "services/daemon.h"
 #include "services/logging.h"
+#include "services/service.h"
 
 namespace {
 std::atomic<bool> g_stop{false};  // the one global: a signal handler can reach nothing else
@@ -32,8 +34,15 @@ int main(int argc, char** argv) {
   static_assert(std::atomic<bool>::is_always_lock_free);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  clickdiff::Status status = clickdiff::RunDaemon(*config, g_stop);
-  if (!status.ok()) {
+  auto service = clickdiff::Service::Start(*config);
+  if (!service.ok()) {
+    spdlog::error("{}", service.status().ToString());
+    return 1;
+  }
+  while (!g_stop.load() && (*service)->health().ok()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (clickdiff::Status status = (*service)->Stop(); !status.ok()) {
     spdlog::error("{}", status.ToString());
     return 1;
   }

@@ -22,8 +22,9 @@ void AddConfigCommand(CLI::App& app, CommandContext& context) {
     args->options.path = args->file;
     Result<Config> loaded = LoadConfigFor(args->options);
     if (loaded.ok()) {
-      *context.out << "config OK: " << args->file << " (mode " << loaded->mode << ", model "
-                   << loaded->model.method << ", device " << loaded->compute.device << ")\n";
+      *context.out << "config OK: " << args->file << " (mode " << NameOf(kModeNames, loaded->mode)
+                   << ", model " << model::MethodName(loaded->model.method) << ", device "
+                   << model::DeviceName(loaded->compute.device) << ")\n";
     }
     Finish(context, loaded.status());
   });

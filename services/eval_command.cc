@@ -51,9 +51,9 @@ Status RunEval(const EvalArgs& args, std::ostream& out) {
                            " but --classes is " + std::to_string(classes));
   }
 
-  MetricsOptions options;
+  model::MetricsOptions options;
   options.num_classes = classes;
-  MetricsAccumulator accumulator(options);
+  model::MetricsAccumulator accumulator(options);
   for (const NamedMask& t : *truth) {
     auto p = pred_by_name.find(t.name);
     if (p == pred_by_name.end()) {

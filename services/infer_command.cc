@@ -8,7 +8,7 @@
 #include "io/image_codec.h"
 #include "model/checkpoint_store.h"
 #include "services/command.h"
-#include "services/model_options.h"
+#include "config/model_options.h"
 #include "services/offline_dataset.h"
 
 namespace clickdiff {
@@ -40,8 +40,12 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
   if (!segmenter.ok()) return segmenter.status();
   const int64_t num_classes = segmenter->options().num_classes;
   AggregatorConfig aggregation = config->aggregator;
-  if (!args.rule.empty()) aggregation.rule = args.rule;
-  Result<Aggregator> aggregator = MakeAggregator(aggregation, num_classes);
+  if (!args.rule.empty()) {
+    Result<model::AggregationRule> rule = model::ParseAggregationRule(args.rule);
+    if (!rule.ok()) return rule.status().WithContext("--rule");
+    aggregation.rule = *rule;
+  }
+  Result<model::Aggregator> aggregator = MakeAggregator(aggregation, num_classes);
   if (!aggregator.ok()) return aggregator.status();
   const int64_t samples = args.samples > 0 ? args.samples : config->sampler.samples;
   const int64_t steps = args.steps >= 0 ? args.steps : config->sampler.steps;
@@ -66,7 +70,7 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
         segmenter->Sample(image.grid_image.unsqueeze(0), samples, steps, args.seed + i,
                           config->sampler.memory_budget_mb);
     if (!drawn.ok()) return drawn.status().WithContext(image.name);
-    Result<Aggregation> result = AggregateOnImage(*aggregator, (*drawn)[0], image);
+    Result<model::Aggregation> result = AggregateOnImage(*aggregator, (*drawn)[0], image);
     if (!result.ok()) return result.status();
     const int w = static_cast<int>(image.mapping.width);
     const int h = static_cast<int>(image.mapping.height);
@@ -83,7 +87,7 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
       {"images", dataset->size()},
       {"samples", samples},
       {"network_evaluations_per_sample", segmenter->NetworkEvaluations(steps)},
-      {"rule", aggregation.rule},
+      {"rule", model::AggregationRuleName(aggregation.rule)},
       {"seconds", seconds},
       {"seconds_per_image", seconds / static_cast<double>(dataset->size())},
       {"out", args.out}};

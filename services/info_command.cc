@@ -22,8 +22,8 @@ void AddInfoCommand(CLI::App& app, CommandContext& context) {
   info->callback([&context, args] {
     Result<Config> config = LoadConfigFor(args->options);
     if (!config.ok()) return Finish(context, config.status());
-    ConfigureThreads(config->compute.torch_threads);
-    RuntimeInfo r = CollectRuntimeInfo(/*measure_matmul=*/true);
+    model::ConfigureThreads(config->compute.torch_threads);
+    model::RuntimeInfo r = model::CollectRuntimeInfo(/*measure_matmul=*/true);
     std::ostream& out = *context.out;
     if (args->json) {
       nlohmann::json j = {

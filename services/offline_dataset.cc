@@ -37,10 +37,10 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     const Image& image = named.image;
     OfflineImage item;
     item.name = named.name;
-    Result<GridMapping> mapping = MakeGridMapping(image.width, image.height, spec.resolution);
+    Result<model::GridMapping> mapping = model::MakeGridMapping(image.width, image.height, spec.resolution);
     if (!mapping.ok()) return mapping.status().WithContext(named.path);
     item.mapping = *mapping;
-    Result<torch::Tensor> grid = ImageToGrid(image.pixels.data(), item.mapping);
+    Result<torch::Tensor> grid = model::ImageToGrid(image.pixels.data(), item.mapping);
     if (!grid.ok()) return grid.status().WithContext(named.path);
     item.grid_image = *grid;
     for (const Click& c : clicks_by_image[named.name]) {
@@ -50,7 +50,7 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     auto mask = mask_by_image.find(named.name);
     if (mask != mask_by_image.end()) {
       const NamedMask& m = *mask->second;
-      Result<torch::Tensor> grid_mask = MaskToGrid(m.class_ids.data(), item.mapping);
+      Result<torch::Tensor> grid_mask = model::MaskToGrid(m.class_ids.data(), item.mapping);
       if (!grid_mask.ok()) return grid_mask.status().WithContext(m.path);
       item.grid_mask = *grid_mask;
       item.native_mask = torch::tensor(m.class_ids, torch::kInt64).view({m.height, m.width});
@@ -72,9 +72,9 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
   return examples;
 }
 
-Result<Aggregation> AggregateOnImage(const Aggregator& aggregator, const torch::Tensor& samples,
+Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator, const torch::Tensor& samples,
                                      const OfflineImage& image) {
-  Result<Aggregation> a = aggregator.AggregateOnImage(samples, image.mapping);
+  Result<model::Aggregation> a = aggregator.AggregateOnImage(samples, image.mapping);
   if (!a.ok()) return a.status().WithContext(image.name);
   return a;
 }

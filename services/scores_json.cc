@@ -9,9 +9,9 @@ nlohmann::json Number(double v) { return std::isfinite(v) ? nlohmann::json(v) : 
 
 }  // namespace
 
-nlohmann::json ScoresToJson(const DatasetScores& scores) {
+nlohmann::json ScoresToJson(const model::DatasetScores& scores) {
   nlohmann::json classes = nlohmann::json::array();
-  for (const ClassScores& c : scores.per_class) {
+  for (const model::ClassScores& c : scores.per_class) {
     classes.push_back({{"class", c.class_id},
                        {"dice", Number(c.dice)},
                        {"iou", Number(c.iou)},

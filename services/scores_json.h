@@ -10,6 +10,6 @@
 
 namespace clickdiff {
 
-nlohmann::json ScoresToJson(const DatasetScores& scores);
+nlohmann::json ScoresToJson(const model::DatasetScores& scores);
 
 }  // namespace clickdiff

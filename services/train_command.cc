@@ -6,7 +6,7 @@
 #include "model/checkpoint_store.h"
 #include "model/trainer.h"
 #include "services/command.h"
-#include "services/model_options.h"
+#include "config/model_options.h"
 #include "services/offline_dataset.h"
 
 namespace clickdiff {
@@ -64,7 +64,7 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
                static_cast<int64_t>(examples->size()) - dense, dense, options.resolution,
                options.resolution, compute->threads, device.str());
 
-  model::TrainerOptions trainer_options = TrainerOptionsFrom(*config);
+  model::TrainerOptions trainer_options = TrainerOptionsFrom(config->trainer);
   trainer_options.max_steps = args.steps;
   trainer_options.max_seconds = args.seconds;
   model::Trainer trainer(&*segmenter, trainer_options);

@@ -38,9 +38,9 @@ double Dice(const torch::Tensor& pred, const torch::Tensor& truth) {
 }
 
 // Mean Dice of a rule over images: samples [B,N,H,W].
-double RuleDice(const clickdiff::AggregatorOptions& options, const torch::Tensor& samples,
+double RuleDice(const clickdiff::model::AggregatorOptions& options, const torch::Tensor& samples,
                 const std::vector<cm::SyntheticSample>& data) {
-  auto aggregator = clickdiff::Aggregator::Create(options);
+  auto aggregator = clickdiff::model::Aggregator::Create(options);
   if (!aggregator.ok()) return -1;
   double sum = 0;
   for (int64_t b = 0; b < samples.size(0); ++b) {
@@ -65,7 +65,7 @@ double DiskDice(const std::vector<cm::SyntheticSample>& data, double radius) {
 }
 
 struct Choice {
-  clickdiff::AggregatorOptions options;
+  clickdiff::model::AggregatorOptions options;
   double val = -1;
   std::string name;
 };
@@ -156,19 +156,19 @@ int main(int argc, char** argv) {
 
   std::vector<Choice> families(3);
   families[0].name = "majority";
-  families[0].options.rule = clickdiff::AggregationRule::kMajority;
+  families[0].options.rule = clickdiff::model::AggregationRule::kMajority;
   families[0].val = RuleDice(families[0].options, *val_samples, val);
   for (double t : {0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6}) {
-    clickdiff::AggregatorOptions o;
-    o.rule = clickdiff::AggregationRule::kThreshold;
+    clickdiff::model::AggregatorOptions o;
+    o.rule = clickdiff::model::AggregationRule::kThreshold;
     o.threshold = t;
     const double d = RuleDice(o, *val_samples, val);
     if (d > families[1].val) families[1] = {o, d, "threshold " + std::to_string(t)};
   }
   for (double sigma : {1.0, 2.0, 3.0, 4.0}) {
     for (double rel : {0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6}) {
-      clickdiff::AggregatorOptions o;
-      o.rule = clickdiff::AggregationRule::kDensity;
+      clickdiff::model::AggregatorOptions o;
+      o.rule = clickdiff::model::AggregationRule::kDensity;
       o.density_sigma = sigma;
       o.density_relative_threshold = rel;
       const double d = RuleDice(o, *val_samples, val);

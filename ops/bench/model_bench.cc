@@ -1,6 +1,6 @@
 // ops/bench/model_bench.cc — throughput of the model with its default options: one training step
 // (batch 8) and sampling N = 16 label maps of one image, per method. Prints figures only.
-//   model_bench --benchmark_filter=Sample   (threads: CLICKDIFF_BENCH_THREADS, default 1)
+//   model_bench --benchmark_filter=Sample   (threads: BENCH_THREADS, default 1)
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
@@ -15,7 +15,7 @@ namespace cm = clickdiff::model;
 namespace {
 
 void SetThreads() {
-  const char* env = std::getenv("CLICKDIFF_BENCH_THREADS");
+  const char* env = std::getenv("BENCH_THREADS");
   torch::set_num_threads(env ? std::atoi(env) : 1);
 }
 

@@ -14,8 +14,8 @@
 
 #include "config/config.h"
 #include "io/store.h"
-#include "nodes/keys.h"
-#include "nodes/replay.h"
+#include "io/keys.h"
+#include "learning/replay.h"
 #include "schemas/events.pb.h"
 
 namespace {

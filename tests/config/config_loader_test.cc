@@ -27,11 +27,11 @@ std::string ErrorOf(const std::string& yaml, ConfigOverrides overrides = {}) {
 TEST(ConfigLoaderTest, DefaultFileLoadsWithEmbeddedSettings) {
   Result<Config> c = LoadConfigFile(kSourceDir + "/config/default.yaml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ(c->mode, "embedded");
+  EXPECT_EQ(c->mode, Mode::kEmbedded);
   EXPECT_EQ(c->kafka.bootstrap_servers, "");
   EXPECT_EQ(c->store.path, "./var/db");
   EXPECT_THAT(c->zmq.publish_endpoint, HasSubstr("127.0.0.1"));
-  EXPECT_EQ(c->compute.device, "cpu");
+  EXPECT_EQ(c->compute.device.kind, model::DeviceSpec::Kind::kCpu);
   EXPECT_EQ(c->model.d3pm.steps, 200);
   EXPECT_DOUBLE_EQ(c->model.loss.focal_alpha, 0.999);
 }
@@ -39,7 +39,7 @@ TEST(ConfigLoaderTest, DefaultFileLoadsWithEmbeddedSettings) {
 TEST(ConfigLoaderTest, ProductionExampleLoadsWithPassThroughKafkaProperties) {
   Result<Config> c = LoadConfigFile(kSourceDir + "/config/production.example.yaml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ(c->mode, "external");
+  EXPECT_EQ(c->mode, Mode::kExternal);
   EXPECT_THAT(c->kafka.bootstrap_servers, HasSubstr(":9093"));
   EXPECT_EQ(c->kafka.properties.at("security.protocol"), "SASL_SSL");
   EXPECT_EQ(c->kafka.properties.at("sasl.mechanisms"), "SCRAM-SHA-512");
@@ -106,7 +106,7 @@ TEST(ConfigLoaderTest, OutOfRangeRealAndOpenBoundAreRejected) {
 TEST(ConfigLoaderTest, ChoiceRejectsUnknownValueAndListsAllowed) {
   std::string e = ErrorOf("model:\n  method: ddpm\n");
   EXPECT_THAT(e, HasSubstr("model.method"));
-  EXPECT_THAT(e, HasSubstr("'d3pm' 'gaussian_x0' 'unet'"));
+  EXPECT_THAT(e, HasSubstr("one of 'd3pm', 'gaussian_x0', 'unet'"));
 }
 
 TEST(ConfigLoaderTest, StringChecksRejectBadTopicEndpointDeviceAndKey) {
@@ -152,7 +152,7 @@ TEST(ConfigLoaderTest, EnvironmentOverridesFileAndSetOverridesEnvironment) {
   Result<Config> c = Load("sampler:\n  samples: 8\n", o);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->sampler.samples, 64);
-  EXPECT_EQ(c->model.method, "gaussian_x0");
+  EXPECT_EQ(c->model.method, model::Method::kGaussianX0);
 }
 
 TEST(ConfigLoaderTest, SetAcceptsFlowListsAndCreatesSections) {
@@ -218,7 +218,7 @@ TEST(ConfigLoaderTest, DumpLoadsBackToTheSameConfig) {
   Result<Config> second = LoadConfigString(dumped, "dump");
   ASSERT_TRUE(second.ok()) << second.status().ToString() << "\n" << dumped;
   EXPECT_EQ(DumpConfig(*second), dumped);
-  EXPECT_EQ(second->model.method, "unet");
+  EXPECT_EQ(second->model.method, model::Method::kUNet);
   EXPECT_EQ(second->sampler.samples, 7);
   EXPECT_EQ(second->kafka.properties.at("acks"), "all");
   EXPECT_DOUBLE_EQ(second->trainer.learning_rate, 0.003);

@@ -14,9 +14,9 @@
 namespace clickdiff {
 namespace {
 
-using testing::Eventually;
-using testing::FreshDir;
-using testing::InProcessService;
+using testutil::Eventually;
+using testutil::FreshDir;
+using testutil::InProcessService;
 
 constexpr int kImages = 40;
 constexpr int kClicked = 30;  // the others are never clicked
@@ -56,7 +56,7 @@ class LearningLoopTest : public ::testing::Test {
   void SetUp() override {
     dir_ = FreshDir("learning_loop");
     broker_ = EmbeddedBroker::Start(1).value();
-    config_ = testing::SmallServiceConfig(dir_, broker_->bootstrap_servers());
+    config_ = testutil::SmallServiceConfig(dir_, broker_->bootstrap_servers());
     for (const std::string& topic : ServiceTopics(config_.kafka)) {
       ASSERT_TRUE(broker_->CreateTopic(topic, 1).ok());
     }
@@ -101,10 +101,10 @@ class LearningLoopTest : public ::testing::Test {
 
 TEST_F(LearningLoopTest, DiceOfPublishedMasksRisesAsClicksArriveAndNothingIsLost) {
   config_.model = ModelConfig();         // the product model at 64x64, untrained ...
-  config_.model.method = "gaussian_x0";  // 4 evaluations per sample: sweeps stay short
+  config_.model.method = model::Method::kGaussianX0;  // 4 evaluations per sample: short sweeps
   config_.sampler.samples = 8;
   config_.sampler.steps = 0;
-  config_.aggregator.rule = "density";
+  config_.aggregator.rule = model::AggregationRule::kDensity;
   config_.aggregator.density_sigma = 2;
   config_.aggregator.density_threshold = 0.5;
   config_.trainer.continuous = true;
@@ -204,7 +204,7 @@ TEST_F(LearningLoopTest, DiceOfPublishedMasksRisesAsClicksArriveAndNothingIsLost
   std::set<std::string> scored;
   bool last_version = false;
   for (const KafkaMessage& m :
-       testing::ReadTopics(config_.kafka, broker_->bootstrap_servers(), {"metrics"},
+       testutil::ReadTopics(config_.kafka, broker_->bootstrap_servers(), {"metrics"},
                            2 * status.evaluated(), "metrics-reader")) {
     v1::Metrics metrics;
     ASSERT_TRUE(metrics.ParseFromString(m.value));

@@ -6,27 +6,27 @@
 
 #include "io/embedded_broker.h"
 #include "model/segmenter.h"
-#include "nodes/keys.h"
+#include "io/keys.h"
 #include "nodes/mask_cache.h"
-#include "services/model_options.h"
+#include "config/model_options.h"
 #include "tests/graph/service_fixture.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
 namespace {
 
-using testing::Click;
-using testing::Eventually;
-using testing::FreshDir;
-using testing::PngImageEvent;
-using testing::Record;
+using testutil::Click;
+using testutil::Eventually;
+using testutil::FreshDir;
+using testutil::PngImageEvent;
+using testutil::Record;
 
 class PipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = FreshDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     broker_ = EmbeddedBroker::Start(1).value();
-    config_ = testing::SmallServiceConfig(dir_, broker_->bootstrap_servers());
+    config_ = testutil::SmallServiceConfig(dir_, broker_->bootstrap_servers());
     config_.limits.max_in_flight = 4;
     store_ = Store::Open(config_.store).value();
     producer_ = KafkaProducer::Create(config_.kafka, broker_->bootstrap_servers()).value();
@@ -47,13 +47,13 @@ class PipelineTest : public ::testing::Test {
                       [this](const std::string& image_key) {
                         std::lock_guard<std::mutex> lock(mu_);
                         stored_.push_back(image_key);
+                      },
+                      [this](bool saturated) {
+                        std::lock_guard<std::mutex> lock(mu_);
+                        saturation_.push_back(saturated);
                       }};
-    pipeline_ = Pipeline::Create(config_, deps, MakeAggregator(config_.aggregator, 2).value(),
-                                 [this](bool saturated) {
-                                   std::lock_guard<std::mutex> lock(mu_);
-                                   saturation_.push_back(saturated);
-                                 })
-                    .value();
+    pipeline_ =
+        Pipeline::Create(config_, deps, MakeAggregator(config_.aggregator, 2).value()).value();
   }
 
   std::string dir_;
@@ -80,6 +80,10 @@ TEST_F(PipelineTest, IntakeReportsEachImageWhoseRecordsItWrote) {
   EXPECT_EQ(pipeline_->counters().applied, 5u);
   EXPECT_EQ(pipeline_->counters().duplicates, 1u);
   EXPECT_EQ(pipeline_->counters().dead_letters, 1u);
+  // The counts a STATUS query reports: the click waiting for its image is not a click yet.
+  EXPECT_EQ(pipeline_->counters().stored.images, 1u);
+  EXPECT_EQ(pipeline_->counters().stored.clicks, 1u);
+  EXPECT_EQ(pipeline_->counters().stored.labels, 0u);
   std::lock_guard<std::mutex> lock(mu_);
   // Not the repeated click (nothing written) nor the malformed one (dead-lettered); the click
   // waiting for its image is stored, so it counts.
@@ -104,6 +108,7 @@ TEST_F(PipelineTest, SaturationPausesThenResumesAndEveryEventIsApplied) {
   }
   EXPECT_EQ(pipeline_->counters().applied, static_cast<uint64_t>(kImages));
   EXPECT_EQ(store_->Count(Family::kImages).value(), static_cast<uint64_t>(kImages));
+  EXPECT_EQ(pipeline_->counters().stored.images, static_cast<uint64_t>(kImages));
   // Intake is serial and in consumption order, so the stored offset is the last one + 1.
   EXPECT_EQ(store_->GetOffset("images", 0).value(), kImages);
 }
@@ -165,6 +170,9 @@ TEST_F(PipelineTest, StaleMasksAreRequestedAfterARestartAndFreshOnesAreNot) {
   ASSERT_TRUE(store_->Write(batch).ok());
   const uint64_t before = zmq_->published();
   MakePipeline();
+  // A new pipeline counts what the store holds.
+  EXPECT_EQ(pipeline_->counters().stored.images, 2u);
+  EXPECT_EQ(pipeline_->counters().stored.clicks, 1u);
   ASSERT_TRUE(pipeline_->RequestStaleMasks().ok());
   ASSERT_TRUE(Eventually([&] {
     auto mask = cache.Current("ds", "b").value();

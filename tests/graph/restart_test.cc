@@ -11,17 +11,17 @@
 #include <regex>
 #include <thread>
 
-#include "nodes/keys.h"
+#include "io/keys.h"
 #include "tests/graph/service_fixture.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
 namespace {
 
-using testing::Click;
-using testing::Eventually;
-using testing::FreshDir;
-using testing::PngImageEvent;
+using testutil::Click;
+using testutil::Eventually;
+using testutil::FreshDir;
+using testutil::PngImageEvent;
 
 // A child process with stdout+stderr going to `log`.
 class Child {
@@ -83,7 +83,7 @@ TEST(RestartTest, StopAndKillMidStreamLoseNothingAndApplyNothingTwice) {
       std::chrono::seconds(20)))
       << ReadFile(broker_log);
 
-  Config config = testing::SmallServiceConfig(dir, bootstrap);
+  Config config = testutil::SmallServiceConfig(dir, bootstrap);
   const std::string config_path = dir + "/clickdiffd.yaml";
   {
     std::ofstream out(config_path);

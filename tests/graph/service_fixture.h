@@ -1,4 +1,4 @@
-// tests/graph/service_fixture.h — runs clickdiffd in-process (RunDaemon on a thread) against a
+// tests/graph/service_fixture.h — runs clickdiffd in-process (a Service object) against a
 // real embedded Kafka broker that outlives it, a RocksDB in a fresh directory and ZeroMQ on
 // loopback, with a tiny untrained model so sampling takes milliseconds.
 #pragma once
@@ -6,10 +6,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <future>
 #include <mutex>
 #include <thread>
 
@@ -18,13 +16,13 @@
 #include "io/kafka_producer.h"
 #include "io/store.h"
 #include "io/zmq_client.h"
-#include "services/daemon.h"
+#include "services/service.h"
 
-namespace clickdiff::testing {
+namespace clickdiff::testutil {
 
 inline Config SmallServiceConfig(const std::string& dir, const std::string& bootstrap) {
   Config c;
-  c.mode = "external";  // the test's broker outlives service restarts
+  c.mode = Mode::kExternal;  // the test's broker outlives service restarts
   c.kafka.bootstrap_servers = bootstrap;
   c.kafka.group_id = "clickdiff-test";
   c.kafka.properties["session.timeout.ms"] = "6000";
@@ -45,46 +43,26 @@ inline Config SmallServiceConfig(const std::string& dir, const std::string& boot
   return c;
 }
 
-// One service run on a thread; Stop() asks it to stop like SIGTERM does and returns its Status.
+// One service, started in the constructor (a failure to start is a test failure); Stop() stops
+// it like SIGTERM does and returns its Status.
 class InProcessService {
  public:
-  explicit InProcessService(Config config) : config_(std::move(config)) {
-    std::promise<ServiceEndpoints> ready;
-    auto ready_future = ready.get_future();
-    thread_ = std::thread([this, &ready] {
-      status_ =
-          RunDaemon(config_, stop_, [&ready](const ServiceEndpoints& e) { ready.set_value(e); });
-      if (!status_.ok()) {
-        try {
-          ready.set_exception(std::make_exception_ptr(std::runtime_error(status_.ToString())));
-        } catch (...) {
-        }
-      }
-    });
-    if (ready_future.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
-      ADD_FAILURE() << "service did not start within 60 s";
-    } else {
-      try {
-        endpoints_ = ready_future.get();
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "service failed to start: " << e.what();
-      }
+  explicit InProcessService(const Config& config) {
+    Result<std::unique_ptr<Service>> started = Service::Start(config);
+    if (!started.ok()) {
+      ADD_FAILURE() << "service failed to start: " << started.status().ToString();
+      return;
     }
+    service_ = std::move(started).value();
+    endpoints_ = service_->endpoints();
   }
   ~InProcessService() { (void)Stop(); }
-  Status Stop() {
-    stop_.store(true);
-    if (thread_.joinable()) thread_.join();
-    return status_;
-  }
+  Status Stop() { return service_ ? service_->Stop() : Internal("the service did not start"); }
   const ServiceEndpoints& endpoints() const { return endpoints_; }
 
  private:
-  Config config_;
-  std::atomic<bool> stop_{false};
-  Status status_;
+  std::unique_ptr<Service> service_;
   ServiceEndpoints endpoints_;
-  std::thread thread_;
 };
 
 // Waits up to `timeout` for `done()`.
@@ -133,4 +111,4 @@ inline std::string FreshDir(const std::string& name) {
   return dir.string();
 }
 
-}  // namespace clickdiff::testing
+}  // namespace clickdiff::testutil

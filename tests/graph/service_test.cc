@@ -9,21 +9,21 @@
 #include <map>
 #include <set>
 
-#include "nodes/continuous_trainer.h"
-#include "nodes/keys.h"
+#include "learning/continuous_trainer.h"
+#include "io/keys.h"
 #include "tests/graph/service_fixture.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
 namespace {
 
-using testing::Click;
-using testing::Eventually;
-using testing::FreshDir;
+using testutil::Click;
+using testutil::Eventually;
+using testutil::FreshDir;
 using ::testing::HasSubstr;
-using testing::InProcessService;
-using testing::PngImageEvent;
-using testing::SmallServiceConfig;
+using testutil::InProcessService;
+using testutil::PngImageEvent;
+using testutil::SmallServiceConfig;
 
 class ServiceTest : public ::testing::Test {
  protected:
@@ -63,7 +63,7 @@ class ServiceTest : public ::testing::Test {
 
   std::vector<KafkaMessage> ReadTopics(const std::vector<std::string>& topics, size_t at_least,
                                        const std::string& group) {
-    return testing::ReadTopics(config_.kafka, broker_->bootstrap_servers(), topics, at_least,
+    return testutil::ReadTopics(config_.kafka, broker_->bootstrap_servers(), topics, at_least,
                                group);
   }
 
@@ -266,13 +266,13 @@ TEST_F(ServiceTest, ContinuousTrainingPublishesVersionsAndRedrawsEveryMaskWithTh
   }
   {
     auto store = Store::Open(config_.store).value();
-    auto current = store->Get(Family::kMetadata, ContinuousTrainer::kCurrentVersionKey).value();
+    auto current = store->Get(Family::kMetadata, VersionStore::kCurrentVersionKey).value();
     ASSERT_TRUE(current.has_value());
     last = std::stoull(*current);
     ASSERT_GE(last, 2u);
     // The last two versions are kept, older ones deleted.
     for (uint64_t v = 1; v <= last; ++v) {
-      EXPECT_EQ(store->Get(Family::kModels, ContinuousTrainer::ModelKey(v)).value().has_value(),
+      EXPECT_EQ(store->Get(Family::kModels, VersionStore::ModelKey(v)).value().has_value(),
                 v + 2 > last)
           << v;
     }
@@ -287,7 +287,7 @@ TEST_F(ServiceTest, ContinuousTrainingPublishesVersionsAndRedrawsEveryMaskWithTh
     if (update.model_version() == last) {
       EXPECT_EQ(update.clicks_seen(), 2u);
     }
-    EXPECT_EQ(update.checkpoint_key(), ContinuousTrainer::ModelKey(update.model_version()));
+    EXPECT_EQ(update.checkpoint_key(), VersionStore::ModelKey(update.model_version()));
   }
   for (uint64_t v = 1; v <= last; ++v) EXPECT_EQ(announced.count(v), 1u) << v;
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-namespace clickdiff {
+namespace clickdiff::model {
 namespace {
 
 Aggregator Make(AggregatorOptions options) {
@@ -191,4 +191,4 @@ TEST(AggregatorTest, RejectsBadSamplesAndOptions) {
 }
 
 }  // namespace
-}  // namespace clickdiff
+}  // namespace clickdiff::model

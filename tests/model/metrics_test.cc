@@ -7,7 +7,7 @@
 #include <cmath>
 #include <vector>
 
-namespace clickdiff {
+namespace clickdiff::model {
 namespace {
 
 torch::Tensor Grid(std::vector<int64_t> values, int64_t h, int64_t w) {
@@ -213,4 +213,4 @@ TEST(MetricsTest, RejectsMismatchedShapesAndUnknownIds) {
 }
 
 }  // namespace
-}  // namespace clickdiff
+}  // namespace clickdiff::model

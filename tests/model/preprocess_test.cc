@@ -4,7 +4,7 @@
 
 #include <vector>
 
-namespace clickdiff {
+namespace clickdiff::model {
 namespace {
 
 TEST(PreprocessTest, WideImageIsCentredOnTheSquareGrid) {
@@ -78,4 +78,4 @@ TEST(PreprocessTest, CropReturnsTheImageRegionOfGridMaps) {
 }
 
 }  // namespace
-}  // namespace clickdiff
+}  // namespace clickdiff::model

@@ -12,10 +12,10 @@
 namespace clickdiff {
 namespace {
 
-using testing::Click;
+using testutil::Click;
 using ::testing::HasSubstr;
-using testing::PngImageEvent;
-using testing::Record;
+using testutil::PngImageEvent;
+using testutil::Record;
 
 class DecodeTest : public ::testing::Test {
  protected:

@@ -8,7 +8,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "nodes/keys.h"
+#include "io/keys.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
@@ -19,7 +19,7 @@ const std::string kTruth = {1, 1, 0, 0, 1, 1, 0, 0};
 
 class EvaluatorTest : public ::testing::Test {
  protected:
-  void SetUp() override { store_ = testing::OpenFreshStore("evaluator", &dir_); }
+  void SetUp() override { store_ = testutil::OpenFreshStore("evaluator", &dir_); }
   void TearDown() override {
     store_.reset();
     std::filesystem::remove_all(dir_);

@@ -8,7 +8,7 @@
 #include "nodes/decode.h"
 #include "nodes/image_intake.h"
 #include "nodes/infer_request.h"
-#include "nodes/keys.h"
+#include "io/keys.h"
 #include "nodes/label_intake.h"
 #include "nodes/mask_cache.h"
 #include "nodes/preprocess.h"
@@ -18,16 +18,16 @@
 namespace clickdiff {
 namespace {
 
-using testing::Click;
+using testutil::Click;
 using ::testing::HasSubstr;
-using testing::PngImageEvent;
-using testing::Record;
+using testutil::PngImageEvent;
+using testutil::Record;
 
 // Intake stages against a real RocksDB in a fresh directory.
 class IntakeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = testing::OpenFreshStore("intake", &dir_);
+    store_ = testutil::OpenFreshStore("intake", &dir_);
     broker_ = EmbeddedBroker::Start(1).value();
     producer_ = KafkaProducer::Create(KafkaConfig{}, broker_->bootstrap_servers()).value();
     letters_ = std::make_unique<DeadLetterSink>(producer_.get(), store_.get(), ".dlq");

@@ -15,7 +15,7 @@
 #include "io/store.h"
 #include "schemas/events.pb.h"
 
-namespace clickdiff::testing {
+namespace clickdiff::testutil {
 
 // A RocksDB store in a fresh directory named after `tag` and the running test (set in `*dir`;
 // the caller removes it).
@@ -38,6 +38,15 @@ inline Config TinyModelConfig() {
   config.model.encoder_channels = 8;
   config.model.d3pm.steps = 10;
   return config;
+}
+
+// Sampler settings: N samples of `steps` denoising steps within `memory_budget_mb`.
+inline SamplerConfig SamplerSettings(int samples, int steps, int memory_budget_mb) {
+  SamplerConfig c;
+  c.samples = samples;
+  c.steps = steps;
+  c.memory_budget_mb = memory_budget_mb;
+  return c;
 }
 
 // The store record of a 32x24 image "ds/<id>" on a `resolution` grid, cell (x, y) = value(x, y).
@@ -92,4 +101,4 @@ inline KafkaMessage Record(const std::string& topic, const std::string& value, i
   return m;
 }
 
-}  // namespace clickdiff::testing
+}  // namespace clickdiff::testutil

@@ -4,9 +4,9 @@
 
 #include "nodes/aggregate.h"
 #include "nodes/intake.h"
-#include "nodes/keys.h"
+#include "io/keys.h"
 #include "nodes/sampler.h"
-#include "services/model_options.h"
+#include "config/model_options.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
@@ -16,8 +16,8 @@ namespace {
 class SamplerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = testing::OpenFreshStore("sampler", &dir_);
-    Config config = testing::TinyModelConfig();
+    store_ = testutil::OpenFreshStore("sampler", &dir_);
+    Config config = testutil::TinyModelConfig();
     auto serving = std::make_shared<ServingModel>();
     serving->segmenter = std::make_shared<model::Segmenter>(
         model::Segmenter::Create(SegmenterOptionsFrom(config).value(), torch::kCPU).value());
@@ -25,7 +25,7 @@ class SamplerTest : public ::testing::Test {
     models_.Set(serving);
     cache_ = std::make_unique<MaskCache>(store_.get());
     sampler_ = std::make_unique<Sampler>(store_.get(), &models_, &gate_, cache_.get(),
-                                         SamplerOptions{3, 2, 64});
+                                         testutil::SamplerSettings(3, 2, 64));
   }
   void TearDown() override {
     sampler_.reset();
@@ -35,7 +35,7 @@ class SamplerTest : public ::testing::Test {
   }
   void StoreImage(const std::string& id, int resolution = 16) {
     v1::StoredImage image =
-        testing::StoredImageOnGrid(id, resolution, [](int, int) { return 0.5f; });
+        testutil::StoredImageOnGrid(id, resolution, [](int, int) { return 0.5f; });
     Store::Batch batch;
     batch.Put(Family::kImages, keys::Image("ds", id), image.SerializeAsString());
     ASSERT_TRUE(store_->Write(batch).ok());
@@ -70,7 +70,7 @@ TEST_F(SamplerTest, ShardsAreIndependentDrawsOfTheSameModelThatTogetherMakeN) {
   EXPECT_EQ(Sampler::ShardSamples(8, 1, 3), 3);
   EXPECT_EQ(Sampler::ShardSamples(8, 2, 3), 2);
   StoreImage("a");
-  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(), SamplerOptions{12, 2, 64});
+  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(), testutil::SamplerSettings(12, 2, 64));
   Result<PreparedRequest> prepared = sampler.Prepare(RequestFor("ds", "a"));
   ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
   EXPECT_EQ(prepared->set.model_version, 3u);
@@ -101,11 +101,11 @@ TEST_F(SamplerTest, ShardsAreIndependentDrawsOfTheSameModelThatTogetherMakeN) {
 // One shard per serving device: shard k draws with the version's copy on device k (in turn).
 TEST_F(SamplerTest, ShardsDrawWithTheCopyOfTheirDevice) {
   StoreImage("a");
-  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(), SamplerOptions{4, 2, 64});
+  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(), testutil::SamplerSettings(4, 2, 64));
   Result<PreparedRequest> prepared = sampler.Prepare(RequestFor("ds", "a"));
   ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
   // Two different networks stand in for the copies (real copies share their weights).
-  Config config = testing::TinyModelConfig();
+  Config config = testutil::TinyModelConfig();
   config.trainer.seed = 99;  // another initialisation
   auto other = std::make_shared<model::Segmenter>(
       model::Segmenter::Create(SegmenterOptionsFrom(config).value(), torch::kCPU).value());
@@ -150,10 +150,10 @@ TEST_F(SamplerTest, MissingImageAndWrongGridAreErrors) {
 }
 
 TEST(AggregateTest, MajorityOfSamplesBecomesAMaskAtTheImageSize) {
-  AggregatorOptions options;
+  model::AggregatorOptions options;
   options.num_classes = 2;
-  options.rule = AggregationRule::kMajority;
-  Aggregate aggregate(Aggregator::Create(options).value(), "majority");
+  options.rule = model::AggregationRule::kMajority;
+  Aggregate aggregate(model::Aggregator::Create(options).value());
   SampleSet set;
   set.request = RequestFor("ds", "a");
   set.image.set_dataset("ds");

@@ -16,9 +16,9 @@ using ::testing::HasSubstr;
 
 const std::string kSourceDir = CLICKDIFF_SOURCE_DIR;
 
-using testing::CliRun;
+using testutil::CliRun;
 
-CliRun Cli(std::vector<std::string> args) { return testing::RunClickdiff(std::move(args)); }
+CliRun Cli(std::vector<std::string> args) { return testutil::RunClickdiff(std::move(args)); }
 
 std::string WriteTemp(const std::string& name, const std::string& text) {
   std::string path = ::testing::TempDir() + name;

@@ -18,9 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-using testing::CliRun;
+using testutil::CliRun;
 
-CliRun Cli(std::vector<std::string> args) { return testing::RunClickdiff(std::move(args)); }
+CliRun Cli(std::vector<std::string> args) { return testutil::RunClickdiff(std::move(args)); }
 
 // A tiny model keeps these tests to seconds.
 const std::vector<std::string> kSmallModel = {

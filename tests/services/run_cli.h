@@ -7,7 +7,7 @@
 
 #include "services/cli.h"
 
-namespace clickdiff::testing {
+namespace clickdiff::testutil {
 
 struct CliRun {
   int code = 0;
@@ -26,4 +26,4 @@ inline CliRun RunClickdiff(std::vector<std::string> args) {
   return {code, out.str(), err.str()};
 }
 
-}  // namespace clickdiff::testing
+}  // namespace clickdiff::testutil

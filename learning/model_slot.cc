@@ -1,4 +1,4 @@
-#include "nodes/model_slot.h"
+#include "learning/model_slot.h"
 
 #include "model/checkpoint_store.h"
 

@@ -1,11 +1,10 @@
-#include "nodes/replay.h"
+#include "learning/replay.h"
 
 #include <spdlog/spdlog.h>
 
+#include "base/clock.h"
+#include "io/keys.h"
 #include "model/preprocess.h"
-#include "nodes/intake.h"
-#include "nodes/keys.h"
-#include "nodes/preprocess.h"
 #include "schemas/events.pb.h"
 
 namespace clickdiff {
@@ -13,7 +12,7 @@ namespace {
 
 // The newest dense training label of an image as an [R,R] class map, or an undefined tensor.
 Result<torch::Tensor> DenseLabel(const Store& store, const std::string& image_key,
-                                 const GridMapping& mapping, uint64_t& labels) {
+                                 const model::GridMapping& mapping, uint64_t& labels) {
   std::vector<int64_t> ids;
   Status failed = Status::Ok();
   Status scanned = store.Scan(
@@ -37,7 +36,7 @@ Result<torch::Tensor> DenseLabel(const Store& store, const std::string& image_ke
   CLICKDIFF_RETURN_IF_ERROR(scanned);
   CLICKDIFF_RETURN_IF_ERROR(failed);
   if (ids.empty()) return torch::Tensor();
-  Result<torch::Tensor> grid = MaskToGrid(ids.data(), mapping);
+  Result<torch::Tensor> grid = model::MaskToGrid(ids.data(), mapping);
   if (!grid.ok()) return grid.status();
   return grid->clone();
 }
@@ -132,7 +131,7 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
     return std::optional<Entry>();
   }
   const v1::ImageEvent& event = stored.event();
-  Result<GridMapping> mapping = MakeGridMapping(event.width(), event.height(), resolution_);
+  Result<model::GridMapping> mapping = model::MakeGridMapping(event.width(), event.height(), resolution_);
   if (!mapping.ok()) return mapping.status().WithContext(event.image_id());
 
   std::vector<model::Click> clicks;
@@ -154,7 +153,7 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
   Result<torch::Tensor> mask = DenseLabel(store, image_key, *mapping, labels);
   if (!mask.ok()) return mask.status().WithContext(event.image_id());
 
-  torch::Tensor grid = StoredGrid(stored, resolution_);
+  torch::Tensor grid = model::GridFromValues(stored.grid().data(), resolution_);
   Result<std::optional<model::TrainingExample>> example =
       model::MakeSupervisedExample(grid, clicks, *mask, num_classes_);
   if (!example.ok()) return example.status().WithContext(event.image_id());

@@ -1,6 +1,6 @@
 // The continuous trainer on a real store: what it replays, how it snapshots versions, and that
 // samplers swapping versions under load never fail a request nor use a half-loaded model.
-#include "nodes/continuous_trainer.h"
+#include "learning/continuous_trainer.h"
 
 #include <gtest/gtest.h>
 
@@ -14,10 +14,10 @@
 #include "model/checkpoint_store.h"
 #include "model/preprocess.h"
 #include "nodes/intake.h"
-#include "nodes/keys.h"
-#include "nodes/replay.h"
+#include "io/keys.h"
+#include "learning/replay.h"
 #include "nodes/sampler.h"
-#include "services/model_options.h"
+#include "config/model_options.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
@@ -38,8 +38,9 @@ bool WaitFor(Done done) {
 class ContinuousTrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = testing::OpenFreshStore("trainer", &dir_);
-    config_ = testing::TinyModelConfig();
+    store_ = testutil::OpenFreshStore("trainer", &dir_);
+    versions_ = VersionStore(store_.get(), "tiny", 0);
+    config_ = testutil::TinyModelConfig();
     config_.trainer.batch_size = 2;
     torch::set_num_threads(1);  // ctest runs suites side by side
   }
@@ -54,14 +55,14 @@ class ContinuousTrainerTest : public ::testing::Test {
 
   // A 32x24 image on the grid: a bright square on a dark background.
   void StoreImage(const std::string& id, int resolution = kGrid) {
-    v1::StoredImage image = testing::StoredImageOnGrid(id, resolution, [](int x, int y) {
+    v1::StoredImage image = testutil::StoredImageOnGrid(id, resolution, [](int x, int y) {
       return x >= 4 && x < 10 && y >= 5 && y < 11 ? 0.9f : 0.1f;
     });
     Put(Family::kImages, keys::Image("ds", id), image.SerializeAsString());
   }
   void StoreClick(const std::string& image, const std::string& id, int x, int y) {
     Put(Family::kClicks, keys::Child(keys::Image("ds", image), id),
-        testing::Click(image, id, x, y).SerializeAsString());
+        testutil::Click(image, id, x, y).SerializeAsString());
   }
   void StoreLabel(const std::string& image, const std::string& id, bool for_evaluation) {
     v1::LabelEvent label;
@@ -85,8 +86,8 @@ class ContinuousTrainerTest : public ::testing::Test {
   }
 
   // A quick teacher: 4 samples of 2 steps, half the votes make a pixel confident, no ramp.
-  static TeacherOptions Teacher(TeacherMode mode, int64_t images_per_round) {
-    TeacherOptions t;
+  static TeacherConfig QuickTeacher(TeacherMode mode, int images_per_round) {
+    TeacherConfig t;
     t.enabled = true;
     t.mode = mode;
     t.ema_decay = 0.5;
@@ -95,7 +96,6 @@ class ContinuousTrainerTest : public ::testing::Test {
     t.confidence = 0.5;
     t.ramp_steps = 0;
     t.images_per_round = images_per_round;
-    t.memory_budget_mb = 64;
     return t;
   }
 
@@ -104,7 +104,8 @@ class ContinuousTrainerTest : public ::testing::Test {
   // ASSERT_NO_FATAL_FAILURE.
   void TrainUntilWaiting(ModelSlot& slot, const ContinuousTrainerOptions& options,
                          uint64_t start_version, TrainerCounters* counters) {
-    ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), start_version, options, {});
+    ContinuousTrainer trainer(Deps(slot), NewModel(), start_version, options, {});
+    ASSERT_TRUE(trainer.Start().ok());
     ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
     trainer.Stop();
     ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
@@ -119,20 +120,29 @@ class ContinuousTrainerTest : public ::testing::Test {
     for (size_t i = 0; i < g.size(); ++i) EXPECT_TRUE(torch::equal(g[i], w[i])) << "tensor " << i;
   }
 
-  ContinuousTrainerOptions Options(int64_t every_steps) const {
+  // Snapshots every `every_steps` steps, no step budget, no teacher.
+  ContinuousTrainerOptions Options(int every_steps) const {
     ContinuousTrainerOptions o;
-    o.trainer = TrainerOptionsFrom(config_);
-    o.snapshot_every_steps = every_steps;
-    o.snapshot_seconds = 1e9;
-    o.run_steps = std::min<int64_t>(every_steps, 5);
-    o.keep_versions = 0;  // every version stays, so the tests can load any
-    o.lineage = "tiny";
+    o.trainer = config_.trainer;
+    o.trainer.snapshot_every_steps = every_steps;
+    o.trainer.snapshot_seconds = 1e9;
+    o.trainer.steps_per_click = 0;
+    o.teacher.enabled = false;
+    o.teacher_memory_budget_mb = 64;
+    o.run_steps = std::min(every_steps, 5);
     return o;
+  }
+
+  // The trainer's collaborators: the test's store, its versions (every one kept, so the tests can
+  // load any; lineage "tiny") and `slot`.
+  ContinuousTrainerDeps Deps(ModelSlot& slot) {
+    return ContinuousTrainerDeps{store_.get(), &versions_, &slot, nullptr};
   }
 
   std::filesystem::path dir_;
   std::unique_ptr<Store> store_;
   Config config_;
+  VersionStore versions_{nullptr, "tiny", 0};  // on store_ once SetUp opened it
 };
 
 TEST_F(ContinuousTrainerTest, ReplayHoldsClickedAndLabelledImagesButNeverEvaluationLabels) {
@@ -158,7 +168,7 @@ TEST_F(ContinuousTrainerTest, ReplayHoldsClickedAndLabelledImagesButNeverEvaluat
   EXPECT_EQ(clicked.revision, 2u);
   EXPECT_FALSE(clicked.example.dense);
   // The 32x24 image sits in a 32x32 square (4 rows of padding above): 2 image px per grid cell.
-  auto [gx, gy] = MakeGridMapping(32, 24, kGrid).value().ToGrid(10, 12);
+  auto [gx, gy] = model::MakeGridMapping(32, 24, kGrid).value().ToGrid(10, 12);
   EXPECT_EQ(clicked.example.target[gy][gx].item<int64_t>(), 1);
   EXPECT_EQ(clicked.example.target.sum().item<int64_t>(), 2);
   const ReplayExample& labelled = replay->examples[1];
@@ -247,8 +257,10 @@ TEST_F(ContinuousTrainerTest, ReplayCacheReadsAgainOnlyWhatWasTouchedAndMatchesA
 TEST_F(ContinuousTrainerTest, NothingToLearnFromMeansNoNewVersion) {
   StoreImage("bare");
   ModelSlot slot;
-  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, Options(1), {});
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ContinuousTrainer trainer(Deps(slot), NewModel(), 0, Options(1), {});
+  ASSERT_TRUE(trainer.Start().ok());
+  // Three passes of the loop that found nothing to train on.
+  ASSERT_TRUE(WaitFor([&] { return trainer.counters().passes >= 3; }));
   trainer.Stop();
   EXPECT_EQ(trainer.counters().version, 0u);
   EXPECT_EQ(slot.Get(), nullptr);
@@ -261,11 +273,11 @@ TEST_F(ContinuousTrainerTest, SnapshotsNumberedVersionsToTheStoreAndTheSlotInOrd
   ModelSlot slot;
   std::mutex mu;
   std::vector<uint64_t> announced;
-  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 4, Options(3),
-                            [&](uint64_t v) {
-                              std::lock_guard<std::mutex> lock(mu);
-                              announced.push_back(v);
-                            });
+  ContinuousTrainer trainer(Deps(slot), NewModel(), 4, Options(3), [&](uint64_t v) {
+    std::lock_guard<std::mutex> lock(mu);
+    announced.push_back(v);
+  });
+  ASSERT_TRUE(trainer.Start().ok());
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (trainer.counters().version < 6 && std::chrono::steady_clock::now() < end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -282,10 +294,10 @@ TEST_F(ContinuousTrainerTest, SnapshotsNumberedVersionsToTheStoreAndTheSlotInOrd
   }
   EXPECT_EQ(slot.Get()->version, last);
   for (uint64_t v = 5; v <= last; ++v) {
-    EXPECT_TRUE(store_->Get(Family::kModels, ContinuousTrainer::ModelKey(v)).value().has_value());
+    EXPECT_TRUE(store_->Get(Family::kModels, VersionStore::ModelKey(v)).value().has_value());
   }
   // What a restart loads is the last version, and it samples exactly like the one in the slot.
-  Result<StoredVersions> latest = ContinuousTrainer::LoadLatest(*store_, torch::kCPU, "tiny");
+  Result<StoredVersions> latest = VersionStore(store_.get(), "tiny", 0).LoadLatest(torch::kCPU);
   ASSERT_TRUE(latest.ok()) << latest.status().ToString();
   ASSERT_TRUE(latest->model.has_value());
   EXPECT_EQ(latest->model->version, last);
@@ -294,7 +306,7 @@ TEST_F(ContinuousTrainerTest, SnapshotsNumberedVersionsToTheStoreAndTheSlotInOrd
   EXPECT_TRUE(torch::equal(latest->model->segmenter->Sample(image, 3, 2, 7).value(),
                            slot.Get()->segmenter->Sample(image, 3, 2, 7).value()));
   // Another model's service does not resume these versions, but learns their number.
-  Result<StoredVersions> other = ContinuousTrainer::LoadLatest(*store_, torch::kCPU, "other");
+  Result<StoredVersions> other = VersionStore(store_.get(), "other", 0).LoadLatest(torch::kCPU);
   ASSERT_TRUE(other.ok());
   EXPECT_FALSE(other->model.has_value());
   EXPECT_EQ(other->newest, last);
@@ -307,14 +319,17 @@ TEST_F(ContinuousTrainerTest, StepBudgetPerClickStopsTrainingUntilMoreClicksArri
   StoreImage("b");
   ModelSlot slot;
   ContinuousTrainerOptions options = Options(4);
-  options.steps_per_click = 6;
+  options.trainer.steps_per_click = 6;
   options.start_steps = 2;  // resumed from a version trained 2 steps: 4 are left for the click
-  ContinuousTrainer trainer(store_.get(), &slot, nullptr, NewModel(), 0, options, {});
+  ContinuousTrainer trainer(Deps(slot), NewModel(), 0, options, {});
+  ASSERT_TRUE(trainer.Start().ok());
   ASSERT_TRUE(WaitFor([&] { return trainer.counters().waiting; }));
   EXPECT_EQ(trainer.counters().steps, 6);
-  // The last steps became a version before the trainer started waiting, and it stays put.
+  // The last steps became a version before the trainer started waiting, and it stays put for
+  // three more passes of the loop.
   EXPECT_EQ(trainer.counters().version, 1u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  const uint64_t passes = trainer.counters().passes;
+  ASSERT_TRUE(WaitFor([&] { return trainer.counters().passes >= passes + 3; }));
   EXPECT_EQ(trainer.counters().steps, 6);
   EXPECT_EQ(trainer.counters().version, 1u);
 
@@ -327,7 +342,7 @@ TEST_F(ContinuousTrainerTest, StepBudgetPerClickStopsTrainingUntilMoreClicksArri
   ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
   EXPECT_EQ(trainer.counters().steps, 12);
   // A restart resumes the spent budget with the version.
-  Result<StoredVersions> latest = ContinuousTrainer::LoadLatest(*store_, torch::kCPU, "tiny");
+  Result<StoredVersions> latest = VersionStore(store_.get(), "tiny", 0).LoadLatest(torch::kCPU);
   ASSERT_TRUE(latest.ok()) << latest.status().ToString();
   EXPECT_EQ(latest->model->version, 3u);
   EXPECT_EQ(latest->steps, 12);
@@ -342,18 +357,18 @@ TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLonge
   StoreLabel("held_out", "truth", /*for_evaluation=*/true);  // still unsupervised
   ModelSlot slot;
   ContinuousTrainerOptions options = Options(2);
-  options.steps_per_click = 8;  // pseudo-labels do not add to the budget
-  options.teacher = Teacher(TeacherMode::kEma, 2);
+  options.trainer.steps_per_click = 8;  // pseudo-labels do not add to the budget
+  options.teacher = QuickTeacher(TeacherMode::kEma, 2);
   // A twin left by an earlier run in twin mode is stale once this lineage moves on without it.
-  Put(Family::kModels, ContinuousTrainer::kTwinKey, "stale");
-  Put(Family::kMetadata, ContinuousTrainer::kTwinVersionKey, "0");
+  Put(Family::kModels, VersionStore::kTwinKey, "stale");
+  Put(Family::kMetadata, VersionStore::kTwinVersionKey, "0");
   TrainerCounters counters;
   ASSERT_NO_FATAL_FAILURE(TrainUntilWaiting(slot, options, 0, &counters));
   EXPECT_EQ(counters.steps, 8);
   EXPECT_EQ(counters.version, 4u);
-  EXPECT_FALSE(store_->Get(Family::kModels, ContinuousTrainer::kTwinKey).value().has_value());
+  EXPECT_FALSE(store_->Get(Family::kModels, VersionStore::kTwinKey).value().has_value());
   EXPECT_FALSE(
-      store_->Get(Family::kMetadata, ContinuousTrainer::kTwinVersionKey).value().has_value());
+      store_->Get(Family::kMetadata, VersionStore::kTwinVersionKey).value().has_value());
 
   // Four rounds of two images over three unsupervised ones, never labelled or labelled longest ago
   // first (ties in key order): b, c (v1); held_out, b (v2); c, b (v3); held_out, b (v4).
@@ -398,9 +413,9 @@ TEST_F(ContinuousTrainerTest, TwinTeacherCoTrainsAndEachLabelsForTheOther) {
   StoreImage("c");
   ModelSlot slot;
   ContinuousTrainerOptions options = Options(2);
-  options.steps_per_click = 6;
+  options.trainer.steps_per_click = 6;
   options.start_untrained = true;
-  options.teacher = Teacher(TeacherMode::kTwin, 1);
+  options.teacher = QuickTeacher(TeacherMode::kTwin, 1);
   TrainerCounters counters;
   ASSERT_NO_FATAL_FAILURE(TrainUntilWaiting(slot, options, 0, &counters));
   EXPECT_EQ(counters.version, 3u);
@@ -427,9 +442,9 @@ TEST_F(ContinuousTrainerTest, TwinTeacherCoTrainsAndEachLabelsForTheOther) {
 
   // The stored twin is a network of its own: not the served average, and trained away from its
   // own initialisation.
-  auto twin_bytes = store_->Get(Family::kModels, ContinuousTrainer::kTwinKey).value();
+  auto twin_bytes = store_->Get(Family::kModels, VersionStore::kTwinKey).value();
   ASSERT_TRUE(twin_bytes.has_value());
-  EXPECT_EQ(store_->Get(Family::kMetadata, ContinuousTrainer::kTwinVersionKey).value(), "3");
+  EXPECT_EQ(store_->Get(Family::kMetadata, VersionStore::kTwinVersionKey).value(), "3");
   model::Segmenter twin =
       model::CheckpointStore::FromBytes(*twin_bytes, "twin", torch::kCPU).value();
   // The student's label of b at version 3 is the stored twin's vote: nothing trains between the
@@ -484,20 +499,20 @@ TEST_F(ContinuousTrainerTest, RestartResumesTheTwinStoredWithItsVersionOnly) {
   const std::string fresh =
       model::CheckpointStore::ToBytes(model::Segmenter::Create(own, torch::kCPU).value()).value();
   for (const char* stored_with : {"5", "4"}) {
-    Put(Family::kModels, ContinuousTrainer::kTwinKey, stored);
-    Put(Family::kMetadata, ContinuousTrainer::kTwinVersionKey, stored_with);
+    Put(Family::kModels, VersionStore::kTwinKey, stored);
+    Put(Family::kMetadata, VersionStore::kTwinVersionKey, stored_with);
     ModelSlot slot;
     ContinuousTrainerOptions options = Options(2);
     options.trainer.learning_rate = 0;
-    options.steps_per_click = 2;
+    options.trainer.steps_per_click = 2;
     options.start_untrained = true;
-    options.teacher = Teacher(TeacherMode::kTwin, 1);
+    options.teacher = QuickTeacher(TeacherMode::kTwin, 1);
     TrainerCounters counters;
     ASSERT_NO_FATAL_FAILURE(TrainUntilWaiting(slot, options, 5, &counters));
     EXPECT_EQ(counters.version, 6u);
-    EXPECT_EQ(store_->Get(Family::kMetadata, ContinuousTrainer::kTwinVersionKey).value(), "6");
+    EXPECT_EQ(store_->Get(Family::kMetadata, VersionStore::kTwinVersionKey).value(), "6");
     const std::string now =
-        store_->Get(Family::kModels, ContinuousTrainer::kTwinKey).value().value();
+        store_->Get(Family::kModels, VersionStore::kTwinKey).value().value();
     const std::string& expected = std::string(stored_with) == "5" ? stored : fresh;
     SCOPED_TRACE(std::string("twin stored with version ") + stored_with);
     ExpectSameWeights(model::CheckpointStore::FromBytes(now, "now", torch::kCPU).value(),
@@ -512,7 +527,7 @@ TEST_F(ContinuousTrainerTest, VersionsCarryAReplicaPerServingDevice) {
   StoreClick("a", "c1", 10, 12);
   ModelSlot slot;
   ContinuousTrainerOptions options = Options(2);
-  options.steps_per_click = 2;
+  options.trainer.steps_per_click = 2;
   options.serving_devices = {torch::kCPU, torch::kCPU};
   TrainerCounters counters;
   ASSERT_NO_FATAL_FAILURE(TrainUntilWaiting(slot, options, 0, &counters));
@@ -551,14 +566,15 @@ TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOn
   slot.Set(first);
   MaskCache cache(store_.get());  // empty: every request samples
   InferRequestGate gate;
-  Sampler sampler(store_.get(), &slot, &gate, &cache, SamplerOptions{3, 2, 64});
+  Sampler sampler(store_.get(), &slot, &gate, &cache, testutil::SamplerSettings(3, 2, 64));
 
   ContinuousTrainer trainer(
-      store_.get(), &slot, nullptr,
+      Deps(slot),
       model::CheckpointStore::FromBytes(model::CheckpointStore::ToBytes(*first->segmenter).value(),
                                         "first", torch::kCPU)
           .value(),
       0, Options(1), {});
+  ASSERT_TRUE(trainer.Start().ok());
   std::atomic<int> failures{0};
   std::mutex mu;
   std::vector<SampleSet> results;
@@ -598,7 +614,7 @@ TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOn
         model->segmenter = first->segmenter;
       } else {
         auto bytes =
-            store_->Get(Family::kModels, ContinuousTrainer::ModelKey(r.model_version)).value();
+            store_->Get(Family::kModels, VersionStore::ModelKey(r.model_version)).value();
         ASSERT_TRUE(bytes.has_value()) << r.model_version;
         model->segmenter = std::make_shared<model::Segmenter>(
             model::CheckpointStore::FromBytes(*bytes, "v", torch::kCPU).value());
@@ -606,7 +622,7 @@ TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOn
       replay_slot = std::make_unique<ModelSlot>();
       replay_slot->Set(model);
     }
-    Sampler again(store_.get(), replay_slot.get(), &gate, &cache, SamplerOptions{3, 2, 64});
+    Sampler again(store_.get(), replay_slot.get(), &gate, &cache, testutil::SamplerSettings(3, 2, 64));
     Result<SampleSet> redrawn = again(r.request);
     ASSERT_TRUE(redrawn.ok());
     EXPECT_TRUE(torch::equal(redrawn->samples, r.samples))

@@ -1,4 +1,4 @@
-// nodes/replay.h — the continuous trainer's view of the store: every stored image that has
+// learning/replay.h — the continuous trainer's view of the store: every stored image that has
 // supervision (clicks, or a dense label not kept for evaluation) as a training example on the
 // model's grid, with a revision that grows whenever its supervision does.
 #pragma once

@@ -1,4 +1,4 @@
-// nodes/keys.h — RocksDB keys of the service's records (io/store.h families). Ids are joined with
+// io/keys.h — RocksDB keys of the service's records (io/store.h families). Ids are joined with
 // a NUL byte, which validation forbids inside ids, so a key never aliases another and a prefix
 // scan of one image never reaches another image whose id merely starts the same way.
 #pragma once

@@ -1,4 +1,4 @@
-#include "services/model_options.h"
+#include "config/model_options.h"
 
 #include <algorithm>
 
@@ -8,10 +8,8 @@ namespace clickdiff {
 
 Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   const ModelConfig& m = config.model;
-  Result<model::Method> method = model::ParseMethod(m.method);
-  if (!method.ok()) return method.status().WithContext("model.method");
   model::SegmenterOptions o;
-  o.method = *method;
+  o.method = m.method;
   o.num_classes = m.num_classes;
   o.resolution = m.resolution;
   o.unet.levels = m.levels;
@@ -33,62 +31,52 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   return o;
 }
 
-model::TrainerOptions TrainerOptionsFrom(const Config& config) {
+model::TrainerOptions TrainerOptionsFrom(const TrainerConfig& config) {
   model::TrainerOptions o;
-  o.batch_size = config.trainer.batch_size;
-  o.learning_rate = config.trainer.learning_rate;
-  o.seed = config.trainer.seed;
+  o.batch_size = config.batch_size;
+  o.learning_rate = config.learning_rate;
+  o.seed = config.seed;
   return o;
 }
 
-Result<AggregatorOptions> AggregatorOptionsFrom(const AggregatorConfig& config,
-                                                int64_t num_classes) {
-  AggregatorOptions o;
+model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config,
+                                               int64_t num_classes) {
+  model::AggregatorOptions o;
   o.num_classes = num_classes;
-  if (config.rule == "majority") {
-    o.rule = AggregationRule::kMajority;
-  } else if (config.rule == "threshold") {
-    o.rule = AggregationRule::kThreshold;
-  } else if (config.rule == "density") {
-    o.rule = AggregationRule::kDensity;
-  } else {
-    return InvalidArgument("aggregator.rule: '" + config.rule +
-                           "' is not one of majority, threshold, density");
-  }
+  o.rule = config.rule;
   o.threshold = config.threshold;
   o.density_sigma = config.density_sigma;
   o.density_relative_threshold = config.density_threshold;
   return o;
 }
 
+Result<model::Aggregator> MakeAggregator(const AggregatorConfig& config, int64_t num_classes) {
+  Result<model::Aggregator> aggregator =
+      model::Aggregator::Create(AggregatorOptionsFrom(config, num_classes));
+  if (!aggregator.ok()) return aggregator.status().WithContext("aggregator");
+  return aggregator;
+}
+
 Result<Compute> SetUpCompute(const Config& config) {
   Compute compute;
-  compute.threads = ConfigureThreads(config.compute.torch_threads);
-  Result<torch::Device> device = ResolveDevice(config.compute.device);
+  compute.threads = model::ConfigureThreads(config.compute.torch_threads);
+  Result<torch::Device> device = model::ResolveDevice(config.compute.device);
   if (!device.ok()) return device.status().WithContext("compute.device");
   compute.device = *device;
   return compute;
 }
 
 Result<ServingPlan> PlanServing(const Config& config) {
-  Result<torch::Device> device = ResolveDevice(config.compute.device);
+  Result<torch::Device> device = model::ResolveDevice(config.compute.device);
   if (!device.ok()) return device.status().WithContext("compute.device");
   ServingPlan plan;
-  plan.devices =
-      ServingDevices(config.compute.device, *device, static_cast<int>(torch::cuda::device_count()));
+  plan.devices = model::ServingDevices(config.compute.device, *device,
+                                       static_cast<int>(torch::cuda::device_count()));
   const int devices = static_cast<int>(plan.devices.size());
   plan.shards =
       config.sampler.shards > 0 ? config.sampler.shards : std::min(devices, config.sampler.samples);
   plan.devices.erase(plan.devices.begin() + std::min(devices, plan.shards), plan.devices.end());
   return plan;
-}
-
-Result<Aggregator> MakeAggregator(const AggregatorConfig& config, int64_t num_classes) {
-  Result<AggregatorOptions> options = AggregatorOptionsFrom(config, num_classes);
-  if (!options.ok()) return options.status();
-  Result<Aggregator> aggregator = Aggregator::Create(*options);
-  if (!aggregator.ok()) return aggregator.status().WithContext("aggregator");
-  return aggregator;
 }
 
 }  // namespace clickdiff

@@ -1,6 +1,9 @@
-// services/model_options.h — the model, trainer and aggregator options a Config describes.
-// Pure functions of the Config; the model library itself knows nothing of YAML.
+// config/model_options.h — the one place where a Config becomes the model library's options:
+// segmenter, trainer and aggregator, the compute device and how clickdiffd spreads sampling over
+// devices. Pure functions of the Config; the model library itself knows nothing of YAML.
 #pragma once
+
+#include <torch/torch.h>
 
 #include <vector>
 
@@ -14,13 +17,15 @@ namespace clickdiff {
 
 // Errors: kInvalidArgument naming the config key whose value the model rejects.
 Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config);
-model::TrainerOptions TrainerOptionsFrom(const Config& config);
+model::TrainerOptions TrainerOptionsFrom(const TrainerConfig& config);
 // `num_classes` comes from the model actually loaded, which may differ from the config's.
-Result<AggregatorOptions> AggregatorOptionsFrom(const AggregatorConfig& config,
-                                                int64_t num_classes);
+model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config,
+                                               int64_t num_classes);
+// An aggregator for the model's class count. Errors name the aggregator.* key at fault.
+Result<model::Aggregator> MakeAggregator(const AggregatorConfig& config, int64_t num_classes);
 
 // What a model command runs on: torch threads set from compute.torch_threads, the device resolved
-// from compute.device. Errors: kInvalidArgument / kUnavailable naming compute.device.
+// from compute.device. Errors: kUnavailable naming compute.device (a GPU this machine lacks).
 struct Compute {
   torch::Device device = torch::kCPU;
   int threads = 1;
@@ -36,8 +41,5 @@ struct ServingPlan {
   int shards = 1;
 };
 Result<ServingPlan> PlanServing(const Config& config);
-
-// An aggregator for the model's class count. Errors name the aggregator.* key at fault.
-Result<Aggregator> MakeAggregator(const AggregatorConfig& config, int64_t num_classes);
 
 }  // namespace clickdiff

@@ -1,4 +1,4 @@
-// nodes/model_slot.h — the model version the samplers serve. A new version is swapped in whole:
+// learning/model_slot.h — the model version the samplers serve. A new version is swapped in whole:
 // a request holds the shared_ptr it started with, so it never sees a half-loaded model and the old
 // version lives until its last request finishes.
 #pragma once

@@ -1,0 +1,258 @@
+#include "learning/continuous_trainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "base/clock.h"
+#include "base/guard.h"
+#include "config/model_options.h"
+#include "model/checkpoint_store.h"
+#include "schemas/events.pb.h"
+
+namespace clickdiff {
+namespace {
+
+// Supervision (the images touched since) is read again at most this often, so that clicks arriving
+// in a burst are learnt together.
+constexpr std::chrono::seconds kReloadPeriod{2};
+
+}  // namespace
+
+ContinuousTrainer::ContinuousTrainer(ContinuousTrainerDeps deps, model::Segmenter start,
+                                     uint64_t start_version, ContinuousTrainerOptions options,
+                                     std::function<void(uint64_t)> on_version)
+    : deps_(deps),
+      segmenter_(std::move(start)),
+      trainer_(&segmenter_, TrainerOptionsFrom(options.trainer)),
+      options_(std::move(options)),
+      on_version_(std::move(on_version)),
+      teacher_(options_.teacher, options_.teacher_memory_budget_mb, deps.store),
+      replay_cache_(segmenter_.options().resolution, segmenter_.options().num_classes),
+      snapshot_time_(std::chrono::steady_clock::now()) {
+  counters_.version = start_version;
+  counters_.steps = options_.start_steps;
+}
+
+ContinuousTrainer::~ContinuousTrainer() { Stop(); }
+
+Status ContinuousTrainer::Start() {
+  if (!deps_.store || !deps_.versions || !deps_.slot) {
+    return FailedPrecondition("continuous trainer: store, versions and slot are required");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable() || stopping_) {
+    return FailedPrecondition("continuous trainer: started twice");
+  }
+  snapshot_time_ = std::chrono::steady_clock::now();
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void ContinuousTrainer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ContinuousTrainer::Touch(const std::string& image_key) { replay_cache_.Touch(image_key); }
+
+TrainerCounters ContinuousTrainer::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
+}
+
+Status ContinuousTrainer::failure() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
+bool ContinuousTrainer::stopping() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopping_;
+}
+
+void ContinuousTrainer::Run() {
+  std::chrono::seconds backoff{1};
+  for (;;) {
+    Status s = Guarded("trainer", [&] { return TrainOnce(); });
+    std::unique_lock<std::mutex> lock(mu_);
+    failure_ = s;
+    ++counters_.passes;
+    cv_.notify_all();
+    if (stopping_) return;
+    if (s.ok()) {
+      backoff = std::chrono::seconds(1);
+      continue;
+    }
+    spdlog::error("trainer: {}; serving version {} and retrying in {} s", s.ToString(),
+                  counters_.version, backoff.count());
+    cv_.wait_for(lock, backoff, [&] { return stopping_; });
+    backoff = std::min(backoff * 2, std::chrono::seconds(60));
+    replay_time_.reset();  // read the store again, all of it
+    replay_cache_.Invalidate();
+  }
+}
+
+void ContinuousTrainer::Idle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+}
+
+// Reads the supervision again and weights it: examples whose supervision changed since the last
+// snapshot are repeated `recent_weight` times (rounded; at least once), so they are drawn more.
+Status ContinuousTrainer::Reload() {
+  Result<Replay> replay = replay_cache_.Refresh(*deps_.store, teacher_.has_twin());
+  if (!replay.ok()) return replay.status().WithContext("trainer replay");
+  replay_ = std::move(replay).value();
+  replay_time_ = std::chrono::steady_clock::now();
+  const int64_t repeats = std::max<int64_t>(1, std::llround(options_.trainer.recent_weight));
+  data_.clear();
+  for (const ReplayExample& e : replay_.examples) {
+    auto seen = snapshotted_revisions_.find(e.image_key);
+    const bool changed = seen == snapshotted_revisions_.end() || seen->second != e.revision;
+    for (int64_t i = 0; i < (changed ? repeats : 1); ++i) data_.push_back(e.example);
+  }
+  const double alpha = segmenter_.options().loss.focal_alpha;
+  if (teacher_.has_twin()) {  // the same supervision, its own pseudo-labels
+    twin_data_ = data_;
+    teacher_.AddPseudoLabels(replay_, Learner::kTwin, TotalSteps(), alpha, twin_data_);
+  }
+  const uint64_t pseudo =
+      teacher_.AddPseudoLabels(replay_, Learner::kStudent, TotalSteps(), alpha, data_);
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_.pseudo_labels = pseudo;
+  counters_.examples = replay_.examples.size();
+  counters_.clicks = replay_.clicks;
+  counters_.labels = replay_.labels;
+  return Status::Ok();
+}
+
+// One short run, then a snapshot when one is due. Idles (up to a second) while there is nothing
+// to train on or the step budget is spent.
+Status ContinuousTrainer::TrainOnce() {
+  const bool had_twin = teacher_.has_twin();
+  CLICKDIFF_RETURN_IF_ERROR(teacher_.Start(segmenter_, counters().version,
+                                           options_.start_untrained, *deps_.versions,
+                                           TrainerOptionsFrom(options_.trainer)));
+  if (teacher_.has_twin() != had_twin) replay_time_.reset();  // the twin's replay
+  if (!replay_time_ || std::chrono::steady_clock::now() - *replay_time_ >= kReloadPeriod) {
+    CLICKDIFF_RETURN_IF_ERROR(Reload());
+  }
+  const int64_t examples = static_cast<int64_t>(replay_.examples.size());
+  const int64_t supervision = static_cast<int64_t>(replay_.clicks + replay_.labels);
+  const int64_t per_click = options_.trainer.steps_per_click;
+  const int64_t left = per_click > 0 ? per_click * supervision - TotalSteps()
+                                     : std::numeric_limits<int64_t>::max();
+  {
+    // Waiting once the budget is spent and its last steps are a version.
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool waiting = examples > 0 && left <= 0 && trainer_.steps_done() == steps_at_snapshot_;
+    if (waiting && !counters_.waiting) {
+      spdlog::info("trainer: {} steps for {} clicks and labels spent; waiting for more",
+                   TotalSteps(), supervision);
+    }
+    counters_.waiting = waiting;
+  }
+  if (examples == 0 || left <= 0) {
+    // The steps since the last snapshot become a version before the trainer waits.
+    if (trainer_.steps_done() > steps_at_snapshot_ && !stopping()) return Round();
+    Idle();
+    snapshot_time_ = std::chrono::steady_clock::now();
+    return Status::Ok();
+  }
+  const int64_t due_steps = steps_at_snapshot_ + options_.trainer.snapshot_every_steps;
+  const int64_t before = trainer_.steps_done();
+  trainer_.SetBudget(std::max<int64_t>(1, std::min({options_.run_steps, due_steps - before, left})),
+                     0);
+  Result<model::TrainProgress> progress = trainer_.Run(data_, {});
+  if (!progress.ok()) return progress.status().WithContext("trainer");
+  const int64_t ran = trainer_.steps_done() - before;
+  teacher_.Follow(segmenter_, TotalSteps(), ran);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.steps = TotalSteps();
+    counters_.loss = progress->loss;
+  }
+  CLICKDIFF_RETURN_IF_ERROR(teacher_.TrainTwin(ran, twin_data_));  // as many steps, its replay
+  const double since =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - snapshot_time_).count();
+  if (stopping() ||
+      (trainer_.steps_done() < due_steps && since < options_.trainer.snapshot_seconds)) {
+    return Status::Ok();
+  }
+  return Round();
+}
+
+// A snapshot, then the teacher's pseudo-label round; the replay is read again afterwards.
+Status ContinuousTrainer::Round() {
+  CLICKDIFF_RETURN_IF_ERROR(Snapshot());
+  snapshotted_revisions_.clear();
+  for (const ReplayExample& e : replay_.examples) snapshotted_revisions_[e.image_key] = e.revision;
+  replay_time_.reset();  // re-weight: what the new version learnt is no longer new
+  return teacher_.Round(
+      counters().version, segmenter_, replay_, [this] { return stopping(); },
+      [this](const std::string& key) { replay_cache_.Touch(key); });
+}
+
+Status ContinuousTrainer::Snapshot() {
+  Result<std::string> bytes = model::CheckpointStore::ToBytes(teacher_.Served(segmenter_));
+  if (!bytes.ok()) return bytes.status();
+  TrainerCounters c = counters();
+  const uint64_t version = c.version + 1;
+  // The served copy is built before anything is published, so no one can see a version that is
+  // not fully loaded.
+  Result<model::Segmenter> built = model::CheckpointStore::FromBytes(
+      *bytes, "model version " + std::to_string(version), segmenter_.device());
+  if (!built.ok()) return built.status();
+  auto serving = std::make_shared<ServingModel>();
+  serving->segmenter = std::make_shared<model::Segmenter>(std::move(built).value());
+  serving->version = version;
+  CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*serving, options_.serving_devices, *bytes));
+
+  VersionRecord record;
+  v1::ModelUpdate& update = record.update;
+  update.set_model_version(version);
+  update.set_method(model::MethodName(segmenter_.options().method));
+  update.set_train_steps(static_cast<uint64_t>(c.steps));
+  update.set_train_loss(c.loss);
+  update.set_clicks_seen(c.clicks);
+  update.set_labels_seen(c.labels);
+  update.set_checkpoint_key(VersionStore::ModelKey(version));
+  update.set_timestamp_ms(NowMs());
+  record.checkpoint = std::move(bytes).value();
+  if (const model::Segmenter* twin = teacher_.twin()) {
+    Result<std::string> twin_bytes = model::CheckpointStore::ToBytes(*twin);
+    if (!twin_bytes.ok()) return twin_bytes.status().WithContext("twin");
+    record.twin = std::move(twin_bytes).value();
+  }
+  CLICKDIFF_RETURN_IF_ERROR(deps_.versions->Save(record));
+
+  deps_.slot->Set(std::move(serving));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.version = version;
+  }
+  steps_at_snapshot_ = trainer_.steps_done();
+  snapshot_time_ = std::chrono::steady_clock::now();
+  spdlog::info(
+      "model version {}: {} steps, loss {:.4f}, {} examples ({} clicks, {} labels), {} "
+      "pseudo-labels",
+      version, c.steps, c.loss, c.examples, c.clicks, c.labels, c.pseudo_labels);
+
+  if (deps_.producer != nullptr && !options_.updates_topic.empty()) {
+    Status produced = deps_.producer->Produce(options_.updates_topic, VersionStore::ModelKey(version),
+                                              update.SerializeAsString());
+    if (!produced.ok()) spdlog::warn("model-updates: {}", produced.ToString());
+  }
+  if (on_version_) on_version_(version);
+  return Status::Ok();
+}
+
+}  // namespace clickdiff

@@ -1,0 +1,139 @@
+// learning/continuous_trainer.h — trains the model on its own thread while the graph serves, and
+// hands each new version to the samplers.
+//
+// The loop: read the supervision stored in RocksDB (learning/replay.h; after the first read, only
+// the images touched since), train in short runs, and every `snapshot_every_steps` steps or
+// `snapshot_seconds` seconds (whichever first) make a version: the teacher's model (or the
+// student's) is written with the VersionStore, announced on the model-updates topic, set in the
+// ModelSlot fully built (samplers pick it up between requests), `on_version` runs, and the
+// teacher's pseudo-labelling round follows. Examples whose supervision changed since the previous
+// version weigh `recent_weight` times as much, so a new click shows in the next version. The
+// training copy of the model is never the one served.
+//
+// Budget: training stops after `steps_per_click` steps per click or training label (all versions
+// of the lineage counted) and resumes when supervision grows; the last steps become a version
+// first. Failures are retried with a backoff of 1 s doubling to 60 s while the last version keeps
+// being served.
+//
+// Thread-safety: Start, Stop, Touch, counters and failure may be called from any thread; the rest
+// runs on the trainer's own thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "io/kafka_producer.h"
+#include "io/store.h"
+#include "learning/model_slot.h"
+#include "learning/replay.h"
+#include "learning/teacher.h"
+#include "learning/version_store.h"
+#include "model/segmenter.h"
+#include "model/trainer.h"
+
+namespace clickdiff {
+
+struct ContinuousTrainerOptions {
+  TrainerConfig trainer;  // batch, learning rate, seed, snapshots, step budget, recent weight
+  TeacherConfig teacher;
+  int64_t teacher_memory_budget_mb = 512;  // sampler.memory_budget_mb
+  int64_t run_steps = 10;                  // steps between checks for Stop and new supervision
+  int64_t start_steps = 0;                 // steps the start version had already been trained
+  // The start model is a fresh initialisation (no checkpoint, no stored version): a twin then gets
+  // its own initialisation too; otherwise it starts as a copy of the start (or its stored self).
+  bool start_untrained = false;
+  // Devices each version is served on: the first must be the training device (the version
+  // itself), each further one gets a replica (ServingModel). Empty: the training device alone.
+  std::vector<torch::Device> serving_devices;
+  std::string updates_topic;  // empty: no ModelUpdate is produced
+};
+
+// The collaborators; none is owned and all must outlive the trainer. `producer` may be null.
+struct ContinuousTrainerDeps {
+  Store* store = nullptr;
+  VersionStore* versions = nullptr;
+  ModelSlot* slot = nullptr;
+  KafkaProducer* producer = nullptr;
+};
+
+struct TrainerCounters {
+  uint64_t version = 0;  // last version made (or loaded)
+  int64_t steps = 0;     // training steps of the lineage (the start version's included)
+  bool waiting = false;  // the step budget is spent: waiting for more supervision
+  uint64_t passes = 0;   // passes of the loop done (each trains a run, or finds nothing to do)
+  float loss = 0;        // mean loss of the last run
+  uint64_t examples = 0;
+  uint64_t clicks = 0;
+  uint64_t labels = 0;
+  uint64_t pseudo_labels = 0;  // unsupervised images with a pseudo-label in the student's replay
+};
+
+class ContinuousTrainer {
+ public:
+  // `start` is a training copy of the served model `start_version`. Starts nothing.
+  ContinuousTrainer(ContinuousTrainerDeps deps, model::Segmenter start, uint64_t start_version,
+                    ContinuousTrainerOptions options,
+                    std::function<void(uint64_t version)> on_version);
+  ~ContinuousTrainer();  // Stop()
+  ContinuousTrainer(const ContinuousTrainer&) = delete;
+  ContinuousTrainer& operator=(const ContinuousTrainer&) = delete;
+
+  // Starts the trainer's thread. Errors: kFailedPrecondition when started twice or a
+  // collaborator is missing.
+  Status Start();
+  // Finishes the run in hand (at most run_steps steps) and joins. Idempotent.
+  void Stop();
+  // Cheap. The records of `image_key` (its image, clicks or labels) were written: the next reload
+  // (at most every 2 s) reads them again. Reloads read only what was touched (every image the
+  // first time and after a failure), so whoever writes supervision must touch it (the teacher's
+  // rounds touch what they label).
+  void Touch(const std::string& image_key);
+  TrainerCounters counters() const;
+  // OK, or the error of the last attempt when it failed.
+  Status failure() const;
+
+ private:
+  void Run();
+  Status TrainOnce();
+  Status Reload();
+  Status Round();
+  Status Snapshot();
+  // Waits up to a second, or until Stop.
+  void Idle();
+  int64_t TotalSteps() const { return options_.start_steps + trainer_.steps_done(); }
+  bool stopping() const;
+
+  ContinuousTrainerDeps deps_;
+  model::Segmenter segmenter_;  // the student
+  model::Trainer trainer_;      // holds &segmenter_
+  ContinuousTrainerOptions options_;
+  std::function<void(uint64_t)> on_version_;
+  Teacher teacher_;  // trainer thread only
+
+  std::map<std::string, uint64_t> snapshotted_revisions_;  // trainer thread only
+  ReplayCache replay_cache_;                  // Touch: any thread; Refresh: trainer thread only
+  Replay replay_;                             // trainer thread only
+  std::vector<model::TrainingExample> data_;  // trainer thread only: weighted replay
+  std::vector<model::TrainingExample> twin_data_;  // trainer thread only: the twin's
+  std::optional<std::chrono::steady_clock::time_point> replay_time_;  // trainer thread only
+  int64_t steps_at_snapshot_ = 0;                                     // trainer thread only
+  std::chrono::steady_clock::time_point snapshot_time_;               // trainer thread only
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;     // GUARDED_BY(mu_)
+  TrainerCounters counters_;  // GUARDED_BY(mu_)
+  Status failure_;            // GUARDED_BY(mu_)
+  std::thread thread_;        // started by Start
+};
+
+}  // namespace clickdiff

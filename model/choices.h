@@ -1,0 +1,54 @@
+// model/choices.h — the model's named choices that a configuration selects: the method, the
+// aggregation rule and the compute device. Free of LibTorch, so config/config.h can hold them as
+// types; each has one table of names (base/enum_names.h) for parsing, printing and errors.
+#pragma once
+
+#include <array>
+#include <string>
+
+#include "base/enum_names.h"
+#include "base/status.h"
+
+namespace clickdiff::model {
+
+// The segmentation method (model/segmenter.h describes each).
+enum class Method { kD3pm, kGaussianX0, kUNet };
+inline constexpr std::array<EnumName<Method>, 3> kMethodNames{{
+    {"d3pm", Method::kD3pm},
+    {"gaussian_x0", Method::kGaussianX0},
+    {"unet", Method::kUNet},
+}};
+// "d3pm", "gaussian_x0", "unet".
+const char* MethodName(Method method);
+// Errors: kInvalidArgument naming the accepted spellings.
+Result<Method> ParseMethod(const std::string& name);
+
+// How N samples become a mask (model/aggregator.h describes each).
+enum class AggregationRule { kMajority, kThreshold, kDensity };
+inline constexpr std::array<EnumName<AggregationRule>, 3> kAggregationRuleNames{{
+    {"majority", AggregationRule::kMajority},
+    {"threshold", AggregationRule::kThreshold},
+    {"density", AggregationRule::kDensity},
+}};
+const char* AggregationRuleName(AggregationRule rule);
+// Errors: kInvalidArgument naming the accepted spellings.
+Result<AggregationRule> ParseAggregationRule(const std::string& name);
+
+// Where the model runs: "cpu", "cuda" (the first GPU; the service spreads sampler shards over
+// every GPU), "cuda:N" (GPU N alone) or "auto" (CUDA when a device exists, else the CPU).
+// model/runtime.h ResolveDevice turns it into a torch::Device on this machine.
+struct DeviceSpec {
+  enum class Kind { kCpu, kCuda, kAuto };
+  Kind kind = Kind::kCpu;
+  int index = -1;  // kCuda: the pinned GPU, or -1 for "cuda"
+
+  bool operator==(const DeviceSpec& other) const {
+    return kind == other.kind && index == other.index;
+  }
+};
+// "cpu", "cuda", "cuda:N", "auto".
+std::string DeviceName(const DeviceSpec& device);
+// Errors: kInvalidArgument naming the accepted spellings.
+Result<DeviceSpec> ParseDevice(const std::string& name);
+
+}  // namespace clickdiff::model

@@ -1,0 +1,100 @@
+#include "nodes/intake_stage.h"
+
+#include <spdlog/spdlog.h>
+
+#include "base/clock.h"
+#include "base/guard.h"
+#include "io/keys.h"
+
+namespace clickdiff {
+
+IntakeStage::IntakeStage(Store* store, KafkaProducer* producer, const KafkaTopics& topics,
+                         const LimitsConfig& limits, StoredCounts stored, OnStored on_stored)
+    : dead_letters_(producer, store, topics.dlq_suffix),
+      click_intake_(store, &dead_letters_, limits.pending_click_timeout_ms),
+      image_intake_(store, &click_intake_),
+      label_intake_(store, &click_intake_),
+      on_stored_(std::move(on_stored)) {
+  counters_.stored = stored;
+}
+
+Result<StoredCounts> IntakeStage::CountStored(const Store& store) {
+  StoredCounts counts;
+  for (auto [family, count] : {std::pair{Family::kImages, &counts.images},
+                               std::pair{Family::kClicks, &counts.clicks},
+                               std::pair{Family::kLabels, &counts.labels}}) {
+    Result<uint64_t> n = store.Count(family);
+    if (!n.ok()) return n.status();
+    *count = *n;
+  }
+  return counts;
+}
+
+std::vector<InferRequest> IntakeStage::operator()(const Decoded& event) {
+  if (halted_.load()) return {};
+  Result<std::vector<InferRequest>> infer = Guarded("intake", [&] { return Apply(event); });
+  if (!infer.ok()) {
+    Halt(infer.status());
+    return {};
+  }
+  return std::move(infer).value();
+}
+
+Result<std::vector<InferRequest>> IntakeStage::Apply(const Decoded& d) {
+  if (std::holds_alternative<Tick>(d.event)) {
+    Result<size_t> expired = click_intake_.ExpirePending(NowMs());
+    if (!expired.ok()) return expired.status();
+    return std::vector<InferRequest>();
+  }
+  IntakeOutcome outcome;
+  std::string image_key;  // the image whose records the event writes
+  if (const auto* rejected = std::get_if<Rejected>(&d.event)) {
+    outcome.rejected = rejected->reason;
+  } else if (const auto* image = std::get_if<ImageRecord>(&d.event)) {
+    outcome = image_intake_(*image, d.source);
+    image_key = keys::Image(image->stored.event().dataset(), image->stored.event().image_id());
+  } else if (const auto* click = std::get_if<v1::ClickEvent>(&d.event)) {
+    outcome = click_intake_(*click, d.source);
+    image_key = keys::Image(click->dataset(), click->image_id());
+  } else if (const auto* label = std::get_if<v1::LabelEvent>(&d.event)) {
+    outcome = label_intake_(*label, d.source);
+    image_key = keys::Image(label->dataset(), label->image_id());
+  }
+  CLICKDIFF_RETURN_IF_ERROR(
+      outcome.failure.WithContext(d.source.topic + "@" + std::to_string(d.source.offset)));
+  if (outcome.rejected) CLICKDIFF_RETURN_IF_ERROR(dead_letters_(d.source, *outcome.rejected));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++counters_.applied;
+    counters_.duplicates += outcome.duplicate ? 1 : 0;
+    counters_.stored.images += outcome.added.images;
+    counters_.stored.clicks += outcome.added.clicks;
+    counters_.stored.labels += outcome.added.labels;
+  }
+  if (!outcome.rejected && !outcome.duplicate && on_stored_) on_stored_(image_key);
+  return std::move(outcome.infer);
+}
+
+// After a failure nothing more is written: a later event's offset would skip the failed one.
+void IntakeStage::Halt(const Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (failure_.ok()) {
+    spdlog::error("intake stopped: {}", status.ToString());
+    failure_ = status;
+    halted_.store(true);
+  }
+}
+
+IntakeCounters IntakeStage::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  IntakeCounters c = counters_;
+  c.dead_letters = dead_letters_.count();
+  return c;
+}
+
+Status IntakeStage::failure() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
+}  // namespace clickdiff

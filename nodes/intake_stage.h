@@ -1,0 +1,73 @@
+// nodes/intake_stage.h — the graph's serial intake stage: each decoded event goes to its intake
+// (image, click or label) or, refused, to the dead-letter sink; each writes the event's effect
+// with the record's next offset in one RocksDB batch, in consumption order.
+//
+// The first failure (a store write, or a dead letter that could not be queued) halts the stage:
+// nothing more is written, so no later offset can skip the failed event, and a restart reads it
+// again. Run it in ONE flow::serial node; counters() and failure() may be read from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "io/kafka_producer.h"
+#include "io/store.h"
+#include "nodes/click_intake.h"
+#include "nodes/dead_letter.h"
+#include "nodes/image_intake.h"
+#include "nodes/intake.h"
+#include "nodes/label_intake.h"
+#include "nodes/messages.h"
+
+namespace clickdiff {
+
+struct IntakeCounters {
+  uint64_t applied = 0;  // events through intake, duplicates and dead letters included
+  uint64_t duplicates = 0;
+  uint64_t dead_letters = 0;
+  StoredCounts stored;  // records in the store (counted once at start, then kept up to date)
+};
+
+class IntakeStage {
+ public:
+  // Called with an image's key (io/keys.h) after an event wrote that image's records (the image,
+  // a click or a label; also one still waiting for its image). Must not block.
+  using OnStored = std::function<void(const std::string& image_key)>;
+
+  // Store and producer are not owned and must outlive the stage. `stored` is what the store holds
+  // now (CountStored). `on_stored` may be empty.
+  IntakeStage(Store* store, KafkaProducer* producer, const KafkaTopics& topics,
+              const LimitsConfig& limits, StoredCounts stored, OnStored on_stored);
+
+  // The records of the reported kinds in `store` (a scan of each family: call it at start only).
+  static Result<StoredCounts> CountStored(const Store& store);
+
+  // Applies one event (a tick expires clicks that waited too long for their image) and returns
+  // the masks to draw again. Never throws; after a failure it does nothing.
+  std::vector<InferRequest> operator()(const Decoded& event);
+
+  IntakeCounters counters() const;
+  // OK, or the failure that halted the stage.
+  Status failure() const;
+
+ private:
+  Result<std::vector<InferRequest>> Apply(const Decoded& event);
+  void Halt(const Status& status);
+
+  DeadLetterSink dead_letters_;
+  ClickIntake click_intake_;
+  ImageIntake image_intake_;
+  LabelIntake label_intake_;
+  OnStored on_stored_;
+  std::atomic<bool> halted_{false};
+  mutable std::mutex mu_;
+  IntakeCounters counters_;  // GUARDED_BY(mu_), but dead_letters (the sink's own count)
+  Status failure_;           // GUARDED_BY(mu_): the first failure
+};
+
+}  // namespace clickdiff

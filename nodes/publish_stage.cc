@@ -1,0 +1,45 @@
+#include "nodes/publish_stage.h"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+#include "base/guard.h"
+
+namespace clickdiff {
+
+PublishStage::PublishStage(const MaskCache* cache, const Publisher* publisher,
+                           Evaluator* evaluator)
+    : cache_(cache), publisher_(publisher), evaluator_(evaluator) {}
+
+PublishOutcome PublishStage::operator()(const v1::MaskResult& mask) const {
+  PublishOutcome outcome;
+  Result<std::optional<v1::MaskResult>> current =
+      Guarded("mask cache", [&] { return cache_->Current(mask.dataset(), mask.image_id()); });
+  if (current.ok() && current->has_value() &&
+      std::make_pair((*current)->model_version(), (*current)->click_revision()) >
+          std::make_pair(mask.model_version(), mask.click_revision())) {
+    spdlog::debug("dropping a stale mask of {}/{}", mask.dataset(), mask.image_id());
+    return outcome;
+  }
+  if (Status s = Guarded("mask cache", [&] { return (*cache_)(mask); }); !s.ok()) {
+    spdlog::error("mask cache {}/{}: {}", mask.dataset(), mask.image_id(), s.ToString());
+  }
+  Result<uint64_t> sequence = Guarded("publish", [&] { return (*publisher_)(mask); });
+  if (!sequence.ok()) spdlog::error("publish: {}", sequence.status().ToString());
+  outcome.published = true;
+  spdlog::debug("mask {}/{} v{} r{} seq {} in {:.0f} ms", mask.dataset(), mask.image_id(),
+                mask.model_version(), mask.click_revision(), sequence.ok() ? *sequence : 0,
+                mask.latency_ms());
+  Result<std::optional<v1::Metrics>> scored =
+      Guarded("evaluator", [&] { return (*evaluator_)(mask); });
+  if (!scored.ok()) {
+    spdlog::error("evaluator {}/{}: {}", mask.dataset(), mask.image_id(),
+                  scored.status().ToString());
+  } else if (scored->has_value()) {
+    outcome.evaluated = true;
+  }
+  return outcome;
+}
+
+}  // namespace clickdiff

@@ -1,0 +1,58 @@
+// What clickdiffd samples with: the shard count and the devices behind it, from the Config.
+#include "config/model_options.h"
+
+#include <gtest/gtest.h>
+
+namespace clickdiff {
+namespace {
+
+
+TEST(PlanServingTest, OneShardPerDeviceByDefaultAndExplicitCountsKept) {
+  Config config;
+  Result<ServingPlan> plan = PlanServing(config);  // sampler.shards 0
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  EXPECT_EQ(plan->shards, 1);
+  ASSERT_EQ(plan->devices.size(), 1u);
+  EXPECT_EQ(plan->devices[0], torch::Device(torch::kCPU));
+
+  config.sampler.shards = 3;  // three threads, all on the one device
+  plan = PlanServing(config);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->shards, 3);
+  EXPECT_EQ(plan->devices.size(), 1u);
+
+  // A GPU this machine lacks is named with the key.
+  config.compute.device = model::ParseDevice("cuda:7").value();
+  config.sampler.shards = 0;
+  if (torch::cuda::device_count() < 8) {
+    EXPECT_NE(PlanServing(config).status().ToString().find("compute.device"), std::string::npos);
+  }
+}
+
+TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
+  Config config;
+  config.model.method = model::Method::kGaussianX0;
+  config.model.resolution = 32;
+  config.model.gaussian.latent_dim = 12;
+  config.trainer.seed = 9;
+  Result<model::SegmenterOptions> o = SegmenterOptionsFrom(config);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->method, model::Method::kGaussianX0);
+  EXPECT_EQ(o->resolution, 32);
+  EXPECT_EQ(o->gaussian.latent_dim, 12);
+  EXPECT_EQ(o->seed, 9u);
+  EXPECT_EQ(TrainerOptionsFrom(config.trainer).seed, 9u);
+
+  config.model.resolution = 30;  // the U-Net needs a multiple of 2^(levels-1)
+  EXPECT_NE(SegmenterOptionsFrom(config).status().ToString().find("model"), std::string::npos);
+
+  config.aggregator.rule = model::AggregationRule::kThreshold;
+  config.aggregator.threshold = 0.3;
+  model::AggregatorOptions a = AggregatorOptionsFrom(config.aggregator, 4);
+  EXPECT_EQ(a.rule, model::AggregationRule::kThreshold);
+  EXPECT_EQ(a.num_classes, 4);
+  EXPECT_DOUBLE_EQ(a.threshold, 0.3);
+}
+
+}  // namespace
+}  // namespace clickdiff

@@ -1,0 +1,88 @@
+// Which masks a new model version (or a restart) redraws, and in which order, on a real store.
+#include "nodes/stale_masks.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+
+#include "io/keys.h"
+#include "nodes/intake.h"
+#include "tests/nodes/node_test_util.h"
+
+namespace clickdiff {
+namespace {
+
+class StaleMasksTest : public ::testing::Test {
+ protected:
+  void SetUp() override { store_ = testutil::OpenFreshStore("stale", &dir_); }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Put(Family family, const std::string& key, const std::string& value) {
+    Store::Batch batch;
+    batch.Put(family, key, value);
+    ASSERT_TRUE(store_->Write(batch).ok());
+  }
+  void StoreImage(const std::string& id, int clicks) {
+    Put(Family::kImages, keys::Image("ds", id),
+        testutil::StoredImageOnGrid(id, 4, [](int, int) { return 0.5f; }).SerializeAsString());
+    for (int i = 0; i < clicks; ++i) {
+      const std::string click = "c" + std::to_string(i);
+      Put(Family::kClicks, keys::Child(keys::Image("ds", id), click),
+          testutil::Click(id, click, 1, 1).SerializeAsString());
+    }
+  }
+  // A cached mask of `id` drawn at `version` after `revision` clicks, every pixel `uncertainty`.
+  void StoreMask(const std::string& id, uint64_t version, uint64_t revision,
+                 unsigned char uncertainty) {
+    v1::MaskResult mask;
+    mask.set_dataset("ds");
+    mask.set_image_id(id);
+    mask.set_model_version(version);
+    mask.set_click_revision(revision);
+    mask.set_uncertainty(std::string(8, static_cast<char>(uncertainty)));
+    ASSERT_TRUE(MaskCache(store_.get())(mask).ok());
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StaleMasksTest, MissingAndClickStaleFirstThenOtherVersionsByUncertaintyAndNotCurrentOnes) {
+  StoreImage("missing", 0);
+  StoreImage("clicked_since", 2);
+  StoreMask("clicked_since", 7, 1, 0);  // drawn before its second click
+  StoreImage("old_sure", 1);
+  StoreMask("old_sure", 6, 1, 51);  // another version, 20% uncertain
+  StoreImage("old_unsure", 0);
+  StoreMask("old_unsure", 6, 0, 204);  // another version, 80% uncertain
+  StoreImage("current", 1);
+  StoreMask("current", 7, 1, 255);
+
+  MaskCache cache(store_.get());
+  Result<std::vector<InferRequest>> stale = StaleMasks(store_.get(), &cache)(7);
+  ASSERT_TRUE(stale.ok()) << stale.status().ToString();
+  std::map<std::string, double> priority;
+  for (const InferRequest& r : *stale) {
+    EXPECT_EQ(r.dataset, "ds");
+    priority[r.image_id] = r.priority;
+  }
+  EXPECT_EQ(priority.size(), 4u);
+  EXPECT_EQ(priority.count("current"), 0u);
+  EXPECT_EQ(priority["missing"], kPriorityStale);
+  EXPECT_EQ(priority["clicked_since"], kPriorityStale);
+  EXPECT_NEAR(priority["old_sure"], 0.2, 1e-9);
+  EXPECT_NEAR(priority["old_unsure"], 0.8, 1e-9);
+
+  // For version 6 its masks are current; the others are asked for, in store order.
+  stale = StaleMasks(store_.get(), &cache)(6);
+  ASSERT_TRUE(stale.ok());
+  std::vector<std::string> ids;
+  for (const InferRequest& r : *stale) ids.push_back(r.image_id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"clicked_since", "current", "missing"}));
+}
+
+}  // namespace
+}  // namespace clickdiff
