@@ -14,17 +14,20 @@
 #      received, per model version) and overlays.png (images, masks at successive versions,
 #      clicks, uncertainty), and a one-line summary.
 # The service runs config/default.yaml with LOOP_SETTINGS (ops/lib/loop.sh: gaussian_x0).
-# Extra clickdiffd settings: CLICKDIFF_DEMO_SET="--set teacher.enabled=false ...".
+# Settings (environment):
+#   DEMO_SET     extra clickdiffd settings, e.g. DEMO_SET="--set teacher.enabled=false ..."
+#   LOOP_WAIT_S  the most seconds a round waits for its fully scored version (default 900)
+# Python runs on /usr/bin/python3 (ops/lib/common.sh), checked for numpy, matplotlib and PIL before
+# the build; clickdiffd and the subscriber are stopped on any exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=ops/lib/service.sh
-source ops/lib/service.sh
+# shellcheck source=ops/lib/common.sh
+source ops/lib/common.sh
 # shellcheck source=ops/lib/loop.sh
 source ops/lib/loop.sh
+read -r -a extra <<<"${DEMO_SET:-}"
 ops/setup.sh
-read -r -a extra <<<"${CLICKDIFF_DEMO_SET:-}"
-# The programs reject CLICKDIFF_* variables that are not config keys: this one is the script's.
-unset CLICKDIFF_DEMO_SET
+require_python_modules numpy matplotlib PIL
 cmake --preset release >/dev/null
 cmake --build --preset release --parallel "$(nproc)" --target clickdiff clickdiffd
 cli=build/release/services/clickdiff
@@ -41,9 +44,9 @@ echo "== learning curve (clickdiff stats, before the service stopped)"
 cat "$out/stats.txt"
 
 echo "== pictures"
-python3 ops/lib/demo_figures.py --data "$out/data" --stream "$out/stream" --dataset loop \
+"$PYTHON" ops/lib/demo_figures.py --data "$out/data" --stream "$out/stream" --dataset loop \
   --stats "$out/stats.json" --clicked "$out/clicked.jsonl" --out "$out/figures"
-python3 - "$out/stats.json" "$((SECONDS - start))" <<'PY'
+"$PYTHON" - "$out/stats.json" "$((SECONDS - start))" <<'PY'
 import json, sys
 versions = [v for v in json.load(open(sys.argv[1]))["versions"] if v["images"] > 0]
 full = max(v["images"] for v in versions)

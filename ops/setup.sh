@@ -3,8 +3,14 @@
 #
 # Idempotent: prints nothing and exits 0 when everything is already installed. Otherwise installs
 # the missing packages with apt-get (as root, or through sudo) and names any package that Debian's
-# registry does not offer. Usage: ops/setup.sh [--check]   (--check: only report what is missing)
+# registry does not offer. Either way it then checks that Debian's interpreter, /usr/bin/python3
+# (the one every ops script runs, as $PYTHON from ops/lib/common.sh), imports the Python modules
+# installed here, and names any it cannot import.
+# Usage: ops/setup.sh [--check]   (--check: only report what is missing, install nothing)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=ops/lib/common.sh
+source ops/lib/common.sh
 
 PACKAGES=(
   # toolchain
@@ -16,17 +22,29 @@ PACKAGES=(
   # LibTorch runs ~50x slower here on Debian's reference BLAS: OpenBLAS (OpenMP flavour) replaces it
   libopenblas0-openmp
   # outside clients used by the integration tests and the demo
-  kcat python3 python3-zmq python3-protobuf python3-numpy python3-matplotlib
+  kcat python3 python3-zmq python3-protobuf python3-numpy python3-matplotlib python3-pil
 )
+# What $PYTHON must import once those are installed (python3-zmq, -protobuf, -numpy, -matplotlib, -pil).
+PYTHON_MODULES=(zmq google.protobuf numpy matplotlib PIL)
+
+# check_python: names the modules $PYTHON cannot import (a broken or shadowed install) and exits 1.
+check_python() {
+  OPS_PYTHON_FIX="installed but not importable: look for modules that shadow them (PYTHONPATH,"
+  OPS_PYTHON_FIX+=" ~/.local) or reinstall them (apt-get install --reinstall PACKAGES)"
+  require_python_modules "${PYTHON_MODULES[@]}"
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  check_python
+  exit 0
+fi
 
 if [ "${1:-}" = "--check" ]; then
-  echo "setup: missing packages: ${missing[*]}" >&2
+  echo "setup: missing packages: ${missing[*]} (run ops/setup.sh to install them)" >&2
   exit 1
 fi
 
@@ -51,4 +69,5 @@ if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
   echo "setup: apt-get install failed (full log: /tmp/clickdiff-setup.log)" >&2
   exit 1
 fi
+check_python
 echo "setup: done"

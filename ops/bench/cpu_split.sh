@@ -5,20 +5,23 @@
 # side by side in one run, and prints training steps/s and masks/s for each.
 #
 #   ops/bench/cpu_split.sh [SECONDS]   (default 120)
-#   CLICKDIFF_BENCH_PRESET   the CMake preset whose build runs (default release)
+#   BENCH_PRESET   (environment) the CMake preset whose build runs (default release)
 # Splits: compute.torch_threads=0 (the default: cores / (sampler threads + trainer)), =1 and =2
 # each (2 = every worker takes both cores of a 2-core machine: oversubscribed), and
 # sampler.shards=2 with the default split.
+# Python runs on /usr/bin/python3 (ops/lib/common.sh); clickdiffd is stopped on any exit, Ctrl-C
+# included.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-# shellcheck source=ops/lib/service.sh
-source ops/lib/service.sh
+# shellcheck source=ops/lib/common.sh
+source ops/lib/common.sh
 # shellcheck source=ops/lib/loop.sh
 source ops/lib/loop.sh
 seconds=${1:-120}
-preset=${CLICKDIFF_BENCH_PRESET:-release}
-# The programs reject CLICKDIFF_* variables that are not config keys: this one is the script's.
-unset CLICKDIFF_BENCH_PRESET
+preset=${BENCH_PRESET:-release}
+[[ $seconds =~ ^[0-9]+$ ]] || die "SECONDS must be a whole number, not '$seconds'"
+require_commands cmake
+require_python
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" --target clickdiff clickdiffd >/dev/null
 cli=build/$preset/services/clickdiff
@@ -35,14 +38,14 @@ for split in "compute.torch_threads=0" "compute.torch_threads=1" "compute.torch_
     --set teacher.enabled=false --set logging.level=debug --set "$split")
   "build/$preset/services/clickdiffd" "${service[@]}" 2>"$run/var/clickdiffd.log" &
   daemon=$!
+  track_pid "$daemon" clickdiffd
   wait_for_service "$run/var" "$daemon"
   "$cli" produce "${service[@]}" --images "$out/data/images" --clicks "$out/data/clicks.jsonl" \
     --dataset bench >/dev/null
-  sleep "$seconds"
-  kill -TERM "$daemon"
-  wait "$daemon"
+  sleep_for "$seconds"
+  stop_pid "$daemon"
   # The trainer logs every version with its step count; the publisher logs every mask (debug).
-  python3 - "$run/var/clickdiffd.log" "$seconds" "$split" <<'PY'
+  "$PYTHON" - "$run/var/clickdiffd.log" "$seconds" "$split" <<'PY'
 import re, sys
 log, seconds, split = open(sys.argv[1]).read(), float(sys.argv[2]), sys.argv[3]
 steps = [int(s) for s in re.findall(r"model version \d+: (\d+) steps", log)]

@@ -7,18 +7,28 @@
 # test subset, and the script prints test Dice per class (RV=1, Myo=2, LV=3) and the ratio.
 #
 #   ops/experiments/acdc.sh [OUT]            (default OUT: out/acdc)
-#   CLICKDIFF_ACDC_SECONDS   training budget per model (default 300)
-#   CLICKDIFF_ACDC_VAL_EVERY / CLICKDIFF_ACDC_TEST_EVERY  keep every n-th image (default 10 / 4)
+# Settings (environment):
+#   ACDC_DATA        the data set: train/, val/, test/ with images/ and truth/, train/clicks.jsonl
+#                    (default ../shared/data/acdc, relative to the repository root)
+#   ACDC_SECONDS     training budget per model (default 300)
+#   ACDC_VAL_EVERY / ACDC_TEST_EVERY  keep every n-th image (default 10 / 4)
 # A model file already in OUT is reused (delete it to retrain), and so are scores newer than it.
+# Python runs on /usr/bin/python3 (ops/lib/common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-data=${CLICKDIFF_ACDC_DATA:-../shared/data/acdc}
+# shellcheck source=ops/lib/common.sh
+source ops/lib/common.sh
+data=${ACDC_DATA:-../shared/data/acdc}
 out=${1:-out/acdc}
-seconds=${CLICKDIFF_ACDC_SECONDS:-300}
-val_every=${CLICKDIFF_ACDC_VAL_EVERY:-10}
-test_every=${CLICKDIFF_ACDC_TEST_EVERY:-4}
-# The programs reject CLICKDIFF_* variables that are not config keys: these are the script's.
-unset CLICKDIFF_ACDC_DATA CLICKDIFF_ACDC_SECONDS CLICKDIFF_ACDC_VAL_EVERY CLICKDIFF_ACDC_TEST_EVERY
+seconds=${ACDC_SECONDS:-300}
+val_every=${ACDC_VAL_EVERY:-10}
+test_every=${ACDC_TEST_EVERY:-4}
+for d in train/images train/truth val/images val/truth test/images test/truth; do
+  [[ -d $data/$d ]] || die "$data/$d: no such directory (ACDC_DATA names the ACDC data set)"
+done
+[[ -f $data/train/clicks.jsonl ]] || die "$data/train/clicks.jsonl: no such file"
+require_commands cmake
+require_python
 cli=build/release/services/clickdiff
 cmake --build --preset release --target clickdiff >/dev/null
 classes=(--set model.num_classes=4 --set "model.class_names=[background,rv,myo,lv]")
@@ -55,7 +65,7 @@ for kind in clicks dense; do
   echo "== calibrate the $kind model on validation"
   "$cli" calibrate "${classes[@]}" --model "$out/$kind.pt" --images "$out/val/images" \
     --truth "$out/val/truth" --samples 16 >"$out/calibration_$kind.json"
-  rule=$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; print(" ".join(f"--set aggregator.{k}={v}" for k,v in b.items() if k!="dice"))' "$out/calibration_$kind.json")
+  rule=$("$PYTHON" -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; print(" ".join(f"--set aggregator.{k}={v}" for k,v in b.items() if k!="dice"))' "$out/calibration_$kind.json")
   echo "== segment the test images ($rule)"
   # shellcheck disable=SC2086  # rule is a list of --set options
   "$cli" infer "${classes[@]}" --model "$out/$kind.pt" --images "$out/test/images" \
@@ -63,7 +73,7 @@ for kind in clicks dense; do
   "$cli" eval --classes 4 --pred "$out/pred_$kind" --truth "$out/test/truth" >"$out/scores_$kind.json"
 done
 
-python3 - "$out" <<'PY'
+"$PYTHON" - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
 s = {k: json.load(open(f"{out}/scores_{k}.json")) for k in ("clicks", "dense")}

@@ -10,19 +10,23 @@
 # Training is counted in steps, not seconds, so the numbers do not depend on machine load.
 #
 #   ops/experiments/model_core.sh [OUT]      (default OUT: out/model_core)
-#   CLICKDIFF_EXP_STEPS        training steps of the diffusion models (default 2000)
-#   CLICKDIFF_EXP_UNET_STEPS   the baseline's training lengths (default "250 1000 2000")
-#   CLICKDIFF_EXP_PRESET       the CMake preset whose build runs (default release; ci reuses
-#                              the tree ops/test.sh built)
-# Models and scores already in OUT are reused (delete them to redo a row).
+# Settings (environment):
+#   EXP_STEPS        training steps of the diffusion models (default 2000)
+#   EXP_UNET_STEPS   the baseline's training lengths (default "250 1000 2000")
+#   EXP_PRESET       the CMake preset whose build runs (default release; ci reuses the tree
+#                    ops/test.sh built)
+# Models and scores already in OUT are reused (delete them to redo a row). Python runs on
+# /usr/bin/python3 (ops/lib/common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=ops/lib/common.sh
+source ops/lib/common.sh
 out=${1:-out/model_core}
-steps=${CLICKDIFF_EXP_STEPS:-2000}
-unet_steps=${CLICKDIFF_EXP_UNET_STEPS:-"250 1000 2000"}
-# The programs reject CLICKDIFF_* variables that are not config keys: these are the script's.
-preset=${CLICKDIFF_EXP_PRESET:-release}
-unset CLICKDIFF_EXP_STEPS CLICKDIFF_EXP_UNET_STEPS CLICKDIFF_EXP_PRESET
+steps=${EXP_STEPS:-2000}
+unet_steps=${EXP_UNET_STEPS:-"250 1000 2000"}
+preset=${EXP_PRESET:-release}
+require_commands cmake
+require_python
 cli=build/$preset/services/clickdiff
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" --target clickdiff >/dev/null
@@ -47,7 +51,7 @@ run() {
     "$cli" calibrate "${set[@]}" --model "$out/$name.pt" --images "$data/val/images" \
       --truth "$data/val/truth" --clicks "$data/val/clicks.jsonl" "$@" >"$out/calibration_$name.json"
     local rule
-    rule=$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; print(" ".join(f"--set aggregator.{k}={v}" for k,v in b.items() if k!="dice"))' "$out/calibration_$name.json")
+    rule=$("$PYTHON" -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; print(" ".join(f"--set aggregator.{k}={v}" for k,v in b.items() if k!="dice"))' "$out/calibration_$name.json")
     local infer_steps=()
     [[ " $* " == *" --steps "* ]] && infer_steps=(--steps "$(sed -E 's/.*--steps ([0-9]+).*/\1/' <<<"$*")")
     # shellcheck disable=SC2086  # rule is a list of --set options
@@ -69,7 +73,7 @@ run gaussian gaussian_x0 "$steps" --samples 32
 # threshold is a threshold on its probabilities, so the baseline gets its best decision rule too.
 for s in $unet_steps; do run "unet_$s" unet "$s" --samples 32; done
 
-python3 - "$out" <<'PY'
+"$PYTHON" - "$out" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 rows = [n[len("scores_"):-len(".json")] for n in sorted(os.listdir(out)) if n.startswith("scores_")]

@@ -10,39 +10,44 @@
 # and prints the Dice of never-clicked and clicked images at the last model version of each.
 #
 #   ops/experiments/teacher_student.sh [OUT]   (default OUT: out/teacher_student)
-#   CLICKDIFF_EXP_PRESET   the CMake preset whose build runs (default release)
-#   CLICKDIFF_EXP_IMAGES   images streamed (default 64); CLICKDIFF_EXP_CLICKED clicked (default 48)
-#   CLICKDIFF_EXP_ROUNDS   click rounds (default 4)
-#   CLICKDIFF_EXP_VARIANTS the variants run, in order (default "teacher twin ema off")
-# All runs use the demo's LOOP_SETTINGS (ops/lib/loop.sh); extra clickdiffd settings for all:
-# CLICKDIFF_EXP_SET="--set trainer.steps_per_click=8"
+# Settings (environment):
+#   EXP_PRESET    the CMake preset whose build runs (default release)
+#   EXP_IMAGES    images streamed (default 64); EXP_CLICKED clicked (default 48)
+#   EXP_ROUNDS    click rounds (default 4)
+#   EXP_VARIANTS  the variants run, in order (default "teacher twin ema off")
+#   EXP_SET       extra clickdiffd settings for all runs, e.g. EXP_SET="--set trainer.steps_per_click=8"
+#   LOOP_WAIT_S   the most seconds a round waits for its fully scored version (default 900)
+# All runs use the demo's LOOP_SETTINGS (ops/lib/loop.sh). Python runs on /usr/bin/python3
+# (ops/lib/common.sh); clickdiffd and the subscriber are stopped on any exit, Ctrl-C included.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-# shellcheck source=ops/lib/service.sh
-source ops/lib/service.sh
+# shellcheck source=ops/lib/common.sh
+source ops/lib/common.sh
 # shellcheck source=ops/lib/loop.sh
 source ops/lib/loop.sh
 out=${1:-out/teacher_student}
-preset=${CLICKDIFF_EXP_PRESET:-release}
-images=${CLICKDIFF_EXP_IMAGES:-64}
-clicked=${CLICKDIFF_EXP_CLICKED:-48}
-rounds=${CLICKDIFF_EXP_ROUNDS:-4}
-read -r -a extra <<<"${CLICKDIFF_EXP_SET:-}"
-read -r -a order <<<"${CLICKDIFF_EXP_VARIANTS:-teacher twin ema off}"
-# The programs reject CLICKDIFF_* variables that are not config keys: these are the script's.
-unset CLICKDIFF_EXP_PRESET CLICKDIFF_EXP_IMAGES CLICKDIFF_EXP_CLICKED CLICKDIFF_EXP_ROUNDS \
-  CLICKDIFF_EXP_SET CLICKDIFF_EXP_VARIANTS
-cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset" --target clickdiff clickdiffd >/dev/null
+preset=${EXP_PRESET:-release}
+images=${EXP_IMAGES:-64}
+clicked=${EXP_CLICKED:-48}
+rounds=${EXP_ROUNDS:-4}
+read -r -a extra <<<"${EXP_SET:-}"
+read -r -a order <<<"${EXP_VARIANTS:-teacher twin ema off}"
 declare -A variants=([teacher]="" [twin]="--set teacher.mode=twin"
   [ema]="--set teacher.images_per_round=0" [off]="--set teacher.enabled=false")
+for variant in "${order[@]}"; do
+  [[ -v "variants[$variant]" ]] || die "EXP_VARIANTS: unknown variant '$variant' (teacher, twin, ema, off)"
+done
+require_commands cmake
+require_python
+cmake --preset "$preset" >/dev/null
+cmake --build --preset "$preset" --target clickdiff clickdiffd >/dev/null
 for variant in "${order[@]}"; do
   echo "== $variant ${variants[$variant]}"
   read -r -a settings <<<"${variants[$variant]}"
   run_learning_loop "$out/$variant" "$preset" "$images" "$clicked" "$rounds" \
     "${LOOP_SETTINGS[@]}" "${extra[@]}" "${settings[@]}"
 done
-python3 - "$out" "${order[@]}" <<'PY'
+"$PYTHON" - "$out" "${order[@]}" <<'PY'
 import json, sys
 fmt = lambda x: "-" if x is None else f"{x:.3f}"
 for variant in sys.argv[2:]:

@@ -1,9 +1,9 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """ops/lib/demo_figures.py — figures of the learning loop: the learning curve and mask overlays.
 
-Usage:
-  python3 ops/lib/demo_figures.py --data DIR --stream DIR --dataset NAME --stats FILE --out DIR
-                                  [--images K] [--clicked FILE]
+Usage (on /usr/bin/python3, the interpreter ops/setup.sh provisions: ops/demo.sh runs it as $PYTHON):
+  /usr/bin/python3 ops/lib/demo_figures.py --data DIR --stream DIR --dataset NAME --stats FILE
+                                           --out DIR [--images K] [--clicked FILE]
 Inputs:
   --data DIR      a data set from `clickdiff generate`: images/<name>.png (gray, 8 or 16 bit),
                   truth/<name>.png (class id per pixel, 0 background), clicks.jsonl.
@@ -39,7 +39,8 @@ try:
     import numpy as np
     from PIL import Image
 except ImportError as e:
-    sys.exit(f"demo_figures: {e} (Debian: apt-get install python3-numpy python3-matplotlib)")
+    sys.exit(f"demo_figures: {e} ({sys.executable}; ops/setup.sh installs python3-numpy, "
+             "python3-matplotlib and python3-pil for /usr/bin/python3)")
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)

@@ -1,0 +1,173 @@
+# shellcheck shell=bash
+# ops/lib/common.sh — sourced by every ops script, after it has changed to the repository root.
+# Sourcing it installs one trap (EXIT, INT, TERM) that stops the processes registered with
+# track_pid, and fails at once if a former script setting named CLICKDIFF_* is set (the programs
+# take every CLICKDIFF_<KEY> variable as a config override and reject unknown keys, so script
+# settings never use that prefix).
+#
+# PYTHON                     /usr/bin/python3, the interpreter ops/setup.sh installs numpy,
+#                            matplotlib, PIL, zmq and protobuf for; a pyenv or venv `python3` first on
+#                            PATH may lack them. Scripts run "$PYTHON", never `python3`.
+# die MESSAGE...             prints "SCRIPT: MESSAGE" on stderr and exits 1.
+# require_python             exits 1 unless $PYTHON exists and runs (for scripts using the stdlib only).
+# require_python_modules MODULE...
+#                            exits 1 unless $PYTHON exists and imports every MODULE; the message
+#                            names the missing modules, their Debian packages and the fix
+#                            (OPS_PYTHON_FIX, default "run ops/setup.sh").
+# require_commands COMMAND...
+#                            exits 1 unless every COMMAND is on PATH, naming the missing ones.
+# track_pid PID [NAME]       registers a background child of this shell. When the script exits for
+#                            any reason (its end, `exit`, a failure under set -e, SIGINT, SIGTERM),
+#                            every registered process gets SIGTERM, then SIGKILL if it is still
+#                            running after 30 s (at once on a second INT/TERM), and is waited for.
+# stop_pid PID               SIGTERM to a registered process, waits for it and forgets it; returns
+#                            its exit status (143 for a process that does not handle SIGTERM).
+# sleep_for SECONDS          sleep that a signal to the script interrupts at once (a foreground
+#                            `sleep` delays the trap until it ends).
+# wait_for_service VAR_DIR PID
+#                            waits (up to 60 s) until the clickdiffd with process id PID has written
+#                            its runtime file VAR_DIR/clickdiffd.json; if it dies first, prints its
+#                            log (VAR_DIR/clickdiffd.log) and exits 1; after 60 s says so and exits 1.
+
+[[ -n ${_OPS_COMMON_SOURCED:-} ]] && return 0
+_OPS_COMMON_SOURCED=1
+
+PYTHON=/usr/bin/python3
+OPS_PYTHON_FIX="run ops/setup.sh"
+_OPS_SCRIPT=${0##*/}
+declare -gA _OPS_TRACKED=()  # pid -> name
+_OPS_STOP_GRACE_S=30
+
+die() {
+  echo "$_OPS_SCRIPT: $*" >&2
+  exit 1
+}
+
+require_python() {
+  [[ -x $PYTHON ]] || die "$PYTHON not found: run ops/setup.sh (it installs Debian's python3)"
+  "$PYTHON" -c '' 2>/dev/null || die "$PYTHON does not run: run ops/setup.sh"
+}
+
+require_python_modules() {
+  require_python
+  local missing
+  missing=$("$PYTHON" - "$@" <<'PY'
+import importlib, sys
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception:  # ImportError, or a broken install raising anything else
+        print(name)
+PY
+  ) || die "$PYTHON does not run: run ops/setup.sh"
+  [[ -z $missing ]] && return 0
+  local names name packages=()
+  mapfile -t names <<<"$missing"
+  for name in "${names[@]}"; do
+    case $name in
+      PIL) packages+=(python3-pil) ;;
+      google.protobuf) packages+=(python3-protobuf) ;;
+      *) packages+=("python3-${name%%.*}") ;;
+    esac
+  done
+  die "$PYTHON cannot import: ${names[*]} (Debian packages: ${packages[*]}): $OPS_PYTHON_FIX"
+}
+
+require_commands() {
+  local c missing=()
+  for c in "$@"; do command -v "$c" >/dev/null || missing+=("$c"); done
+  ((${#missing[@]} == 0)) || die "not on PATH: ${missing[*]}: run ops/setup.sh"
+}
+
+track_pid() {
+  _OPS_TRACKED[$1]=${2:-process}
+}
+
+stop_pid() {
+  local pid=$1 status=0
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" || status=$?
+  unset "_OPS_TRACKED[$pid]"
+  return "$status"
+}
+
+sleep_for() {
+  sleep "$1" &
+  local pid=$!
+  track_pid "$pid" sleep
+  wait "$pid" || true
+  unset "_OPS_TRACKED[$pid]"
+}
+
+wait_for_service() {
+  local var=$1 pid=$2
+  for _ in $(seq 600); do
+    [[ -f $var/clickdiffd.json ]] && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$var/clickdiffd.log"; exit 1; }
+    sleep 0.1
+  done
+  echo "clickdiffd did not become ready within 60 s (log: $var/clickdiffd.log)" >&2
+  exit 1
+}
+
+# _ops_running PID: whether PID is still a running child of this shell (not a zombie).
+_ops_running() {
+  local stat state ppid
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r state ppid _ <<<"${stat##*) }"
+  [[ $state != Z && $ppid == "$BASHPID" ]]
+}
+
+_ops_cleanup() {
+  local status=$?
+  set +e
+  trap '_OPS_STOP_GRACE_S=0' INT TERM
+  local pids=("${!_OPS_TRACKED[@]}") pid
+  if ((${#pids[@]} > 0)); then
+    for pid in "${pids[@]}"; do
+      [[ ${_OPS_TRACKED[$pid]} == sleep ]] || echo "$_OPS_SCRIPT: stopping ${_OPS_TRACKED[$pid]} (pid $pid)" >&2
+      kill -TERM "$pid" 2>/dev/null
+    done
+    local start=$SECONDS
+    for pid in "${pids[@]}"; do
+      while _ops_running "$pid" && ((SECONDS - start < _OPS_STOP_GRACE_S)); do sleep 0.1; done
+      if _ops_running "$pid"; then
+        echo "$_OPS_SCRIPT: ${_OPS_TRACKED[$pid]} (pid $pid) ignored SIGTERM: SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null
+      fi
+      wait "$pid" 2>/dev/null
+    done
+    _OPS_TRACKED=()
+  fi
+  trap - EXIT INT TERM
+  exit "$status"
+}
+
+# _ops_interrupted SIGNAL STATUS
+_ops_interrupted() {
+  echo "$_OPS_SCRIPT: interrupted (SIG$1)" >&2
+  exit "$2"
+}
+
+trap _ops_cleanup EXIT
+trap '_ops_interrupted INT 130' INT
+trap '_ops_interrupted TERM 143' TERM
+
+# Former script settings: the programs would reject them as unknown config keys.
+declare -gA _OPS_RENAMED=(
+  [CLICKDIFF_PRESET]="ops/test.sh --preset NAME"
+  [CLICKDIFF_DEMO_SET]=DEMO_SET
+  [CLICKDIFF_EXP_PRESET]=EXP_PRESET [CLICKDIFF_EXP_STEPS]=EXP_STEPS
+  [CLICKDIFF_EXP_UNET_STEPS]=EXP_UNET_STEPS [CLICKDIFF_EXP_IMAGES]=EXP_IMAGES
+  [CLICKDIFF_EXP_CLICKED]=EXP_CLICKED [CLICKDIFF_EXP_ROUNDS]=EXP_ROUNDS
+  [CLICKDIFF_EXP_SET]=EXP_SET [CLICKDIFF_EXP_VARIANTS]=EXP_VARIANTS
+  [CLICKDIFF_ACDC_DATA]=ACDC_DATA [CLICKDIFF_ACDC_SECONDS]=ACDC_SECONDS
+  [CLICKDIFF_ACDC_VAL_EVERY]=ACDC_VAL_EVERY [CLICKDIFF_ACDC_TEST_EVERY]=ACDC_TEST_EVERY
+  [CLICKDIFF_BENCH_PRESET]=BENCH_PRESET
+)
+for _ops_old in "${!_OPS_RENAMED[@]}"; do
+  if [[ -v $_ops_old ]]; then
+    die "$_ops_old is no longer read (CLICKDIFF_* variables are config keys of the programs): use ${_OPS_RENAMED[$_ops_old]}"
+  fi
+done
+unset _ops_old
