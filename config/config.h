@@ -155,7 +155,7 @@ struct TrainerConfig {
 struct TeacherConfig {
   bool enabled = true;
   TeacherMode mode = TeacherMode::kEma;
-  double ema_decay = 0.99;   // per training step
+  double ema_decay = 0.99;  // per training step
   int samples = 8;
   int steps = 20;  // denoising steps per teacher sample
   double confidence = 0.9;
@@ -166,8 +166,8 @@ struct TeacherConfig {
 
 struct ComputeConfig {
   model::DeviceSpec device;  // cpu (default) | cuda | cuda:N | auto
-  int torch_threads = 0;       // intra-op threads per worker; 0: the cores divided among
-                               // clickdiffd's samplers and trainer (offline: all cores)
+  int torch_threads = 0;     // intra-op threads per worker; 0: the cores divided among
+                             // clickdiffd's samplers and trainer (offline: all cores)
 };
 
 struct LimitsConfig {

@@ -37,7 +37,7 @@ template <typename T>
 using Accessor = std::function<T&(Config&)>;
 
 template <typename T>
-std::function<YAML::Node(const Config&)> Encoder(Accessor<T> access) {
+std::function<YAML::Node(const Config&)> Encoder(const Accessor<T>& access) {
   return [access](const Config& config) {
     Config copy = config;
     return YAML::Node(access(copy));
@@ -69,7 +69,7 @@ std::string FormatNumber(double v) {
 }
 
 template <typename T>
-FieldSpec Integer(std::string key, Accessor<T> access, int64_t lo, int64_t hi) {
+FieldSpec Integer(std::string key, const Accessor<T>& access, int64_t lo, int64_t hi) {
   std::string allowed = "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
   return {std::move(key), allowed, false,
           [=](const YAML::Node& node, Config& config) -> Status {
@@ -84,7 +84,7 @@ FieldSpec Integer(std::string key, Accessor<T> access, int64_t lo, int64_t hi) {
 }
 
 // A real number in the interval from lo to hi; `open_low` excludes lo itself.
-FieldSpec Real(std::string key, Accessor<double> access, double lo, double hi,
+FieldSpec Real(std::string key, const Accessor<double>& access, double lo, double hi,
                bool open_low = false) {
   std::string allowed = std::string("a number in ") + (open_low ? "(" : "[") + FormatNumber(lo) +
                         ", " + FormatNumber(hi) + "]";
@@ -100,7 +100,7 @@ FieldSpec Real(std::string key, Accessor<double> access, double lo, double hi,
           Encoder<double>(access)};
 }
 
-FieldSpec Boolean(std::string key, Accessor<bool> access) {
+FieldSpec Boolean(std::string key, const Accessor<bool>& access) {
   std::string allowed = "true or false";
   return {std::move(key), allowed, false,
           [=](const YAML::Node& node, Config& config) {
@@ -110,8 +110,8 @@ FieldSpec Boolean(std::string key, Accessor<bool> access) {
 }
 
 // A string; `check` returns an empty string when the value is acceptable, else what is wrong.
-FieldSpec Text(std::string key, Accessor<std::string> access, std::string allowed,
-               std::function<std::string(const std::string&)> check = nullptr) {
+FieldSpec Text(std::string key, const Accessor<std::string>& access, const std::string& allowed,
+               const std::function<std::string(const std::string&)>& check = nullptr) {
   return {std::move(key), allowed, false,
           [=](const YAML::Node& node, Config& config) -> Status {
             std::string v;
@@ -126,12 +126,13 @@ FieldSpec Text(std::string key, Accessor<std::string> access, std::string allowe
           Encoder<std::string>(access)};
 }
 
-FieldSpec Choice(std::string key, Accessor<std::string> access, std::vector<std::string> choices) {
+FieldSpec Choice(std::string key, const Accessor<std::string>& access,
+                 const std::vector<std::string>& choices) {
   std::string allowed = "one of";
   for (size_t i = 0; i < choices.size(); ++i) {
     allowed += (i == 0 ? " '" : ", '") + choices[i] + "'";
   }
-  return Text(std::move(key), std::move(access), allowed, [choices](const std::string& v) {
+  return Text(std::move(key), access, allowed, [choices](const std::string& v) {
     bool known = std::find(choices.begin(), choices.end(), v) != choices.end();
     return known ? std::string() : "'" + v + "' is not allowed";
   });
@@ -145,7 +146,7 @@ struct NonDeduced {
 };
 
 template <typename E, size_t N>
-FieldSpec Named(std::string key, typename NonDeduced<Accessor<E>>::type access,
+FieldSpec Named(std::string key, const typename NonDeduced<Accessor<E>>::type& access,
                 const std::array<EnumName<E>, N>& names) {
   const std::string allowed = OneOf(names);
   return {std::move(key), allowed, false,
@@ -153,7 +154,8 @@ FieldSpec Named(std::string key, typename NonDeduced<Accessor<E>>::type access,
             std::string v;
             CLICKDIFF_RETURN_IF_ERROR(ReadScalar(node, allowed, &v));
             std::optional<E> value = ValueOf(names, v);
-            if (!value) return InvalidArgument("'" + v + "' is not allowed (expected " + allowed + ")");
+            if (!value)
+              return InvalidArgument("'" + v + "' is not allowed (expected " + allowed + ")");
             access(config) = *value;
             return Status::Ok();
           },
@@ -163,7 +165,7 @@ FieldSpec Named(std::string key, typename NonDeduced<Accessor<E>>::type access,
           }};
 }
 
-FieldSpec Device(std::string key, Accessor<model::DeviceSpec> access) {
+FieldSpec Device(std::string key, const Accessor<model::DeviceSpec>& access) {
   const std::string allowed = "cpu, cuda, cuda:N or auto";
   return {std::move(key), allowed, false,
           [=](const YAML::Node& node, Config& config) -> Status {
@@ -180,7 +182,7 @@ FieldSpec Device(std::string key, Accessor<model::DeviceSpec> access) {
           }};
 }
 
-FieldSpec TextList(std::string key, Accessor<std::vector<std::string>> access) {
+FieldSpec TextList(std::string key, const Accessor<std::vector<std::string>>& access) {
   std::string allowed = "a list of non-empty strings";
   return {std::move(key), allowed, false,
           [=](const YAML::Node& node, Config& config) -> Status {
@@ -200,7 +202,7 @@ FieldSpec TextList(std::string key, Accessor<std::vector<std::string>> access) {
           Encoder<std::vector<std::string>>(access)};
 }
 
-FieldSpec TextMap(std::string key, Accessor<std::map<std::string, std::string>> access) {
+FieldSpec TextMap(std::string key, const Accessor<std::map<std::string, std::string>>& access) {
   std::string allowed = "a mapping of strings to strings";
   return {std::move(key), allowed, true,
           [=](const YAML::Node& node, Config& config) -> Status {
@@ -258,7 +260,8 @@ const std::vector<FieldSpec>& Fields() {
   static const std::vector<FieldSpec> fields = [] {
     constexpr int64_t kIntMax = std::numeric_limits<int>::max();
     std::vector<FieldSpec> f;
-    f.push_back(Named("mode", [](Config & c) -> auto& { return c.mode; }, kModeNames));
+    f.push_back(Named(
+        "mode", [](Config & c) -> auto& { return c.mode; }, kModeNames));
     f.push_back(Text(
         "kafka.bootstrap_servers", [](Config & c) -> auto& { return c.kafka.bootstrap_servers; },
         "host:port[,host:port...]; empty in embedded mode"));
@@ -421,8 +424,8 @@ const std::vector<FieldSpec>& Fields() {
         1 << 30));
     f.push_back(Boolean(
         "teacher.enabled", [](Config & c) -> auto& { return c.teacher.enabled; }));
-    f.push_back(
-        Named("teacher.mode", [](Config & c) -> auto& { return c.teacher.mode; }, kTeacherModeNames));
+    f.push_back(Named(
+        "teacher.mode", [](Config & c) -> auto& { return c.teacher.mode; }, kTeacherModeNames));
     f.push_back(Real(
         "teacher.ema_decay", [](Config & c) -> auto& { return c.teacher.ema_decay; }, 0, 1));
     f.push_back(Integer<int>(
@@ -440,7 +443,8 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "teacher.images_per_round", [](Config & c) -> auto& { return c.teacher.images_per_round; },
         0, 1 << 20));
-    f.push_back(Device("compute.device", [](Config & c) -> auto& { return c.compute.device; }));
+    f.push_back(Device(
+        "compute.device", [](Config & c) -> auto& { return c.compute.device; }));
     f.push_back(Integer<int>(
         "compute.torch_threads", [](Config & c) -> auto& { return c.compute.torch_threads; }, 0,
         1024));

@@ -19,8 +19,7 @@ namespace clickdiff {
 Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config);
 model::TrainerOptions TrainerOptionsFrom(const TrainerConfig& config);
 // `num_classes` comes from the model actually loaded, which may differ from the config's.
-model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config,
-                                               int64_t num_classes);
+model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config, int64_t num_classes);
 // An aggregator for the model's class count. Errors name the aggregator.* key at fault.
 Result<model::Aggregator> MakeAggregator(const AggregatorConfig& config, int64_t num_classes);
 

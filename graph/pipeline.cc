@@ -34,8 +34,7 @@ using AggregateNode = flow::multifunction_node<SampleSet, std::tuple<v1::MaskRes
 // The node bodies (nodes/) and the graph that connects them. Members are declared in dependency
 // order: the graph and its nodes last, so they go first.
 struct Pipeline::Impl {
-  Impl(const Config& config, PipelineDeps deps, model::Aggregator aggregator,
-       StoredCounts stored)
+  Impl(const Config& config, PipelineDeps deps, model::Aggregator aggregator, StoredCounts stored)
       : models(deps.models),
         on_saturation(std::move(deps.on_saturation)),
         max_in_flight(static_cast<uint64_t>(std::max(1, config.limits.max_in_flight))),
@@ -72,7 +71,7 @@ struct Pipeline::Impl {
                      [this](const InferRequest& r, SamplerNode::gateway_type& gateway) {
                        gateway.reserve_wait();  // wait_for_all covers the pool's work
                        pool.Submit(r, [&gateway](std::optional<SampleSet> drawn) {
-                         if (drawn) gateway.try_put(std::move(*drawn));
+                         if (drawn) gateway.try_put(*drawn);
                          gateway.release_wait();
                        });
                      }),
@@ -114,7 +113,7 @@ struct Pipeline::Impl {
       saturated = true;
       if (on_saturation) on_saturation(true);
     }
-    input.try_put(std::move(envelope));
+    input.try_put(envelope);
   }
 
   // One event is through intake.

@@ -33,7 +33,7 @@ Result<HandlePtr> NewHandle(rd_kafka_type_t type, ConfPtr conf) {
   char errstr[512];
   HandlePtr handle(rd_kafka_new(type, conf.get(), errstr, sizeof(errstr)));
   if (handle == nullptr) return InvalidArgument(errstr);  // conf is still ours: freed here
-  conf.release();                                         // rd_kafka_new took it
+  static_cast<void>(conf.release());                      // rd_kafka_new took it
   return handle;
 }
 

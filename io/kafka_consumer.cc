@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/guard.h"
 #include "io/kafka_conf.h"
 
 namespace clickdiff {
@@ -42,7 +43,10 @@ struct KafkaConsumer::Impl {
         continue;
       }
       MessagePtr message(rd_kafka_consumer_poll(handle.get(), kPollTimeoutMs));
-      if (message == nullptr) continue;
+      if (message == nullptr) {
+        idle_polls.fetch_add(1);
+        continue;
+      }
       if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         HandleMessageError(*message);
       } else if (pause_requested.load()) {
@@ -150,17 +154,14 @@ struct KafkaConsumer::Impl {
     const int64_t timestamp = rd_kafka_message_timestamp(&m, nullptr);
     message.timestamp_ms = timestamp >= 0 ? timestamp : 0;
     received.fetch_add(1);
-    try {
-      callbacks.on_message(std::move(message));
-    } catch (const std::exception& e) {
-      ReportError(Internal("kafka consumer: on_message threw for " +
-                           TopicPartitionName(topic, m.partition) + " offset " +
-                           std::to_string(m.offset) + ": " + e.what()));
-    } catch (...) {
-      ReportError(Internal("kafka consumer: on_message threw for " +
-                           TopicPartitionName(topic, m.partition) + " offset " +
-                           std::to_string(m.offset)));
-    }
+    Status handed =
+        Guarded("kafka consumer: on_message for " + TopicPartitionName(topic, m.partition) +
+                    " offset " + std::to_string(m.offset),
+                [&] {
+                  callbacks.on_message(std::move(message));
+                  return Status::Ok();
+                });
+    if (!handed.ok()) ReportError(handed);
   }
 
   void HandleMessageError(const rd_kafka_message_t& m) {
@@ -241,18 +242,14 @@ struct KafkaConsumer::Impl {
   Result<std::optional<int64_t>> StoredOffset(const std::string& topic, int32_t partition) {
     const std::string where =
         "kafka consumer: stored offset of " + TopicPartitionName(topic, partition);
-    try {
+    return Guarded(where, [&]() -> Result<std::optional<int64_t>> {
       Result<std::optional<int64_t>> stored = callbacks.stored_offset(topic, partition);
       if (!stored.ok()) return stored.status().WithContext(where);
       if (stored->has_value() && **stored < 0) {
         return InvalidArgument(where + " is negative: " + std::to_string(**stored));
       }
       return stored;
-    } catch (const std::exception& e) {
-      return Internal(where + ": callback threw: " + e.what());
-    } catch (...) {
-      return Internal(where + ": callback threw");
-    }
+    });
   }
 
   static void OnRebalance(rd_kafka_t* /*rk*/, rd_kafka_resp_err_t err,
@@ -285,6 +282,7 @@ struct KafkaConsumer::Impl {
   std::atomic<bool> stop{false};
   std::atomic<bool> pause_requested{false};
   std::atomic<uint64_t> received{0};
+  std::atomic<uint64_t> idle_polls{0};
 
   // Owned by the poll thread (librdkafka runs the rebalance callback inside consumer_poll), and
   // by Stop() once that thread is joined (consumer_close runs the final revoke).
@@ -389,5 +387,7 @@ void KafkaConsumer::Stop() {
 }
 
 uint64_t KafkaConsumer::received() const { return impl_->received.load(); }
+
+uint64_t KafkaConsumer::idle_polls() const { return impl_->idle_polls.load(); }
 
 }  // namespace clickdiff

@@ -76,6 +76,10 @@ class KafkaConsumer {
   void Stop();
   // Records handed to on_message so far.
   uint64_t received() const;
+  // Polls that returned no record (each waits up to 50 ms): once it has grown by a few, whatever
+  // the broker had for this consumer was handed over (or held while paused). Tests wait on it to
+  // show that nothing more comes.
+  uint64_t idle_polls() const;
 
  private:
   struct Impl;

@@ -184,9 +184,9 @@ bool Store::Batch::empty() const { return !impl_ || impl_->ops.empty(); }
 
 uint64_t Store::Batch::Puts(Family family) const {
   if (!impl_) return 0;
-  return static_cast<uint64_t>(std::count_if(impl_->ops.begin(), impl_->ops.end(), [&](const auto& op) {
-    return !op.is_delete && op.family == family;
-  }));
+  return static_cast<uint64_t>(
+      std::count_if(impl_->ops.begin(), impl_->ops.end(),
+                    [&](const auto& op) { return !op.is_delete && op.family == family; }));
 }
 
 // ---------------------------------------------------------------------------------------------

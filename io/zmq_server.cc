@@ -128,7 +128,7 @@ struct ZmqServer::Impl {
 
   // Taken by the socket thread for each query and by SetQueryHandler to swap it.
   std::mutex handler_mu;
-  QueryHandler handler;  // GUARDED_BY(handler_mu); empty: queries are refused
+  QueryHandler handler;    // GUARDED_BY(handler_mu); empty: queries are refused
   zmq::context_t context;  // declared before the sockets: closed after all of them
   // Used only by the socket thread once it runs.
   zmq::socket_t xpub;

@@ -138,9 +138,8 @@ Status ContinuousTrainer::Reload() {
 // to train on or the step budget is spent.
 Status ContinuousTrainer::TrainOnce() {
   const bool had_twin = teacher_.has_twin();
-  CLICKDIFF_RETURN_IF_ERROR(teacher_.Start(segmenter_, counters().version,
-                                           options_.start_untrained, *deps_.versions,
-                                           TrainerOptionsFrom(options_.trainer)));
+  CLICKDIFF_RETURN_IF_ERROR(teacher_.Start(segmenter_, counters().version, options_.start_untrained,
+                                           *deps_.versions, TrainerOptionsFrom(options_.trainer)));
   if (teacher_.has_twin() != had_twin) replay_time_.reset();  // the twin's replay
   if (!replay_time_ || std::chrono::steady_clock::now() - *replay_time_ >= kReloadPeriod) {
     CLICKDIFF_RETURN_IF_ERROR(Reload());
@@ -148,8 +147,8 @@ Status ContinuousTrainer::TrainOnce() {
   const int64_t examples = static_cast<int64_t>(replay_.examples.size());
   const int64_t supervision = static_cast<int64_t>(replay_.clicks + replay_.labels);
   const int64_t per_click = options_.trainer.steps_per_click;
-  const int64_t left = per_click > 0 ? per_click * supervision - TotalSteps()
-                                     : std::numeric_limits<int64_t>::max();
+  const int64_t left =
+      per_click > 0 ? per_click * supervision - TotalSteps() : std::numeric_limits<int64_t>::max();
   {
     // Waiting once the budget is spent and its last steps are a version.
     std::lock_guard<std::mutex> lock(mu_);
@@ -247,8 +246,8 @@ Status ContinuousTrainer::Snapshot() {
       version, c.steps, c.loss, c.examples, c.clicks, c.labels, c.pseudo_labels);
 
   if (deps_.producer != nullptr && !options_.updates_topic.empty()) {
-    Status produced = deps_.producer->Produce(options_.updates_topic, VersionStore::ModelKey(version),
-                                              update.SerializeAsString());
+    Status produced = deps_.producer->Produce(
+        options_.updates_topic, VersionStore::ModelKey(version), update.SerializeAsString());
     if (!produced.ok()) spdlog::warn("model-updates: {}", produced.ToString());
   }
   if (on_version_) on_version_(version);

@@ -131,7 +131,8 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
     return std::optional<Entry>();
   }
   const v1::ImageEvent& event = stored.event();
-  Result<model::GridMapping> mapping = model::MakeGridMapping(event.width(), event.height(), resolution_);
+  Result<model::GridMapping> mapping =
+      model::MakeGridMapping(event.width(), event.height(), resolution_);
   if (!mapping.ok()) return mapping.status().WithContext(event.image_id());
 
   std::vector<model::Click> clicks;

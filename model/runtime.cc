@@ -99,10 +99,10 @@ RuntimeInfo CollectRuntimeInfo(bool measure_matmul) {
   info.cuda_devices = static_cast<int>(torch::cuda::device_count());
   info.cudnn = torch::cuda::cudnn_is_available();
   if (measure_matmul) {
-    constexpr int64_t n = 1024;
+    constexpr int64_t kSide = 1024;
     torch::NoGradGuard no_grad;
-    torch::Tensor a = torch::rand({n, n});
-    torch::Tensor b = torch::rand({n, n});
+    torch::Tensor a = torch::rand({kSide, kSide});
+    torch::Tensor b = torch::rand({kSide, kSide});
     torch::Tensor c = torch::mm(a, b);  // warm-up: thread pool, BLAS buffers
     double best = 1e30;
     for (int i = 0; i < 5; ++i) {
@@ -114,7 +114,7 @@ RuntimeInfo CollectRuntimeInfo(bool measure_matmul) {
       if (seconds > 1.0) break;  // reference BLAS: one slow sample is enough
     }
     info.matmul_seconds = best;
-    info.matmul_gflops = 2.0 * n * n * n / best / 1e9;
+    info.matmul_gflops = 2.0 * kSide * kSide * kSide / best / 1e9;
   }
   return info;
 }

@@ -25,7 +25,7 @@ void InitializeWeights(torch::nn::Module& net, at::Generator& gen) {
     } else {
       continue;
     }
-    const double fan_in = static_cast<double>(weight.numel() / weight.size(0));
+    const double fan_in = static_cast<double>(weight.numel()) / static_cast<double>(weight.size(0));
     const double bound = 1.0 / std::sqrt(fan_in);
     weight.uniform_(-bound, bound, gen);
     if (bias.defined()) bias.uniform_(-bound, bound, gen);

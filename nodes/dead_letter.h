@@ -15,7 +15,7 @@ namespace clickdiff {
 class DeadLetterSink {
  public:
   // Bytes of the refused record a letter carries (below librdkafka's default 1 MB message limit).
-  static constexpr size_t kMaxLetterPayload = 512 * 1024;
+  static constexpr size_t kMaxLetterPayload = size_t{512} * 1024;
 
   DeadLetterSink(KafkaProducer* producer, Store* store, std::string dlq_suffix);
   // Queues the dead letter and then, when `advance_offset`, stores the source's next offset.

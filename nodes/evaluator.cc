@@ -6,9 +6,9 @@
 #include <map>
 
 #include "base/status.h"
+#include "io/keys.h"
 #include "model/metrics.h"
 #include "nodes/intake.h"
-#include "io/keys.h"
 
 namespace clickdiff {
 namespace {
@@ -172,8 +172,8 @@ Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& m
   }
   model::MetricsOptions metrics_options;
   metrics_options.num_classes = options_.num_classes;
-  Result<model::ImageScores> scores =
-      model::ScoreImage(ClassIds(mask.mask(), h, w), ClassIds(t.class_ids(), h, w), metrics_options);
+  Result<model::ImageScores> scores = model::ScoreImage(
+      ClassIds(mask.mask(), h, w), ClassIds(t.class_ids(), h, w), metrics_options);
   if (!scores.ok()) return scores.status().WithContext("evaluator: " + mask.image_id());
   Result<uint64_t> clicks_seen = ClicksSeen(mask.model_version());
   if (!clicks_seen.ok()) return clicks_seen.status();

@@ -20,9 +20,9 @@ IntakeStage::IntakeStage(Store* store, KafkaProducer* producer, const KafkaTopic
 
 Result<StoredCounts> IntakeStage::CountStored(const Store& store) {
   StoredCounts counts;
-  for (auto [family, count] : {std::pair{Family::kImages, &counts.images},
-                               std::pair{Family::kClicks, &counts.clicks},
-                               std::pair{Family::kLabels, &counts.labels}}) {
+  for (auto [family, count] :
+       {std::pair{Family::kImages, &counts.images}, std::pair{Family::kClicks, &counts.clicks},
+        std::pair{Family::kLabels, &counts.labels}}) {
     Result<uint64_t> n = store.Count(family);
     if (!n.ok()) return n.status();
     *count = *n;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "base/clock.h"
 #include "model/preprocess.h"
 
 namespace clickdiff {
@@ -13,7 +14,8 @@ Decoded Preprocess::operator()(Decoded decoded) const {
   if (record == nullptr) return decoded;
   try {
     const v1::ImageEvent& event = record->stored.event();
-    Result<model::GridMapping> mapping = model::MakeGridMapping(event.width(), event.height(), resolution_);
+    Result<model::GridMapping> mapping =
+        model::MakeGridMapping(event.width(), event.height(), resolution_);
     Result<torch::Tensor> grid =
         mapping.ok() ? model::ImageToGrid(record->pixels.data(), *mapping) : mapping.status();
     if (!grid.ok()) {
@@ -24,9 +26,7 @@ Decoded Preprocess::operator()(Decoded decoded) const {
     record->stored.set_grid_resolution(static_cast<uint32_t>(resolution_));
     record->stored.mutable_grid()->Assign(values.data_ptr<float>(),
                                           values.data_ptr<float>() + values.numel());
-    record->stored.set_received_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count());
+    record->stored.set_received_ms(NowMs());
     record->pixels = {};
   } catch (const std::exception& e) {
     decoded.event = Rejected{std::string("preprocess failed: ") + e.what()};

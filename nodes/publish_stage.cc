@@ -8,8 +8,7 @@
 
 namespace clickdiff {
 
-PublishStage::PublishStage(const MaskCache* cache, const Publisher* publisher,
-                           Evaluator* evaluator)
+PublishStage::PublishStage(const MaskCache* cache, const Publisher* publisher, Evaluator* evaluator)
     : cache_(cache), publisher_(publisher), evaluator_(evaluator) {}
 
 PublishOutcome PublishStage::operator()(const v1::MaskResult& mask) const {

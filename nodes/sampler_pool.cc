@@ -72,8 +72,8 @@ void SamplerPool::Run() {
     }
     if (job.join) {
       Finish(*job.join, job.shard, Guarded("sampler", [&] {
-               return source_->Draw(job.join->prepared, job.shard, shards_);
-             }));
+        return source_->Draw(job.join->prepared, job.shard, shards_);
+      }));
     } else {
       Begin(job);
     }
@@ -103,8 +103,7 @@ void SamplerPool::Begin(Job& job) {
     }
     cv_.notify_all();
   }
-  Finish(*join, 0,
-         Guarded("sampler", [&] { return source_->Draw(join->prepared, 0, shards_); }));
+  Finish(*join, 0, Guarded("sampler", [&] { return source_->Draw(join->prepared, 0, shards_); }));
 }
 
 // Records one shard; the last one hands the joined samples on (or reports the failure).
@@ -121,8 +120,7 @@ void SamplerPool::Finish(Join& join, int shard, Result<torch::Tensor> drawn) {
   Status joined = join.failure;
   if (joined.ok()) {
     joined = Guarded("sampler: joining shards", [&] {
-      join.prepared.set.samples =
-          join.parts.size() == 1 ? join.parts[0] : torch::cat(join.parts);
+      join.prepared.set.samples = join.parts.size() == 1 ? join.parts[0] : torch::cat(join.parts);
       return Status::Ok();
     });
   }

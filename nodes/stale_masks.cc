@@ -5,8 +5,7 @@
 
 namespace clickdiff {
 
-StaleMasks::StaleMasks(const Store* store, const MaskCache* cache)
-    : store_(store), cache_(cache) {}
+StaleMasks::StaleMasks(const Store* store, const MaskCache* cache) : store_(store), cache_(cache) {}
 
 Result<std::vector<InferRequest>> StaleMasks::operator()(uint64_t version) const {
   std::vector<InferRequest> stale;

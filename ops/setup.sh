@@ -14,7 +14,7 @@ source ops/lib/common.sh
 
 PACKAGES=(
   # toolchain
-  build-essential cmake ninja-build pkg-config git ca-certificates
+  build-essential cmake ninja-build pkg-config git ca-certificates clang-format clang-tidy
   # libraries the code links against
   libtbb-dev libtorch-dev librdkafka-dev librocksdb-dev libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev

@@ -7,10 +7,10 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "config/model_options.h"
 #include "model/checkpoint_store.h"
 #include "model/metrics.h"
 #include "services/command.h"
-#include "config/model_options.h"
 #include "services/offline_dataset.h"
 
 namespace clickdiff {
@@ -44,7 +44,8 @@ Result<double> ScoreRule(const AggregatorConfig& rule, const std::vector<Offline
   metrics.compute_hd95 = false;  // the sweep ranks by Dice
   model::MetricsAccumulator accumulator(metrics);
   for (size_t i = 0; i < images.size(); ++i) {
-    Result<model::Aggregation> a = AggregateOnImage(*aggregator, samples[i].slice(0, 0, n), images[i]);
+    Result<model::Aggregation> a =
+        AggregateOnImage(*aggregator, samples[i].slice(0, 0, n), images[i]);
     if (!a.ok()) return a.status();
     CLICKDIFF_RETURN_IF_ERROR(accumulator.Add(a->mask, images[i].native_mask));
   }
@@ -107,6 +108,84 @@ nlohmann::json RuleJson(const AggregatorConfig& r) {
   return j;
 }
 
+// Each image's clicks from the clicks file, in the order of `images`.
+Result<std::vector<std::vector<Click>>> ClicksByImage(const std::string& file,
+                                                      const std::vector<OfflineImage>& images,
+                                                      int64_t num_classes) {
+  std::vector<std::vector<Click>> clicks(images.size());
+  if (file.empty()) return clicks;
+  ClickFileOptions click_options;
+  click_options.num_classes = static_cast<int>(num_classes);
+  Result<std::vector<Click>> all = ReadClicksFile(file, click_options);
+  if (!all.ok()) return all.status();
+  for (size_t i = 0; i < images.size(); ++i) {
+    for (const Click& c : *all) {
+      if (c.image == images[i].name) clicks[i].push_back(c);
+    }
+  }
+  return clicks;
+}
+
+// Every candidate rule scored on the same draws (into report["rules"]) and the best of them.
+Result<Candidate> BestRule(const std::vector<OfflineImage>& images,
+                           const std::vector<torch::Tensor>& samples, int64_t n,
+                           int64_t num_classes, nlohmann::json& report) {
+  nlohmann::json rules = nlohmann::json::array();
+  Candidate best;
+  best.dice = -1;
+  for (const AggregatorConfig& rule : CandidateRules()) {
+    Result<double> dice = ScoreRule(rule, images, samples, n, num_classes);
+    if (!dice.ok()) return dice.status();
+    nlohmann::json row = RuleJson(rule);
+    row["dice"] = *dice;
+    rules.push_back(row);
+    if (*dice > best.dice) best = {rule, *dice};
+  }
+  report["rules"] = rules;
+  report["best"] = RuleJson(best.rule);
+  report["best"]["dice"] = best.dice;
+  nlohmann::json curve = nlohmann::json::array();
+  for (int64_t k = 1; k <= n; k *= 2) {
+    Result<double> dice = ScoreRule(best.rule, images, samples, k, num_classes);
+    if (!dice.ok()) return dice.status();
+    curve.push_back({{"samples", k}, {"dice", *dice}});
+  }
+  report["dice_vs_samples"] = curve;
+  return best;
+}
+
+// The best fixed-radius disk around each click: the baseline a model must beat.
+Status ScoreClickDisks(const std::vector<OfflineImage>& images,
+                       const std::vector<std::vector<Click>>& clicks, int64_t num_classes,
+                       nlohmann::json& report) {
+  nlohmann::json disks = nlohmann::json::array();
+  double best_radius = 0;
+  double best_disk = -1;
+  for (double radius :
+       {1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 28.0, 32.0}) {
+    Result<double> dice = ScoreDisks(radius, images, clicks, num_classes);
+    if (!dice.ok()) return dice.status();
+    disks.push_back({{"radius", radius}, {"dice", *dice}});
+    if (*dice > best_disk) best_disk = *dice, best_radius = radius;
+  }
+  report["click_disks"] = disks;
+  report["best_click_disk"] = {{"radius", best_radius}, {"dice", best_disk}};
+  return Status::Ok();
+}
+
+// The --set arguments that select `rule`.
+std::string RuleSettings(const AggregatorConfig& rule) {
+  std::string lines = std::string("aggregator.rule=") + model::AggregationRuleName(rule.rule);
+  if (rule.rule == model::AggregationRule::kThreshold) {
+    lines += " aggregator.threshold=" + std::to_string(rule.threshold);
+  }
+  if (rule.rule == model::AggregationRule::kDensity) {
+    lines += " aggregator.density_sigma=" + std::to_string(rule.density_sigma) +
+             " aggregator.density_threshold=" + std::to_string(rule.density_threshold);
+  }
+  return lines;
+}
+
 Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
@@ -127,19 +206,8 @@ Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
   if (!loaded.ok()) return loaded.status();
   std::vector<OfflineImage> images = std::move(loaded).value();
   if (args.limit > 0 && static_cast<int>(images.size()) > args.limit) images.resize(args.limit);
-
-  std::vector<std::vector<Click>> clicks(images.size());
-  if (!args.clicks.empty()) {
-    ClickFileOptions click_options;
-    click_options.num_classes = static_cast<int>(num_classes);
-    Result<std::vector<Click>> all = ReadClicksFile(args.clicks, click_options);
-    if (!all.ok()) return all.status();
-    for (size_t i = 0; i < images.size(); ++i) {
-      for (const Click& c : *all) {
-        if (c.image == images[i].name) clicks[i].push_back(c);
-      }
-    }
-  }
+  Result<std::vector<std::vector<Click>>> clicks = ClicksByImage(args.clicks, images, num_classes);
+  if (!clicks.ok()) return clicks.status();
 
   // Draw the samples once; every rule and every N is scored on the same draws.
   auto start = std::chrono::steady_clock::now();
@@ -156,58 +224,19 @@ Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
   spdlog::info("drew {} samples for each of {} images in {:.1f} s", args.samples, images.size(),
                sample_seconds);
 
-  nlohmann::json rules = nlohmann::json::array();
-  Candidate best;
-  best.dice = -1;
-  for (const AggregatorConfig& rule : CandidateRules()) {
-    Result<double> dice = ScoreRule(rule, images, samples, args.samples, num_classes);
-    if (!dice.ok()) return dice.status();
-    nlohmann::json row = RuleJson(rule);
-    row["dice"] = *dice;
-    rules.push_back(row);
-    if (*dice > best.dice) best = {rule, *dice};
-  }
-
-  nlohmann::json curve = nlohmann::json::array();
-  for (int64_t n = 1; n <= args.samples; n *= 2) {
-    Result<double> dice = ScoreRule(best.rule, images, samples, n, num_classes);
-    if (!dice.ok()) return dice.status();
-    curve.push_back({{"samples", n}, {"dice", *dice}});
-  }
-
   nlohmann::json report = {
       {"images", images.size()},
       {"samples", args.samples},
       {"network_evaluations_per_sample", segmenter->NetworkEvaluations(steps)},
-      {"sampling_seconds_per_image", sample_seconds / static_cast<double>(images.size())},
-      {"rules", rules},
-      {"best", RuleJson(best.rule)},
-      {"dice_vs_samples", curve}};
-  report["best"]["dice"] = best.dice;
+      {"sampling_seconds_per_image", sample_seconds / static_cast<double>(images.size())}};
+  Result<Candidate> best = BestRule(images, samples, args.samples, num_classes, report);
+  if (!best.ok()) return best.status();
   if (!args.clicks.empty()) {
-    nlohmann::json disks = nlohmann::json::array();
-    double best_radius = 0;
-    double best_disk = -1;
-    for (double radius :
-         {1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 24.0, 28.0, 32.0}) {
-      Result<double> dice = ScoreDisks(radius, images, clicks, num_classes);
-      if (!dice.ok()) return dice.status();
-      disks.push_back({{"radius", radius}, {"dice", *dice}});
-      if (*dice > best_disk) best_disk = *dice, best_radius = radius;
-    }
-    report["click_disks"] = disks;
-    report["best_click_disk"] = {{"radius", best_radius}, {"dice", best_disk}};
+    CLICKDIFF_RETURN_IF_ERROR(ScoreClickDisks(images, *clicks, num_classes, report));
   }
   out << report.dump(2) << "\n";
-  std::string lines = std::string("aggregator.rule=") + model::AggregationRuleName(best.rule.rule);
-  if (best.rule.rule == model::AggregationRule::kThreshold) {
-    lines += " aggregator.threshold=" + std::to_string(best.rule.threshold);
-  }
-  if (best.rule.rule == model::AggregationRule::kDensity) {
-    lines += " aggregator.density_sigma=" + std::to_string(best.rule.density_sigma) +
-             " aggregator.density_threshold=" + std::to_string(best.rule.density_threshold);
-  }
-  spdlog::info("best rule on {}: Dice {:.4f} with {}", args.images, best.dice, lines);
+  spdlog::info("best rule on {}: Dice {:.4f} with {}", args.images, best->dice,
+               RuleSettings(best->rule));
   return Status::Ok();
 }
 

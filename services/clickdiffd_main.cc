@@ -15,9 +15,8 @@
 namespace {
 std::atomic<bool> g_stop{false};  // the one global: a signal handler can reach nothing else
 extern "C" void OnSignal(int) { g_stop.store(true); }
-}  // namespace
 
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   CLI::App app{"clickdiffd: single-click diffusion segmentation service"};
   clickdiff::ConfigOptions config_options;
   clickdiff::AddConfigOptions(app, config_options, false);
@@ -47,4 +46,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {  // the service's own errors are Statuses: a bug
+    std::cerr << "clickdiffd: unexpected exception: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "clickdiffd: unexpected exception\n";
+  }
+  return 1;
 }

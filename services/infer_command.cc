@@ -5,10 +5,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "config/model_options.h"
 #include "io/image_codec.h"
 #include "model/checkpoint_store.h"
 #include "services/command.h"
-#include "config/model_options.h"
 #include "services/offline_dataset.h"
 
 namespace clickdiff {

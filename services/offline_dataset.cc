@@ -37,7 +37,8 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     const Image& image = named.image;
     OfflineImage item;
     item.name = named.name;
-    Result<model::GridMapping> mapping = model::MakeGridMapping(image.width, image.height, spec.resolution);
+    Result<model::GridMapping> mapping =
+        model::MakeGridMapping(image.width, image.height, spec.resolution);
     if (!mapping.ok()) return mapping.status().WithContext(named.path);
     item.mapping = *mapping;
     Result<torch::Tensor> grid = model::ImageToGrid(image.pixels.data(), item.mapping);
@@ -72,8 +73,9 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
   return examples;
 }
 
-Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator, const torch::Tensor& samples,
-                                     const OfflineImage& image) {
+Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator,
+                                            const torch::Tensor& samples,
+                                            const OfflineImage& image) {
   Result<model::Aggregation> a = aggregator.AggregateOnImage(samples, image.mapping);
   if (!a.ok()) return a.status().WithContext(image.name);
   return a;

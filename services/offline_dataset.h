@@ -21,7 +21,7 @@ namespace clickdiff {
 
 struct OfflineImage {
   std::string name;                       // file name, e.g. "a.png"
-  model::GridMapping mapping;                    // its own size and place on the grid
+  model::GridMapping mapping;             // its own size and place on the grid
   torch::Tensor grid_image;               // [1,R,R] float in [0,1]
   std::vector<model::Click> grid_clicks;  // its clicks, in grid cells
   torch::Tensor grid_mask;                // [R,R] int64 when a mask was given, else undefined
@@ -49,8 +49,9 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
 
 // Aggregates an image's samples [N,R,R] (drawn on its grid) into a mask and an uncertainty map at
 // the image's own size. Errors name the image.
-Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator, const torch::Tensor& samples,
-                                     const OfflineImage& image);
+Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator,
+                                            const torch::Tensor& samples,
+                                            const OfflineImage& image);
 
 // [B,1,R,R] of the images' grids, for sampling.
 torch::Tensor StackGridImages(const std::vector<OfflineImage>& images);

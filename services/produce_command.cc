@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/clock.h"
 #include "io/dataset_files.h"
 #include "io/image_codec.h"
 #include "io/kafka_producer.h"
@@ -46,10 +47,99 @@ class Pacer {
   uint64_t sent_ = 0;
 };
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+// One run's producer, pacing and counts.
+struct Sender {
+  KafkaProducer* producer;
+  const KafkaTopics& topics;
+  const std::string& dataset;
+  Pacer pacer;
+  uint64_t images = 0, clicks = 0, labels = 0;
+
+  Status Send(const std::string& topic, const std::string& key, const std::string& value,
+              const std::string& where) {
+    CLICKDIFF_RETURN_IF_ERROR(producer->Produce(topic, key, value).WithContext(where));
+    pacer.Next();
+    return Status::Ok();
+  }
+};
+
+// Images: each PNG file as it is (the service decodes and checks it).
+Status SendImages(const std::string& dir, Sender& sender) {
+  Result<std::vector<std::string>> names = ListPngFiles(dir);
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
+    const std::string path = (std::filesystem::path(dir) / name).string();
+    Result<std::vector<uint8_t>> bytes = ReadBinaryFile(path);
+    if (!bytes.ok()) return bytes.status();
+    Result<Image> image = DecodePng(*bytes, {}, path);
+    if (!image.ok()) return image.status();
+    v1::ImageEvent event;
+    event.set_dataset(sender.dataset);
+    event.set_image_id(name);
+    event.set_width(image->width);
+    event.set_height(image->height);
+    event.set_channels(image->source_channels >= 3 ? 3 : 1);
+    event.set_pixel_type(image->bit_depth == 16 ? v1::PIXEL_TYPE_UINT16 : v1::PIXEL_TYPE_UINT8);
+    event.set_encoding(v1::PAYLOAD_ENCODING_PNG);
+    event.set_payload(bytes->data(), bytes->size());
+    event.set_timestamp_ms(NowMs());
+    CLICKDIFF_RETURN_IF_ERROR(
+        sender.Send(sender.topics.images, name, event.SerializeAsString(), path));
+    ++sender.images;
+  }
+  return Status::Ok();
+}
+
+// Dense masks of class ids, as training labels or (`for_evaluation`) ground truth.
+Status SendLabels(const std::string& dir, bool for_evaluation, Sender& sender) {
+  Result<std::vector<std::string>> masks = ListPngFiles(dir);
+  if (!masks.ok()) return masks.status();
+  for (const std::string& name : *masks) {
+    const std::string path = (std::filesystem::path(dir) / name).string();
+    Result<Image> mask = ReadPngFile(path);
+    if (!mask.ok()) return mask.status();
+    v1::LabelEvent label;
+    label.set_dataset(sender.dataset);
+    label.set_image_id(name);
+    label.set_label_id(for_evaluation ? "truth" : "dense");
+    label.set_for_evaluation(for_evaluation);
+    label.mutable_dense()->set_width(mask->width);
+    label.mutable_dense()->set_height(mask->height);
+    std::string ids(mask->pixels.size(), '\0');
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<char>(mask->pixels[i]);
+    label.mutable_dense()->set_class_ids(std::move(ids));
+    label.set_timestamp_ms(NowMs());
+    CLICKDIFF_RETURN_IF_ERROR(
+        sender.Send(sender.topics.labels, name, label.SerializeAsString(), path));
+    ++sender.labels;
+  }
+  return Status::Ok();
+}
+
+Status SendClicks(const std::string& file, int num_classes, Sender& sender) {
+  ClickFileOptions options;
+  options.num_classes = num_classes;
+  Result<std::vector<Click>> all = ReadClicksFile(file, options);
+  if (!all.ok()) return all.status();
+  for (const Click& c : *all) {
+    v1::ClickEvent click;
+    click.set_dataset(sender.dataset);
+    click.set_image_id(c.image);
+    // Without an explicit id, the click's content is its identity: the same click twice is one.
+    click.set_click_id(c.click_id.value_or(c.image + "@" + std::to_string(c.x) + "," +
+                                           std::to_string(c.y) + ":" + std::to_string(c.class_id) +
+                                           (c.positive ? "" : "-")));
+    click.set_x(c.x);
+    click.set_y(c.y);
+    click.set_class_id(c.class_id);
+    click.set_positive(c.positive);
+    click.set_annotator(c.annotator.value_or(""));
+    click.set_timestamp_ms(NowMs());
+    CLICKDIFF_RETURN_IF_ERROR(
+        sender.Send(sender.topics.clicks, c.image, click.SerializeAsString(), c.Where()));
+    ++sender.clicks;
+  }
+  return Status::Ok();
 }
 
 Status RunProduce(const ProduceArgs& args, std::ostream& out) {
@@ -63,94 +153,21 @@ Status RunProduce(const ProduceArgs& args, std::ostream& out) {
   Result<std::unique_ptr<KafkaProducer>> producer =
       KafkaProducer::Create(config->kafka, *bootstrap);
   if (!producer.ok()) return producer.status();
-  const KafkaTopics& topics = config->kafka.topics;
-  Pacer pacer(args.rate);
-  uint64_t images = 0, clicks = 0, labels = 0;
-
-  // Images: the PNG file as it is (the service decodes and checks it).
-  Result<std::vector<std::string>> names = std::vector<std::string>();
-  if (!args.images.empty()) names = ListPngFiles(args.images);
-  if (!names.ok()) return names.status();
-  for (const std::string& name : *names) {
-    const std::string path = (std::filesystem::path(args.images) / name).string();
-    Result<std::vector<uint8_t>> bytes = ReadBinaryFile(path);
-    if (!bytes.ok()) return bytes.status();
-    Result<Image> image = DecodePng(*bytes, {}, path);
-    if (!image.ok()) return image.status();
-    v1::ImageEvent event;
-    event.set_dataset(args.dataset);
-    event.set_image_id(name);
-    event.set_width(image->width);
-    event.set_height(image->height);
-    event.set_channels(image->source_channels >= 3 ? 3 : 1);
-    event.set_pixel_type(image->bit_depth == 16 ? v1::PIXEL_TYPE_UINT16 : v1::PIXEL_TYPE_UINT8);
-    event.set_encoding(v1::PAYLOAD_ENCODING_PNG);
-    event.set_payload(bytes->data(), bytes->size());
-    event.set_timestamp_ms(NowMs());
-    CLICKDIFF_RETURN_IF_ERROR(
-        (*producer)->Produce(topics.images, name, event.SerializeAsString()).WithContext(path));
-    ++images;
-    pacer.Next();
-  }
+  Sender sender{producer->get(), config->kafka.topics, args.dataset, Pacer(args.rate)};
+  if (!args.images.empty()) CLICKDIFF_RETURN_IF_ERROR(SendImages(args.images, sender));
   // Images first: a click that overtakes its image still waits for it, but need not.
   CLICKDIFF_RETURN_IF_ERROR((*producer)->Flush(std::chrono::seconds(30)));
-
   if (!args.labels.empty()) {
-    Result<std::vector<std::string>> masks = ListPngFiles(args.labels);
-    if (!masks.ok()) return masks.status();
-    for (const std::string& name : *masks) {
-      const std::string path = (std::filesystem::path(args.labels) / name).string();
-      Result<Image> mask = ReadPngFile(path);
-      if (!mask.ok()) return mask.status();
-      v1::LabelEvent label;
-      label.set_dataset(args.dataset);
-      label.set_image_id(name);
-      label.set_label_id(args.labels_for_evaluation ? "truth" : "dense");
-      label.set_for_evaluation(args.labels_for_evaluation);
-      label.mutable_dense()->set_width(mask->width);
-      label.mutable_dense()->set_height(mask->height);
-      std::string ids(mask->pixels.size(), '\0');
-      for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<char>(mask->pixels[i]);
-      label.mutable_dense()->set_class_ids(std::move(ids));
-      label.set_timestamp_ms(NowMs());
-      CLICKDIFF_RETURN_IF_ERROR(
-          (*producer)->Produce(topics.labels, name, label.SerializeAsString()).WithContext(path));
-      ++labels;
-      pacer.Next();
-    }
+    CLICKDIFF_RETURN_IF_ERROR(SendLabels(args.labels, args.labels_for_evaluation, sender));
   }
-
   if (!args.clicks.empty()) {
-    ClickFileOptions options;
-    options.num_classes = config->model.num_classes;
-    Result<std::vector<Click>> all = ReadClicksFile(args.clicks, options);
-    if (!all.ok()) return all.status();
-    for (const Click& c : *all) {
-      v1::ClickEvent click;
-      click.set_dataset(args.dataset);
-      click.set_image_id(c.image);
-      // Without an explicit id, the click's content is its identity: the same click twice is one.
-      click.set_click_id(c.click_id.value_or(c.image + "@" + std::to_string(c.x) + "," +
-                                             std::to_string(c.y) + ":" +
-                                             std::to_string(c.class_id) + (c.positive ? "" : "-")));
-      click.set_x(c.x);
-      click.set_y(c.y);
-      click.set_class_id(c.class_id);
-      click.set_positive(c.positive);
-      click.set_annotator(c.annotator.value_or(""));
-      click.set_timestamp_ms(NowMs());
-      CLICKDIFF_RETURN_IF_ERROR((*producer)
-                                    ->Produce(topics.clicks, c.image, click.SerializeAsString())
-                                    .WithContext(c.Where()));
-      ++clicks;
-      pacer.Next();
-    }
+    CLICKDIFF_RETURN_IF_ERROR(SendClicks(args.clicks, config->model.num_classes, sender));
   }
   CLICKDIFF_RETURN_IF_ERROR((*producer)->Flush(std::chrono::seconds(30)));
   out << nlohmann::json({{"bootstrap_servers", *bootstrap},
-                         {"images", images},
-                         {"clicks", clicks},
-                         {"labels", labels}})
+                         {"images", sender.images},
+                         {"clicks", sender.clicks},
+                         {"labels", sender.labels}})
              .dump()
       << "\n";
   return Status::Ok();

@@ -7,8 +7,8 @@
 #include <chrono>
 
 #include "config/model_options.h"
-#include "model/checkpoint_store.h"
 #include "io/keys.h"
+#include "model/checkpoint_store.h"
 #include "nodes/evaluator.h"
 
 namespace clickdiff {
@@ -121,8 +121,8 @@ Status Service::StartParts() {
   CLICKDIFF_RETURN_IF_ERROR(WriteRuntimeFile(config_, endpoints_));
   ticker_ = std::thread([this] { TickLoop(); });
   spdlog::info("clickdiffd ready: kafka {}, masks on {}, queries on {}, store {}",
-               endpoints_.bootstrap_servers, endpoints_.publish_endpoint,
-               endpoints_.query_endpoint, config_.store.path);
+               endpoints_.bootstrap_servers, endpoints_.publish_endpoint, endpoints_.query_endpoint,
+               config_.store.path);
   return Status::Ok();
 }
 
@@ -272,9 +272,10 @@ void Service::Report() const {
   if (!trainer_) return;
   TrainerCounters tc = trainer_->counters();
   Status trouble = trainer_->failure();
-  spdlog::info("trainer: model version {}, {} steps{}, loss {:.4f}, {} examples, {} pseudo-labels{}",
-               tc.version, tc.steps, tc.waiting ? " (budget spent, waiting)" : "", tc.loss,
-               tc.examples, tc.pseudo_labels, trouble.ok() ? "" : "; " + trouble.ToString());
+  spdlog::info(
+      "trainer: model version {}, {} steps{}, loss {:.4f}, {} examples, {} pseudo-labels{}",
+      tc.version, tc.steps, tc.waiting ? " (budget spent, waiting)" : "", tc.loss, tc.examples,
+      tc.pseudo_labels, trouble.ok() ? "" : "; " + trouble.ToString());
 }
 
 Status Service::Stop() {
@@ -332,7 +333,8 @@ v1::QueryReply Service::Answer(const v1::Query& query) const {
   };
   switch (query.kind()) {
     case v1::Query::KIND_MASK: {
-      Result<std::optional<v1::MaskResult>> mask = cache_->Current(query.dataset(), query.image_id());
+      Result<std::optional<v1::MaskResult>> mask =
+          cache_->Current(query.dataset(), query.image_id());
       if (!mask.ok()) return fail(mask.status().message());
       if (!mask->has_value()) {
         return fail("no mask yet for " + query.dataset() + "/" + query.image_id());

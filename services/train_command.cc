@@ -3,10 +3,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/model_options.h"
 #include "model/checkpoint_store.h"
 #include "model/trainer.h"
 #include "services/command.h"
-#include "config/model_options.h"
 #include "services/offline_dataset.h"
 
 namespace clickdiff {

@@ -13,8 +13,8 @@
 #include <string>
 
 #include "config/config.h"
-#include "io/store.h"
 #include "io/keys.h"
+#include "io/store.h"
 #include "learning/replay.h"
 #include "schemas/events.pb.h"
 

@@ -6,7 +6,6 @@
 namespace clickdiff {
 namespace {
 
-
 TEST(PlanServingTest, OneShardPerDeviceByDefaultAndExplicitCountsKept) {
   Config config;
   Result<ServingPlan> plan = PlanServing(config);  // sampler.shards 0

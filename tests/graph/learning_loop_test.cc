@@ -100,7 +100,7 @@ class LearningLoopTest : public ::testing::Test {
 };
 
 TEST_F(LearningLoopTest, DiceOfPublishedMasksRisesAsClicksArriveAndNothingIsLost) {
-  config_.model = ModelConfig();         // the product model at 64x64, untrained ...
+  config_.model = ModelConfig();                      // the product model at 64x64, untrained ...
   config_.model.method = model::Method::kGaussianX0;  // 4 evaluations per sample: short sweeps
   config_.sampler.samples = 8;
   config_.sampler.steps = 0;
@@ -205,7 +205,7 @@ TEST_F(LearningLoopTest, DiceOfPublishedMasksRisesAsClicksArriveAndNothingIsLost
   bool last_version = false;
   for (const KafkaMessage& m :
        testutil::ReadTopics(config_.kafka, broker_->bootstrap_servers(), {"metrics"},
-                           2 * status.evaluated(), "metrics-reader")) {
+                            2 * status.evaluated(), "metrics-reader")) {
     v1::Metrics metrics;
     ASSERT_TRUE(metrics.ParseFromString(m.value));
     if (!metrics.image_id().empty()) scored.insert(metrics.image_id());

@@ -4,11 +4,11 @@
 
 #include <gtest/gtest.h>
 
-#include "io/embedded_broker.h"
-#include "model/segmenter.h"
-#include "io/keys.h"
-#include "nodes/mask_cache.h"
 #include "config/model_options.h"
+#include "io/embedded_broker.h"
+#include "io/keys.h"
+#include "model/segmenter.h"
+#include "nodes/mask_cache.h"
 #include "tests/graph/service_fixture.h"
 #include "tests/nodes/node_test_util.h"
 
@@ -43,7 +43,10 @@ class PipelineTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   void MakePipeline() {
-    PipelineDeps deps{store_.get(), producer_.get(), zmq_.get(), &models_,
+    PipelineDeps deps{store_.get(),
+                      producer_.get(),
+                      zmq_.get(),
+                      &models_,
                       [this](const std::string& image_key) {
                         std::lock_guard<std::mutex> lock(mu_);
                         stored_.push_back(image_key);

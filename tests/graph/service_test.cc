@@ -9,18 +9,18 @@
 #include <map>
 #include <set>
 
-#include "learning/continuous_trainer.h"
 #include "io/keys.h"
+#include "learning/continuous_trainer.h"
 #include "tests/graph/service_fixture.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
 namespace {
 
+using ::testing::HasSubstr;
 using testutil::Click;
 using testutil::Eventually;
 using testutil::FreshDir;
-using ::testing::HasSubstr;
 using testutil::InProcessService;
 using testutil::PngImageEvent;
 using testutil::SmallServiceConfig;
@@ -64,7 +64,7 @@ class ServiceTest : public ::testing::Test {
   std::vector<KafkaMessage> ReadTopics(const std::vector<std::string>& topics, size_t at_least,
                                        const std::string& group) {
     return testutil::ReadTopics(config_.kafka, broker_->bootstrap_servers(), topics, at_least,
-                               group);
+                                group);
   }
 
   v1::QueryReply Ask(const std::string& endpoint, v1::Query::Kind kind,
@@ -157,8 +157,8 @@ TEST_F(ServiceTest, EveryKindOfBadInputIsDeadLetteredAndGoodEventsAroundItArePro
     std::string topic, value, expect;
   };
   std::vector<Bad> bad;
-  bad.push_back({"images", std::string("\xde\xad\xbe\xef not protobuf", 18),
-                 "not a clickdiff.v1.ImageEvent"});
+  bad.push_back(
+      {"images", std::string("\xde\xad\xbe\xef not protobuf"), "not a clickdiff.v1.ImageEvent"});
   std::string good_bytes = PngImageEvent("x").SerializeAsString();
   bad.push_back({"images", good_bytes.substr(0, good_bytes.size() - 7), "protobuf parse failed"});
   v1::ImageEvent wrong_size = PngImageEvent("w");

@@ -42,7 +42,7 @@ class DatasetFilesTest : public testing::Test {
     ASSERT_TRUE(WriteBinaryFile(path, *png).ok());
   }
   std::string WriteClicks(const std::string& text) const {
-    const std::string path = Path("clicks.jsonl");
+    std::string path = Path("clicks.jsonl");
     std::ofstream(path) << text;
     return path;
   }

@@ -71,6 +71,19 @@ std::vector<int64_t> Range(int64_t begin, int64_t end) {
   return out;
 }
 
+// Waits (up to a minute) until `consumer` has polled `n` more times without getting a record:
+// whatever the broker had for it by then was handed over (or held while paused). The negative
+// checks wait on this instead of sleeping.
+bool Settles(const KafkaConsumer& consumer, uint64_t n = 4) {
+  const uint64_t start = consumer.idle_polls();
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (consumer.idle_polls() < start + n) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
 class KafkaTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -85,9 +98,9 @@ class KafkaTest : public testing::Test {
 
   // A topic (and group) of this test's own on the shared broker.
   std::string Topic(int partitions = 1) {
-    const std::string name = std::string("t.") +
-                             testing::UnitTest::GetInstance()->current_test_info()->name() + "." +
-                             std::to_string(topic_count_++);
+    std::string name = std::string("t.") +
+                       testing::UnitTest::GetInstance()->current_test_info()->name() + "." +
+                       std::to_string(topic_count_++);
     EXPECT_TRUE(broker_->CreateTopic(name, partitions).ok());
     return name;
   }
@@ -283,7 +296,7 @@ TEST_F(KafkaTest, ConsumerStartsAtStoredOffset) {
       StartConsumer(ConsumerConfig("g-stored"), topic, Collecting(&sink, 6));
   ASSERT_NE(consumer, nullptr);
   ASSERT_TRUE(sink.WaitFor(4, seconds(60)));
-  std::this_thread::sleep_for(milliseconds(300));  // nothing more may come
+  ASSERT_TRUE(Settles(*consumer));  // nothing more may come
   consumer->Stop();
   EXPECT_EQ(Offsets(sink.messages()), Range(6, 10));
 }
@@ -361,9 +374,10 @@ TEST_F(KafkaTest, PauseResumeLosesNothing) {
     }
   });
   const bool all = sink.WaitFor(kRecords, seconds(90));
-  std::this_thread::sleep_for(milliseconds(200));
   done.store(true);
   driver.join();
+  consumer->Resume();
+  EXPECT_TRUE(Settles(*consumer));  // no record comes twice
   consumer->Stop();
   ASSERT_TRUE(all) << "received " << sink.size();
   EXPECT_EQ(Offsets(sink.messages()), Range(0, kRecords));
@@ -401,7 +415,7 @@ TEST_F(KafkaTest, ConsumerResumesAtTheNextRecord) {
     std::unique_lock<std::mutex> lock(mu);
     ASSERT_TRUE(cv.wait_for(lock, seconds(60), [&] { return got.size() >= 10 * round; }));
     lock.unlock();
-    std::this_thread::sleep_for(milliseconds(200));  // the pause is applied, fetching stopped
+    ASSERT_TRUE(Settles(**consumer));  // the pause is applied, fetching stopped
     lock.lock();
     EXPECT_EQ(got.size(), 10 * round) << "nothing is handed over while paused";
     lock.unlock();
@@ -459,7 +473,7 @@ TEST_F(KafkaTest, ConsumerRestartContinuesAtStoredOffsets) {
   pausing.store(first->get());
   ASSERT_TRUE((*first)->Start().ok());
   ASSERT_TRUE(wait_for(12));
-  std::this_thread::sleep_for(milliseconds(200));
+  ASSERT_TRUE(Settles(**first));
   (*first)->Stop();
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -469,7 +483,7 @@ TEST_F(KafkaTest, ConsumerRestartContinuesAtStoredOffsets) {
   std::unique_ptr<KafkaConsumer> second = StartConsumer(config, topic, callbacks());
   ASSERT_NE(second, nullptr);
   ASSERT_TRUE(wait_for(30));
-  std::this_thread::sleep_for(milliseconds(200));
+  ASSERT_TRUE(Settles(*second));
   second->Stop();
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(handled, Range(0, 30));
@@ -527,7 +541,8 @@ TEST_F(KafkaTest, TwoConsumersInOneGroupSplitPartitions) {
     std::unique_lock<std::mutex> lock(mu);
     EXPECT_TRUE(cv.wait_for(lock, seconds(60), [&] { return total() >= size_t(produced); }));
   }
-  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_TRUE(Settles(*a));
+  EXPECT_TRUE(Settles(*b));
   a->Stop();
   b->Stop();
 

@@ -11,13 +11,13 @@
 #include <thread>
 #include <vector>
 
+#include "config/model_options.h"
+#include "io/keys.h"
+#include "learning/replay.h"
 #include "model/checkpoint_store.h"
 #include "model/preprocess.h"
 #include "nodes/intake.h"
-#include "io/keys.h"
-#include "learning/replay.h"
 #include "nodes/sampler.h"
-#include "config/model_options.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
@@ -367,8 +367,7 @@ TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLonge
   EXPECT_EQ(counters.steps, 8);
   EXPECT_EQ(counters.version, 4u);
   EXPECT_FALSE(store_->Get(Family::kModels, VersionStore::kTwinKey).value().has_value());
-  EXPECT_FALSE(
-      store_->Get(Family::kMetadata, VersionStore::kTwinVersionKey).value().has_value());
+  EXPECT_FALSE(store_->Get(Family::kMetadata, VersionStore::kTwinVersionKey).value().has_value());
 
   // Four rounds of two images over three unsupervised ones, never labelled or labelled longest ago
   // first (ties in key order): b, c (v1); held_out, b (v2); c, b (v3); held_out, b (v4).
@@ -511,8 +510,7 @@ TEST_F(ContinuousTrainerTest, RestartResumesTheTwinStoredWithItsVersionOnly) {
     ASSERT_NO_FATAL_FAILURE(TrainUntilWaiting(slot, options, 5, &counters));
     EXPECT_EQ(counters.version, 6u);
     EXPECT_EQ(store_->Get(Family::kMetadata, VersionStore::kTwinVersionKey).value(), "6");
-    const std::string now =
-        store_->Get(Family::kModels, VersionStore::kTwinKey).value().value();
+    const std::string now = store_->Get(Family::kModels, VersionStore::kTwinKey).value().value();
     const std::string& expected = std::string(stored_with) == "5" ? stored : fresh;
     SCOPED_TRACE(std::string("twin stored with version ") + stored_with);
     ExpectSameWeights(model::CheckpointStore::FromBytes(now, "now", torch::kCPU).value(),
@@ -613,8 +611,7 @@ TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOn
       if (r.model_version == 0) {
         model->segmenter = first->segmenter;
       } else {
-        auto bytes =
-            store_->Get(Family::kModels, VersionStore::ModelKey(r.model_version)).value();
+        auto bytes = store_->Get(Family::kModels, VersionStore::ModelKey(r.model_version)).value();
         ASSERT_TRUE(bytes.has_value()) << r.model_version;
         model->segmenter = std::make_shared<model::Segmenter>(
             model::CheckpointStore::FromBytes(*bytes, "v", torch::kCPU).value());
@@ -622,7 +619,8 @@ TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOn
       replay_slot = std::make_unique<ModelSlot>();
       replay_slot->Set(model);
     }
-    Sampler again(store_.get(), replay_slot.get(), &gate, &cache, testutil::SamplerSettings(3, 2, 64));
+    Sampler again(store_.get(), replay_slot.get(), &gate, &cache,
+                  testutil::SamplerSettings(3, 2, 64));
     Result<SampleSet> redrawn = again(r.request);
     ASSERT_TRUE(redrawn.ok());
     EXPECT_TRUE(torch::equal(redrawn->samples, r.samples))

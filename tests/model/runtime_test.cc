@@ -2,9 +2,9 @@
 // are checked on any machine.
 #include "model/runtime.h"
 
-#include "model/choices.h"
-
 #include <gtest/gtest.h>
+
+#include "model/choices.h"
 
 namespace clickdiff::model {
 namespace {
@@ -23,7 +23,8 @@ TEST(ServingDevicesTest, EveryGpuWhenCudaIsAskedForAndOnlyThePinnedOneOtherwise)
   EXPECT_EQ(Names(ServingDevices(Spec("auto"), torch::kCPU, 0)), V{"cpu"});
   const torch::Device gpu0(torch::kCUDA, 0);
   EXPECT_EQ(Names(ServingDevices(Spec("cuda"), gpu0, 1)), V{"cuda:0"});
-  EXPECT_EQ(Names(ServingDevices(Spec("cuda"), gpu0, 4)), (V{"cuda:0", "cuda:1", "cuda:2", "cuda:3"}));
+  EXPECT_EQ(Names(ServingDevices(Spec("cuda"), gpu0, 4)),
+            (V{"cuda:0", "cuda:1", "cuda:2", "cuda:3"}));
   EXPECT_EQ(Names(ServingDevices(Spec("auto"), gpu0, 2)), (V{"cuda:0", "cuda:1"}));
   EXPECT_EQ(Names(ServingDevices(Spec("cuda:2"), torch::Device(torch::kCUDA, 2), 4)), V{"cuda:2"});
   // A CUDA device without an index is the first GPU, listed once.

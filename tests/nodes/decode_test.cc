@@ -12,8 +12,8 @@
 namespace clickdiff {
 namespace {
 
-using testutil::Click;
 using ::testing::HasSubstr;
+using testutil::Click;
 using testutil::PngImageEvent;
 using testutil::Record;
 

@@ -4,11 +4,11 @@
 #include <filesystem>
 
 #include "io/embedded_broker.h"
+#include "io/keys.h"
 #include "nodes/click_intake.h"
 #include "nodes/decode.h"
 #include "nodes/image_intake.h"
 #include "nodes/infer_request.h"
-#include "io/keys.h"
 #include "nodes/label_intake.h"
 #include "nodes/mask_cache.h"
 #include "nodes/preprocess.h"
@@ -18,8 +18,8 @@
 namespace clickdiff {
 namespace {
 
-using testutil::Click;
 using ::testing::HasSubstr;
+using testutil::Click;
 using testutil::PngImageEvent;
 using testutil::Record;
 

@@ -19,8 +19,8 @@ class PublishStageTest : public ::testing::Test {
     zmq_ = ZmqServer::Bind(ZmqConfig{}).value();
     cache_ = std::make_unique<MaskCache>(store_.get());
     publisher_ = std::make_unique<Publisher>(zmq_.get(), nullptr, "");
-    evaluator_ = std::make_unique<Evaluator>(store_.get(), nullptr, zmq_.get(),
-                                             EvaluatorOptions{2, ""});
+    evaluator_ =
+        std::make_unique<Evaluator>(store_.get(), nullptr, zmq_.get(), EvaluatorOptions{2, ""});
     stage_ = std::make_unique<PublishStage>(cache_.get(), publisher_.get(), evaluator_.get());
   }
   void TearDown() override {

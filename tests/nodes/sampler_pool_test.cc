@@ -10,8 +10,8 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nodes/intake.h"
@@ -118,8 +118,8 @@ TEST(SamplerPoolTest, ShardsAreDrawnByDifferentThreadsAndJoinedInShardOrder) {
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(a->request.image_id, "a");
   // 7 samples in 3 shards: 3 + 2 + 2, in shard order whichever finished first.
-  EXPECT_TRUE(torch::equal(a->samples.flatten(),
-                           torch::tensor({0, 0, 0, 1, 1, 2, 2}, torch::kInt64)));
+  EXPECT_TRUE(
+      torch::equal(a->samples.flatten(), torch::tensor({0, 0, 0, 1, 1, 2, 2}, torch::kInt64)));
   EXPECT_EQ(pool.errors(), 0u);
 }
 
@@ -138,8 +138,8 @@ TEST(SamplerPoolTest, WaitingRequestsAreTakenByPriorityThenInArrivalOrder) {
   pool.Submit(RequestFor("ds", "uncertain", 0.9), outcomes.For("uncertain"));
   source.Release();
   ASSERT_TRUE(outcomes.Await(6));
-  EXPECT_EQ(source.prepared(), (std::vector<std::string>{"first", "click1", "click2", "stale",
-                                                         "uncertain", "sweep"}));
+  EXPECT_EQ(source.prepared(),
+            (std::vector<std::string>{"first", "click1", "click2", "stale", "uncertain", "sweep"}));
 }
 
 TEST(SamplerPoolTest, FailuresAreCountedAndHandOnNothingWhileCachedMasksSkipDrawing) {

@@ -2,11 +2,11 @@
 
 #include <filesystem>
 
+#include "config/model_options.h"
+#include "io/keys.h"
 #include "nodes/aggregate.h"
 #include "nodes/intake.h"
-#include "io/keys.h"
 #include "nodes/sampler.h"
-#include "config/model_options.h"
 #include "tests/nodes/node_test_util.h"
 
 namespace clickdiff {
@@ -70,7 +70,8 @@ TEST_F(SamplerTest, ShardsAreIndependentDrawsOfTheSameModelThatTogetherMakeN) {
   EXPECT_EQ(Sampler::ShardSamples(8, 1, 3), 3);
   EXPECT_EQ(Sampler::ShardSamples(8, 2, 3), 2);
   StoreImage("a");
-  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(), testutil::SamplerSettings(12, 2, 64));
+  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(),
+                  testutil::SamplerSettings(12, 2, 64));
   Result<PreparedRequest> prepared = sampler.Prepare(RequestFor("ds", "a"));
   ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
   EXPECT_EQ(prepared->set.model_version, 3u);
@@ -101,7 +102,8 @@ TEST_F(SamplerTest, ShardsAreIndependentDrawsOfTheSameModelThatTogetherMakeN) {
 // One shard per serving device: shard k draws with the version's copy on device k (in turn).
 TEST_F(SamplerTest, ShardsDrawWithTheCopyOfTheirDevice) {
   StoreImage("a");
-  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(), testutil::SamplerSettings(4, 2, 64));
+  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(),
+                  testutil::SamplerSettings(4, 2, 64));
   Result<PreparedRequest> prepared = sampler.Prepare(RequestFor("ds", "a"));
   ASSERT_TRUE(prepared.ok()) << prepared.status().ToString();
   // Two different networks stand in for the copies (real copies share their weights).
