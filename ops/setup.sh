@@ -34,11 +34,32 @@ check_python() {
   require_python_modules "${PYTHON_MODULES[@]}"
 }
 
+# use_openmp_blas: other packages (numpy's) bring OpenBLAS's pthread flavour too, and Debian's
+# alternatives may then hand LibTorch that one: pthread threads beside torch's OpenMP pool, and other
+# numerics than the ones measured. Points libblas.so.3 and liblapack.so.3 at the OpenMP flavour.
+use_openmp_blas() {
+  local arch lib want
+  arch=$(gcc -print-multiarch)
+  for lib in libblas.so.3 liblapack.so.3; do
+    want=/usr/lib/$arch/openblas-openmp/$lib
+    [[ $(readlink -f "/etc/alternatives/$lib-$arch") == "$want" ]] && continue
+    if [[ ${1:-} == --check ]]; then
+      echo "setup: $lib is not OpenBLAS's OpenMP flavour (run ops/setup.sh to select it)" >&2
+      return 1
+    fi
+    "${SUDO[@]}" update-alternatives --quiet --set "$lib-$arch" "$want"
+  done
+}
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=(sudo); fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
+  use_openmp_blas "${1:-}"
   check_python
   exit 0
 fi
@@ -48,10 +69,9 @@ if [ "${1:-}" = "--check" ]; then
   exit 1
 fi
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-  SUDO=(sudo)
+if [ "$(id -u)" -ne 0 ] && [ ${#SUDO[@]} -eq 0 ]; then
+  echo "setup: need root (or sudo) to install: ${missing[*]}" >&2
+  exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
@@ -69,5 +89,6 @@ if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
   echo "setup: apt-get install failed (full log: /tmp/clickdiff-setup.log)" >&2
   exit 1
 fi
+use_openmp_blas
 check_python
 echo "setup: done"
