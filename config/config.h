@@ -91,9 +91,14 @@ struct GaussianConfig {
 };
 
 struct LossConfig {
+  model::LossKind kind = model::LossKind::kFocal;  // focal | pce | pce_ms | pce_cv (model/losses.h)
   double focal_gamma = 2.0;
-  double focal_alpha = 0.999;  // weight of foreground (clicked) pixels
-  double vlb_weight = 0.01;    // d3pm: weight of the variational term
+  double focal_alpha = 0.999;    // weight of foreground (clicked) pixels
+  double ms_weight = 1.0;        // pce_ms: Mumford-Shah fidelity
+  double cv_weight = 0.3;        // pce_cv: contrastive variance (lambda_cv)
+  double cv_temperature = 0.07;  // pce_cv: tau
+  double tv_weight = 0.01;       // pce_ms, pce_cv: total variation of the prediction
+  double vlb_weight = 0.01;      // d3pm: weight of the variational term
 };
 
 struct ModelConfig {

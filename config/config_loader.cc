@@ -367,12 +367,27 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "model.gaussian.latent_dim",
         [](Config & c) -> auto& { return c.model.gaussian.latent_dim; }, 1, 1024));
+    f.push_back(Named(
+        "model.loss.kind", [](Config & c) -> auto& { return c.model.loss.kind; },
+        model::kLossKindNames));
     f.push_back(Real(
         "model.loss.focal_gamma", [](Config & c) -> auto& { return c.model.loss.focal_gamma; }, 0,
         10));
     f.push_back(Real(
         "model.loss.focal_alpha", [](Config & c) -> auto& { return c.model.loss.focal_alpha; }, 0,
         1, true));
+    f.push_back(Real(
+        "model.loss.ms_weight", [](Config & c) -> auto& { return c.model.loss.ms_weight; }, 0,
+        1000));
+    f.push_back(Real(
+        "model.loss.cv_weight", [](Config & c) -> auto& { return c.model.loss.cv_weight; }, 0,
+        1000));
+    f.push_back(Real(
+        "model.loss.cv_temperature",
+        [](Config & c) -> auto& { return c.model.loss.cv_temperature; }, 0, 10, true));
+    f.push_back(Real(
+        "model.loss.tv_weight", [](Config & c) -> auto& { return c.model.loss.tv_weight; }, 0,
+        1000));
     f.push_back(Real(
         "model.loss.vlb_weight", [](Config & c) -> auto& { return c.model.loss.vlb_weight; }, 0,
         100));

@@ -22,8 +22,13 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   o.gaussian.beta_min = m.gaussian.beta_min;
   o.gaussian.beta_max = m.gaussian.beta_max;
   o.gaussian.latent_dim = m.gaussian.latent_dim;
+  o.loss.kind = m.loss.kind;
   o.loss.focal_gamma = m.loss.focal_gamma;
   o.loss.focal_alpha = m.loss.focal_alpha;
+  o.loss.ms_weight = m.loss.ms_weight;
+  o.loss.cv_weight = m.loss.cv_weight;
+  o.loss.cv_temperature = m.loss.cv_temperature;
+  o.loss.tv_weight = m.loss.tv_weight;
   o.loss.vlb_weight = m.loss.vlb_weight;
   o.seed = config.trainer.seed;
   Status valid = model::ValidateOptions(o);

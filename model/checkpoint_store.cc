@@ -38,6 +38,16 @@ void VisitOptions(Options& o, Visitor&& visit) {
   visit("seed", o.seed);
 }
 
+// Fields added after format version 1 came out: a checkpoint without them was trained with their
+// defaults (the focal loss), so reading fills the default in when one is absent.
+template <typename Options, typename Visitor>
+void VisitLaterOptions(Options& o, Visitor&& visit) {
+  visit("loss.ms_weight", o.loss.ms_weight);
+  visit("loss.cv_weight", o.loss.cv_weight);
+  visit("loss.cv_temperature", o.loss.cv_temperature);
+  visit("loss.tv_weight", o.loss.tv_weight);
+}
+
 template <typename T>
 c10::IValue ToIValue(const T& value) {
   if constexpr (std::is_floating_point_v<T>) {
@@ -61,9 +71,12 @@ void WriteArchive(const Segmenter& segmenter, torch::serialize::OutputArchive& a
   const SegmenterOptions& o = segmenter.options();
   archive.write("format_version", c10::IValue(CheckpointStore::kFormatVersion));
   archive.write("options/method", c10::IValue(std::string(MethodName(o.method))));
-  VisitOptions(o, [&](const char* name, const auto& field) {
+  archive.write("options/loss.kind", c10::IValue(std::string(LossKindName(o.loss.kind))));
+  const auto write = [&](const char* name, const auto& field) {
     archive.write(std::string("options/") + name, ToIValue(field));
-  });
+  };
+  VisitOptions(o, write);
+  VisitLaterOptions(o, write);
   if (const DiffusionProcess* process = segmenter.process()) {
     for (const auto& [name, tensor] : process->ScheduleTensors()) {
       archive.write("schedule/" + name, tensor, /*is_buffer=*/true);
@@ -104,6 +117,16 @@ Result<Segmenter> ReadArchive(torch::serialize::InputArchive& archive, const std
       FromIValue(stored, field);
     });
     if (!missing.empty()) return DataLoss(what + " lacks options/" + missing);
+    VisitLaterOptions(options, [&](const char* name, auto& field) {
+      c10::IValue stored;
+      if (archive.try_read(std::string("options/") + name, stored)) FromIValue(stored, field);
+    });
+    if (archive.try_read("options/loss.kind", value)) {
+      if (!value.isString()) return DataLoss(what + " has a malformed options/loss.kind");
+      auto kind = ParseLossKind(value.toStringRef());
+      if (!kind.ok()) return kind.status().WithContext(what);
+      options.loss.kind = *kind;
+    }
   } catch (const std::exception& e) {
     return DataLoss(what + " has malformed options: " + e.what());
   }

@@ -22,6 +22,13 @@ Result<AggregationRule> ParseAggregationRule(const std::string& name) {
                          OneOf(kAggregationRuleNames) + ")");
 }
 
+const char* LossKindName(LossKind kind) { return NameOf(kLossKindNames, kind); }
+
+Result<LossKind> ParseLossKind(const std::string& name) {
+  if (std::optional<LossKind> k = ValueOf(kLossKindNames, name)) return *k;
+  return InvalidArgument("unknown loss '" + name + "' (expected " + OneOf(kLossKindNames) + ")");
+}
+
 std::string DeviceName(const DeviceSpec& device) {
   switch (device.kind) {
     case DeviceSpec::Kind::kCpu:

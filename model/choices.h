@@ -1,6 +1,6 @@
-// model/choices.h — the model's named choices that a configuration selects: the method, the
-// aggregation rule and the compute device. Free of LibTorch, so config/config.h can hold them as
-// types; each has one table of names (base/enum_names.h) for parsing, printing and errors.
+// model/choices.h — the model's named choices that a configuration selects: the method, the loss,
+// the aggregation rule and the compute device. Free of LibTorch, so config/config.h can hold them
+// as types; each has one table of names (base/enum_names.h) for parsing, printing and errors.
 #pragma once
 
 #include <array>
@@ -33,6 +33,20 @@ inline constexpr std::array<EnumName<AggregationRule>, 3> kAggregationRuleNames{
 const char* AggregationRuleName(AggregationRule rule);
 // Errors: kInvalidArgument naming the accepted spellings.
 Result<AggregationRule> ParseAggregationRule(const std::string& name);
+
+// The supervision loss on the network's per-pixel class prediction (model/losses.h describes
+// each): paper 000's focal loss on click maps, or paper 001's partial cross-entropy on labelled
+// pixels alone, with its Mumford-Shah or contrastive-variance term over every pixel.
+enum class LossKind { kFocal, kPce, kPceMs, kPceCv };
+inline constexpr std::array<EnumName<LossKind>, 4> kLossKindNames{{
+    {"focal", LossKind::kFocal},
+    {"pce", LossKind::kPce},
+    {"pce_ms", LossKind::kPceMs},
+    {"pce_cv", LossKind::kPceCv},
+}};
+const char* LossKindName(LossKind kind);
+// Errors: kInvalidArgument naming the accepted spellings.
+Result<LossKind> ParseLossKind(const std::string& name);
 
 // Where the model runs: "cpu", "cuda" (the first GPU; the service spreads sampler shards over
 // every GPU), "cuda:N" (GPU N alone) or "auto" (CUDA when a device exists, else the CPU).

@@ -1,29 +1,46 @@
-// model/losses.h — the supervision losses shared by every method (paper 000's weighted focal loss).
+// model/losses.h — the supervision losses shared by every method, applied to the network's
+// per-pixel class prediction (x0-hat for the diffusion methods). LossOptions::kind chooses:
 //
-// Click maps (paper 000): the target is background everywhere except at clicked pixels. Every pixel
-// is scored; pixels of a foreground class and negative clicks (certain background) weigh
-// `focal_alpha`, all other (unknown, assumed background) pixels weigh 1 - focal_alpha. With
-// alpha = 0.999 a single click weighs as much as ~1000 unknown pixels, which is what keeps the
-// prediction from collapsing to background.
-// Dense masks are full supervision: every pixel is known, so they use plain cross-entropy
-// (gamma 0, weight 1 on every pixel), which keeps the predicted probabilities calibrated.
-// Pure functions; thread-safe.
+//  - kFocal (paper 000): the target is background everywhere except at clicked pixels. Every pixel
+//    is scored; pixels of a foreground class and negative clicks (certain background) weigh
+//    `focal_alpha`, all other (unknown, assumed background) pixels weigh 1 - focal_alpha. With
+//    alpha = 0.999 a single click weighs as much as ~1000 unknown pixels.
+//  - kPce (paper 001): partial cross-entropy on labelled pixels only (positive and negative clicks,
+//    scribbles, every pixel of a dense or pseudo-label mask); unlabelled pixels are unknown, not
+//    background. On positive clicks alone it predicts everything as object: it wants a term over
+//    the unlabelled pixels beside it.
+//  - kPceMs: pCE + ms_weight * Mumford-Shah fidelity (each class region close to its own mean
+//    intensity: a soft K-means of the image under the prediction) + tv_weight * total variation.
+//  - kPceCv: pCE + cv_weight * contrastive variance loss (PSCV, eqs. 4-8: variance maps
+//    z_k = Y_k * (I - c_k)^2 compared by cosine similarity at temperature cv_temperature; the
+//    positive of (image n, class k) is class k in another image of the batch, the negatives every
+//    other class in every other image) + tv_weight * total variation.
+// Dense masks under kFocal use plain cross-entropy (gamma 0, weight 1 on every pixel).
+// Pure functions (ContrastiveVarianceLoss draws from the generator it is given); thread-safe.
 #pragma once
 
+#include <ATen/core/Generator.h>
 #include <torch/torch.h>
+
+#include "model/choices.h"
 
 namespace clickdiff::model {
 
 struct LossOptions {
-  double focal_gamma = 2.0;    // focusing parameter for click maps
-  double focal_alpha = 0.999;  // weight of foreground / negative-click pixels in click maps
-  double dense_gamma = 0.0;    // focusing parameter for dense masks (0: cross-entropy)
-  double vlb_weight = 0.01;    // d3pm: weight of the variational (KL) term
-  double mse_weight = 0.0;     // gaussian_x0: weight of the paper's ||x0 - x0_hat||^2 term
+  LossKind kind = LossKind::kFocal;
+  double focal_gamma = 2.0;      // kFocal: focusing parameter for click maps
+  double focal_alpha = 0.999;    // kFocal: weight of foreground / negative-click pixels
+  double dense_gamma = 0.0;      // kFocal: focusing parameter for dense masks (0: cross-entropy)
+  double ms_weight = 1.0;        // kPceMs: weight of the Mumford-Shah fidelity term
+  double cv_weight = 0.3;        // kPceCv: lambda_cv (paper 001: 0.3 on Synapse)
+  double cv_temperature = 0.07;  // kPceCv: tau
+  double tv_weight = 0.01;       // kPceMs, kPceCv: weight of the total variation of Y
+  double vlb_weight = 0.01;      // d3pm: weight of the variational (KL) term
+  double mse_weight = 0.0;       // gaussian_x0: weight of the paper's ||x0 - x0_hat||^2 term
 };
 
-// Per-pixel weights [B,H,W] float. targets [B,H,W] int64; known [B,H,W] (bool/float: pixels that
-// carry a certain label, i.e. positive and negative clicks); dense [B] bool.
+// kFocal per-pixel weights [B,H,W] float. targets [B,H,W] int64; known [B,H,W] (bool/float: pixels
+// that carry a certain label, i.e. positive and negative clicks); dense [B] bool.
 torch::Tensor PixelWeights(const torch::Tensor& targets, const torch::Tensor& known,
                            const torch::Tensor& dense, const LossOptions& options);
 
@@ -34,5 +51,32 @@ torch::Tensor FocalGammas(const torch::Tensor& dense, const LossOptions& options
 // logits [B,K,H,W]; targets [B,H,W] int64; weights [B,H,W]; gammas [B].
 torch::Tensor FocalLoss(const torch::Tensor& logits, const torch::Tensor& targets,
                         const torch::Tensor& weights, const torch::Tensor& gammas);
+
+// Sum over labelled pixels of -w_n log p_y, divided by the number of labelled pixels (0 when none
+// is labelled). logits [B,K,H,W]; targets [B,H,W] int64; labelled [B,H,W] bool; example_weights
+// [B] float (w_n).
+torch::Tensor PartialCrossEntropy(const torch::Tensor& logits, const torch::Tensor& targets,
+                                  const torch::Tensor& labelled,
+                                  const torch::Tensor& example_weights);
+
+// Variance maps z [B,K,H,W]: z_k(r) = sum_c (I_c(r) - c_k,c)^2 Y_k(r), with c_k the mean of image
+// channel c under the soft region Y_k (paper 001, eqs. 4-5). probs [B,K,H,W] (rows sum to 1);
+// image [B,C,H,W].
+torch::Tensor VarianceMaps(const torch::Tensor& probs, const torch::Tensor& image);
+
+// Mumford-Shah fidelity: the mean over images and pixels of sum_k z_k.
+torch::Tensor MumfordShahLoss(const torch::Tensor& probs, const torch::Tensor& image);
+
+// Total variation: the mean over images and pixels of sum_k |dY_k/dx| + |dY_k/dy| (forward
+// differences).
+torch::Tensor TotalVariation(const torch::Tensor& probs);
+
+// PSCV's contrastive term, averaged over the anchors (n, k) with k present in image n and in at
+// least one other image (0 when there is none). present [B,K] bool: the classes image n holds
+// (background always). The positive of each anchor is drawn uniformly from the other images that
+// hold k; negatives are (i, j) with i != n, j != k and j present in i.
+torch::Tensor ContrastiveVarianceLoss(const torch::Tensor& probs, const torch::Tensor& image,
+                                      const torch::Tensor& present, double temperature,
+                                      at::Generator& gen);
 
 }  // namespace clickdiff::model

@@ -59,6 +59,57 @@ Status CheckExample(const TrainingExample& ex, const SegmenterOptions& o, size_t
   return Status::Ok();
 }
 
+// One batch's supervision, stacked on the model's device.
+struct Supervision {
+  torch::Tensor image;           // [B,C,R,R] float
+  torch::Tensor target;          // [B,R,R] int64
+  torch::Tensor known;           // [B,R,R] bool: clicked pixels (positive and negative)
+  torch::Tensor dense;           // [B] bool
+  torch::Tensor example_weight;  // [B] float
+
+  // Pixels whose label is given: the known ones, and every pixel of a dense mask.
+  torch::Tensor Labelled() const {
+    return known.logical_or(dense.view({-1, 1, 1}).expand_as(known));
+  }
+  // [B,K] bool: the classes each image holds (labelled pixels of that class; background always).
+  torch::Tensor Present(int64_t num_classes) const {
+    const auto labelled_classes =
+        torch::one_hot(target, num_classes).logical_and(Labelled().unsqueeze(-1)).any(2).any(1);
+    return labelled_classes.index_fill(1, torch::zeros({1}, target.options()), true);
+  }
+};
+
+// The loss `options.kind` names on the network's class prediction (model/losses.h).
+torch::Tensor SupervisionLoss(const torch::Tensor& logits, const Supervision& s,
+                              const LossOptions& options, at::Generator& gen) {
+  if (options.kind == LossKind::kFocal) {
+    const auto weights =
+        PixelWeights(s.target, s.known, s.dense, options) * s.example_weight.view({-1, 1, 1});
+    return FocalLoss(logits, s.target, weights, FocalGammas(s.dense, options));
+  }
+  auto loss = PartialCrossEntropy(logits, s.target, s.Labelled(), s.example_weight);
+  if (options.kind == LossKind::kPce) return loss;
+  const auto probs = torch::softmax(logits, 1);
+  if (options.kind == LossKind::kPceMs) {
+    loss = loss + options.ms_weight * MumfordShahLoss(probs, s.image);
+  } else {
+    loss = loss + options.cv_weight * ContrastiveVarianceLoss(probs, s.image,
+                                                              s.Present(logits.size(1)),
+                                                              options.cv_temperature, gen);
+  }
+  return loss + options.tv_weight * TotalVariation(probs);
+}
+
+// Per-pixel weights of the diffusion process's own term: the focal weights, or for the partial
+// losses the labelled pixels alone (an unlabelled pixel has no x0 to match).
+torch::Tensor AuxiliaryWeights(const Supervision& s, const LossOptions& options) {
+  const auto per_example = s.example_weight.view({-1, 1, 1});
+  if (options.kind == LossKind::kFocal) {
+    return PixelWeights(s.target, s.known, s.dense, options) * per_example;
+  }
+  return s.Labelled().to(torch::kFloat) * per_example;
+}
+
 }  // namespace
 
 UNetOptions SegmenterOptions::EffectiveUNet() const {
@@ -98,8 +149,12 @@ Status ValidateOptions(const SegmenterOptions& o) {
         "gaussian: need 1 <= num_timesteps <= 1000, 0 < beta_min <= beta_max, latent_dim >= 1");
   }
   if (o.loss.focal_alpha <= 0 || o.loss.focal_alpha >= 1 || o.loss.focal_gamma < 0 ||
-      o.loss.dense_gamma < 0 || o.loss.vlb_weight < 0 || o.loss.mse_weight < 0) {
+      o.loss.dense_gamma < 0 || o.loss.vlb_weight < 0 || o.loss.mse_weight < 0 ||
+      o.loss.ms_weight < 0 || o.loss.cv_weight < 0 || o.loss.tv_weight < 0) {
     return InvalidArgument("loss: need 0 < focal_alpha < 1 and non-negative gammas and weights");
+  }
+  if (!(o.loss.cv_temperature > 0)) {
+    return InvalidArgument("loss.cv_temperature must be > 0");
   }
   return Status::Ok();
 }
@@ -166,15 +221,14 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
       target = torch::where(flip.view({-1, 1, 1}), target.flip({-1}), target);
       known_map = torch::where(flip.view({-1, 1, 1}), known_map.flip({-1}), known_map);
     }
-    const auto weights = PixelWeights(target, known_map, dense_flags, options_.loss) *
-                         torch::tensor(example_weights).to(device_).view({-1, 1, 1});
-    const auto gammas = FocalGammas(dense_flags, options_.loss);
+    const auto example_weight = torch::tensor(example_weights).to(device_);
+    const Supervision supervision{image, target, known_map, dense_flags, example_weight};
     if (!process_) {
       const int64_t r = options_.resolution;
       const auto x_t = torch::zeros({b, options_.num_classes, r, r}, image.options());
       const auto t = torch::zeros({b}, image.options());
       const auto logits = network_->forward(image, x_t, t, torch::Tensor());
-      return FocalLoss(logits, target, weights, gammas);
+      return SupervisionLoss(logits, supervision, options_.loss, train_generator_);
     }
     const NoisedBatch noised = process_->Noise(target, train_generator_);
     torch::Tensor z;
@@ -182,11 +236,13 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
       z = RandNormal({b, options_.unet.latent_dim}, train_generator_, device_);
     }
     const auto logits = network_->forward(image, noised.x_t, noised.network_time, z);
-    auto loss = FocalLoss(logits, target, weights, gammas);
+    auto loss = SupervisionLoss(logits, supervision, options_.loss, train_generator_);
     const double aux_weight =
         options_.method == Method::kD3pm ? options_.loss.vlb_weight : options_.loss.mse_weight;
     if (aux_weight > 0) {
-      loss = loss + aux_weight * process_->AuxiliaryLoss(logits, noised, target, weights);
+      loss =
+          loss + aux_weight * process_->AuxiliaryLoss(logits, noised, target,
+                                                      AuxiliaryWeights(supervision, options_.loss));
     }
     return loss;
   } catch (const std::exception& e) {

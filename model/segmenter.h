@@ -11,8 +11,9 @@
 //                   focal loss. Its N "samples" are independent per-pixel draws from its predicted
 //                   class distribution (one network evaluation per image), so vote fractions
 //                   estimate its probabilities and the same aggregation applies to every method.
-// Supervision (model/losses.h): click maps with paper 000's focal loss (gamma 2, alpha 0.999 on
-// foreground and negative clicks), dense masks with cross-entropy; both may share a batch.
+// Supervision (model/losses.h): click maps, scribbles and dense masks may share a batch; options
+// .loss.kind chooses paper 000's focal loss or paper 001's partial cross-entropy with its
+// Mumford-Shah or contrastive-variance term, applied to the network's class prediction.
 //
 // Thread-safety: Sample() may run concurrently from several threads (it only reads the network,
 // under torch::InferenceMode, with its own generator); TrainStep()/Loss() mutate the training
@@ -68,7 +69,7 @@ class Segmenter {
   Segmenter(const Segmenter&) = delete;
   Segmenter& operator=(const Segmenter&) = delete;
 
-  // The training loss of one batch (focal loss on x0_hat + the process's weighted term), with the
+  // The training loss of one batch (options.loss on x0_hat + the process's weighted term), with the
   // graph attached. Applies random flips when enabled. Errors: kInvalidArgument for an empty batch
   // or an example of the wrong shape/type/class range; kInternal for LibTorch failures.
   Result<torch::Tensor> Loss(const std::vector<TrainingExample>& batch);

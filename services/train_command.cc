@@ -1,7 +1,11 @@
 // `clickdiff train`: trains a segmentation model offline from clicks (or dense masks) and saves it.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "config/model_options.h"
 #include "model/checkpoint_store.h"
@@ -21,13 +25,24 @@ struct TrainArgs {
   std::string init;
   int64_t steps = 0;
   double seconds = 0;
+  std::vector<int64_t> save_at;  // also save the model after these many steps
 };
+
+// "model.pt" saved after 500 steps: "model.step500.pt".
+std::string MilestonePath(const std::string& out, int64_t step) {
+  std::filesystem::path path(out);
+  path.replace_extension(".step" + std::to_string(step) + path.extension().string());
+  return path.string();
+}
 
 Status RunTrain(const TrainArgs& args, std::ostream& out) {
   if (args.clicks.empty() && args.masks.empty()) {
     return InvalidArgument("give --clicks FILE (single-click supervision) or --masks DIR (dense)");
   }
   if (args.steps <= 0 && args.seconds <= 0) return InvalidArgument("give --steps N or --seconds S");
+  if (!args.save_at.empty() && args.steps <= 0) {
+    return InvalidArgument("--save-at counts steps: give --steps N with it");
+  }
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
   Result<Compute> compute = SetUpCompute(*config);
@@ -68,10 +83,24 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   trainer_options.max_steps = args.steps;
   trainer_options.max_seconds = args.seconds;
   model::Trainer trainer(&*segmenter, trainer_options);
-  Result<model::TrainProgress> last = trainer.Run(*examples, [](const model::TrainProgress& p) {
+  const auto log = [](const model::TrainProgress& p) {
     spdlog::info("step {} loss {:.5f} {:.2f} steps/s {:.0f} s", p.step, p.loss, p.steps_per_second,
                  p.elapsed_seconds);
-  });
+  };
+  // Milestones split one run into legs of the same optimisation (Adam's state carries over).
+  std::vector<int64_t> milestones = args.save_at;
+  std::sort(milestones.begin(), milestones.end());
+  milestones.erase(std::unique(milestones.begin(), milestones.end()), milestones.end());
+  for (const int64_t milestone : milestones) {
+    if (milestone >= args.steps) break;
+    trainer.SetBudget(milestone - trainer.steps_done(), args.seconds);
+    Result<model::TrainProgress> leg = trainer.Run(*examples, log);
+    if (!leg.ok()) return leg.status();
+    CLICKDIFF_RETURN_IF_ERROR(
+        model::CheckpointStore::Save(*segmenter, MilestonePath(args.out, trainer.steps_done())));
+  }
+  trainer.SetBudget(args.steps > 0 ? args.steps - trainer.steps_done() : 0, args.seconds);
+  Result<model::TrainProgress> last = trainer.Run(*examples, log);
   if (!last.ok()) return last.status();
   CLICKDIFF_RETURN_IF_ERROR(model::CheckpointStore::Save(*segmenter, args.out));
 
@@ -100,6 +129,10 @@ void AddTrainCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--init", args->init, "continue from this model file instead of a fresh one");
   cmd->add_option("--steps", args->steps, "training steps")->check(CLI::PositiveNumber);
   cmd->add_option("--seconds", args->seconds, "wall-clock budget")->check(CLI::PositiveNumber);
+  cmd->add_option("--save-at", args->save_at,
+                  "also save the model after these step counts (comma-separated; OUT.stepN.pt)")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
   cmd->callback([&context, args] { Finish(context, RunTrain(*args, *context.out)); });
 }
 

@@ -81,19 +81,24 @@ TEST_P(SegmenterTest, SameSeedGivesSameSamplesAndChunkingDoesNotMatterForShape) 
   EXPECT_EQ(seg->SamplesPerChunk(0), seg->SamplesPerChunk(1));
 }
 
-TEST_P(SegmenterTest, GradientsReachEveryParameter) {
-  auto seg = Segmenter::Create(SmallOptions(GetParam()), torch::kCPU);
-  ASSERT_TRUE(seg.ok());
-  torch::optim::SGD sgd(seg->Parameters(), torch::optim::SGDOptions(0.0));
-  auto loss = seg->TrainStep(SmallBatch(4), sgd);
-  ASSERT_TRUE(loss.ok()) << loss.status().ToString();
-  EXPECT_TRUE(std::isfinite(*loss));
-  for (const auto& item : seg->network()->named_parameters()) {
-    ASSERT_TRUE(item.value().grad().defined()) << item.key();
-    // The "unet" baseline feeds zeros as its label input, so the denoiser stem's weight
-    // multiplies zeros by design; everything else must learn.
-    if (GetParam() == Method::kUNet && item.key() == "stem.weight") continue;
-    EXPECT_GT(item.value().grad().abs().sum().item<double>(), 0.0) << item.key();
+TEST_P(SegmenterTest, GradientsReachEveryParameterUnderEveryLoss) {
+  for (const auto& [name, kind] : kLossKindNames) {
+    SCOPED_TRACE(name);
+    SegmenterOptions options = SmallOptions(GetParam());
+    options.loss.kind = kind;
+    auto seg = Segmenter::Create(options, torch::kCPU);
+    ASSERT_TRUE(seg.ok());
+    torch::optim::SGD sgd(seg->Parameters(), torch::optim::SGDOptions(0.0));
+    auto loss = seg->TrainStep(SmallBatch(4), sgd);
+    ASSERT_TRUE(loss.ok()) << loss.status().ToString();
+    EXPECT_TRUE(std::isfinite(*loss));
+    for (const auto& item : seg->network()->named_parameters()) {
+      ASSERT_TRUE(item.value().grad().defined()) << item.key();
+      // The "unet" baseline feeds zeros as its label input, so the denoiser stem's weight
+      // multiplies zeros by design; everything else must learn.
+      if (GetParam() == Method::kUNet && item.key() == "stem.weight") continue;
+      EXPECT_GT(item.value().grad().abs().sum().item<double>(), 0.0) << item.key();
+    }
   }
 }
 
@@ -117,7 +122,10 @@ TEST_P(SegmenterTest, TrainingIsDeterministicUnderAFixedSeed) {
 }
 
 TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {
-  auto seg = Segmenter::Create(SmallOptions(GetParam()), torch::kCPU);
+  SegmenterOptions options = SmallOptions(GetParam());
+  options.loss.kind = LossKind::kPceCv;
+  options.loss.cv_temperature = 0.05;
+  auto seg = Segmenter::Create(options, torch::kCPU);
   ASSERT_TRUE(seg.ok());
   torch::optim::Adam adam(seg->Parameters(), torch::optim::AdamOptions(1e-2));
   ASSERT_TRUE(seg->TrainStep(SmallBatch(2), adam).ok());
@@ -127,6 +135,8 @@ TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->options().method, GetParam());
   EXPECT_EQ(loaded->options().resolution, 16);
+  EXPECT_EQ(loaded->options().loss.kind, LossKind::kPceCv);
+  EXPECT_EQ(loaded->options().loss.cv_temperature, 0.05);
   const auto images = Images(1);
   auto a = seg->Sample(images, 3, 0, 5);
   auto b = loaded->Sample(images, 3, 0, 5);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/checkpoint_store.h"
 #include "tests/services/run_cli.h"
 
 namespace clickdiff {
@@ -95,6 +96,27 @@ TEST_F(OfflineCommandsTest, GenerateTrainInferEvalRunEndToEnd) {
   double dice = scores["mean"]["dice"];
   EXPECT_GE(dice, 0.0);
   EXPECT_LE(dice, 1.0);
+}
+
+TEST_F(OfflineCommandsTest, SaveAtKeepsAModelPerLengthOfOneRunWithTheChosenLoss) {
+  CliRun train = Cli(
+      With({"train", "--images", Path("images"), "--clicks", Path("clicks.jsonl"), "--out",
+            Path("m.pt"), "--steps", "3", "--save-at", "2,1,9", "--set", "model.loss.kind=pce_cv"},
+           kSmallModel));
+  ASSERT_EQ(train.code, 0) << train.err;
+  EXPECT_EQ(nlohmann::json::parse(train.out)["steps"], 3);
+  EXPECT_TRUE(fs::exists(Path("m.step1.pt")));
+  EXPECT_TRUE(fs::exists(Path("m.step2.pt")));
+  EXPECT_FALSE(fs::exists(Path("m.step9.pt")));  // past the run's end: the run is m.pt itself
+  ASSERT_TRUE(fs::exists(Path("m.pt")));
+  auto loaded = model::CheckpointStore::Load(Path("m.step2.pt"), torch::kCPU);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->options().loss.kind, model::LossKind::kPceCv);
+
+  CliRun seconds_only = Cli({"train", "--images", Path("images"), "--clicks", Path("clicks.jsonl"),
+                             "--out", Path("s.pt"), "--seconds", "1", "--save-at", "2"});
+  EXPECT_EQ(seconds_only.code, 1);
+  EXPECT_THAT(seconds_only.err, HasSubstr("--save-at"));
 }
 
 TEST_F(OfflineCommandsTest, EvalOfTruthAgainstItselfIsPerfect) {
