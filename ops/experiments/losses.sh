@@ -27,14 +27,11 @@ seeds=${EXP_SEEDS:-"1 2 3"}
 steps=${EXP_STEPS:-"500 1000 2000"}
 preset=${EXP_PRESET:-release}
 read -r -a extra <<<"${EXP_SET:-}"
-require_commands cmake
 require_python
-cli=build/$preset/services/clickdiff
-cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset" --target clickdiff >/dev/null
+build_cli "$preset"
+cli=$CLI
 mkdir -p "$out"
-[[ -d $out/data/train ]] || "$cli" generate --out "$out/data/train" --count 96 --seed 1 >/dev/null
-[[ -d $out/data/test ]] || "$cli" generate --out "$out/data/test" --count 24 --seed 3 >/dev/null
+generated_sets "$out/data" train test
 data=$out/data
 longest=$(tr ' ' '\n' <<<"$steps" | sort -n | tail -n 1)
 milestones=$(tr ' ' ',' <<<"$steps")

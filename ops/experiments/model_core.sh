@@ -25,15 +25,11 @@ out=${1:-out/model_core}
 steps=${EXP_STEPS:-2000}
 unet_steps=${EXP_UNET_STEPS:-"250 1000 2000"}
 preset=${EXP_PRESET:-release}
-require_commands cmake
 require_python
-cli=build/$preset/services/clickdiff
-cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset" --target clickdiff >/dev/null
+build_cli "$preset"
+cli=$CLI
 mkdir -p "$out"
-[[ -d $out/data/train ]] || "$cli" generate --out "$out/data/train" --count 96 --seed 1 >/dev/null
-[[ -d $out/data/val ]] || "$cli" generate --out "$out/data/val" --count 16 --seed 2 >/dev/null
-[[ -d $out/data/test ]] || "$cli" generate --out "$out/data/test" --count 24 --seed 3 >/dev/null
+generated_sets "$out/data" train val test
 data=$out/data
 
 # run NAME METHOD STEPS [calibrate options...]: train, calibrate on validation, score on test.

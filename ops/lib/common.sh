@@ -79,6 +79,30 @@ require_commands() {
   ((${#missing[@]} == 0)) || die "not on PATH: ${missing[*]}: run ops/setup.sh"
 }
 
+# build_cli PRESET: configures and builds the `clickdiff` program of a CMake preset; sets CLI to it.
+build_cli() {
+  require_commands cmake
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1" --target clickdiff >/dev/null
+  CLI=build/$1/services/clickdiff
+}
+
+# generated_sets DIR SET...: the experiments' generated binary-organ sets under DIR, each made once
+# with its own seed: train (96 images, seed 1), val (16, seed 2), test (24, seed 3). Needs CLI.
+generated_sets() {
+  local dir=$1 set count seed
+  shift
+  for set in "$@"; do
+    case $set in
+      train) count=96 seed=1 ;;
+      val) count=16 seed=2 ;;
+      test) count=24 seed=3 ;;
+      *) die "generated_sets: unknown set '$set' (train, val or test)" ;;
+    esac
+    [[ -d $dir/$set ]] || "$CLI" generate --out "$dir/$set" --count "$count" --seed "$seed" >/dev/null
+  done
+}
+
 track_pid() {
   _OPS_TRACKED[$1]=${2:-process}
 }
