@@ -34,15 +34,16 @@ check_python() {
   require_python_modules "${PYTHON_MODULES[@]}"
 }
 
-# use_openmp_blas: other packages (numpy's) bring OpenBLAS's pthread flavour too, and Debian's
-# alternatives may then hand LibTorch that one: pthread threads beside torch's OpenMP pool, and other
-# numerics than the ones measured. Points libblas.so.3 and liblapack.so.3 at the OpenMP flavour.
+# use_openmp_blas: other packages (numpy's) bring OpenBLAS's pthread flavour too, whose alternatives
+# rank higher, so LibTorch would get it: pthread threads beside torch's OpenMP pool, and other
+# numerics (the accuracy test's seed 2 scored 0.686 on it, 0.852 on the OpenMP flavour). Points
+# libblas.so.3, liblapack.so.3 and libopenblas.so.0 at the OpenMP flavour.
 use_openmp_blas() {
   local arch lib want
   arch=$(gcc -print-multiarch)
-  for lib in libblas.so.3 liblapack.so.3; do
+  for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
     want=/usr/lib/$arch/openblas-openmp/$lib
-    [[ $(readlink -f "/etc/alternatives/$lib-$arch") == "$want" ]] && continue
+    [[ $(readlink "/etc/alternatives/$lib-$arch") == "$want" ]] && continue
     if [[ ${1:-} == --check ]]; then
       echo "setup: $lib is not OpenBLAS's OpenMP flavour (run ops/setup.sh to select it)" >&2
       return 1
