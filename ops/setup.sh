@@ -35,9 +35,9 @@ check_python() {
 }
 
 # use_openmp_blas: other packages (numpy's) bring OpenBLAS's pthread flavour too, whose alternatives
-# rank higher, so LibTorch would get it: pthread threads beside torch's OpenMP pool, and other
-# numerics (the accuracy test's seed 2 scored 0.686 on it, 0.852 on the OpenMP flavour). Points
-# libblas.so.3, liblapack.so.3 and libopenblas.so.0 at the OpenMP flavour.
+# rank higher, so LibTorch would get it: pthread threads beside torch's OpenMP pool, which
+# oversubscribe the cores. Points libblas.so.3, liblapack.so.3 and libopenblas.so.0 at the OpenMP
+# flavour, the one every figure in docs/ was measured with.
 use_openmp_blas() {
   local arch lib want
   arch=$(gcc -print-multiarch)
