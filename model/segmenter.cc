@@ -66,15 +66,30 @@ struct Supervision {
   torch::Tensor known;           // [B,R,R] bool: clicked pixels (positive and negative)
   torch::Tensor dense;           // [B] bool
   torch::Tensor example_weight;  // [B] float
+  torch::Tensor labelled;        // [B,R,R] bool: the known pixels and every pixel of a dense mask
+  // [B,R,R] float, the per-pixel weights of the loss and of the diffusion process's own term: the
+  // focal weights, or for the partial losses the labelled pixels alone (an unlabelled pixel has
+  // no x0 to match); times the example's weight either way.
+  torch::Tensor pixel_weights;
 
-  // Pixels whose label is given: the known ones, and every pixel of a dense mask.
-  torch::Tensor Labelled() const {
-    return known.logical_or(dense.view({-1, 1, 1}).expand_as(known));
+  Supervision(torch::Tensor image_in, torch::Tensor target_in, torch::Tensor known_in,
+              torch::Tensor dense_in, torch::Tensor example_weight_in, const LossOptions& options)
+      : image(std::move(image_in)),
+        target(std::move(target_in)),
+        known(std::move(known_in)),
+        dense(std::move(dense_in)),
+        example_weight(std::move(example_weight_in)),
+        labelled(known.logical_or(dense.view({-1, 1, 1}).expand_as(known))) {
+    const auto per_example = example_weight.view({-1, 1, 1});
+    pixel_weights = options.kind == LossKind::kFocal
+                        ? PixelWeights(target, known, dense, options) * per_example
+                        : labelled.to(torch::kFloat) * per_example;
   }
+
   // [B,K] bool: the classes each image holds (labelled pixels of that class; background always).
   torch::Tensor Present(int64_t num_classes) const {
     const auto labelled_classes =
-        torch::one_hot(target, num_classes).logical_and(Labelled().unsqueeze(-1)).any(2).any(1);
+        torch::one_hot(target, num_classes).logical_and(labelled.unsqueeze(-1)).any(2).any(1);
     return labelled_classes.index_fill(1, torch::zeros({1}, target.options()), true);
   }
 };
@@ -83,11 +98,9 @@ struct Supervision {
 torch::Tensor SupervisionLoss(const torch::Tensor& logits, const Supervision& s,
                               const LossOptions& options, at::Generator& gen) {
   if (options.kind == LossKind::kFocal) {
-    const auto weights =
-        PixelWeights(s.target, s.known, s.dense, options) * s.example_weight.view({-1, 1, 1});
-    return FocalLoss(logits, s.target, weights, FocalGammas(s.dense, options));
+    return FocalLoss(logits, s.target, s.pixel_weights, FocalGammas(s.dense, options));
   }
-  auto loss = PartialCrossEntropy(logits, s.target, s.Labelled(), s.example_weight);
+  auto loss = PartialCrossEntropy(logits, s.target, s.labelled, s.example_weight);
   if (options.kind == LossKind::kPce) return loss;
   const auto probs = torch::softmax(logits, 1);
   if (options.kind == LossKind::kPceMs) {
@@ -98,16 +111,6 @@ torch::Tensor SupervisionLoss(const torch::Tensor& logits, const Supervision& s,
                                                               options.cv_temperature, gen);
   }
   return loss + options.tv_weight * TotalVariation(probs);
-}
-
-// Per-pixel weights of the diffusion process's own term: the focal weights, or for the partial
-// losses the labelled pixels alone (an unlabelled pixel has no x0 to match).
-torch::Tensor AuxiliaryWeights(const Supervision& s, const LossOptions& options) {
-  const auto per_example = s.example_weight.view({-1, 1, 1});
-  if (options.kind == LossKind::kFocal) {
-    return PixelWeights(s.target, s.known, s.dense, options) * per_example;
-  }
-  return s.Labelled().to(torch::kFloat) * per_example;
 }
 
 }  // namespace
@@ -222,7 +225,8 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
       known_map = torch::where(flip.view({-1, 1, 1}), known_map.flip({-1}), known_map);
     }
     const auto example_weight = torch::tensor(example_weights).to(device_);
-    const Supervision supervision{image, target, known_map, dense_flags, example_weight};
+    const Supervision supervision(image, target, known_map, dense_flags, example_weight,
+                                  options_.loss);
     if (!process_) {
       const int64_t r = options_.resolution;
       const auto x_t = torch::zeros({b, options_.num_classes, r, r}, image.options());
@@ -240,9 +244,8 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
     const double aux_weight =
         options_.method == Method::kD3pm ? options_.loss.vlb_weight : options_.loss.mse_weight;
     if (aux_weight > 0) {
-      loss =
-          loss + aux_weight * process_->AuxiliaryLoss(logits, noised, target,
-                                                      AuxiliaryWeights(supervision, options_.loss));
+      loss = loss + aux_weight *
+                        process_->AuxiliaryLoss(logits, noised, target, supervision.pixel_weights);
     }
     return loss;
   } catch (const std::exception& e) {
