@@ -101,6 +101,14 @@ struct LossConfig {
   double vlb_weight = 0.01;      // d3pm: weight of the variational term
 };
 
+// Random changes to training batches (model/augment.h).
+struct AugmentConfig {
+  bool flips = true;       // horizontal flips
+  bool rotations = false;  // quarter turns
+  double intensity = 0.0;  // gamma/contrast/brightness strength
+  double noise = 0.0;      // largest standard deviation of added pixel noise
+};
+
 struct ModelConfig {
   model::Method method = model::Method::kD3pm;  // d3pm | gaussian_x0 | unet (baseline)
   int num_classes = 2;
@@ -113,6 +121,7 @@ struct ModelConfig {
   D3pmConfig d3pm;
   GaussianConfig gaussian;
   LossConfig loss;
+  AugmentConfig augment;
 };
 
 struct SamplerConfig {
@@ -129,6 +138,7 @@ struct AggregatorConfig {
   double threshold = 0.5;          // threshold rule: minimum vote fraction of a class
   double density_sigma = 2.0;      // density rule: Gaussian smoothing of vote maps, model pixels
   double density_threshold = 0.6;  // density rule: fraction of the smoothed map's peak
+  double otsu_floor = 0.05;        // otsu rule: least smoothed vote density that is foreground
 };
 
 struct TrainerConfig {

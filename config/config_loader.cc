@@ -391,6 +391,15 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Real(
         "model.loss.vlb_weight", [](Config & c) -> auto& { return c.model.loss.vlb_weight; }, 0,
         100));
+    f.push_back(Boolean(
+        "model.augment.flips", [](Config & c) -> auto& { return c.model.augment.flips; }));
+    f.push_back(Boolean(
+        "model.augment.rotations", [](Config & c) -> auto& { return c.model.augment.rotations; }));
+    f.push_back(Real(
+        "model.augment.intensity", [](Config & c) -> auto& { return c.model.augment.intensity; }, 0,
+        1));
+    f.push_back(Real(
+        "model.augment.noise", [](Config & c) -> auto& { return c.model.augment.noise; }, 0, 1));
     f.push_back(Integer<int>(
         "sampler.samples", [](Config & c) -> auto& { return c.sampler.samples; }, 1, 4096));
     f.push_back(Integer<int>(
@@ -412,6 +421,9 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Real(
         "aggregator.density_threshold",
         [](Config & c) -> auto& { return c.aggregator.density_threshold; }, 0, 1, true));
+    f.push_back(Real(
+        "aggregator.otsu_floor", [](Config & c) -> auto& { return c.aggregator.otsu_floor; }, 0,
+        0.99));
     f.push_back(Integer<int>(
         "trainer.batch_size", [](Config & c) -> auto& { return c.trainer.batch_size; }, 1, 4096));
     f.push_back(Real(

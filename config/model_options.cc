@@ -30,6 +30,10 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   o.loss.cv_temperature = m.loss.cv_temperature;
   o.loss.tv_weight = m.loss.tv_weight;
   o.loss.vlb_weight = m.loss.vlb_weight;
+  o.augment.flips = m.augment.flips;
+  o.augment.rotations = m.augment.rotations;
+  o.augment.intensity = m.augment.intensity;
+  o.augment.noise = m.augment.noise;
   o.seed = config.trainer.seed;
   Status valid = model::ValidateOptions(o);
   if (!valid.ok()) return valid.WithContext("model");
@@ -52,6 +56,7 @@ model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config,
   o.threshold = config.threshold;
   o.density_sigma = config.density_sigma;
   o.density_relative_threshold = config.density_threshold;
+  o.otsu_floor = config.otsu_floor;
   return o;
 }
 

@@ -45,6 +45,32 @@ torch::Tensor PickForeground(const torch::Tensor& score, const torch::Tensor& ca
   return torch::where(any, best + 1, torch::zeros_like(best));
 }
 
+// Otsu's threshold of every map of x [B,C,H,W] (values >= 0) -> [B,C,1,1]: over a histogram of
+// `bins` bins from 0 to the map's peak, the bin edge with the most between-group variance.
+torch::Tensor OtsuThresholds(const torch::Tensor& x, int64_t bins = 256) {
+  const int64_t b = x.size(0), c = x.size(1);
+  const torch::Tensor flat = x.reshape({b * c, -1});
+  const torch::Tensor peak = flat.amax(1, /*keepdim=*/true).clamp_min(1e-12f);
+  // Bin index of every value, then one histogram per map by scatter-add.
+  const torch::Tensor index =
+      (flat / peak * static_cast<float>(bins)).floor().clamp(0, bins - 1).to(torch::kLong);
+  const torch::Tensor hist =
+      torch::zeros({b * c, bins}, flat.options()).scatter_add_(1, index, torch::ones_like(flat));
+  const torch::Tensor centres =
+      (torch::arange(bins, flat.options()) + 0.5f) / static_cast<float>(bins);  // x / peak
+  const torch::Tensor weight0 = hist.cumsum(1);                                 // below the cut
+  const torch::Tensor mass0 = (hist * centres).cumsum(1);
+  const torch::Tensor total = weight0.slice(1, bins - 1);
+  const torch::Tensor total_mass = mass0.slice(1, bins - 1);
+  const torch::Tensor weight1 = total - weight0;
+  const torch::Tensor mean0 = mass0 / weight0.clamp_min(1e-12f);
+  const torch::Tensor mean1 = (total_mass - mass0) / weight1.clamp_min(1e-12f);
+  const torch::Tensor between = weight0 * weight1 * (mean0 - mean1).pow(2);
+  const torch::Tensor cut = between.argmax(1, /*keepdim=*/true);  // last bin of the low group
+  const torch::Tensor edge = (cut + 1).to(flat.scalar_type()) / static_cast<float>(bins);
+  return (edge * peak).view({b, c, 1, 1});
+}
+
 torch::Tensor Uncertainty(const torch::Tensor& fractions, UncertaintyKind kind) {
   const int64_t k = fractions.size(1);
   if (kind == UncertaintyKind::kOneMinusMax) {
@@ -91,6 +117,10 @@ Result<Aggregator> Aggregator::Create(const AggregatorOptions& options) {
   if (!(options.density_absolute_threshold >= 0.0 && options.density_absolute_threshold <= 1.0)) {
     return InvalidArgument("AggregatorOptions.density_absolute_threshold must be in [0, 1], got " +
                            std::to_string(options.density_absolute_threshold));
+  }
+  if (!(options.otsu_floor >= 0.0 && options.otsu_floor < 1.0)) {
+    return InvalidArgument("AggregatorOptions.otsu_floor must be in [0, 1), got " +
+                           std::to_string(options.otsu_floor));
   }
   return Aggregator(options);
 }
@@ -194,6 +224,17 @@ Result<Aggregation> Aggregator::DecideAtSize(const torch::Tensor& fractions, int
         }
         // A class with no votes at all must never appear, even through zero-padding artefacts.
         candidate = candidate & (smooth > 0.0f);
+        mask = PickForeground(smooth, candidate);
+        break;
+      }
+      case AggregationRule::kOtsu: {
+        const torch::Tensor small =
+            GaussianBlur(f.slice(1, 1).contiguous(), options_.density_sigma);
+        const torch::Tensor cut = OtsuThresholds(small);
+        const torch::Tensor smooth = Resize(small, height, width);
+        const torch::Tensor candidate =
+            (smooth >= cut) & (smooth >= static_cast<float>(options_.otsu_floor)) &
+            (small.amax({2, 3}, /*keepdim=*/true) >= static_cast<float>(options_.otsu_floor));
         mask = PickForeground(smooth, candidate);
         break;
       }

@@ -18,6 +18,12 @@
 //    (peak per image and class) or, with absolute_threshold > 0, where s_c >= absolute_threshold.
 //    A class with no votes at all has no candidates. Overlaps: highest s_c wins (ties: lowest id);
 //    no candidate -> background.
+//  - kOtsu: needs no calibration. The vote maps are smoothed as for kDensity; then, per image and
+//    class, Otsu's method picks the threshold that best splits the smoothed map's values into two
+//    groups (the most between-group variance over a 256-bin histogram from 0 to the map's peak),
+//    so the cut adapts to how dense this model's clouds are on this image. Candidate where
+//    s_c > that threshold and s_c >= otsu_floor (a class whose peak is below the floor, e.g. an
+//    absent structure drawn by a handful of stray votes, stays empty). Overlaps as for kDensity.
 // Uncertainty (UncertaintyKind), always from the raw (unsmoothed) vote fractions:
 //  - kEntropy (default): normalized entropy H(f) / log(K) = -sum_c f_c log f_c / log K; 0 when all
 //    samples agree, 1 when votes are spread evenly over the K classes.
@@ -55,6 +61,9 @@ struct AggregatorOptions {
   double density_sigma = 4.0;
   double density_relative_threshold = 0.05;
   double density_absolute_threshold = 0.0;
+
+  // kOtsu: the smallest smoothed vote density that can be foreground, in [0, 1).
+  double otsu_floor = 0.05;
 };
 
 // The aggregation of one image (or a batch: every tensor gains a leading B dimension).

@@ -34,7 +34,7 @@ void VisitOptions(Options& o, Visitor&& visit) {
   visit("loss.dense_gamma", o.loss.dense_gamma);
   visit("loss.vlb_weight", o.loss.vlb_weight);
   visit("loss.mse_weight", o.loss.mse_weight);
-  visit("random_flips", o.random_flips);
+  visit("random_flips", o.augment.flips);
   visit("seed", o.seed);
 }
 
@@ -46,6 +46,9 @@ void VisitLaterOptions(Options& o, Visitor&& visit) {
   visit("loss.cv_weight", o.loss.cv_weight);
   visit("loss.cv_temperature", o.loss.cv_temperature);
   visit("loss.tv_weight", o.loss.tv_weight);
+  visit("augment.rotations", o.augment.rotations);
+  visit("augment.intensity", o.augment.intensity);
+  visit("augment.noise", o.augment.noise);
 }
 
 template <typename T>

@@ -24,11 +24,12 @@ const char* MethodName(Method method);
 Result<Method> ParseMethod(const std::string& name);
 
 // How N samples become a mask (model/aggregator.h describes each).
-enum class AggregationRule { kMajority, kThreshold, kDensity };
-inline constexpr std::array<EnumName<AggregationRule>, 3> kAggregationRuleNames{{
+enum class AggregationRule { kMajority, kThreshold, kDensity, kOtsu };
+inline constexpr std::array<EnumName<AggregationRule>, 4> kAggregationRuleNames{{
     {"majority", AggregationRule::kMajority},
     {"threshold", AggregationRule::kThreshold},
     {"density", AggregationRule::kDensity},
+    {"otsu", AggregationRule::kOtsu},
 }};
 const char* AggregationRuleName(AggregationRule rule);
 // Errors: kInvalidArgument naming the accepted spellings.

@@ -156,6 +156,10 @@ Status ValidateOptions(const SegmenterOptions& o) {
       o.loss.ms_weight < 0 || o.loss.cv_weight < 0 || o.loss.tv_weight < 0) {
     return InvalidArgument("loss: need 0 < focal_alpha < 1 and non-negative gammas and weights");
   }
+  if (!(o.augment.intensity >= 0 && o.augment.intensity <= 1 && o.augment.noise >= 0 &&
+        o.augment.noise <= 1)) {
+    return InvalidArgument("augment: intensity and noise must be in [0, 1]");
+  }
   if (!(o.loss.cv_temperature > 0)) {
     return InvalidArgument("loss.cv_temperature must be > 0");
   }
@@ -218,12 +222,11 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
     const auto dense_flags = torch::tensor(std::vector<int64_t>(dense.begin(), dense.end()))
                                  .to(torch::kBool)
                                  .to(device_);
-    if (options_.random_flips) {
-      const auto flip = RandUniform({b}, train_generator_, device_) < 0.5;
-      image = torch::where(flip.view({-1, 1, 1, 1}), image.flip({-1}), image);
-      target = torch::where(flip.view({-1, 1, 1}), target.flip({-1}), target);
-      known_map = torch::where(flip.view({-1, 1, 1}), known_map.flip({-1}), known_map);
-    }
+    AugmentBatch augmented{image, target, known_map};
+    Augment(options_.augment, train_generator_, augmented);
+    image = augmented.image;
+    target = augmented.target;
+    known_map = augmented.known;
     const auto example_weight = torch::tensor(example_weights).to(device_);
     const Supervision supervision(image, target, known_map, dense_flags, example_weight,
                                   options_.loss);

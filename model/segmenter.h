@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "model/augment.h"
 #include "model/choices.h"
 #include "model/d3pm.h"
 #include "model/diffusion.h"
@@ -47,8 +48,8 @@ struct SegmenterOptions {
   D3pmOptions d3pm;
   GaussianX0Options gaussian;
   LossOptions loss;
-  bool random_flips = true;  // horizontal flips of training batches
-  uint64_t seed = 0;         // weight initialisation and training randomness
+  AugmentOptions augment;  // of training batches (model/augment.h)
+  uint64_t seed = 0;       // weight initialisation and training randomness
 
   // The U-Net options actually used (label_channels = num_classes; latent_dim from gaussian).
   UNetOptions EffectiveUNet() const;
@@ -70,8 +71,8 @@ class Segmenter {
   Segmenter& operator=(const Segmenter&) = delete;
 
   // The training loss of one batch (options.loss on x0_hat + the process's weighted term), with the
-  // graph attached. Applies random flips when enabled. Errors: kInvalidArgument for an empty batch
-  // or an example of the wrong shape/type/class range; kInternal for LibTorch failures.
+  // graph attached. Augments the batch (options.augment). Errors: kInvalidArgument for an empty
+  // batch or an example of the wrong shape/type/class range; kInternal for LibTorch failures.
   Result<torch::Tensor> Loss(const std::vector<TrainingExample>& batch);
 
   // Loss, backward, optimizer.step(). The optimizer must hold Parameters(). Returns the loss.

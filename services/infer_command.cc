@@ -113,7 +113,7 @@ void AddInferCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--steps", args->steps, "denoising steps (default: sampler.steps; 0: model's T)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--rule", args->rule, "aggregation rule (default: aggregator.rule)")
-      ->check(CLI::IsMember({"majority", "threshold", "density"}));
+      ->check(CLI::IsMember({"majority", "threshold", "density", "otsu"}));
   cmd->add_option("--seed", args->seed, "sampling seed");
   cmd->callback([&context, args] { Finish(context, RunInfer(*args, *context.out)); });
 }

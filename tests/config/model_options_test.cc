@@ -34,12 +34,16 @@ TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   config.model.resolution = 32;
   config.model.gaussian.latent_dim = 12;
   config.trainer.seed = 9;
+  config.model.augment.rotations = true;
+  config.model.augment.intensity = 0.2;
   Result<model::SegmenterOptions> o = SegmenterOptionsFrom(config);
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_EQ(o->method, model::Method::kGaussianX0);
   EXPECT_EQ(o->resolution, 32);
   EXPECT_EQ(o->gaussian.latent_dim, 12);
   EXPECT_EQ(o->seed, 9u);
+  EXPECT_TRUE(o->augment.rotations);
+  EXPECT_DOUBLE_EQ(o->augment.intensity, 0.2);
   EXPECT_EQ(TrainerOptionsFrom(config.trainer).seed, 9u);
 
   config.model.resolution = 30;  // the U-Net needs a multiple of 2^(levels-1)
@@ -51,6 +55,12 @@ TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   EXPECT_EQ(a.rule, model::AggregationRule::kThreshold);
   EXPECT_EQ(a.num_classes, 4);
   EXPECT_DOUBLE_EQ(a.threshold, 0.3);
+
+  config.aggregator.rule = model::AggregationRule::kOtsu;
+  config.aggregator.otsu_floor = 0.1;
+  a = AggregatorOptionsFrom(config.aggregator, 2);
+  EXPECT_EQ(a.rule, model::AggregationRule::kOtsu);
+  EXPECT_DOUBLE_EQ(a.otsu_floor, 0.1);
 }
 
 }  // namespace

@@ -80,38 +80,90 @@ TEST(AggregatorTest, ThresholdRuleLetsAMinorityForegroundWinAndPicksTheHighestCa
 }
 
 // Sparse point clouds inside a disk, as paper 000 describes single D3PM samples.
-TEST(AggregatorTest, DensityRuleTurnsSparsePointCloudsInsideADiskIntoAFilledDisk) {
-  torch::manual_seed(3);
-  const int64_t size = 64, n = 32, points = 20;
+// A disk of radius 15 at the centre of a 64x64 grid, and n samples that each mark `points` pixels
+// drawn at random inside it (sparse point clouds, as D3PM samples trained on clicks look).
+struct DiskClouds {
+  torch::Tensor disk;     // [64,64] bool
+  torch::Tensor core;     // [64,64] bool: within 12 px of the centre
+  torch::Tensor samples;  // [n,64,64] uint8
+};
+
+DiskClouds MakeDiskClouds(int64_t n, int64_t points, uint64_t seed) {
+  torch::manual_seed(seed);
+  const int64_t size = 64;
   const double radius = 15.0, cx = 31.5, cy = 31.5;
   torch::Tensor ys = torch::arange(size).view({size, 1}).to(torch::kFloat).expand({size, size});
   torch::Tensor xs = torch::arange(size).view({1, size}).to(torch::kFloat).expand({size, size});
-  torch::Tensor disk = ((ys - cy).pow(2) + (xs - cx).pow(2)) <= radius * radius;
-  torch::Tensor inside = disk.flatten().nonzero().flatten();
-  torch::Tensor samples = torch::zeros({n, size * size}, torch::kUInt8);
+  DiskClouds out;
+  out.disk = ((ys - cy).pow(2) + (xs - cx).pow(2)) <= radius * radius;
+  out.core = ((ys - cy).pow(2) + (xs - cx).pow(2)) <= 12.0 * 12.0;
+  torch::Tensor inside = out.disk.flatten().nonzero().flatten();
+  out.samples = torch::zeros({n, size * size}, torch::kUInt8);
   for (int64_t i = 0; i < n; ++i) {
     torch::Tensor pick = inside.index({torch::randint(inside.size(0), {points}, torch::kLong)});
-    samples[i].index_fill_(0, pick, 1);
+    out.samples[i].index_fill_(0, pick, 1);
   }
-  samples = samples.view({n, size, size});
+  out.samples = out.samples.view({n, size, size});
+  return out;
+}
 
+double DiceOf(const torch::Tensor& fg, const torch::Tensor& truth) {
+  const double tp = (fg & truth).sum().item<double>();
+  return 2 * tp / (fg.sum().item<double>() + truth.sum().item<double>());
+}
+
+TEST(AggregatorTest, DensityRuleTurnsSparsePointCloudsInsideADiskIntoAFilledDisk) {
+  const DiskClouds clouds = MakeDiskClouds(32, 20, 3);
   AggregatorOptions o;  // K = 2
-  Result<Aggregation> majority = Make(o).Aggregate(samples);
+  Result<Aggregation> majority = Make(o).Aggregate(clouds.samples);
   ASSERT_TRUE(majority.ok());
   EXPECT_EQ(majority->mask.sum().item<int64_t>(), 0) << "a 50% vote of sparse clouds is empty";
 
   o.rule = AggregationRule::kDensity;
   o.density_sigma = 3.0;
   o.density_relative_threshold = 0.3;
-  Result<Aggregation> dense = Make(o).Aggregate(samples);
+  Result<Aggregation> dense = Make(o).Aggregate(clouds.samples);
   ASSERT_TRUE(dense.ok()) << dense.status().ToString();
   torch::Tensor fg = dense->mask == 1;
-  const double tp = (fg & disk).sum().item<double>();
-  const double dice = 2 * tp / (fg.sum().item<double>() + disk.sum().item<double>());
-  EXPECT_GT(dice, 0.85);
+  EXPECT_GT(DiceOf(fg, clouds.disk), 0.85);
   // No holes: everything within 12 px of the centre is foreground.
-  torch::Tensor core = ((ys - cy).pow(2) + (xs - cx).pow(2)) <= 12.0 * 12.0;
-  EXPECT_TRUE((fg | ~core).all().item<bool>());
+  EXPECT_TRUE((fg | ~clouds.core).all().item<bool>());
+}
+
+TEST(AggregatorTest, OtsuRuleFillsTheDiskWhateverTheCloudsDensity) {
+  AggregatorOptions o;
+  o.rule = AggregationRule::kOtsu;
+  o.density_sigma = 3.0;
+  o.otsu_floor = 0.01;
+  const Aggregator otsu = Make(o);
+  // From 40 to 400 points per sample: the vote density inside the disk varies 10-fold (0.06 to
+  // 0.57 of the samples per pixel); one rule, no threshold to tune, fills the disk at every one.
+  for (const int64_t points : {40, 120, 400}) {
+    const DiskClouds clouds = MakeDiskClouds(16, points, 5);
+    Result<Aggregation> r = otsu.Aggregate(clouds.samples);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const torch::Tensor fg = r->mask == 1;
+    EXPECT_GT(DiceOf(fg, clouds.disk), 0.9) << points << " points per sample";
+    EXPECT_TRUE((fg | ~clouds.core).all().item<bool>()) << points << " points per sample";
+  }
+}
+
+TEST(AggregatorTest, OtsuRuleLeavesAClassBelowTheFloorEmpty) {
+  AggregatorOptions o;
+  o.num_classes = 3;
+  o.rule = AggregationRule::kOtsu;
+  o.density_sigma = 1.0;
+  o.otsu_floor = 0.05;
+  torch::Tensor samples = torch::zeros({16, 32, 32}, torch::kLong);
+  samples.slice(1, 4, 12).slice(2, 4, 12).fill_(1);  // class 1: an 8x8 square in every sample
+  samples.index_put_({0, 20, 20}, 2);                // class 2: one stray vote
+  Result<Aggregation> r = Make(o).Aggregate(samples);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((r->mask == 2).sum().item<int64_t>(), 0);
+  EXPECT_EQ(r->mask[8][8].item<int64_t>(), 1);
+  EXPECT_EQ(r->mask[25][25].item<int64_t>(), 0);
+  o.otsu_floor = 1.0;
+  EXPECT_FALSE(Aggregator::Create(o).ok());
 }
 
 TEST(AggregatorTest, DensityRuleNeverInventsAClassWithoutVotes) {

@@ -125,6 +125,8 @@ TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {
   SegmenterOptions options = SmallOptions(GetParam());
   options.loss.kind = LossKind::kPceCv;
   options.loss.cv_temperature = 0.05;
+  options.augment.rotations = true;
+  options.augment.noise = 0.04;
   auto seg = Segmenter::Create(options, torch::kCPU);
   ASSERT_TRUE(seg.ok());
   torch::optim::Adam adam(seg->Parameters(), torch::optim::AdamOptions(1e-2));
@@ -137,6 +139,8 @@ TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {
   EXPECT_EQ(loaded->options().resolution, 16);
   EXPECT_EQ(loaded->options().loss.kind, LossKind::kPceCv);
   EXPECT_EQ(loaded->options().loss.cv_temperature, 0.05);
+  EXPECT_TRUE(loaded->options().augment.rotations);
+  EXPECT_EQ(loaded->options().augment.noise, 0.04);
   const auto images = Images(1);
   auto a = seg->Sample(images, 3, 0, 5);
   auto b = loaded->Sample(images, 3, 0, 5);
