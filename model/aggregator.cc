@@ -232,9 +232,10 @@ Result<Aggregation> Aggregator::DecideAtSize(const torch::Tensor& fractions, int
             GaussianBlur(f.slice(1, 1).contiguous(), options_.density_sigma);
         const torch::Tensor cut = OtsuThresholds(small);
         const torch::Tensor smooth = Resize(small, height, width);
+        // Bilinear resizing never exceeds the map's peak: a class whose peak is below the floor has
+        // no pixel at or above it.
         const torch::Tensor candidate =
-            (smooth >= cut) & (smooth >= static_cast<float>(options_.otsu_floor)) &
-            (small.amax({2, 3}, /*keepdim=*/true) >= static_cast<float>(options_.otsu_floor));
+            (smooth >= cut) & (smooth >= static_cast<float>(options_.otsu_floor));
         mask = PickForeground(smooth, candidate);
         break;
       }

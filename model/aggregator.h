@@ -22,7 +22,7 @@
 //    class, Otsu's method picks the threshold that best splits the smoothed map's values into two
 //    groups (the most between-group variance over a 256-bin histogram from 0 to the map's peak),
 //    so the cut adapts to how dense this model's clouds are on this image. Candidate where
-//    s_c > that threshold and s_c >= otsu_floor (a class whose peak is below the floor, e.g. an
+//    s_c >= that threshold and s_c >= otsu_floor (a class whose peak is below the floor, e.g. an
 //    absent structure drawn by a handful of stray votes, stays empty). Overlaps as for kDensity.
 // Uncertainty (UncertaintyKind), always from the raw (unsmoothed) vote fractions:
 //  - kEntropy (default): normalized entropy H(f) / log(K) = -sum_c f_c log f_c / log K; 0 when all

@@ -186,19 +186,13 @@ Status ScoreClickDisks(const std::vector<OfflineImage>& images,
   return Status::Ok();
 }
 
-// The --set arguments that select `rule`.
+// The --set arguments that select `rule`: one per field RuleJson reports.
 std::string RuleSettings(const AggregatorConfig& rule) {
-  std::string lines = std::string("aggregator.rule=") + model::AggregationRuleName(rule.rule);
-  if (rule.rule == model::AggregationRule::kThreshold) {
-    lines += " aggregator.threshold=" + std::to_string(rule.threshold);
-  }
-  if (rule.rule == model::AggregationRule::kDensity) {
-    lines += " aggregator.density_sigma=" + std::to_string(rule.density_sigma) +
-             " aggregator.density_threshold=" + std::to_string(rule.density_threshold);
-  }
-  if (rule.rule == model::AggregationRule::kOtsu) {
-    lines += " aggregator.density_sigma=" + std::to_string(rule.density_sigma) +
-             " aggregator.otsu_floor=" + std::to_string(rule.otsu_floor);
+  const nlohmann::json fields = RuleJson(rule);
+  std::string lines;
+  for (const auto& [key, value] : fields.items()) {
+    lines += (lines.empty() ? "aggregator." : " aggregator.") + key + "=" +
+             (value.is_string() ? value.get<std::string>() : value.dump());
   }
   return lines;
 }

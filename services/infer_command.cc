@@ -14,6 +14,13 @@
 namespace clickdiff {
 namespace {
 
+// The spellings --rule accepts: the rule table's.
+std::vector<std::string> RuleNames() {
+  std::vector<std::string> names;
+  for (const auto& entry : model::kAggregationRuleNames) names.emplace_back(entry.name);
+  return names;
+}
+
 struct InferArgs {
   ConfigOptions config;
   std::string model;
@@ -113,7 +120,7 @@ void AddInferCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--steps", args->steps, "denoising steps (default: sampler.steps; 0: model's T)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--rule", args->rule, "aggregation rule (default: aggregator.rule)")
-      ->check(CLI::IsMember({"majority", "threshold", "density", "otsu"}));
+      ->check(CLI::IsMember(RuleNames()));
   cmd->add_option("--seed", args->seed, "sampling seed");
   cmd->callback([&context, args] { Finish(context, RunInfer(*args, *context.out)); });
 }
