@@ -156,6 +156,15 @@ struct TrainerConfig {
   // in all, after which the trainer waits for more; 0: no limit. Training on a few clicks without
   // end overfits them (masks shrink to the clicks).
   int steps_per_click = 16;
+  // `clickdiff train`: this share of the supervised images is held out of training and the loss
+  // on them evaluated every `validate_every` steps; the weights kept are the latest whose loss is
+  // at most (1 + held_out_tolerance) x the lowest, so a longer run does not end on the collapsed
+  // weights of clicks learnt by heart (0, or fewer than 2 images to hold out: the last weights).
+  // `ema_decay` > 0 keeps, evaluates and saves a moving average of the weights.
+  double held_out = 0.1;
+  int validate_every = 100;
+  double held_out_tolerance = 0.25;
+  double ema_decay = 0.99;
 };
 
 // Teacher-student (paper 004) in clickdiffd's trainer. The served model is an exponential moving

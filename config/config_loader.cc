@@ -449,6 +449,16 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "trainer.steps_per_click", [](Config & c) -> auto& { return c.trainer.steps_per_click; }, 0,
         1 << 30));
+    f.push_back(Real(
+        "trainer.held_out", [](Config & c) -> auto& { return c.trainer.held_out; }, 0, 0.5));
+    f.push_back(Integer<int>(
+        "trainer.validate_every", [](Config & c) -> auto& { return c.trainer.validate_every; }, 1,
+        1 << 30));
+    f.push_back(Real(
+        "trainer.held_out_tolerance",
+        [](Config & c) -> auto& { return c.trainer.held_out_tolerance; }, 0, 100));
+    f.push_back(Real(
+        "trainer.ema_decay", [](Config & c) -> auto& { return c.trainer.ema_decay; }, 0, 0.9999));
     f.push_back(Boolean(
         "teacher.enabled", [](Config & c) -> auto& { return c.teacher.enabled; }));
     f.push_back(Named(

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 
 #include "model/checkpoint_store.h"
 
@@ -63,19 +62,8 @@ Result<model::Segmenter> Teacher::StartTwin(const model::Segmenter& student, uin
 }
 
 void Teacher::Follow(const model::Segmenter& student, int64_t total_steps, int64_t steps) {
-  if (!average_.has_value() || steps <= 0) return;
-  torch::NoGradGuard no_grad;
-  // `steps` EMA updates against the current student, applied at once. The decay warms up
-  // ((1 + t) / (10 + t) after t steps, capped at ema_decay) so that the teacher of a young student
-  // is not mostly its random initialisation.
-  const double t = static_cast<double>(total_steps);
-  const double decay = std::min(config_.ema_decay, (1 + t) / (10 + t));
-  const double keep = std::pow(decay, static_cast<double>(steps));
-  std::vector<torch::Tensor> from = student.Parameters();
-  std::vector<torch::Tensor> average = average_->Parameters();
-  for (size_t i = 0; i < average.size(); ++i) {
-    average[i].mul_(keep).add_(from[i].detach(), 1.0 - keep);
-  }
+  if (!average_.has_value()) return;
+  model::FollowAverage(*average_, student, config_.ema_decay, total_steps, steps);
 }
 
 const model::Segmenter& Teacher::Served(const model::Segmenter& student) const {

@@ -200,6 +200,37 @@ void Segmenter::ReseedTraining(uint64_t seed) {
 }
 
 Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch) {
+  return LossWith(batch, train_generator_, /*augment=*/true);
+}
+
+Result<float> Segmenter::HeldOutLoss(const std::vector<TrainingExample>& data, int64_t batch_size,
+                                     int64_t draws, uint64_t seed) {
+  if (data.empty()) return InvalidArgument("no held-out examples");
+  if (batch_size < 1 || draws < 1) return InvalidArgument("batch_size and draws must be >= 1");
+  torch::NoGradGuard no_grad;
+  auto gen = MakeGenerator(seed);
+  double sum = 0;
+  int64_t count = 0;
+  const auto size = static_cast<int64_t>(data.size());
+  for (int64_t draw = 0; draw < draws; ++draw) {
+    for (int64_t start = 0; start < size; start += batch_size) {
+      const int64_t end = std::min(size, start + batch_size);
+      const std::vector<TrainingExample> batch(data.begin() + start, data.begin() + end);
+      auto loss = LossWith(batch, gen, /*augment=*/false);
+      if (!loss.ok()) return loss.status();
+      try {
+        sum += loss->item<double>() * static_cast<double>(end - start);
+      } catch (const std::exception& e) {
+        return Internal(std::string("the held-out loss failed: ") + e.what());
+      }
+      count += end - start;
+    }
+  }
+  return static_cast<float>(sum / static_cast<double>(count));
+}
+
+Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& batch,
+                                          at::Generator& gen, bool augment) {
   if (batch.empty()) return InvalidArgument("training batch is empty");
   for (size_t i = 0; i < batch.size(); ++i) {
     CLICKDIFF_RETURN_IF_ERROR(CheckExample(batch[i], options_, i));
@@ -222,11 +253,13 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
     const auto dense_flags = torch::tensor(std::vector<int64_t>(dense.begin(), dense.end()))
                                  .to(torch::kBool)
                                  .to(device_);
-    AugmentBatch augmented{image, target, known_map};
-    Augment(options_.augment, train_generator_, augmented);
-    image = augmented.image;
-    target = augmented.target;
-    known_map = augmented.known;
+    if (augment) {
+      AugmentBatch augmented{image, target, known_map};
+      Augment(options_.augment, gen, augmented);
+      image = augmented.image;
+      target = augmented.target;
+      known_map = augmented.known;
+    }
     const auto example_weight = torch::tensor(example_weights).to(device_);
     const Supervision supervision(image, target, known_map, dense_flags, example_weight,
                                   options_.loss);
@@ -235,15 +268,15 @@ Result<torch::Tensor> Segmenter::Loss(const std::vector<TrainingExample>& batch)
       const auto x_t = torch::zeros({b, options_.num_classes, r, r}, image.options());
       const auto t = torch::zeros({b}, image.options());
       const auto logits = network_->forward(image, x_t, t, torch::Tensor());
-      return SupervisionLoss(logits, supervision, options_.loss, train_generator_);
+      return SupervisionLoss(logits, supervision, options_.loss, gen);
     }
-    const NoisedBatch noised = process_->Noise(target, train_generator_);
+    const NoisedBatch noised = process_->Noise(target, gen);
     torch::Tensor z;
     if (options_.unet.latent_dim > 0) {
-      z = RandNormal({b, options_.unet.latent_dim}, train_generator_, device_);
+      z = RandNormal({b, options_.unet.latent_dim}, gen, device_);
     }
     const auto logits = network_->forward(image, noised.x_t, noised.network_time, z);
-    auto loss = SupervisionLoss(logits, supervision, options_.loss, train_generator_);
+    auto loss = SupervisionLoss(logits, supervision, options_.loss, gen);
     const double aux_weight =
         options_.method == Method::kD3pm ? options_.loss.vlb_weight : options_.loss.mse_weight;
     if (aux_weight > 0) {

@@ -75,6 +75,14 @@ class Segmenter {
   // batch or an example of the wrong shape/type/class range; kInternal for LibTorch failures.
   Result<torch::Tensor> Loss(const std::vector<TrainingExample>& batch);
 
+  // The training loss averaged over `data` (in batches of `batch_size`, `draws` passes), without
+  // augmentation or gradients, its noise (timesteps, x_t, latents) drawn from a generator seeded
+  // with `seed`: the same seed gives the same draws, so successive weights are compared on equal
+  // terms (held-out validation, model/trainer.h). Errors: as Loss(); kInvalidArgument for empty
+  // data or counts < 1.
+  Result<float> HeldOutLoss(const std::vector<TrainingExample>& data, int64_t batch_size,
+                            int64_t draws, uint64_t seed);
+
   // Loss, backward, optimizer.step(). The optimizer must hold Parameters(). Returns the loss.
   // Errors: as Loss().
   Result<float> TrainStep(const std::vector<TrainingExample>& batch,
@@ -109,6 +117,9 @@ class Segmenter {
 
  private:
   Segmenter(const SegmenterOptions& options, torch::Device device);
+  // Loss() with the randomness of `gen`, augmented or not.
+  Result<torch::Tensor> LossWith(const std::vector<TrainingExample>& batch, at::Generator& gen,
+                                 bool augment);
 
   SegmenterOptions options_;
   torch::Device device_;

@@ -2,8 +2,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstddef>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -27,6 +30,46 @@ struct TrainArgs {
   double seconds = 0;
   std::vector<int64_t> save_at;  // also save the model after these many steps
 };
+
+// Moves round(held_out x examples) examples, picked by the trainer's seed, out of `examples` and
+// returns them; none (with a warning) when that is fewer than 2: one click is too noisy a judge.
+std::vector<model::TrainingExample> HoldOut(std::vector<model::TrainingExample>& examples,
+                                            const TrainerConfig& config) {
+  const auto count =
+      static_cast<size_t>(std::llround(config.held_out * static_cast<double>(examples.size())));
+  if (count < 2 || count >= examples.size()) {
+    if (config.held_out > 0) {
+      spdlog::warn(
+          "too few images to hold any out: the last (averaged) weights are kept, and a longer "
+          "run may give smaller masks");
+    }
+    return {};
+  }
+  std::mt19937_64 rng(config.seed);
+  std::shuffle(examples.begin(), examples.end(), rng);
+  std::vector<model::TrainingExample> held_out(examples.end() - static_cast<std::ptrdiff_t>(count),
+                                               examples.end());
+  examples.resize(examples.size() - count);
+  spdlog::info(
+      "{} images held out: the weights kept are the latest within {} of the lowest loss "
+      "on them",
+      count, config.held_out_tolerance);
+  return held_out;
+}
+
+// The progress line of a training run.
+void LogProgress(const model::TrainProgress& p) {
+  if (p.kept_step > 0) {
+    spdlog::info(
+        "step {} loss {:.3g} held-out {:.3g} (lowest {:.3g}; kept step {}) {:.2f} "
+        "steps/s {:.0f} s",
+        p.step, p.loss, p.held_out_loss, p.lowest_held_out_loss, p.kept_step, p.steps_per_second,
+        p.elapsed_seconds);
+  } else {
+    spdlog::info("step {} loss {:.3g} {:.2f} steps/s {:.0f} s", p.step, p.loss, p.steps_per_second,
+                 p.elapsed_seconds);
+  }
+}
 
 // "model.pt" saved after 500 steps: "model.step500.pt".
 std::string MilestonePath(const std::string& out, int64_t step) {
@@ -72,6 +115,7 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
       MakeTrainingExamples(*dataset, spec.num_classes);
   if (!examples.ok()) return examples.status();
   if (examples->empty()) return InvalidArgument(args.images + ": no image has clicks or a mask");
+  const std::vector<model::TrainingExample> held_out = HoldOut(*examples, config->trainer);
   int64_t dense = 0;
   for (const auto& e : *examples) dense += e.dense ? 1 : 0;
   spdlog::info("training {} on {} images ({} from clicks, {} dense) at {}x{}, {} threads, {}",
@@ -82,11 +126,12 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   model::TrainerOptions trainer_options = TrainerOptionsFrom(config->trainer);
   trainer_options.max_steps = args.steps;
   trainer_options.max_seconds = args.seconds;
+  // Offline only: the service serves its teacher's average and has no held-out images.
+  trainer_options.average_decay = config->trainer.ema_decay;
+  trainer_options.validate_every = config->trainer.validate_every;
+  trainer_options.tolerance = config->trainer.held_out_tolerance;
   model::Trainer trainer(&*segmenter, trainer_options);
-  const auto log = [](const model::TrainProgress& p) {
-    spdlog::info("step {} loss {:.5f} {:.2f} steps/s {:.0f} s", p.step, p.loss, p.steps_per_second,
-                 p.elapsed_seconds);
-  };
+  trainer.SetHeldOut(held_out);
   // Milestones split one run into legs of the same optimisation (Adam's state carries over).
   std::vector<int64_t> milestones = args.save_at;
   std::sort(milestones.begin(), milestones.end());
@@ -94,20 +139,25 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   for (const int64_t milestone : milestones) {
     if (milestone >= args.steps) break;
     trainer.SetBudget(milestone - trainer.steps_done(), args.seconds);
-    Result<model::TrainProgress> leg = trainer.Run(*examples, log);
+    Result<model::TrainProgress> leg = trainer.Run(*examples, LogProgress);
     if (!leg.ok()) return leg.status();
-    CLICKDIFF_RETURN_IF_ERROR(
-        model::CheckpointStore::Save(*segmenter, MilestonePath(args.out, trainer.steps_done())));
+    CLICKDIFF_RETURN_IF_ERROR(model::CheckpointStore::Save(
+        trainer.Kept(), MilestonePath(args.out, trainer.steps_done())));
   }
   trainer.SetBudget(args.steps > 0 ? args.steps - trainer.steps_done() : 0, args.seconds);
-  Result<model::TrainProgress> last = trainer.Run(*examples, log);
+  Result<model::TrainProgress> last = trainer.Run(*examples, LogProgress);
   if (!last.ok()) return last.status();
-  CLICKDIFF_RETURN_IF_ERROR(model::CheckpointStore::Save(*segmenter, args.out));
+  CLICKDIFF_RETURN_IF_ERROR(model::CheckpointStore::Save(trainer.Kept(), args.out));
 
   nlohmann::json summary = {{"model", args.out},
                             {"method", model::MethodName(options.method)},
                             {"steps", last->step},
                             {"loss", last->loss},
+                            {"held_out",
+                             {{"images", held_out.size()},
+                              {"kept_step", last->kept_step},
+                              {"kept_loss", last->kept_held_out_loss},
+                              {"lowest_loss", last->lowest_held_out_loss}}},
                             {"seconds", last->elapsed_seconds},
                             {"steps_per_second", last->steps_per_second},
                             {"examples", {{"clicks", examples->size() - dense}, {"dense", dense}}}};

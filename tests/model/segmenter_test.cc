@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "model/checkpoint_store.h"
 #include "model/synthetic.h"
@@ -29,12 +33,12 @@ SegmenterOptions SmallOptions(Method method) {
   return o;
 }
 
-std::vector<TrainingExample> SmallBatch(int64_t count) {
+std::vector<TrainingExample> SmallBatch(int64_t count, uint64_t seed = 5) {
   SyntheticOptions synth;
   synth.height = synth.width = 16;
   synth.num_classes = 3;
   std::vector<TrainingExample> batch;
-  for (const auto& s : GenerateSynthetic(synth, count, 5)) {
+  for (const auto& s : GenerateSynthetic(synth, count, seed)) {
     auto ex = MakeClickExample(s.image, s.clicks, 3);
     EXPECT_TRUE(ex.ok()) << ex.status().ToString();
     batch.push_back(*ex);
@@ -46,6 +50,14 @@ torch::Tensor Images(int64_t count) {
   std::vector<torch::Tensor> images;
   for (const auto& ex : SmallBatch(count)) images.push_back(ex.image);
   return torch::stack(images);
+}
+
+TrainerOptions Budget(int64_t steps, int64_t batch_size, uint64_t seed) {
+  TrainerOptions t;
+  t.max_steps = steps;
+  t.batch_size = batch_size;
+  t.seed = seed;
+  return t;
 }
 
 class SegmenterTest : public ::testing::TestWithParam<Method> {
@@ -106,11 +118,7 @@ TEST_P(SegmenterTest, TrainingIsDeterministicUnderAFixedSeed) {
   auto run = [] {
     auto seg = Segmenter::Create(SmallOptions(GetParam()), torch::kCPU);
     EXPECT_TRUE(seg.ok());
-    TrainerOptions t;
-    t.max_steps = 3;
-    t.batch_size = 2;
-    t.seed = 9;
-    Trainer trainer(&*seg, t);
+    Trainer trainer(&*seg, Budget(3, 2, 9));
     auto progress = trainer.Run(SmallBatch(6), {});
     EXPECT_TRUE(progress.ok());
     return std::make_pair(progress->loss, seg->Parameters()[0].clone());
@@ -119,6 +127,93 @@ TEST_P(SegmenterTest, TrainingIsDeterministicUnderAFixedSeed) {
   const auto [loss_b, weights_b] = run();
   EXPECT_EQ(loss_a, loss_b);
   EXPECT_TRUE(torch::equal(weights_a, weights_b));
+}
+
+TEST_P(SegmenterTest, HeldOutLossRepeatsItsDrawsAndLeavesTrainingRandomnessAlone) {
+  auto evaluated = Segmenter::Create(SmallOptions(GetParam()), torch::kCPU);
+  auto untouched = Segmenter::Create(SmallOptions(GetParam()), torch::kCPU);
+  ASSERT_TRUE(evaluated.ok() && untouched.ok());
+  const auto held_out = SmallBatch(5, 8);
+  auto first = evaluated->HeldOutLoss(held_out, 2, 3, 11);
+  auto again = evaluated->HeldOutLoss(held_out, 2, 3, 11);
+  ASSERT_TRUE(first.ok() && again.ok()) << first.status().ToString();
+  EXPECT_TRUE(std::isfinite(*first));
+  EXPECT_GT(*first, 0);
+  EXPECT_EQ(*first, *again);
+  // Its draws come from its own generator: the next training loss is what it would have been.
+  auto a = evaluated->Loss(SmallBatch(2));
+  auto b = untouched->Loss(SmallBatch(2));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->item<float>(), b->item<float>());
+  EXPECT_FALSE(evaluated->HeldOutLoss({}, 2, 1, 0).ok());
+  EXPECT_FALSE(evaluated->HeldOutLoss(held_out, 0, 1, 0).ok());
+}
+
+TEST_P(SegmenterTest, TrainerKeepsTheLatestWeightsWithinToleranceOfTheLowestHeldOutLoss) {
+  auto seg = Segmenter::Create(SmallOptions(GetParam()), torch::kCPU);
+  ASSERT_TRUE(seg.ok());
+  TrainerOptions t = Budget(12, 2, 4);
+  t.learning_rate = 0.05;  // large: the held-out loss moves both ways
+  t.validate_every = 3;
+  t.log_every = 3;
+  t.validation_draws = 2;
+  t.tolerance = 0.3;
+  Trainer trainer(&*seg, t);
+  const auto held_out = SmallBatch(4, 8);
+  trainer.SetHeldOut(held_out);
+  std::vector<std::pair<int64_t, float>> evaluated;
+  auto progress = trainer.Run(SmallBatch(6), [&](const TrainProgress& p) {
+    evaluated.emplace_back(p.step, p.held_out_loss);
+  });
+  ASSERT_TRUE(progress.ok()) << progress.status().ToString();
+  ASSERT_EQ(evaluated.size(), 4u);  // steps 3, 6, 9 and 12
+  // The rule by hand: the latest evaluation within 30% of the lowest loss seen up to it.
+  float lowest = evaluated[0].second;
+  std::pair<int64_t, float> kept = evaluated[0];
+  bool rose = false;  // some loss above the lowest before it: the rule is more than "the last"
+  for (const auto& e : evaluated) {
+    rose = rose || e.second > lowest;
+    lowest = std::min(lowest, e.second);
+    if (e.second <= 1.3f * lowest) kept = e;
+  }
+  ASSERT_TRUE(rose);
+  EXPECT_EQ(progress->lowest_held_out_loss, lowest);
+  EXPECT_EQ(progress->kept_step, kept.first);
+  EXPECT_EQ(progress->kept_held_out_loss, kept.second);
+  // The kept weights are those: evaluated again, they give that loss.
+  auto copy = CheckpointStore::Copy(trainer.Kept(), "kept", torch::kCPU);
+  ASSERT_TRUE(copy.ok());
+  auto kept_loss = copy->HeldOutLoss(held_out, t.batch_size, t.validation_draws, t.seed);
+  ASSERT_TRUE(kept_loss.ok());
+  EXPECT_FLOAT_EQ(*kept_loss, kept.second);
+  EXPECT_NE(&trainer.Kept(), &*seg);
+  // Training on never swaps the kept weights for worse ones.
+  trainer.SetBudget(6, 0);
+  auto more = trainer.Run(SmallBatch(6), {});
+  ASSERT_TRUE(more.ok());
+  EXPECT_LE(more->kept_held_out_loss, (1 + t.tolerance) * more->lowest_held_out_loss);
+  EXPECT_LE(more->lowest_held_out_loss, lowest);
+}
+
+TEST(TrainerAverageTest, FollowAverageMovesByTheWarmedUpDecay) {
+  EXPECT_DOUBLE_EQ(AverageDecay(0.99, 0), 0.1);
+  EXPECT_DOUBLE_EQ(AverageDecay(0.99, 10000), 0.99);
+  auto other = SmallOptions(Method::kD3pm);
+  other.seed = 4;
+  auto average = Segmenter::Create(SmallOptions(Method::kD3pm), torch::kCPU);
+  auto model = Segmenter::Create(other, torch::kCPU);
+  ASSERT_TRUE(average.ok() && model.ok());
+  const auto before = average->Parameters()[0].clone();
+  const auto target = model->Parameters()[0].clone();
+  FollowAverage(*average, *model, 0.5, 1000, 2);  // decay 0.5 twice: keeps a quarter
+  EXPECT_TRUE(torch::allclose(average->Parameters()[0], 0.25 * before + 0.75 * target));
+
+  TrainerOptions t = Budget(3, 2, 0);
+  t.average_decay = 0.9;
+  Trainer trainer(&*model, t);
+  ASSERT_TRUE(trainer.Run(SmallBatch(4), {}).ok());
+  ASSERT_NE(&trainer.Kept(), &*model);  // no held-out data: the average is kept
+  EXPECT_FALSE(torch::equal(trainer.Kept().Parameters()[0], model->Parameters()[0]));
 }
 
 TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {

@@ -119,6 +119,27 @@ TEST_F(OfflineCommandsTest, SaveAtKeepsAModelPerLengthOfOneRunWithTheChosenLoss)
   EXPECT_THAT(seconds_only.err, HasSubstr("--save-at"));
 }
 
+TEST_F(OfflineCommandsTest, TrainHoldsOutImagesAndKeepsTheWeightsThatDoBestOnThem) {
+  CliRun train = Cli(With(
+      {"train", "--images", Path("images"), "--clicks", Path("clicks.jsonl"), "--out", Path("m.pt"),
+       "--steps", "4", "--set", "trainer.held_out=0.5", "--set", "trainer.validate_every=2"},
+      kSmallModel));
+  ASSERT_EQ(train.code, 0) << train.err;
+  nlohmann::json summary = nlohmann::json::parse(train.out);
+  EXPECT_EQ(summary["held_out"]["images"], 3);  // half of 6
+  EXPECT_EQ(summary["examples"]["clicks"], 3);  // trained on the others
+  const int64_t kept = summary["held_out"]["kept_step"];
+  EXPECT_TRUE(kept == 2 || kept == 4) << kept;
+
+  // One image in ten of six rounds to 1, too few to judge by: none held out, the last weights.
+  CliRun few = Train(Path("clicks.jsonl"));
+  ASSERT_EQ(few.code, 0) << few.err;
+  nlohmann::json few_summary = nlohmann::json::parse(few.out);
+  EXPECT_EQ(few_summary["held_out"]["images"], 0);
+  EXPECT_EQ(few_summary["held_out"]["kept_step"], 0);
+  EXPECT_EQ(few_summary["examples"]["clicks"], 6);
+}
+
 TEST_F(OfflineCommandsTest, EvalOfTruthAgainstItselfIsPerfect) {
   CliRun eval = Cli({"eval", "--pred", Path("truth"), "--truth", Path("truth")});
   ASSERT_EQ(eval.code, 0) << eval.err;
