@@ -114,6 +114,7 @@ struct ModelConfig {
   int num_classes = 2;
   std::vector<std::string> class_names = {"background", "organ"};
   int resolution = 64;  // the model's own square grid; images are resized to it and back
+  model::ColorMode color = model::ColorMode::kAuto;  // auto | gray | rgb (model/choices.h)
   int levels = 4;
   int base_channels = 8;      // denoiser width at full resolution
   int encoder_channels = 16;  // image-encoder width at full resolution

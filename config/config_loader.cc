@@ -337,6 +337,8 @@ const std::vector<FieldSpec>& Fields() {
         "model.class_names", [](Config & c) -> auto& { return c.model.class_names; }));
     f.push_back(Integer<int>(
         "model.resolution", [](Config & c) -> auto& { return c.model.resolution; }, 16, 1024));
+    f.push_back(Named(
+        "model.color", [](Config & c) -> auto& { return c.model.color; }, model::kColorModeNames));
     f.push_back(Integer<int>(
         "model.levels", [](Config & c) -> auto& { return c.model.levels; }, 1, 6));
     f.push_back(Integer<int>(

@@ -13,6 +13,8 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   o.num_classes = m.num_classes;
   o.resolution = m.resolution;
   o.unet.levels = m.levels;
+  // kAuto: `clickdiff train` chooses from its images (ImageChannelsFor); anyone else takes RGB.
+  o.unet.image_channels = m.color == model::ColorMode::kGray ? 1 : 3;
   o.unet.base_width = m.base_channels;
   o.unet.encoder_width = m.encoder_channels;
   o.d3pm.num_timesteps = m.d3pm.steps;

@@ -130,7 +130,7 @@ Result<std::vector<std::string>> ListPngFiles(const std::string& dir) {
 }
 
 Result<std::vector<NamedImage>> ReadImageDirectory(const std::string& dir,
-                                                   const ImageLimits& limits) {
+                                                   const ImageLimits& limits, DecodeColor color) {
   Result<std::vector<std::string>> names = ListPngFiles(dir);
   if (!names.ok()) return names.status();
   std::vector<NamedImage> images;
@@ -139,7 +139,7 @@ Result<std::vector<NamedImage>> ReadImageDirectory(const std::string& dir,
     NamedImage named;
     named.name = name;
     named.path = (fs::path(dir) / name).string();
-    Result<Image> image = ReadPngFile(named.path, limits);
+    Result<Image> image = ReadPngFile(named.path, limits, color);
     if (!image.ok()) return image.status();
     named.image = std::move(image).value();
     images.push_back(std::move(named));

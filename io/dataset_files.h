@@ -65,10 +65,11 @@ struct ClickFileOptions {
 // Errors: kNotFound when `dir` is not a readable directory; kInvalidArgument when it holds no PNG.
 Result<std::vector<std::string>> ListPngFiles(const std::string& dir);
 
-// Reads and decodes every PNG of `dir`, in ListPngFiles order. Any unreadable, truncated or
-// oversized file stops the load with that file's error.
+// Reads and decodes every PNG of `dir`, in ListPngFiles order, colour as `color` says. Any
+// unreadable, truncated or oversized file stops the load with that file's error.
 Result<std::vector<NamedImage>> ReadImageDirectory(const std::string& dir,
-                                                   const ImageLimits& limits = {});
+                                                   const ImageLimits& limits = {},
+                                                   DecodeColor color = DecodeColor::kGray);
 
 // Parses a clicks JSON Lines file (blank lines allowed). Checks syntax, required fields, types and
 // the class range; errors name "path:line" and the field. Bounds and file names need the images:

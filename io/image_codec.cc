@@ -91,15 +91,17 @@ struct PngReadOutput {
   int bit_depth = 0;      // source bit depth
   int color_type = 0;     // source colour type
   int out_bit_depth = 0;  // after transforms: 8 or 16
+  int out_channels = 0;   // after transforms: 1, or 3 when colour is kept
   bool over_limit = false;
-  std::vector<uint8_t> raw;  // transformed rows, 1 channel
+  std::vector<uint8_t> raw;  // transformed rows
   std::vector<png_bytep> rows;
 };
 
 int64_t LimitOrMax(int64_t limit) { return limit > 0 ? limit : INT64_MAX; }
 
 // Returns false after a libpng error (message in the error state). No destructible locals.
-bool RunPngRead(png_structp png, png_infop info, const ImageLimits* limits, PngReadOutput* out) {
+bool RunPngRead(png_structp png, png_infop info, const ImageLimits* limits, bool keep_color,
+                PngReadOutput* out) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_read_info(png, info);
   out->width = png_get_image_width(png, info);
@@ -119,13 +121,14 @@ bool RunPngRead(png_structp png, png_infop info, const ImageLimits* limits, PngR
   if ((out->color_type & PNG_COLOR_MASK_ALPHA) != 0 || png_get_valid(png, info, PNG_INFO_tRNS)) {
     png_set_strip_alpha(png);
   }
-  if ((out->color_type & PNG_COLOR_MASK_COLOR) != 0) {
-    png_set_rgb_to_gray_fixed(png, /*error_action=*/1, -1, -1);
-  }
+  const bool color = (out->color_type & PNG_COLOR_MASK_COLOR) != 0;
+  if (color && !keep_color) png_set_rgb_to_gray_fixed(png, /*error_action=*/1, -1, -1);
   png_set_interlace_handling(png);
   png_read_update_info(png, info);
-  if (png_get_channels(png, info) != 1)
-    png_error(png, "unsupported PNG layout after gray conversion");
+  out->out_channels = png_get_channels(png, info);
+  if (out->out_channels != (color && keep_color ? 3 : 1)) {
+    png_error(png, "unsupported PNG layout after the colour transforms");
+  }
   out->out_bit_depth = png_get_bit_depth(png, info);
   const size_t row_bytes = png_get_rowbytes(png, info);
   out->raw.resize(row_bytes * out->height);
@@ -150,11 +153,11 @@ void PngFlushFn(png_structp /*png*/) {}
 
 // `rows` must point into caller-owned memory. No destructible locals.
 bool RunPngWrite(png_structp png, png_infop info, int width, int height, int bit_depth,
-                 PngWriteOutput* out) {
+                 int color_type, PngWriteOutput* out) {
   if (setjmp(png_jmpbuf(png))) return false;
   png_set_write_fn(png, out, PngWriteFn, PngFlushFn);
   png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height),
-               bit_depth, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               bit_depth, color_type, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
   png_write_image(png, out->rows.data());
@@ -162,9 +165,9 @@ bool RunPngWrite(png_structp png, png_infop info, int width, int height, int bit
   return true;
 }
 
-// Encodes big-endian sample rows already laid out in `raw`.
-Result<std::vector<uint8_t>> EncodeGray(std::vector<uint8_t> raw, int width, int height,
-                                        int bit_depth) {
+// Encodes big-endian sample rows already laid out in `raw` (`channels` 1: gray, 3: RGB).
+Result<std::vector<uint8_t>> EncodeRows(std::vector<uint8_t> raw, int width, int height,
+                                        int bit_depth, int channels) {
   PngErrorState errors;
   PngWriteGuard guard(
       png_create_write_struct(PNG_LIBPNG_VER_STRING, &errors, PngErrorFn, PngWarningFn));
@@ -172,23 +175,25 @@ Result<std::vector<uint8_t>> EncodeGray(std::vector<uint8_t> raw, int width, int
   guard.set_info(png_create_info_struct(guard.png()));
   if (guard.info() == nullptr) return Internal("png_create_info_struct failed");
   PngWriteOutput out;
-  const size_t row_bytes = static_cast<size_t>(width) * (bit_depth / 8);
+  const size_t row_bytes = static_cast<size_t>(width) * channels * (bit_depth / 8);
   out.rows.resize(height);
   for (int y = 0; y < height; ++y) out.rows[y] = raw.data() + y * row_bytes;
-  if (!RunPngWrite(guard.png(), guard.info(), width, height, bit_depth, &out)) {
+  const int color_type = channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY;
+  if (!RunPngWrite(guard.png(), guard.info(), width, height, bit_depth, color_type, &out)) {
     return Internal(std::string("PNG encoding failed: ") + errors.message);
   }
   return std::move(out.bytes);
 }
 
-Status CheckShape(size_t count, int width, int height) {
+Status CheckShape(size_t count, int width, int height, int channels = 1) {
   if (width <= 0 || height <= 0) {
     return InvalidArgument("image size must be positive, got " + std::to_string(width) + "x" +
                            std::to_string(height));
   }
-  if (count != static_cast<size_t>(width) * static_cast<size_t>(height)) {
-    return InvalidArgument("pixel count " + std::to_string(count) + " does not match " +
-                           std::to_string(width) + "x" + std::to_string(height));
+  if (count != static_cast<size_t>(width) * static_cast<size_t>(height) * channels) {
+    return InvalidArgument("sample count " + std::to_string(count) + " does not match " +
+                           std::to_string(width) + "x" + std::to_string(height) +
+                           (channels > 1 ? "x" + std::to_string(channels) : std::string()));
   }
   return Status::Ok();
 }
@@ -218,7 +223,7 @@ float Image::NominalMax() const {
 }
 
 Result<Image> DecodePng(const uint8_t* data, size_t size, const ImageLimits& limits,
-                        const std::string& name) {
+                        const std::string& name, DecodeColor color) {
   constexpr size_t kSignatureBytes = 8;
   if (data == nullptr || size < kSignatureBytes || png_sig_cmp(data, 0, kSignatureBytes) != 0) {
     return InvalidArgument(name + ": not a PNG file (missing or bad PNG signature, " +
@@ -234,7 +239,7 @@ Result<Image> DecodePng(const uint8_t* data, size_t size, const ImageLimits& lim
   png_set_read_fn(guard.png(), &source, PngReadFn);
 
   PngReadOutput out;
-  if (!RunPngRead(guard.png(), guard.info(), &limits, &out)) {
+  if (!RunPngRead(guard.png(), guard.info(), &limits, color == DecodeColor::kRgb, &out)) {
     return DataLoss(name + ": " + (errors.truncated ? "" : "corrupt PNG: ") + errors.message);
   }
   if (out.over_limit) return CheckLimits(out.width, out.height, limits, name);
@@ -242,7 +247,7 @@ Result<Image> DecodePng(const uint8_t* data, size_t size, const ImageLimits& lim
   Image image;
   image.width = static_cast<int>(out.width);
   image.height = static_cast<int>(out.height);
-  image.channels = 1;
+  image.channels = out.out_channels;
   switch (out.color_type) {
     case PNG_COLOR_TYPE_GRAY:
       image.source_channels = 1;
@@ -263,7 +268,7 @@ Result<Image> DecodePng(const uint8_t* data, size_t size, const ImageLimits& lim
       image.source_channels = 1;
       break;
   }
-  const size_t count = static_cast<size_t>(out.width) * out.height;
+  const size_t count = static_cast<size_t>(out.width) * out.height * out.out_channels;
   image.pixels.resize(count);
   if (out.out_bit_depth == 16) {
     image.pixel_type = PixelType::kUint16;
@@ -281,8 +286,8 @@ Result<Image> DecodePng(const uint8_t* data, size_t size, const ImageLimits& lim
 }
 
 Result<Image> DecodePng(const std::vector<uint8_t>& bytes, const ImageLimits& limits,
-                        const std::string& name) {
-  return DecodePng(bytes.data(), bytes.size(), limits, name);
+                        const std::string& name, DecodeColor color) {
+  return DecodePng(bytes.data(), bytes.size(), limits, name, color);
 }
 
 Result<std::vector<uint8_t>> ReadBinaryFile(const std::string& path) {
@@ -304,14 +309,15 @@ Status WriteBinaryFile(const std::string& path, const std::vector<uint8_t>& byte
   return Status::Ok();
 }
 
-Result<Image> ReadPngFile(const std::string& path, const ImageLimits& limits) {
+Result<Image> ReadPngFile(const std::string& path, const ImageLimits& limits, DecodeColor color) {
   Result<std::vector<uint8_t>> bytes = ReadBinaryFile(path);
   if (!bytes.ok()) return bytes.status();
-  return DecodePng(*bytes, limits, path);
+  return DecodePng(*bytes, limits, path, color);
 }
 
 Result<Image> DecodeRawFloat32(const uint8_t* data, size_t size, int width, int height,
-                               int channels, const ImageLimits& limits, const std::string& name) {
+                               int channels, const ImageLimits& limits, const std::string& name,
+                               DecodeColor color) {
   if (width <= 0 || height <= 0 || channels < 1 || channels > 4) {
     return InvalidArgument(name + ": bad raw float32 shape width=" + std::to_string(width) +
                            " height=" + std::to_string(height) + " channels=" +
@@ -328,13 +334,14 @@ Result<Image> DecodeRawFloat32(const uint8_t* data, size_t size, int width, int 
   Image image;
   image.width = width;
   image.height = height;
-  image.channels = 1;
+  image.channels = channels >= 3 && color == DecodeColor::kRgb ? 3 : 1;
   image.source_channels = channels;
   image.pixel_type = PixelType::kFloat32;
   image.bit_depth = 32;
-  image.pixels.resize(static_cast<size_t>(width) * height);
+  const size_t pixels = static_cast<size_t>(width) * height;
+  image.pixels.resize(pixels * image.channels);
   std::vector<float> px(channels);
-  for (size_t i = 0; i < image.pixels.size(); ++i) {
+  for (size_t i = 0; i < pixels; ++i) {
     for (int c = 0; c < channels; ++c) {
       const uint8_t* b = data + (i * channels + c) * sizeof(float);
       const uint32_t bits =
@@ -348,22 +355,33 @@ Result<Image> DecodeRawFloat32(const uint8_t* data, size_t size, int width, int 
       }
       px[c] = v;
     }
-    image.pixels[i] = channels >= 3 ? 0.2126f * px[0] + 0.7152f * px[1] + 0.0722f * px[2] : px[0];
+    if (image.channels == 3) {
+      std::copy(px.begin(), px.begin() + 3, image.pixels.begin() + static_cast<ptrdiff_t>(i * 3));
+    } else {
+      image.pixels[i] = channels >= 3 ? 0.2126f * px[0] + 0.7152f * px[1] + 0.0722f * px[2] : px[0];
+    }
   }
   return image;
 }
 
 Result<Image> ReadRawFloat32File(const std::string& path, int width, int height, int channels,
-                                 const ImageLimits& limits) {
+                                 const ImageLimits& limits, DecodeColor color) {
   Result<std::vector<uint8_t>> bytes = ReadBinaryFile(path);
   if (!bytes.ok()) return bytes.status();
-  return DecodeRawFloat32(bytes->data(), bytes->size(), width, height, channels, limits, path);
+  return DecodeRawFloat32(bytes->data(), bytes->size(), width, height, channels, limits, path,
+                          color);
 }
 
 Result<std::vector<uint8_t>> EncodePngGray8(const std::vector<uint8_t>& pixels, int width,
                                             int height) {
   CLICKDIFF_RETURN_IF_ERROR(CheckShape(pixels.size(), width, height));
-  return EncodeGray(pixels, width, height, 8);
+  return EncodeRows(pixels, width, height, 8, 1);
+}
+
+Result<std::vector<uint8_t>> EncodePngRgb8(const std::vector<uint8_t>& pixels, int width,
+                                           int height) {
+  CLICKDIFF_RETURN_IF_ERROR(CheckShape(pixels.size(), width, height, 3));
+  return EncodeRows(pixels, width, height, 8, 3);
 }
 
 Result<std::vector<uint8_t>> EncodePngGray16(const std::vector<uint16_t>& pixels, int width,
@@ -374,7 +392,7 @@ Result<std::vector<uint8_t>> EncodePngGray16(const std::vector<uint16_t>& pixels
     raw[2 * i] = static_cast<uint8_t>(pixels[i] >> 8);
     raw[2 * i + 1] = static_cast<uint8_t>(pixels[i] & 0xff);
   }
-  return EncodeGray(std::move(raw), width, height, 16);
+  return EncodeRows(std::move(raw), width, height, 16, 1);
 }
 
 Status WriteMaskPng(const std::string& path, const std::vector<int64_t>& class_ids, int width,

@@ -8,19 +8,23 @@
 // "scan.png: truncated PNG data (needed 8192 more bytes at offset 1234 of 2000)".
 //
 // Pixel conventions (the contract the model and the CLI rely on):
-//  - Decoded images are single-channel (`channels == 1`), row-major, `pixels[y * width + x]`.
+//  - Decoded images are gray (`channels == 1`), row-major, `pixels[y * width + x]`, unless the
+//    caller asks for DecodeColor::kRgb and the source has colour: then `channels == 3`,
+//    interleaved, `pixels[(y * width + x) * 3 + c]` for R, G, B.
 //  - `pixels` holds the ORIGINAL intensity units as float: 0..255 for 8-bit, 0..65535 for 16-bit,
 //    0..(2^d - 1) for d = 1/2/4-bit grayscale (low bit depths are NOT rescaled, so class-id masks
 //    written at any bit depth read back as their ids), and the stored values for raw float32.
 //    `NominalMax()` gives the full-scale value to normalize by; nothing is normalized here.
-//  - Colour is converted to gray with libpng's rgb_to_gray transform and its default weights
+//  - Under DecodeColor::kGray (the default, and what class-id masks use), colour is converted to
+//    gray with libpng's rgb_to_gray transform and its default weights
 //    (the file's cHRM chunk if present, else Rec. 709: 0.2126 R + 0.7152 G + 0.0722 B), computed on
 //    the stored values. Alpha (an alpha channel or a tRNS chunk) is DROPPED, not composited.
 //    Palette images are expanded to RGB first, then converted the same way. `source_channels`
 //    records what the file held.
+//    Under DecodeColor::kRgb colour sources keep R, G, B (alpha dropped, palettes expanded).
 //  - Raw float32 is little-endian, interleaved (HWC). Multi-channel raw input is converted to gray
 //    the same way: 2 channels = gray + alpha (alpha dropped), 3/4 channels = Rec. 709 weights on
-//    R, G, B (alpha dropped). NaN or Inf anywhere is an error.
+//    R, G, B (alpha dropped), or kept as R, G, B under kRgb. NaN or Inf anywhere is an error.
 #pragma once
 
 #include <cstddef>
@@ -39,19 +43,25 @@ enum class PixelType {
   kFloat32,  // raw float32
 };
 
-// A decoded single-channel image. Plain value type; copy and move freely.
+// What a decoder does with colour (see the file comment).
+enum class DecodeColor {
+  kGray,  // colour is converted to gray: one channel always
+  kRgb,   // colour sources keep R, G, B (3 channels); gray sources stay one channel
+};
+
+// A decoded image. Plain value type; copy and move freely.
 struct Image {
   int width = 0;
   int height = 0;
-  int channels = 1;         // always 1: colour input is converted to gray (see file comment)
+  int channels = 1;         // 1, or 3 (R, G, B interleaved) for colour under DecodeColor::kRgb
   int source_channels = 1;  // channels in the source before conversion (1..4)
   PixelType pixel_type = PixelType::kUint8;
   int bit_depth = 8;          // bits per sample in the source: 1, 2, 4, 8, 16 or 32 (float)
-  std::vector<float> pixels;  // width * height values, row-major, original intensity units
+  std::vector<float> pixels;  // width * height * channels values, row-major, source units
 
   // Full-scale value of the source units: 2^bit_depth - 1 for integer types, 1 for float32.
   float NominalMax() const;
-  // Precondition: 0 <= x < width, 0 <= y < height.
+  // Precondition: channels == 1, 0 <= x < width, 0 <= y < height.
   float At(int x, int y) const { return pixels[static_cast<size_t>(y) * width + x]; }
 };
 
@@ -67,13 +77,16 @@ struct ImageLimits {
 // Errors: kInvalidArgument (not a PNG / bad signature), kDataLoss (truncated or corrupt data,
 // with libpng's message), kResourceExhausted (a limit was exceeded).
 Result<Image> DecodePng(const uint8_t* data, size_t size, const ImageLimits& limits = {},
-                        const std::string& name = "<memory>");
+                        const std::string& name = "<memory>",
+                        DecodeColor color = DecodeColor::kGray);
 Result<Image> DecodePng(const std::vector<uint8_t>& bytes, const ImageLimits& limits = {},
-                        const std::string& name = "<memory>");
+                        const std::string& name = "<memory>",
+                        DecodeColor color = DecodeColor::kGray);
 
 // Reads and decodes a PNG file. Errors as DecodePng, plus kNotFound when the file cannot be
 // opened; messages start with `path`.
-Result<Image> ReadPngFile(const std::string& path, const ImageLimits& limits = {});
+Result<Image> ReadPngFile(const std::string& path, const ImageLimits& limits = {},
+                          DecodeColor color = DecodeColor::kGray);
 
 // Decodes raw little-endian float32 samples of the given shape (HWC, interleaved). Errors:
 // kInvalidArgument for a bad shape (non-positive, channels outside 1..4), a byte count that is not
@@ -81,10 +94,12 @@ Result<Image> ReadPngFile(const std::string& path, const ImageLimits& limits = {
 // channel); kResourceExhausted when the shape exceeds `limits`.
 Result<Image> DecodeRawFloat32(const uint8_t* data, size_t size, int width, int height,
                                int channels, const ImageLimits& limits = {},
-                               const std::string& name = "<memory>");
+                               const std::string& name = "<memory>",
+                               DecodeColor color = DecodeColor::kGray);
 // Reads a raw float32 file of the given shape; errors as DecodeRawFloat32 plus kNotFound.
 Result<Image> ReadRawFloat32File(const std::string& path, int width, int height, int channels,
-                                 const ImageLimits& limits = {});
+                                 const ImageLimits& limits = {},
+                                 DecodeColor color = DecodeColor::kGray);
 
 // Encodes 8-bit grayscale, row-major `pixels` of width * height values.
 // Errors: kInvalidArgument when the size does not match or a dimension is not positive.
@@ -93,6 +108,9 @@ Result<std::vector<uint8_t>> EncodePngGray8(const std::vector<uint8_t>& pixels, 
 // Encodes 16-bit grayscale (values stored big-endian in the PNG as the format requires).
 Result<std::vector<uint8_t>> EncodePngGray16(const std::vector<uint16_t>& pixels, int width,
                                              int height);
+// Encodes 8-bit RGB, `pixels` interleaved (width * height * 3 values: R, G, B per pixel).
+Result<std::vector<uint8_t>> EncodePngRgb8(const std::vector<uint8_t>& pixels, int width,
+                                           int height);
 
 // Writes `bytes` to `path` (created or truncated). Errors: kUnavailable naming the path.
 Status WriteBinaryFile(const std::string& path, const std::vector<uint8_t>& bytes);

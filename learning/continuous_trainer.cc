@@ -31,7 +31,8 @@ ContinuousTrainer::ContinuousTrainer(ContinuousTrainerDeps deps, model::Segmente
       options_(std::move(options)),
       on_version_(std::move(on_version)),
       teacher_(options_.teacher, options_.teacher_memory_budget_mb, deps.store),
-      replay_cache_(segmenter_.options().resolution, segmenter_.options().num_classes),
+      replay_cache_(segmenter_.options().resolution, segmenter_.options().num_classes,
+                    segmenter_.options().unet.image_channels),
       snapshot_time_(std::chrono::steady_clock::now()) {
   counters_.version = start_version;
   counters_.steps = options_.start_steps;

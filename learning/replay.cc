@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "base/clock.h"
 #include "io/keys.h"
 #include "model/preprocess.h"
@@ -100,13 +102,27 @@ v1::PseudoLabel MakePseudoLabel(const torch::Tensor& samples, int64_t num_classe
   return label;
 }
 
-Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
-                          bool twin_labels) {
-  return ReplayCache(resolution, num_classes).Refresh(store, twin_labels);
+Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels) {
+  const int64_t r = stored.grid_resolution();
+  const int64_t have = std::max<int64_t>(1, stored.grid_channels());
+  if (r < 1 || stored.grid_size() != have * r * r) {
+    return DataLoss("the stored grid of image " + stored.event().image_id() + " holds " +
+                    std::to_string(stored.grid_size()) + " values, not " + std::to_string(have) +
+                    " x " + std::to_string(r) + " x " + std::to_string(r));
+  }
+  Result<torch::Tensor> grid =
+      model::MatchChannels(model::GridFromValues(stored.grid().data(), r, have), channels);
+  if (!grid.ok()) return grid.status().WithContext(stored.event().image_id());
+  return grid->contiguous();
 }
 
-ReplayCache::ReplayCache(int64_t resolution, int64_t num_classes)
-    : resolution_(resolution), num_classes_(num_classes) {}
+Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
+                          int64_t image_channels, bool twin_labels) {
+  return ReplayCache(resolution, num_classes, image_channels).Refresh(store, twin_labels);
+}
+
+ReplayCache::ReplayCache(int64_t resolution, int64_t num_classes, int64_t image_channels)
+    : resolution_(resolution), num_classes_(num_classes), image_channels_(image_channels) {}
 
 void ReplayCache::Touch(const std::string& image_key) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -127,9 +143,7 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
   if (!stored.ParseFromArray(stored_image.data(), static_cast<int>(stored_image.size()))) {
     return DataLoss("the stored record of image " + image_key + " is corrupt");
   }
-  if (stored.grid_resolution() != resolution_ || stored.grid_size() != resolution_ * resolution_) {
-    return std::optional<Entry>();
-  }
+  if (stored.grid_resolution() != resolution_) return std::optional<Entry>();
   const v1::ImageEvent& event = stored.event();
   Result<model::GridMapping> mapping =
       model::MakeGridMapping(event.width(), event.height(), resolution_);
@@ -154,7 +168,9 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
   Result<torch::Tensor> mask = DenseLabel(store, image_key, *mapping, labels);
   if (!mask.ok()) return mask.status().WithContext(event.image_id());
 
-  torch::Tensor grid = model::GridFromValues(stored.grid().data(), resolution_);
+  Result<torch::Tensor> stored_grid = StoredGrid(stored, image_channels_);
+  if (!stored_grid.ok()) return stored_grid.status();
+  const torch::Tensor& grid = *stored_grid;
   Result<std::optional<model::TrainingExample>> example =
       model::MakeSupervisedExample(grid, clicks, *mask, num_classes_);
   if (!example.ok()) return example.status().WithContext(event.image_id());

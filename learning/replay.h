@@ -41,7 +41,7 @@ struct StoredPseudo {
 // A stored image without supervision at the model grid: what the teacher pseudo-labels.
 struct UnsupervisedImage {
   std::string image_key;
-  torch::Tensor grid;  // [1,R,R] float
+  torch::Tensor grid;  // [C,R,R] float, C the model's image channels
   // Its stored pseudo-labels; none when it has not been labelled (for that learner) at this grid.
   std::optional<StoredPseudo> for_student;
   std::optional<StoredPseudo> for_twin;
@@ -58,14 +58,20 @@ struct Replay {
   uint64_t labels = 0;  // dense training labels behind the examples
 };
 
+// The model's input for a stored image: its grid as a [channels,R,R] tensor of its own, gray or
+// colour turned into the `channels` the model takes (model::MatchChannels). Errors: kDataLoss when
+// the record does not hold grid_channels x R x R values.
+Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels);
+
 // Reads images, clicks, labels and the student's pseudo-labels (and the twin's with
-// `twin_labels`) from `store`. Images stored at another grid resolution than `resolution` are
-// skipped (a different model's images); a label marked for evaluation is never read; a
+// `twin_labels`) from `store`, image grids with `image_channels` channels (StoredGrid). Images
+// stored at another grid resolution than `resolution` are skipped (a different model's images);
+// a label marked for evaluation is never read; a
 // pseudo-label that does not parse is skipped with a warning (the next round draws it again).
 // Errors: store failures; a stored image, click or label that does not parse (kDataLoss); a click
 // or mask the model cannot use (kInvalidArgument naming the image).
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
-                          bool twin_labels = false);
+                          int64_t image_channels, bool twin_labels = false);
 
 // The replay kept between reads, so that the trainer's frequent reloads cost what changed, not
 // what is stored: the first Refresh reads every image (as LoadReplay), later ones read again only
@@ -74,7 +80,7 @@ Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_cl
 // as long as every write was touched.
 class ReplayCache {
  public:
-  ReplayCache(int64_t resolution, int64_t num_classes);
+  ReplayCache(int64_t resolution, int64_t num_classes, int64_t image_channels);
 
   // Thread-safe. The image's records changed: the next Refresh reads them again.
   void Touch(const std::string& image_key);
@@ -104,6 +110,7 @@ class ReplayCache {
 
   int64_t resolution_;
   int64_t num_classes_;
+  int64_t image_channels_;
   std::map<std::string, Entry> entries_;  // by image key; Refresh only
   std::optional<bool> twin_labels_;       // of the entries; none: read everything next
   uint64_t last_read_ = 0;

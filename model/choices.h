@@ -49,6 +49,17 @@ const char* LossKindName(LossKind kind);
 // Errors: kInvalidArgument naming the accepted spellings.
 Result<LossKind> ParseLossKind(const std::string& name);
 
+// The image channels a new model takes: "gray" (1: colour images are converted, Rec. 709) or "rgb"
+// (3: colour kept; a gray image is repeated into R, G and B). "auto": `clickdiff train` follows its
+// images (rgb when any of them has colour, else gray); the service, which cannot see its images
+// before it builds a model, takes rgb. A model file records what it takes.
+enum class ColorMode { kAuto, kGray, kRgb };
+inline constexpr std::array<EnumName<ColorMode>, 3> kColorModeNames{{
+    {"auto", ColorMode::kAuto},
+    {"gray", ColorMode::kGray},
+    {"rgb", ColorMode::kRgb},
+}};
+
 // Where the model runs: "cpu", "cuda" (the first GPU; the service spreads sampler shards over
 // every GPU), "cuda:N" (GPU N alone) or "auto" (CUDA when a device exists, else the CPU).
 // model/runtime.h ResolveDevice turns it into a torch::Device on this machine.

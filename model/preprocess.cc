@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 namespace clickdiff::model {
 namespace {
@@ -58,10 +60,13 @@ Result<GridMapping> MakeGridMapping(int64_t width, int64_t height, int64_t resol
 }
 
 Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& m,
-                                  const WindowOptions& window) {
+                                  const WindowOptions& window, int64_t channels) {
   if (pixels == nullptr) return InvalidArgument("no pixels");
+  if (channels < 1) return InvalidArgument("channels must be >= 1");
   torch::Tensor image =
-      torch::from_blob(const_cast<float*>(pixels), {1, m.height, m.width}, torch::kFloat32).clone();
+      torch::from_blob(const_cast<float*>(pixels), {m.height, m.width, channels}, torch::kFloat32)
+          .permute({2, 0, 1})
+          .clone();
   if (!torch::isfinite(image).all().item<bool>()) {
     return InvalidArgument("image has NaN or infinite pixels");
   }
@@ -108,10 +113,33 @@ torch::Tensor CropToImage(const torch::Tensor& grid_maps, const GridMapping& m) 
   return grid_maps.slice(h_dim, m.GridY0(), m.GridY1()).slice(h_dim + 1, m.GridX0(), m.GridX1());
 }
 
-torch::Tensor GridFromValues(const float* values, int64_t resolution) {
+torch::Tensor GridFromValues(const float* values, int64_t resolution, int64_t channels) {
   // from_blob only reads here: the clone is the tensor's own memory.
-  return torch::from_blob(const_cast<float*>(values), {1, resolution, resolution}, torch::kFloat32)
+  return torch::from_blob(const_cast<float*>(values), {channels, resolution, resolution},
+                          torch::kFloat32)
       .clone();
+}
+
+Result<torch::Tensor> MatchChannels(const torch::Tensor& image, int64_t channels) {
+  if (!image.defined() || image.dim() < 3) {
+    return InvalidArgument("an image must be [C,H,W] or [B,C,H,W] to change its channels");
+  }
+  const int64_t dim = image.dim() - 3;
+  const int64_t have = image.size(dim);
+  if (have == channels) return image;
+  if (have == 1 && channels == 3) {
+    std::vector<int64_t> repeats(image.dim(), 1);
+    repeats[dim] = 3;
+    return image.repeat(repeats);
+  }
+  if (have == 3 && channels == 1) {
+    std::vector<int64_t> shape(image.dim(), 1);
+    shape[dim] = 3;
+    torch::Tensor weights = torch::tensor({0.2126f, 0.7152f, 0.0722f}, image.options()).view(shape);
+    return (image * weights).sum(dim, /*keepdim=*/true);
+  }
+  return InvalidArgument("an image of " + std::to_string(have) + " channels cannot be given to a " +
+                         "model that takes " + std::to_string(channels) + " (1 gray or 3 RGB)");
 }
 
 }  // namespace clickdiff::model

@@ -44,14 +44,21 @@ struct WindowOptions {
   double high_percentile = 99.5;  // at or above map to 1
 };
 
-// Row-major pixels (width*height floats, any units) -> [1,R,R] float32 in [0,1] on the grid.
-// A constant image maps to zeros. Errors: kInvalidArgument for a size mismatch or non-finite pixel.
+// Row-major pixels (width*height*channels floats, channels interleaved, any units) -> [C,R,R]
+// float32 in [0,1] on the grid. All channels share one window (the percentiles of all their
+// samples), so colours keep their balance. A constant image maps to zeros. Errors:
+// kInvalidArgument for a non-finite pixel.
 Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& mapping,
-                                  const WindowOptions& window = {});
+                                  const WindowOptions& window = {}, int64_t channels = 1);
 
-// A grid as stored (R*R row-major floats, ImageToGrid's output) -> [1,R,R] float32 tensor of its
-// own (the values are copied). The caller has checked there are R*R values.
-torch::Tensor GridFromValues(const float* values, int64_t resolution);
+// A grid as stored (C*R*R floats, channel-major, ImageToGrid's output) -> [C,R,R] float32 tensor
+// of its own (the values are copied). The caller has checked there are C*R*R values.
+torch::Tensor GridFromValues(const float* values, int64_t resolution, int64_t channels = 1);
+
+// An image [C,H,W] (or a batch [B,C,H,W]) with the channel count a model takes: unchanged when C
+// is `channels`; gray repeated into R, G and B for 3; RGB to gray with Rec. 709 weights
+// (0.2126, 0.7152, 0.0722) for 1. Errors: kInvalidArgument for any other pair.
+Result<torch::Tensor> MatchChannels(const torch::Tensor& image, int64_t channels);
 
 // Row-major class ids (width*height) -> [R,R] int64 on the grid, nearest neighbour; padding is
 // background. Errors: kInvalidArgument for a size mismatch.

@@ -16,6 +16,24 @@ torch::Tensor SmoothField(int64_t h, int64_t w, int64_t cells, at::Generator& ge
   return torch::upsample_bilinear2d(coarse, {h, w}, /*align_corners=*/true).view({h, w}) * 0.5;
 }
 
+// Tints a gray image [H,W]: class c of `mask` gets the hue angle `hues[c]`, a chroma of length
+// `saturation` in the plane of zero Rec. 709 luminance (so the gray value is kept). -> [3,H,W].
+torch::Tensor Tint(const torch::Tensor& gray, const torch::Tensor& mask,
+                   const std::vector<double>& hues, double saturation) {
+  const auto luma = torch::tensor({0.2126f, 0.7152f, 0.0722f});
+  const auto e1 = torch::linalg_cross(luma, torch::tensor({0.0f, 0.0f, 1.0f}));
+  const auto u = e1 / e1.norm();
+  const auto v = torch::linalg_cross(luma, u);
+  const auto v_unit = v / v.norm();
+  auto chroma = torch::zeros({3, gray.size(0), gray.size(1)});
+  for (size_t c = 0; c < hues.size(); ++c) {
+    const auto tint = saturation * (std::cos(hues[c]) * u + std::sin(hues[c]) * v_unit);
+    chroma =
+        torch::where(mask.eq(static_cast<int64_t>(c)).unsqueeze(0), tint.view({3, 1, 1}), chroma);
+  }
+  return (gray.unsqueeze(0) + chroma).clamp(0, 1);
+}
+
 SyntheticSample GenerateOne(const SyntheticOptions& o, uint64_t seed) {
   std::mt19937_64 rng(seed);
   auto gen = MakeGenerator(seed ^ 0x9E3779B97F4A7C15ULL);
@@ -80,6 +98,15 @@ SyntheticSample GenerateOne(const SyntheticOptions& o, uint64_t seed) {
     click.x = pixels[p][1].item<int64_t>();
     click.class_id = static_cast<int64_t>(i) + 1;
     out.clicks.push_back(click);
+  }
+  if (o.color) {
+    // Drawn after everything else, so image and clicks match the gray generator's.
+    std::vector<double> hues;
+    const double background_hue = 2 * kPi * unit(rng);
+    for (int64_t c = 0; c < o.num_classes; ++c) {
+      hues.push_back(background_hue + 2 * kPi * static_cast<double>(c) / o.num_classes);
+    }
+    out.image = Tint(image, mask, hues, o.saturation).contiguous();
   }
   return out;
 }

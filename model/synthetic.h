@@ -7,6 +7,9 @@
 // texture (smooth interior: low noise; class 2 and up add class-specific stripes), by a thin rim of
 // contrasting intensity (an edge) and by shape (a smooth star-shaped blob). One positive click per
 // object is drawn uniformly among the pixels the object finally covers.
+// With `color`, the same image is tinted: each class (background included) gets its own hue, added
+// as a chroma of zero Rec. 709 luminance, so the image converted to gray is the gray image (up to
+// clipping) and the colour is a cue only a model that keeps colour can use.
 // Pure function of (options, seed); thread-safe.
 #pragma once
 
@@ -27,10 +30,12 @@ struct SyntheticOptions {
   double max_radius_fraction = 0.24;
   double background_noise = 0.12;  // pixel noise of the background texture
   double organ_noise = 0.03;       // pixel noise inside organs
+  bool color = false;              // RGB images: a hue per class (see the file comment)
+  double saturation = 0.12;        // colour: length of the chroma added to each pixel
 };
 
 struct SyntheticSample {
-  torch::Tensor image;        // [1,H,W] float in [0,1]
+  torch::Tensor image;        // [C,H,W] float in [0,1]; C = 3 with `color`, else 1
   torch::Tensor mask;         // [H,W] int64 class ids
   std::vector<Click> clicks;  // one positive click per visible object
 };

@@ -12,8 +12,8 @@ using Outcome = std::variant<Tick, Rejected, ImageRecord, v1::ClickEvent, v1::La
 
 Rejected Reject(std::string reason) { return Rejected{std::move(reason)}; }
 
-// Pixels of a raw uint8/uint16 payload (little-endian, interleaved) converted to gray floats with
-// the codec's rules, by re-encoding as float32 and reusing its decoder (one conversion path).
+// Pixels of a raw uint8/uint16 payload (little-endian, interleaved) as floats with the codec's
+// rules (colour kept), by re-encoding as float32 and reusing its decoder (one conversion path).
 Result<Image> DecodeRawInteger(const v1::ImageEvent& event, const ImageLimits& limits) {
   const size_t bytes_per_sample = event.pixel_type() == v1::PIXEL_TYPE_UINT8 ? 1 : 2;
   const size_t samples = size_t{event.width()} * event.height() * event.channels();
@@ -30,9 +30,9 @@ Result<Image> DecodeRawInteger(const v1::ImageEvent& event, const ImageLimits& l
     values[i] =
         bytes_per_sample == 1 ? in[i] : static_cast<float>(in[2 * i] | (in[2 * i + 1] << 8));
   }
-  Result<Image> image = DecodeRawFloat32(reinterpret_cast<const uint8_t*>(values.data()),
-                                         values.size() * sizeof(float), event.width(),
-                                         event.height(), event.channels(), limits, "payload");
+  Result<Image> image = DecodeRawFloat32(
+      reinterpret_cast<const uint8_t*>(values.data()), values.size() * sizeof(float), event.width(),
+      event.height(), event.channels(), limits, "payload", DecodeColor::kRgb);
   if (!image.ok()) return image;
   image->pixel_type = bytes_per_sample == 1 ? PixelType::kUint8 : PixelType::kUint16;
   image->bit_depth = bytes_per_sample == 1 ? 8 : 16;
@@ -45,19 +45,22 @@ Result<Image> DecodePixels(const v1::ImageEvent& event, int max_side) {
   const auto* data = reinterpret_cast<const uint8_t*>(event.payload().data());
   const size_t size = event.payload().size();
   if (event.encoding() == v1::PAYLOAD_ENCODING_PNG) {
-    Result<Image> image = DecodePng(data, size, limits, "payload");
+    Result<Image> image = DecodePng(data, size, limits, "payload", DecodeColor::kRgb);
     if (!image.ok()) return image;
     if (image->width != static_cast<int>(event.width()) ||
-        image->height != static_cast<int>(event.height())) {
+        image->height != static_cast<int>(event.height()) ||
+        image->channels != static_cast<int>(event.channels())) {
       return InvalidArgument("payload: the PNG is " + std::to_string(image->width) + "x" +
-                             std::to_string(image->height) + " but the event says " +
-                             std::to_string(event.width()) + "x" + std::to_string(event.height()));
+                             std::to_string(image->height) + "x" + std::to_string(image->channels) +
+                             " but the event says " + std::to_string(event.width()) + "x" +
+                             std::to_string(event.height()) + "x" +
+                             std::to_string(event.channels()) + " (width x height x channels)");
     }
     return image;
   }
   if (event.pixel_type() == v1::PIXEL_TYPE_FLOAT32) {
     return DecodeRawFloat32(data, size, event.width(), event.height(), event.channels(), limits,
-                            "payload");
+                            "payload", DecodeColor::kRgb);
   }
   return DecodeRawInteger(event, limits);
 }
@@ -143,6 +146,7 @@ Outcome Decode::DecodeRecord(const KafkaMessage& message) const {
     if (!pixels.ok()) return Reject(pixels.status().message());
     ImageRecord record;
     record.pixels = std::move(pixels->pixels);
+    record.channels = pixels->channels;
     *record.stored.mutable_event() = std::move(event);
     return record;
   }

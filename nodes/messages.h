@@ -33,7 +33,10 @@ struct Rejected {
 // An accepted image before and after preprocessing (grid empty until Preprocess has run).
 struct ImageRecord {
   v1::StoredImage stored;
-  std::vector<float> pixels;  // decoded gray pixels at the image's size; cleared once on the grid
+  // Decoded pixels at the image's size, `channels` interleaved (1 gray, 3 RGB); cleared once the
+  // image is on the grid.
+  std::vector<float> pixels;
+  int channels = 1;
 };
 
 struct Tick {};

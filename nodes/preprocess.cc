@@ -17,13 +17,15 @@ Decoded Preprocess::operator()(Decoded decoded) const {
     Result<model::GridMapping> mapping =
         model::MakeGridMapping(event.width(), event.height(), resolution_);
     Result<torch::Tensor> grid =
-        mapping.ok() ? model::ImageToGrid(record->pixels.data(), *mapping) : mapping.status();
+        mapping.ok() ? model::ImageToGrid(record->pixels.data(), *mapping, {}, record->channels)
+                     : mapping.status();
     if (!grid.ok()) {
       decoded.event = Rejected{"preprocess: " + grid.status().message()};
       return decoded;
     }
     torch::Tensor values = grid->contiguous();
     record->stored.set_grid_resolution(static_cast<uint32_t>(resolution_));
+    record->stored.set_grid_channels(static_cast<uint32_t>(record->channels));
     record->stored.mutable_grid()->Assign(values.data_ptr<float>(),
                                           values.data_ptr<float>() + values.numel());
     record->stored.set_received_ms(NowMs());

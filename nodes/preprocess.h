@@ -1,6 +1,7 @@
 // nodes/preprocess.h — puts a decoded image on the model grid: intensity windowing by robust
 // percentiles, aspect-preserving pad to a square, antialiased resize to R x R, values in [0,1]
-// (model/preprocess.h). Other events pass through untouched.
+// (model/preprocess.h); colour images keep their 3 channels (the model takes what it was built
+// for when it reads the grid). Other events pass through untouched.
 #pragma once
 
 #include "nodes/messages.h"

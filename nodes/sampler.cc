@@ -4,7 +4,7 @@
 
 #include "base/guard.h"
 #include "io/keys.h"
-#include "model/preprocess.h"
+#include "learning/replay.h"
 
 namespace clickdiff {
 
@@ -27,7 +27,7 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
     return DataLoss("the stored record of image " + request.image_id + " is corrupt");
   }
   const int64_t r = model->segmenter->options().resolution;
-  if (stored.grid_resolution() != r || stored.grid_size() != r * r) {
+  if (stored.grid_resolution() != r) {
     return FailedPrecondition("image " + request.image_id + " was stored at grid " +
                               std::to_string(stored.grid_resolution()) +
                               " but the model works at " + std::to_string(r));
@@ -48,10 +48,12 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
     out.cached = std::move(*hit);
     return prepared;
   }
+  Result<torch::Tensor> grid = StoredGrid(stored, model->segmenter->options().unet.image_channels);
+  if (!grid.ok()) return grid.status();
+  prepared.grid = grid->unsqueeze(0);
   prepared.model = std::move(model);
   prepared.seed = std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^
                   (out.model_version << 32);
-  prepared.grid = model::GridFromValues(stored.grid().data(), r).unsqueeze(0);
   stored.mutable_event()->clear_payload();
   out.image = std::move(*stored.mutable_event());
   return prepared;

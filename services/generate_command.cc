@@ -1,6 +1,7 @@
 // `clickdiff generate`: writes a synthetic data set in the interchange formats (images/, truth/,
 // clicks.jsonl) for tests and demos: organ-like shapes on textured backgrounds whose intensities
-// overlap them, one click per object drawn uniformly inside its true mask.
+// overlap them, one click per object drawn uniformly inside its true mask. 16-bit gray PNGs, or
+// with --color 8-bit RGB ones whose classes differ in hue as well (model/synthetic.h).
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -20,7 +21,26 @@ struct GenerateArgs {
   int64_t size = 96;
   int64_t classes = 2;
   uint64_t seed = 1;
+  bool color = false;
 };
+
+// The PNG of one generated image: 16-bit gray (keeping the texture's fine intensity steps), or
+// 8-bit RGB, interleaved.
+Result<std::vector<uint8_t>> EncodeImage(const torch::Tensor& image) {
+  const int h = static_cast<int>(image.size(1));
+  const int w = static_cast<int>(image.size(2));
+  if (image.size(0) == 3) {
+    torch::Tensor rgb =
+        (image.permute({1, 2, 0}) * 255.0).round().clamp(0, 255).to(torch::kUInt8).contiguous();
+    return EncodePngRgb8(
+        std::vector<uint8_t>(rgb.data_ptr<uint8_t>(), rgb.data_ptr<uint8_t>() + rgb.numel()), w, h);
+  }
+  torch::Tensor pixels =
+      (image[0] * 65535.0).round().clamp(0, 65535).to(torch::kInt32).contiguous();
+  return EncodePngGray16(std::vector<uint16_t>(pixels.data_ptr<int32_t>(),
+                                               pixels.data_ptr<int32_t>() + pixels.numel()),
+                         w, h);
+}
 
 Status RunGenerate(const GenerateArgs& args, std::ostream& out) {
   namespace fs = std::filesystem;
@@ -32,6 +52,7 @@ Status RunGenerate(const GenerateArgs& args, std::ostream& out) {
   model::SyntheticOptions options;
   options.height = options.width = args.size;
   options.num_classes = args.classes;
+  options.color = args.color;
   std::vector<model::SyntheticSample> samples =
       model::GenerateSynthetic(options, args.count, args.seed);
 
@@ -43,12 +64,7 @@ Status RunGenerate(const GenerateArgs& args, std::ostream& out) {
   for (size_t i = 0; i < samples.size(); ++i) {
     std::ostringstream name;
     name << "synthetic_" << std::setw(4) << std::setfill('0') << i << ".png";
-    // 16-bit images keep the texture's fine intensity steps.
-    torch::Tensor pixels =
-        (samples[i].image[0] * 65535.0).round().clamp(0, 65535).to(torch::kInt32).contiguous();
-    std::vector<uint16_t> gray(pixels.data_ptr<int32_t>(),
-                               pixels.data_ptr<int32_t>() + pixels.numel());
-    Result<std::vector<uint8_t>> png = EncodePngGray16(gray, w, h);
+    Result<std::vector<uint8_t>> png = EncodeImage(samples[i].image);
     if (!png.ok()) return png.status();
     CLICKDIFF_RETURN_IF_ERROR(
         WriteBinaryFile((fs::path(args.out) / "images" / name.str()).string(), *png));
@@ -63,11 +79,8 @@ Status RunGenerate(const GenerateArgs& args, std::ostream& out) {
     }
   }
   if (!clicks.flush()) return Unavailable(clicks_path + ": write failed");
-  out << nlohmann::json{{"out", args.out},
-                        {"images", samples.size()},
-                        {"size", args.size},
-                        {"classes", args.classes},
-                        {"seed", args.seed}}
+  out << nlohmann::json{{"out", args.out},         {"images", samples.size()}, {"size", args.size},
+                        {"classes", args.classes}, {"color", args.color},      {"seed", args.seed}}
              .dump()
       << "\n";
   return Status::Ok();
@@ -90,6 +103,7 @@ void AddGenerateCommand(CLI::App& app, CommandContext& context) {
       ->check(CLI::Range(2, 8))
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "generator seed")->capture_default_str();
+  cmd->add_flag("--color", args->color, "RGB images whose classes differ in hue as well");
   cmd->callback([&context, args] { Finish(context, RunGenerate(*args, *context.out)); });
 }
 

@@ -61,6 +61,7 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
   spec.images_dir = args.images;
   spec.num_classes = static_cast<int>(num_classes);
   spec.resolution = static_cast<int>(segmenter->options().resolution);
+  spec.image_channels = segmenter->options().unet.image_channels;
   spec.limits.max_width = spec.limits.max_height = config->limits.max_image_side;
   Result<std::vector<OfflineImage>> dataset = LoadOfflineDataset(spec);
   if (!dataset.ok()) return dataset.status();

@@ -5,7 +5,8 @@
 namespace clickdiff {
 
 Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& spec) {
-  Result<std::vector<NamedImage>> images = ReadImageDirectory(spec.images_dir, spec.limits);
+  Result<std::vector<NamedImage>> images =
+      ReadImageDirectory(spec.images_dir, spec.limits, DecodeColor::kRgb);
   if (!images.ok()) return images.status();
 
   std::map<std::string, std::vector<Click>> clicks_by_image;
@@ -41,7 +42,8 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
         model::MakeGridMapping(image.width, image.height, spec.resolution);
     if (!mapping.ok()) return mapping.status().WithContext(named.path);
     item.mapping = *mapping;
-    Result<torch::Tensor> grid = model::ImageToGrid(image.pixels.data(), item.mapping);
+    Result<torch::Tensor> grid =
+        model::ImageToGrid(image.pixels.data(), item.mapping, {}, image.channels);
     if (!grid.ok()) return grid.status().WithContext(named.path);
     item.grid_image = *grid;
     for (const Click& c : clicks_by_image[named.name]) {
@@ -58,7 +60,27 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     }
     out.push_back(std::move(item));
   }
+  if (spec.image_channels > 0) {
+    CLICKDIFF_RETURN_IF_ERROR(MatchImageChannels(out, spec.image_channels));
+  }
   return out;
+}
+
+int64_t ImageChannelsFor(model::ColorMode color, const std::vector<OfflineImage>& images) {
+  if (color != model::ColorMode::kAuto) return color == model::ColorMode::kGray ? 1 : 3;
+  for (const OfflineImage& image : images) {
+    if (image.grid_image.size(0) == 3) return 3;
+  }
+  return 1;
+}
+
+Status MatchImageChannels(std::vector<OfflineImage>& images, int64_t channels) {
+  for (OfflineImage& image : images) {
+    Result<torch::Tensor> matched = model::MatchChannels(image.grid_image, channels);
+    if (!matched.ok()) return matched.status().WithContext(image.name);
+    image.grid_image = matched->contiguous();
+  }
+  return Status::Ok();
 }
 
 Result<std::vector<model::TrainingExample>> MakeTrainingExamples(

@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "io/dataset_files.h"
 #include "model/aggregator.h"
+#include "model/choices.h"
 #include "model/preprocess.h"
 #include "model/training_example.h"
 
@@ -22,7 +23,7 @@ namespace clickdiff {
 struct OfflineImage {
   std::string name;                       // file name, e.g. "a.png"
   model::GridMapping mapping;             // its own size and place on the grid
-  torch::Tensor grid_image;               // [1,R,R] float in [0,1]
+  torch::Tensor grid_image;               // [C,R,R] float in [0,1]; C: 1 gray, 3 colour
   std::vector<model::Click> grid_clicks;  // its clicks, in grid cells
   torch::Tensor grid_mask;                // [R,R] int64 when a mask was given, else undefined
   torch::Tensor native_mask;              // [H,W] int64 when a mask was given, else undefined
@@ -36,11 +37,20 @@ struct OfflineDatasetSpec {
   int resolution = 64;
   bool require_all_masks = true;
   ImageLimits limits;
+  // The channels of every grid_image (a model's image_channels); 0: each image keeps its own.
+  int64_t image_channels = 0;
 };
 
 // Reads images, clicks and masks and maps them onto the grid. Errors: those of io/dataset_files.h
 // (naming file and line) and of the grid mapping (naming the image).
 Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& spec);
+
+// The image channels a new model takes for `images` under `color`: 1 for gray, 3 for rgb; for
+// auto 3 when any image has colour, else 1.
+int64_t ImageChannelsFor(model::ColorMode color, const std::vector<OfflineImage>& images);
+
+// Gives every image `channels` channels (model::MatchChannels). Errors name the image.
+Status MatchImageChannels(std::vector<OfflineImage>& images, int64_t channels);
 
 // Training examples: an image with a mask gives a dense example (full supervision); otherwise an
 // image with clicks gives a click-map example (paper 000); an image with neither gives none.
@@ -53,7 +63,7 @@ Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator,
                                             const torch::Tensor& samples,
                                             const OfflineImage& image);
 
-// [B,1,R,R] of the images' grids, for sampling.
+// [B,C,R,R] of the images' grids, for sampling.
 torch::Tensor StackGridImages(const std::vector<OfflineImage>& images);
 
 }  // namespace clickdiff

@@ -92,25 +92,32 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   if (!compute.ok()) return compute.status();
   const torch::Device device = compute->device;
   Result<model::Segmenter> segmenter = InvalidArgument("no model");
+  // The model to train: the configured one (its image channels chosen once the images are read)
+  // or the --init model.
+  Result<model::SegmenterOptions> planned = SegmenterOptionsFrom(*config);
   if (!args.init.empty()) {
     segmenter = model::CheckpointStore::Load(args.init, device);
-  } else {
-    Result<model::SegmenterOptions> options = SegmenterOptionsFrom(*config);
-    if (!options.ok()) return options.status();
-    segmenter = model::Segmenter::Create(*options, device);
+    if (!segmenter.ok()) return segmenter.status();
+    planned = segmenter->options();
   }
-  if (!segmenter.ok()) return segmenter.status();
-  const model::SegmenterOptions& options = segmenter->options();
+  if (!planned.ok()) return planned.status();
 
   OfflineDatasetSpec spec;
   spec.images_dir = args.images;
   spec.clicks_file = args.clicks;
   spec.masks_dir = args.masks;
-  spec.num_classes = static_cast<int>(options.num_classes);
-  spec.resolution = static_cast<int>(options.resolution);
+  spec.num_classes = static_cast<int>(planned->num_classes);
+  spec.resolution = static_cast<int>(planned->resolution);
   spec.limits.max_width = spec.limits.max_height = config->limits.max_image_side;
   Result<std::vector<OfflineImage>> dataset = LoadOfflineDataset(spec);
   if (!dataset.ok()) return dataset.status();
+  if (args.init.empty()) {
+    planned->unet.image_channels = ImageChannelsFor(config->model.color, *dataset);
+    segmenter = model::Segmenter::Create(*planned, device);
+    if (!segmenter.ok()) return segmenter.status();
+  }
+  const model::SegmenterOptions& options = segmenter->options();
+  CLICKDIFF_RETURN_IF_ERROR(MatchImageChannels(*dataset, options.unet.image_channels));
   Result<std::vector<model::TrainingExample>> examples =
       MakeTrainingExamples(*dataset, spec.num_classes);
   if (!examples.ok()) return examples.status();
@@ -118,10 +125,11 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   const std::vector<model::TrainingExample> held_out = HoldOut(*examples, config->trainer);
   int64_t dense = 0;
   for (const auto& e : *examples) dense += e.dense ? 1 : 0;
-  spdlog::info("training {} on {} images ({} from clicks, {} dense) at {}x{}, {} threads, {}",
+  spdlog::info("training {} on {} images ({} from clicks, {} dense) at {}x{}, {}, {} threads, {}",
                model::MethodName(options.method), examples->size(),
                static_cast<int64_t>(examples->size()) - dense, dense, options.resolution,
-               options.resolution, compute->threads, device.str());
+               options.resolution, options.unet.image_channels == 3 ? "colour" : "gray",
+               compute->threads, device.str());
 
   model::TrainerOptions trainer_options = TrainerOptionsFrom(config->trainer);
   trainer_options.max_steps = args.steps;
@@ -151,6 +159,7 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
 
   nlohmann::json summary = {{"model", args.out},
                             {"method", model::MethodName(options.method)},
+                            {"image_channels", options.unet.image_channels},
                             {"steps", last->step},
                             {"loss", last->loss},
                             {"held_out",
@@ -176,7 +185,7 @@ void AddTrainCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--masks", args->masks,
                   "directory of class-id PNG masks: full supervision for the images they cover");
   cmd->add_option("--out", args->out, "model file to write")->required();
-  cmd->add_option("--init", args->init, "continue from this model file instead of a fresh one");
+  cmd->add_option("--init", args->init, "continue from this model file instead of a planned one");
   cmd->add_option("--steps", args->steps, "training steps")->check(CLI::PositiveNumber);
   cmd->add_option("--seconds", args->seconds, "wall-clock budget")->check(CLI::PositiveNumber);
   cmd->add_option("--save-at", args->save_at,

@@ -84,14 +84,14 @@ std::unique_ptr<TempStore> Filled(int64_t n) {
 void BM_ReplayFullRead(benchmark::State& state) {
   auto temp = Filled(state.range(0));
   for (auto _ : state) {
-    benchmark::DoNotOptimize(clickdiff::LoadReplay(*temp->store, kGrid, 2).value());
+    benchmark::DoNotOptimize(clickdiff::LoadReplay(*temp->store, kGrid, 2, 1).value());
   }
   state.counters["images"] = static_cast<double>(state.range(0));
 }
 
 void BM_ReplayRefreshOneTouched(benchmark::State& state) {
   auto temp = Filled(state.range(0));
-  clickdiff::ReplayCache cache(kGrid, 2);
+  clickdiff::ReplayCache cache(kGrid, 2, 1);
   if (!cache.Refresh(*temp->store).ok()) std::abort();
   int64_t i = 0;
   for (auto _ : state) {

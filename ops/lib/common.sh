@@ -87,10 +87,16 @@ build_cli() {
   CLI=build/$1/services/clickdiff
 }
 
-# generated_sets DIR SET...: the experiments' generated binary-organ sets under DIR, each made once
-# with its own seed: train (96 images, seed 1), val (16, seed 2), test (24, seed 3). Needs CLI.
+# generated_sets [--color] DIR SET...: the experiments' generated binary-organ sets under DIR, each
+# made once with its own seed: train (96 images, seed 1), val (16, seed 2), test (24, seed 3);
+# --color: RGB images whose organs also differ in hue (clickdiff generate --color). Needs CLI.
 generated_sets() {
-  local dir=$1 set count seed
+  local color=() dir set count seed
+  if [[ $1 == --color ]]; then
+    color=(--color)
+    shift
+  fi
+  dir=$1
   shift
   for set in "$@"; do
     case $set in
@@ -99,7 +105,8 @@ generated_sets() {
       test) count=24 seed=3 ;;
       *) die "generated_sets: unknown set '$set' (train, val or test)" ;;
     esac
-    [[ -d $dir/$set ]] || "$CLI" generate --out "$dir/$set" --count "$count" --seed "$seed" >/dev/null
+    [[ -d $dir/$set ]] ||
+      "$CLI" generate --out "$dir/$set" --count "$count" --seed "$seed" "${color[@]}" >/dev/null
   done
 }
 

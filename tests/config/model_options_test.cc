@@ -45,6 +45,9 @@ TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   EXPECT_TRUE(o->augment.rotations);
   EXPECT_DOUBLE_EQ(o->augment.intensity, 0.2);
   EXPECT_EQ(TrainerOptionsFrom(config.trainer).seed, 9u);
+  EXPECT_EQ(o->unet.image_channels, 3);  // color auto: the service cannot see its images first
+  config.model.color = model::ColorMode::kGray;
+  EXPECT_EQ(SegmenterOptionsFrom(config)->unet.image_channels, 1);
 
   config.model.resolution = 30;  // the U-Net needs a multiple of 2^(levels-1)
   EXPECT_NE(SegmenterOptionsFrom(config).status().ToString().find("model"), std::string::npos);

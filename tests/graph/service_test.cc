@@ -242,7 +242,9 @@ TEST_F(ServiceTest, ContinuousTrainingPublishesVersionsAndRedrawsEveryMaskWithTh
   uint64_t last = 0;
   {
     InProcessService service(config_);
-    for (const char* id : {"a", "b", "c"}) Produce("images", PngImageEvent(id).SerializeAsString());
+    // "a" is in colour: the default model (model.color auto) takes RGB and gray images alike.
+    Produce("images", testutil::RgbPngImageEvent("a").SerializeAsString());
+    for (const char* id : {"b", "c"}) Produce("images", PngImageEvent(id).SerializeAsString());
     Produce("clicks", Click("a", "a1", 3, 4).SerializeAsString());
     Produce("clicks", Click("b", "b1", 5, 5).SerializeAsString());
     Flush();
@@ -266,6 +268,10 @@ TEST_F(ServiceTest, ContinuousTrainingPublishesVersionsAndRedrawsEveryMaskWithTh
   }
   {
     auto store = Store::Open(config_.store).value();
+    v1::StoredImage colour;
+    ASSERT_TRUE(colour.ParseFromString(
+        store->Get(Family::kImages, keys::Image("ds", "a")).value().value_or("")));
+    EXPECT_EQ(colour.grid_channels(), 3u);
     auto current = store->Get(Family::kMetadata, VersionStore::kCurrentVersionKey).value();
     ASSERT_TRUE(current.has_value());
     last = std::stoull(*current);

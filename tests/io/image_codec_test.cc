@@ -236,6 +236,39 @@ TEST(ImageCodecTest, RejectsNanAndInfInRawFloat32) {
   EXPECT_TRUE(Contains(img.status(), "Inf at x=1 y=1")) << img.status().ToString();
 }
 
+TEST(ImageCodecTest, KeepsColourWhenAskedAndDropsAlpha) {
+  Result<Image> rgb = DecodePng(kRgb3x1, {}, "rgb.png", DecodeColor::kRgb);
+  ASSERT_TRUE(rgb.ok()) << rgb.status().ToString();
+  EXPECT_EQ(rgb->channels, 3);
+  EXPECT_EQ(rgb->pixels, (std::vector<float>{255, 0, 0, 0, 255, 0, 100, 100, 100}));
+  Result<Image> rgba = DecodePng(kRgba2x1, {}, "rgba.png", DecodeColor::kRgb);
+  ASSERT_TRUE(rgba.ok()) << rgba.status().ToString();
+  EXPECT_EQ(rgba->channels, 3);
+  EXPECT_EQ(rgba->source_channels, 4);
+  EXPECT_EQ(rgba->pixels, (std::vector<float>{0, 0, 255, 200, 200, 200}));
+  Result<Image> palette = DecodePng(kPalette2x1, {}, "palette.png", DecodeColor::kRgb);
+  ASSERT_TRUE(palette.ok()) << palette.status().ToString();
+  EXPECT_EQ(palette->pixels, (std::vector<float>{10, 10, 10, 0, 255, 0}));
+  // Gray stays one channel.
+  Result<Image> gray = DecodePng(kGray2bit4x1, {}, "gray.png", DecodeColor::kRgb);
+  ASSERT_TRUE(gray.ok());
+  EXPECT_EQ(gray->channels, 1);
+}
+
+TEST(ImageCodecTest, RgbRoundTripsThroughTheEncoder) {
+  const std::vector<uint8_t> rgb = {1, 2, 3, 250, 128, 0, 7, 8, 9, 0, 0, 255};  // 2x2
+  Result<std::vector<uint8_t>> png = EncodePngRgb8(rgb, 2, 2);
+  ASSERT_TRUE(png.ok()) << png.status().ToString();
+  Result<Image> back = DecodePng(*png, {}, "rgb.png", DecodeColor::kRgb);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->channels, 3);
+  EXPECT_EQ(back->pixels, std::vector<float>(rgb.begin(), rgb.end()));
+  Result<std::vector<uint8_t>> short_rgb = EncodePngRgb8({1, 2, 3}, 2, 2);
+  ASSERT_FALSE(short_rgb.ok());
+  EXPECT_TRUE(Contains(short_rgb.status(), "sample count 3 does not match 2x2x3"))
+      << short_rgb.status().ToString();
+}
+
 TEST(ImageCodecTest, ConvertsRawRgbToGray) {
   const std::vector<float> rgb = {1.0f, 0.0f, 0.0f, 0.0f, 0.0f, 1.0f};  // 2x1, 3 channels
   Result<Image> img = DecodeRawFloat32(FloatBytes(rgb).data(), 24, 2, 1, 3);
@@ -243,6 +276,11 @@ TEST(ImageCodecTest, ConvertsRawRgbToGray) {
   EXPECT_EQ(img->source_channels, 3);
   EXPECT_NEAR(img->pixels[0], 0.2126f, 1e-6);
   EXPECT_NEAR(img->pixels[1], 0.0722f, 1e-6);
+  Result<Image> kept =
+      DecodeRawFloat32(FloatBytes(rgb).data(), 24, 2, 1, 3, {}, "rgb.raw", DecodeColor::kRgb);
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  EXPECT_EQ(kept->channels, 3);
+  EXPECT_EQ(kept->pixels, rgb);
 }
 
 TEST(ImageCodecTest, WritesMasksAndUncertaintyAndReadsFilesBack) {

@@ -24,6 +24,7 @@ namespace clickdiff {
 namespace {
 
 constexpr int kGrid = 16;
+constexpr int kChannels = 3;  // the default model.color (auto) in the service: RGB
 
 template <typename Done>
 bool WaitFor(Done done) {
@@ -158,7 +159,7 @@ TEST_F(ContinuousTrainerTest, ReplayHoldsClickedAndLabelledImagesButNeverEvaluat
   StoreImage("other_grid", 8);
   StoreClick("other_grid", "c4", 1, 1);
 
-  Result<Replay> replay = LoadReplay(*store_, kGrid, 2);
+  Result<Replay> replay = LoadReplay(*store_, kGrid, 2, kChannels);
   ASSERT_TRUE(replay.ok()) << replay.status().ToString();
   ASSERT_EQ(replay->examples.size(), 2u);
   EXPECT_EQ(replay->clicks, 3u);
@@ -199,13 +200,13 @@ TEST_F(ContinuousTrainerTest, ReplayCacheReadsAgainOnlyWhatWasTouchedAndMatchesA
   StoreClick("a", "c1", 10, 12);
   StoreImage("b");
   StoreImage("c");
-  ReplayCache cache(kGrid, 2);
+  ReplayCache cache(kGrid, 2, kChannels);
   auto refresh = [&](bool twin_labels = false) {
     Result<Replay> replay = cache.Refresh(*store_, twin_labels);
     EXPECT_TRUE(replay.ok()) << replay.status().ToString();
     return replay.ok() ? Describe(*replay) : std::vector<std::string>{};
   };
-  auto full = [&] { return Describe(LoadReplay(*store_, kGrid, 2).value()); };
+  auto full = [&] { return Describe(LoadReplay(*store_, kGrid, 2, kChannels).value()); };
   EXPECT_EQ(refresh(), full());
   EXPECT_EQ(cache.last_read(), 3u) << "the first refresh reads every image";
   EXPECT_EQ(refresh(), full());
@@ -302,7 +303,7 @@ TEST_F(ContinuousTrainerTest, SnapshotsNumberedVersionsToTheStoreAndTheSlotInOrd
   ASSERT_TRUE(latest->model.has_value());
   EXPECT_EQ(latest->model->version, last);
   EXPECT_EQ(latest->newest, last);
-  torch::Tensor image = torch::rand({1, 1, kGrid, kGrid});
+  torch::Tensor image = torch::rand({1, kChannels, kGrid, kGrid});
   EXPECT_TRUE(torch::equal(latest->model->segmenter->Sample(image, 3, 2, 7).value(),
                            slot.Get()->segmenter->Sample(image, 3, 2, 7).value()));
   // Another model's service does not resume these versions, but learns their number.
@@ -391,7 +392,7 @@ TEST_F(ContinuousTrainerTest, TeacherPseudoLabelsUnsupervisedImagesInRoundsLonge
   EXPECT_FALSE(store_->Get(Family::kPseudoLabels, keys::Image("ds", "a")).value().has_value());
 
   // The replay offers them as non-dense examples whose known pixels are the confident ones.
-  Result<Replay> replay = LoadReplay(*store_, kGrid, 2);
+  Result<Replay> replay = LoadReplay(*store_, kGrid, 2, kChannels);
   ASSERT_TRUE(replay.ok()) << replay.status().ToString();
   ASSERT_EQ(replay->unsupervised.size(), 3u);
   for (const UnsupervisedImage& u : replay->unsupervised) {
@@ -433,7 +434,7 @@ TEST_F(ContinuousTrainerTest, TwinTeacherCoTrainsAndEachLabelsForTheOther) {
                                                                : v1::PseudoLabel::LABELLER_STUDENT);
     }
   }
-  Result<Replay> replay = LoadReplay(*store_, kGrid, 2, /*twin_labels=*/true);
+  Result<Replay> replay = LoadReplay(*store_, kGrid, 2, kChannels, /*twin_labels=*/true);
   ASSERT_TRUE(replay.ok()) << replay.status().ToString();
   for (const UnsupervisedImage& u : replay->unsupervised) {
     EXPECT_TRUE(u.for_student.has_value() && u.for_twin.has_value()) << u.image_key;
@@ -627,6 +628,31 @@ TEST_F(ContinuousTrainerTest, SwappingVersionsUnderLoadDropsNoRequestAndServesOn
         << r.request.image_id << " at version " << r.model_version;
   }
   EXPECT_GE(versions.size(), 3u) << "versions were not swapped in while the samplers ran";
+}
+
+TEST(StoredGridTest, GivesTheModelTheChannelsItTakes) {
+  // A colour record: R = 1, G = 0, B = 0.5 everywhere on a 2x2 grid.
+  v1::StoredImage colour = testutil::StoredImageOnGrid("c", 2, [](int, int) { return 1.0f; });
+  for (float v : {0.0f, 0.0f, 0.0f, 0.0f, 0.5f, 0.5f, 0.5f, 0.5f}) colour.add_grid(v);
+  colour.set_grid_channels(3);
+  Result<torch::Tensor> rgb = StoredGrid(colour, 3);
+  ASSERT_TRUE(rgb.ok()) << rgb.status().ToString();
+  EXPECT_EQ(rgb->sizes(), (std::vector<int64_t>{3, 2, 2}));
+  EXPECT_FLOAT_EQ((*rgb)[2][1][1].item<float>(), 0.5f);
+  Result<torch::Tensor> gray = StoredGrid(colour, 1);
+  ASSERT_TRUE(gray.ok()) << gray.status().ToString();
+  EXPECT_NEAR((*gray)[0][0][0].item<float>(), 0.2126f + 0.5f * 0.0722f, 1e-6);
+
+  // A record from before colour (grid_channels unset) is gray: repeated for an RGB model.
+  v1::StoredImage old = testutil::StoredImageOnGrid("o", 2, [](int x, int) { return x * 0.5f; });
+  Result<torch::Tensor> repeated = StoredGrid(old, 3);
+  ASSERT_TRUE(repeated.ok()) << repeated.status().ToString();
+  EXPECT_FLOAT_EQ((*repeated)[1][0][1].item<float>(), 0.5f);
+
+  colour.add_grid(0.0f);  // one value too many
+  Result<torch::Tensor> broken = StoredGrid(colour, 3);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_EQ(broken.status().code(), StatusCode::kDataLoss);
 }
 
 }  // namespace

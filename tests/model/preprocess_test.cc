@@ -46,6 +46,44 @@ TEST(PreprocessTest, ConstantImageGivesZerosAndNaNIsRejected) {
   EXPECT_FALSE(ImageToGrid(flat.data(), *m).ok());
 }
 
+TEST(PreprocessTest, ColourChannelsShareOneWindowSoTheirBalanceIsKept) {
+  Result<GridMapping> m = MakeGridMapping(16, 16, 16);
+  ASSERT_TRUE(m.ok());
+  // R ramps 0..150, G is half of R, B is constant 30: one window over all three.
+  std::vector<float> rgb;
+  for (int i = 0; i < 256; ++i) {
+    const float r = static_cast<float>(i % 16) * 10;
+    rgb.insert(rgb.end(), {r, r / 2, 30.0f});
+  }
+  Result<torch::Tensor> grid = ImageToGrid(rgb.data(), *m, {}, 3);
+  ASSERT_TRUE(grid.ok()) << grid.status().ToString();
+  ASSERT_EQ(grid->sizes(), (std::vector<int64_t>{3, 16, 16}));
+  EXPECT_NEAR((*grid)[0][3][15].item<float>(), 1.0f, 1e-6);  // R's 150 is the top
+  EXPECT_NEAR((*grid)[1][3][15].item<float>(), 0.5f, 1e-6);  // G keeps half of it
+  EXPECT_NEAR((*grid)[2][3][0].item<float>(), 0.2f, 1e-6);   // B: 30 of 150
+  EXPECT_NEAR((*grid)[0][3][0].item<float>(), 0.0f, 1e-6);
+}
+
+TEST(PreprocessTest, MatchChannelsRepeatsGrayAndWeighsColourWithRec709) {
+  torch::Tensor gray = torch::full({1, 2, 2}, 0.25f);
+  Result<torch::Tensor> rgb = MatchChannels(gray, 3);
+  ASSERT_TRUE(rgb.ok());
+  ASSERT_EQ(rgb->sizes(), (std::vector<int64_t>{3, 2, 2}));
+  EXPECT_TRUE(torch::allclose(*rgb, torch::full({3, 2, 2}, 0.25f)));
+  torch::Tensor colour =
+      torch::stack({torch::ones({2, 2}), torch::zeros({2, 2}), torch::ones({2, 2})})
+          .unsqueeze(0);  // a batch of one magenta image
+  Result<torch::Tensor> back = MatchChannels(colour, 1);
+  ASSERT_TRUE(back.ok());
+  ASSERT_EQ(back->sizes(), (std::vector<int64_t>{1, 1, 2, 2}));
+  EXPECT_NEAR((*back)[0][0][1][1].item<float>(), 0.2126f + 0.0722f, 1e-6);
+  EXPECT_TRUE(MatchChannels(colour, 3)->equal(colour));
+  Result<torch::Tensor> two = MatchChannels(torch::zeros({2, 4, 4}), 3);
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.status().message().find("2 channels"), std::string::npos)
+      << two.status().ToString();
+}
+
 TEST(PreprocessTest, MaskFollowsTheSameMappingAsClicks) {
   Result<GridMapping> m = MakeGridMapping(100, 50, 32);
   ASSERT_TRUE(m.ok());

@@ -310,5 +310,33 @@ TEST(SyntheticTest, IsSeededAndClicksLieInsideTheirObject) {
   }
 }
 
+TEST(SyntheticTest, ColourTintsTheGrayImageWithAHuePerClassThatGrayConversionRemoves) {
+  SyntheticOptions o;
+  const auto gray = GenerateSynthetic(o, 2, 7);
+  o.color = true;
+  const auto colour = GenerateSynthetic(o, 2, 7);
+  for (size_t i = 0; i < gray.size(); ++i) {
+    ASSERT_EQ(colour[i].image.sizes(), (std::vector<int64_t>{3, 64, 64}));
+    EXPECT_TRUE(torch::equal(colour[i].mask, gray[i].mask));
+    ASSERT_EQ(colour[i].clicks.size(), gray[i].clicks.size());
+    EXPECT_EQ(colour[i].clicks[0].x, gray[i].clicks[0].x);
+    // Rec. 709 gray of the colour image is the gray image wherever nothing was clipped.
+    const auto luma = (colour[i].image * torch::tensor({0.2126f, 0.7152f, 0.0722f}).view({3, 1, 1}))
+                          .sum(0, /*keepdim=*/true);
+    const auto unclipped = colour[i].image.gt(0).logical_and(colour[i].image.lt(1)).all(0, true);
+    EXPECT_LT((luma - gray[i].image).abs().masked_select(unclipped).max().item<float>(), 1e-5);
+    // The organ's mean colour differs from the background's.
+    const auto organ = colour[i].mask.eq(1);
+    const auto organ_rgb = colour[i].image.masked_select(organ).view({3, -1}).mean(1);
+    const auto background_rgb =
+        colour[i].image.masked_select(organ.logical_not()).view({3, -1}).mean(1);
+    EXPECT_GT((organ_rgb - gray[i].image.masked_select(organ).mean() -
+               (background_rgb - gray[i].image.masked_select(organ.logical_not()).mean()))
+                  .norm()
+                  .item<float>(),
+              0.15f);
+  }
+}
+
 }  // namespace
 }  // namespace clickdiff::model

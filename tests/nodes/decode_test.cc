@@ -113,6 +113,26 @@ TEST_F(DecodeTest, RawUint16IsAccepted) {
   EXPECT_FLOAT_EQ(record->pixels[3], 256 + 30);
 }
 
+TEST_F(DecodeTest, PngChannelsThatDisagreeWithTheEventAreRejected) {
+  v1::ImageEvent event = testutil::RgbPngImageEvent("a");
+  event.set_channels(1);
+  EXPECT_THAT(Reason("images", event.SerializeAsString()),
+              HasSubstr("the PNG is 24x16x3 but the event says 24x16x1"));
+}
+
+TEST_F(DecodeTest, RawRgbKeepsItsChannels) {
+  v1::ImageEvent event = PngImageEvent("a", 2, 1);
+  event.set_channels(3);
+  event.set_encoding(v1::PAYLOAD_ENCODING_RAW);
+  event.set_pixel_type(v1::PIXEL_TYPE_UINT8);
+  event.set_payload(std::string("\x0a\x14\x1e\x28\x32\x3c", 6));  // (10,20,30), (40,50,60)
+  Decoded d = Run("images", event.SerializeAsString());
+  const auto* record = std::get_if<ImageRecord>(&d.event);
+  ASSERT_NE(record, nullptr) << Reason("images", event.SerializeAsString());
+  EXPECT_EQ(record->channels, 3);
+  EXPECT_EQ(record->pixels, (std::vector<float>{10, 20, 30, 40, 50, 60}));
+}
+
 TEST_F(DecodeTest, EmptyIdsAreRejectedNamingTheField) {
   v1::ImageEvent event = PngImageEvent("");
   EXPECT_THAT(Reason("images", event.SerializeAsString()), HasSubstr("image_id: empty"));
@@ -186,6 +206,27 @@ TEST(PreprocessTest, PutsTheImageOnTheGridInZeroToOne) {
   EXPECT_LE(hi, 1.0f);
   EXPECT_GT(hi, 0.5f);
   EXPECT_TRUE(record->pixels.empty());
+}
+
+TEST(PreprocessTest, KeepsTheColoursOfAnRgbImage) {
+  Decode decode(KafkaTopics{}, DecodeLimits{});
+  Decoded d = decode(
+      Envelope{0, Record("images", testutil::RgbPngImageEvent("a", 32, 32).SerializeAsString())});
+  const auto* decoded = std::get_if<ImageRecord>(&d.event);
+  ASSERT_NE(decoded, nullptr);
+  EXPECT_EQ(decoded->channels, 3);
+  Decoded out = Preprocess(16)(std::move(d));
+  const auto* record = std::get_if<ImageRecord>(&out.event);
+  ASSERT_NE(record, nullptr);
+  EXPECT_EQ(record->stored.grid_channels(), 3u);
+  ASSERT_EQ(record->stored.grid_size(), 3 * 16 * 16);
+  // Channel-major: red is 1 on the left and 0 on the right, green the other way round, blue 0.
+  auto at = [&](int c, int x) { return record->stored.grid(c * 256 + 8 * 16 + x); };
+  EXPECT_FLOAT_EQ(at(0, 2), 1.0f);
+  EXPECT_FLOAT_EQ(at(0, 13), 0.0f);
+  EXPECT_FLOAT_EQ(at(1, 2), 0.0f);
+  EXPECT_FLOAT_EQ(at(1, 13), 1.0f);
+  EXPECT_FLOAT_EQ(at(2, 2), 0.0f);
 }
 
 }  // namespace

@@ -80,6 +80,20 @@ inline v1::ImageEvent PngImageEvent(const std::string& id, int width = 24, int h
   return event;
 }
 
+// An RGB PNG image event: the left half pure red, the right half pure green.
+inline v1::ImageEvent RgbPngImageEvent(const std::string& id, int width = 24, int height = 16) {
+  std::vector<uint8_t> rgb(static_cast<size_t>(width) * height * 3, 0);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x)
+      rgb[(static_cast<size_t>(y) * width + x) * 3 + (x < width / 2 ? 0 : 1)] = 255;
+  }
+  std::vector<uint8_t> png = EncodePngRgb8(rgb, width, height).value();
+  v1::ImageEvent event = PngImageEvent(id, width, height);
+  event.set_channels(3);
+  event.set_payload(png.data(), png.size());
+  return event;
+}
+
 inline v1::ClickEvent Click(const std::string& image, const std::string& id, int x, int y,
                             int class_id = 1) {
   v1::ClickEvent click;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "io/image_codec.h"
 #include "model/checkpoint_store.h"
 #include "tests/services/run_cli.h"
 
@@ -138,6 +139,44 @@ TEST_F(OfflineCommandsTest, TrainHoldsOutImagesAndKeepsTheWeightsThatDoBestOnThe
   EXPECT_EQ(few_summary["held_out"]["images"], 0);
   EXPECT_EQ(few_summary["held_out"]["kept_step"], 0);
   EXPECT_EQ(few_summary["examples"]["clicks"], 6);
+}
+
+TEST_F(OfflineCommandsTest, ColourImagesTrainAndInferAModelThatKeepsTheirColour) {
+  CliRun g = Cli({"generate", "--out", Path("rgb"), "--count", "4", "--size", "40", "--color"});
+  ASSERT_EQ(g.code, 0) << g.err;
+  auto png = ReadPngFile(Path("rgb/images/synthetic_0000.png"), {}, DecodeColor::kRgb);
+  ASSERT_TRUE(png.ok()) << png.status().ToString();
+  EXPECT_EQ(png->channels, 3);
+
+  auto train = [&](const std::string& images, const std::string& out,
+                   std::vector<std::string> more) {
+    return Cli(With(With({"train", "--images", images, "--clicks", Path("rgb/clicks.jsonl"),
+                          "--out", out, "--steps", "2"},
+                         kSmallModel),
+                    more));
+  };
+  // auto follows the images: colour here, gray for the gray set; gray is a choice too.
+  CliRun colour = train(Path("rgb/images"), Path("rgb.pt"), {});
+  ASSERT_EQ(colour.code, 0) << colour.err;
+  EXPECT_EQ(nlohmann::json::parse(colour.out)["image_channels"], 3);
+  CliRun gray = train(Path("rgb/images"), Path("gray.pt"), {"--set", "model.color=gray"});
+  ASSERT_EQ(gray.code, 0) << gray.err;
+  EXPECT_EQ(nlohmann::json::parse(gray.out)["image_channels"], 1);
+  CliRun gray_set = Train(Path("clicks.jsonl"));
+  ASSERT_EQ(gray_set.code, 0) << gray_set.err;
+  EXPECT_EQ(nlohmann::json::parse(gray_set.out)["image_channels"], 1);
+  auto loaded = model::CheckpointStore::Load(Path("rgb.pt"), torch::kCPU);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->options().unet.image_channels, 3);
+
+  // Either model infers either kind of image: the images follow the model.
+  for (const auto& [model, images] :
+       {std::pair{"rgb.pt", "images"}, {"gray.pt", "rgb/images"}, {"rgb.pt", "rgb/images"}}) {
+    CliRun infer = Cli({"infer", "--model", Path(model), "--images", Path(images), "--out",
+                        Path(std::string("pred_") + model), "--samples", "2", "--set",
+                        "compute.torch_threads=1"});
+    ASSERT_EQ(infer.code, 0) << model << " on " << images << ": " << infer.err;
+  }
 }
 
 TEST_F(OfflineCommandsTest, EvalOfTruthAgainstItselfIsPerfect) {
