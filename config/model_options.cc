@@ -13,7 +13,7 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   o.num_classes = m.num_classes;
   o.resolution = m.resolution;
   o.unet.levels = m.levels;
-  // kAuto: `clickdiff train` chooses from its images (ImageChannelsFor); anyone else takes RGB.
+  // kAuto: `clickdiff train` chooses from its images (LoadOfflineDataset); anyone else takes RGB.
   o.unet.image_channels = m.color == model::ColorMode::kGray ? 1 : 3;
   o.unet.base_width = m.base_channels;
   o.unet.encoder_width = m.encoder_channels;
@@ -40,6 +40,17 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   Status valid = model::ValidateOptions(o);
   if (!valid.ok()) return valid.WithContext("model");
   return o;
+}
+
+Status CheckModelColor(const Config& config, const model::SegmenterOptions& loaded,
+                       const std::string& what) {
+  const model::ColorMode color = config.model.color;
+  if (color == model::ColorMode::kAuto) return Status::Ok();
+  const int64_t wanted = color == model::ColorMode::kGray ? 1 : 3;
+  if (loaded.unet.image_channels == wanted) return Status::Ok();
+  return InvalidArgument(what + " takes " + (loaded.unet.image_channels == 3 ? "RGB" : "gray") +
+                         " images but model.color is " + NameOf(model::kColorModeNames, color) +
+                         " (set it to auto or to what the model takes)");
 }
 
 model::TrainerOptions TrainerOptionsFrom(const TrainerConfig& config) {

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <string>
 #include <vector>
 
 #include "base/status.h"
@@ -17,6 +18,10 @@ namespace clickdiff {
 
 // Errors: kInvalidArgument naming the config key whose value the model rejects.
 Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config);
+// A model file decides what it takes; model.color set to gray or rgb must agree with it (auto
+// takes any). Errors: kInvalidArgument naming `what` (the file) and model.color.
+Status CheckModelColor(const Config& config, const model::SegmenterOptions& loaded,
+                       const std::string& what);
 model::TrainerOptions TrainerOptionsFrom(const TrainerConfig& config);
 // `num_classes` comes from the model actually loaded, which may differ from the config's.
 model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config, int64_t num_classes);

@@ -39,7 +39,7 @@ struct Pipeline::Impl {
         on_saturation(std::move(deps.on_saturation)),
         max_in_flight(static_cast<uint64_t>(std::max(1, config.limits.max_in_flight))),
         decode(config.kafka.topics, DecodeLimitsFrom(config)),
-        preprocess(config.model.resolution),
+        preprocess(config.model.resolution, deps.models),
         intake(deps.store, deps.producer, config.kafka.topics, config.limits, stored,
                std::move(deps.on_stored)),
         cache(deps.store),

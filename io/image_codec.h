@@ -1,6 +1,7 @@
 // io/image_codec.h — decoding and encoding of the image interchange formats (DESIGN.md):
 // PNG through libpng (8/16-bit grayscale, RGB/RGBA, palette) and raw float32 with an explicit
-// shape; writers for class-id masks and uncertainty maps.
+// shape; encoders for 8/16-bit gray and 8-bit RGB PNGs; writers for class-id masks and
+// uncertainty maps.
 //
 // Every function here is a free function without shared state: safe to call from any number of
 // threads at once. Nothing throws; every failure comes back as a Status whose message names the

@@ -113,7 +113,7 @@ Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels
   Result<torch::Tensor> grid =
       model::MatchChannels(model::GridFromValues(stored.grid().data(), r, have), channels);
   if (!grid.ok()) return grid.status().WithContext(stored.event().image_id());
-  return grid->contiguous();
+  return grid;
 }
 
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,

@@ -59,8 +59,12 @@ struct Replay {
 };
 
 // The model's input for a stored image: its grid as a [channels,R,R] tensor of its own, gray or
-// colour turned into the `channels` the model takes (model::MatchChannels). Errors: kDataLoss when
-// the record does not hold grid_channels x R x R values.
+// colour turned into the `channels` the model takes (model::MatchChannels). Images are stored with
+// the served model's channels (nodes/preprocess.h), so a conversion happens only for images stored
+// under a model of the other kind: gray ones are repeated (exact); colour ones made gray keep the
+// colour's window (less contrast than a gray store), as do colour images stored before colour was
+// kept, which stay gray. Errors: kDataLoss when the record does not hold grid_channels x R x R
+// values; kInvalidArgument for grid_channels other than 1 or 3.
 Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels);
 
 // Reads images, clicks, labels and the student's pseudo-labels (and the twin's with
@@ -68,8 +72,9 @@ Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels
 // stored at another grid resolution than `resolution` are skipped (a different model's images);
 // a label marked for evaluation is never read; a
 // pseudo-label that does not parse is skipped with a warning (the next round draws it again).
-// Errors: store failures; a stored image, click or label that does not parse (kDataLoss); a click
-// or mask the model cannot use (kInvalidArgument naming the image).
+// Errors: store failures; a stored image, click or label that does not parse, or an image grid of
+// the wrong size (kDataLoss); a click, mask or grid channel count the model cannot use
+// (kInvalidArgument naming the image).
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
                           int64_t image_channels, bool twin_labels = false);
 

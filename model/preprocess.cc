@@ -93,6 +93,18 @@ Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& m,
   return grid.squeeze(0).clamp(0.0, 1.0).contiguous();
 }
 
+Result<torch::Tensor> ImageToModelGrid(const float* pixels, int64_t channels, const GridMapping& m,
+                                       int64_t model_channels) {
+  if (pixels == nullptr || channels != 3 || model_channels != 1) {
+    return ImageToGrid(pixels, m, {}, channels);
+  }
+  torch::Tensor rgb =
+      torch::from_blob(const_cast<float*>(pixels), {m.height * m.width, 3}, torch::kFloat32);
+  torch::Tensor gray =
+      torch::mv(rgb, torch::tensor({kRec709[0], kRec709[1], kRec709[2]})).contiguous();
+  return ImageToGrid(gray.data_ptr<float>(), m, {}, 1);
+}
+
 Result<torch::Tensor> MaskToGrid(const int64_t* class_ids, const GridMapping& m) {
   if (class_ids == nullptr) return InvalidArgument("no mask");
   torch::Tensor mask =
@@ -128,14 +140,15 @@ Result<torch::Tensor> MatchChannels(const torch::Tensor& image, int64_t channels
   const int64_t have = image.size(dim);
   if (have == channels) return image;
   if (have == 1 && channels == 3) {
-    std::vector<int64_t> repeats(image.dim(), 1);
-    repeats[dim] = 3;
-    return image.repeat(repeats);
+    std::vector<int64_t> sizes = image.sizes().vec();
+    sizes[dim] = 3;
+    return image.expand(sizes);
   }
   if (have == 3 && channels == 1) {
     std::vector<int64_t> shape(image.dim(), 1);
     shape[dim] = 3;
-    torch::Tensor weights = torch::tensor({0.2126f, 0.7152f, 0.0722f}, image.options()).view(shape);
+    torch::Tensor weights =
+        torch::tensor({kRec709[0], kRec709[1], kRec709[2]}, image.options()).view(shape);
     return (image * weights).sum(dim, /*keepdim=*/true);
   }
   return InvalidArgument("an image of " + std::to_string(have) + " channels cannot be given to a " +

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdint>
 #include <utility>
 
@@ -44,20 +45,31 @@ struct WindowOptions {
   double high_percentile = 99.5;  // at or above map to 1
 };
 
-// Row-major pixels (width*height*channels floats, channels interleaved, any units) -> [C,R,R]
-// float32 in [0,1] on the grid. All channels share one window (the percentiles of all their
-// samples), so colours keep their balance. A constant image maps to zeros. Errors:
-// kInvalidArgument for a non-finite pixel.
+// Rec. 709 luma weights of R, G and B: how colour becomes gray.
+inline constexpr std::array<float, 3> kRec709{0.2126f, 0.7152f, 0.0722f};
+
+// Row-major pixels (width*height*channels floats, channels interleaved, any units; `pixels` holds
+// that many) -> [C,R,R] float32 in [0,1] on the grid. All channels share one window (the
+// percentiles of all their samples), so colours keep their balance. A constant image maps to
+// zeros. Errors: kInvalidArgument for no pixels, channels < 1 or a non-finite pixel.
 Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& mapping,
                                   const WindowOptions& window = {}, int64_t channels = 1);
+
+// ImageToGrid for a model that takes `model_channels` image channels: a colour image (channels 3)
+// for a gray model (1) is made gray (kRec709) before it is windowed, so it gets the contrast a gray
+// file of it would; otherwise the image keeps its own channels (a gray image is repeated for an
+// RGB model when it is read, by MatchChannels, which is exact). Errors: those of ImageToGrid.
+Result<torch::Tensor> ImageToModelGrid(const float* pixels, int64_t channels,
+                                       const GridMapping& mapping, int64_t model_channels);
 
 // A grid as stored (C*R*R floats, channel-major, ImageToGrid's output) -> [C,R,R] float32 tensor
 // of its own (the values are copied). The caller has checked there are C*R*R values.
 torch::Tensor GridFromValues(const float* values, int64_t resolution, int64_t channels = 1);
 
 // An image [C,H,W] (or a batch [B,C,H,W]) with the channel count a model takes: unchanged when C
-// is `channels`; gray repeated into R, G and B for 3; RGB to gray with Rec. 709 weights
-// (0.2126, 0.7152, 0.0722) for 1. Errors: kInvalidArgument for any other pair.
+// is `channels`; gray repeated into R, G and B for 3 (a view: no copy); RGB to gray with the
+// kRec709 weights for 1 (the colour's window is kept, so it has less contrast than
+// ImageToModelGrid gives). Errors: kInvalidArgument for any other pair.
 Result<torch::Tensor> MatchChannels(const torch::Tensor& image, int64_t channels);
 
 // Row-major class ids (width*height) -> [R,R] int64 on the grid, nearest neighbour; padding is

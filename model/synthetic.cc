@@ -4,6 +4,7 @@
 #include <random>
 
 #include "model/diffusion.h"
+#include "model/preprocess.h"
 
 namespace clickdiff::model {
 namespace {
@@ -20,7 +21,7 @@ torch::Tensor SmoothField(int64_t h, int64_t w, int64_t cells, at::Generator& ge
 // `saturation` in the plane of zero Rec. 709 luminance (so the gray value is kept). -> [3,H,W].
 torch::Tensor Tint(const torch::Tensor& gray, const torch::Tensor& mask,
                    const std::vector<double>& hues, double saturation) {
-  const auto luma = torch::tensor({0.2126f, 0.7152f, 0.0722f});
+  const auto luma = torch::tensor({kRec709[0], kRec709[1], kRec709[2]});
   const auto e1 = torch::linalg_cross(luma, torch::tensor({0.0f, 0.0f, 1.0f}));
   const auto u = e1 / e1.norm();
   const auto v = torch::linalg_cross(luma, u);

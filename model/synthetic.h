@@ -9,7 +9,7 @@
 // object is drawn uniformly among the pixels the object finally covers.
 // With `color`, the same image is tinted: each class (background included) gets its own hue, added
 // as a chroma of zero Rec. 709 luminance, so the image converted to gray is the gray image (up to
-// clipping) and the colour is a cue only a model that keeps colour can use.
+// clipping at 0 and 1) and the colour is a cue only a model that keeps colour can use.
 // Pure function of (options, seed); thread-safe.
 #pragma once
 

@@ -7,17 +7,23 @@
 
 namespace clickdiff {
 
-Preprocess::Preprocess(int64_t resolution) : resolution_(resolution) {}
+Preprocess::Preprocess(int64_t resolution, const ModelSlot* models)
+    : resolution_(resolution), models_(models) {}
 
 Decoded Preprocess::operator()(Decoded decoded) const {
   auto* record = std::get_if<ImageRecord>(&decoded.event);
   if (record == nullptr) return decoded;
   try {
     const v1::ImageEvent& event = record->stored.event();
+    std::shared_ptr<const ServingModel> served = models_ != nullptr ? models_->Get() : nullptr;
+    const int64_t model_channels = served != nullptr && served->segmenter != nullptr
+                                       ? served->segmenter->options().unet.image_channels
+                                       : record->channels;
     Result<model::GridMapping> mapping =
         model::MakeGridMapping(event.width(), event.height(), resolution_);
     Result<torch::Tensor> grid =
-        mapping.ok() ? model::ImageToGrid(record->pixels.data(), *mapping, {}, record->channels)
+        mapping.ok() ? model::ImageToModelGrid(record->pixels.data(), record->channels, *mapping,
+                                               model_channels)
                      : mapping.status();
     if (!grid.ok()) {
       decoded.event = Rejected{"preprocess: " + grid.status().message()};
@@ -25,7 +31,7 @@ Decoded Preprocess::operator()(Decoded decoded) const {
     }
     torch::Tensor values = grid->contiguous();
     record->stored.set_grid_resolution(static_cast<uint32_t>(resolution_));
-    record->stored.set_grid_channels(static_cast<uint32_t>(record->channels));
+    record->stored.set_grid_channels(static_cast<uint32_t>(values.size(0)));
     record->stored.mutable_grid()->Assign(values.data_ptr<float>(),
                                           values.data_ptr<float>() + values.numel());
     record->stored.set_received_ms(NowMs());

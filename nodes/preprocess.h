@@ -1,9 +1,11 @@
 // nodes/preprocess.h — puts a decoded image on the model grid: intensity windowing by robust
 // percentiles, aspect-preserving pad to a square, antialiased resize to R x R, values in [0,1]
-// (model/preprocess.h); colour images keep their 3 channels (the model takes what it was built
-// for when it reads the grid). Other events pass through untouched.
+// (model/preprocess.h). A colour image keeps its 3 channels, unless the served model takes gray:
+// then it is made gray before it is windowed (model::ImageToModelGrid), for full contrast. Other
+// events pass through untouched.
 #pragma once
 
+#include "learning/model_slot.h"
 #include "nodes/messages.h"
 
 namespace clickdiff {
@@ -11,11 +13,13 @@ namespace clickdiff {
 // Stateless; safe under tbb::flow::unlimited. Never throws: a failure becomes a Rejected event.
 class Preprocess {
  public:
-  explicit Preprocess(int64_t resolution);
+  // `models` (not owned, may be null: images keep their channels) must outlive the node.
+  explicit Preprocess(int64_t resolution, const ModelSlot* models = nullptr);
   Decoded operator()(Decoded decoded) const;
 
  private:
   int64_t resolution_;
+  const ModelSlot* models_;
 };
 
 }  // namespace clickdiff

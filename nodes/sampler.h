@@ -20,7 +20,7 @@ namespace clickdiff {
 struct PreparedRequest {
   SampleSet set;  // everything but the samples
   std::shared_ptr<const ServingModel> model;
-  torch::Tensor grid;  // [1,1,R,R]
+  torch::Tensor grid;  // [1,C,R,R], C the model's image channels
   uint64_t seed = 0;
 };
 

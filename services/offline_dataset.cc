@@ -1,5 +1,6 @@
 #include "services/offline_dataset.h"
 
+#include <algorithm>
 #include <map>
 
 namespace clickdiff {
@@ -32,6 +33,12 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     for (const NamedMask& m : masks) mask_by_image[m.name] = &m;
   }
 
+  int64_t channels = spec.image_channels;
+  if (channels == 0) {
+    channels = 1;
+    for (const NamedImage& named : *images)
+      channels = std::max<int64_t>(channels, named.image.channels);
+  }
   std::vector<OfflineImage> out;
   out.reserve(images->size());
   for (const NamedImage& named : *images) {
@@ -43,9 +50,10 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     if (!mapping.ok()) return mapping.status().WithContext(named.path);
     item.mapping = *mapping;
     Result<torch::Tensor> grid =
-        model::ImageToGrid(image.pixels.data(), item.mapping, {}, image.channels);
+        model::ImageToModelGrid(image.pixels.data(), image.channels, item.mapping, channels);
+    if (grid.ok()) grid = model::MatchChannels(*grid, channels);
     if (!grid.ok()) return grid.status().WithContext(named.path);
-    item.grid_image = *grid;
+    item.grid_image = grid->contiguous();
     for (const Click& c : clicks_by_image[named.name]) {
       auto [gx, gy] = item.mapping.ToGrid(c.x, c.y);
       item.grid_clicks.push_back(model::Click{gx, gy, c.class_id, c.positive});
@@ -60,27 +68,19 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     }
     out.push_back(std::move(item));
   }
-  if (spec.image_channels > 0) {
-    CLICKDIFF_RETURN_IF_ERROR(MatchImageChannels(out, spec.image_channels));
-  }
   return out;
 }
 
-int64_t ImageChannelsFor(model::ColorMode color, const std::vector<OfflineImage>& images) {
-  if (color != model::ColorMode::kAuto) return color == model::ColorMode::kGray ? 1 : 3;
-  for (const OfflineImage& image : images) {
-    if (image.grid_image.size(0) == 3) return 3;
+int64_t ImageChannelsFor(model::ColorMode color) {
+  switch (color) {
+    case model::ColorMode::kGray:
+      return 1;
+    case model::ColorMode::kRgb:
+      return 3;
+    case model::ColorMode::kAuto:
+      break;
   }
-  return 1;
-}
-
-Status MatchImageChannels(std::vector<OfflineImage>& images, int64_t channels) {
-  for (OfflineImage& image : images) {
-    Result<torch::Tensor> matched = model::MatchChannels(image.grid_image, channels);
-    if (!matched.ok()) return matched.status().WithContext(image.name);
-    image.grid_image = matched->contiguous();
-  }
-  return Status::Ok();
+  return 0;
 }
 
 Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
@@ -101,13 +101,6 @@ Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator,
   Result<model::Aggregation> a = aggregator.AggregateOnImage(samples, image.mapping);
   if (!a.ok()) return a.status().WithContext(image.name);
   return a;
-}
-
-torch::Tensor StackGridImages(const std::vector<OfflineImage>& images) {
-  std::vector<torch::Tensor> grids;
-  grids.reserve(images.size());
-  for (const OfflineImage& image : images) grids.push_back(image.grid_image);
-  return torch::stack(grids);
 }
 
 }  // namespace clickdiff

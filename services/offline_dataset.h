@@ -37,20 +37,18 @@ struct OfflineDatasetSpec {
   int resolution = 64;
   bool require_all_masks = true;
   ImageLimits limits;
-  // The channels of every grid_image (a model's image_channels); 0: each image keeps its own.
+  // The channels of every grid_image: a model's image_channels (1 or 3), or 0: 3 when any image
+  // has colour, else 1.
   int64_t image_channels = 0;
 };
 
-// Reads images, clicks and masks and maps them onto the grid. Errors: those of io/dataset_files.h
-// (naming file and line) and of the grid mapping (naming the image).
+// The OfflineDatasetSpec::image_channels a new model's `color` asks for (0 for auto).
+int64_t ImageChannelsFor(model::ColorMode color);
+
+// Reads images (colour kept), clicks and masks and maps them onto the grid, every image with the
+// spec's channels (model::ImageToModelGrid, then MatchChannels). Errors: those of
+// io/dataset_files.h (naming file and line) and of the grid mapping (naming the image).
 Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& spec);
-
-// The image channels a new model takes for `images` under `color`: 1 for gray, 3 for rgb; for
-// auto 3 when any image has colour, else 1.
-int64_t ImageChannelsFor(model::ColorMode color, const std::vector<OfflineImage>& images);
-
-// Gives every image `channels` channels (model::MatchChannels). Errors name the image.
-Status MatchImageChannels(std::vector<OfflineImage>& images, int64_t channels);
 
 // Training examples: an image with a mask gives a dense example (full supervision); otherwise an
 // image with clicks gives a click-map example (paper 000); an image with neither gives none.
@@ -62,8 +60,5 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
 Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator,
                                             const torch::Tensor& samples,
                                             const OfflineImage& image);
-
-// [B,C,R,R] of the images' grids, for sampling.
-torch::Tensor StackGridImages(const std::vector<OfflineImage>& images);
 
 }  // namespace clickdiff

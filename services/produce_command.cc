@@ -71,14 +71,14 @@ Status SendImages(const std::string& dir, Sender& sender) {
     const std::string path = (std::filesystem::path(dir) / name).string();
     Result<std::vector<uint8_t>> bytes = ReadBinaryFile(path);
     if (!bytes.ok()) return bytes.status();
-    Result<Image> image = DecodePng(*bytes, {}, path);
+    Result<Image> image = DecodePng(*bytes, {}, path, DecodeColor::kRgb);  // as the service will
     if (!image.ok()) return image.status();
     v1::ImageEvent event;
     event.set_dataset(sender.dataset);
     event.set_image_id(name);
     event.set_width(image->width);
     event.set_height(image->height);
-    event.set_channels(image->source_channels >= 3 ? 3 : 1);
+    event.set_channels(image->channels);
     event.set_pixel_type(image->bit_depth == 16 ? v1::PIXEL_TYPE_UINT16 : v1::PIXEL_TYPE_UINT8);
     event.set_encoding(v1::PAYLOAD_ENCODING_PNG);
     event.set_payload(bytes->data(), bytes->size());

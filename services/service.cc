@@ -176,6 +176,8 @@ Status Service::LoadModel() {
                              " classes but model.num_classes is " +
                              std::to_string(config_.model.num_classes));
     }
+    CLICKDIFF_RETURN_IF_ERROR(
+        CheckModelColor(config_, loaded->options(), config_.model.checkpoint).WithContext("model"));
     serving->segmenter = std::make_shared<model::Segmenter>(std::move(loaded).value());
     serving->version = 1;
     spdlog::info("serving {} ({}) as model version 1", config_.model.checkpoint,

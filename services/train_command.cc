@@ -98,6 +98,7 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   if (!args.init.empty()) {
     segmenter = model::CheckpointStore::Load(args.init, device);
     if (!segmenter.ok()) return segmenter.status();
+    CLICKDIFF_RETURN_IF_ERROR(CheckModelColor(*config, segmenter->options(), args.init));
     planned = segmenter->options();
   }
   if (!planned.ok()) return planned.status();
@@ -108,16 +109,17 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   spec.masks_dir = args.masks;
   spec.num_classes = static_cast<int>(planned->num_classes);
   spec.resolution = static_cast<int>(planned->resolution);
+  spec.image_channels =
+      args.init.empty() ? ImageChannelsFor(config->model.color) : planned->unet.image_channels;
   spec.limits.max_width = spec.limits.max_height = config->limits.max_image_side;
   Result<std::vector<OfflineImage>> dataset = LoadOfflineDataset(spec);
   if (!dataset.ok()) return dataset.status();
   if (args.init.empty()) {
-    planned->unet.image_channels = ImageChannelsFor(config->model.color, *dataset);
+    planned->unet.image_channels = dataset->front().grid_image.size(0);  // auto: the images say
     segmenter = model::Segmenter::Create(*planned, device);
     if (!segmenter.ok()) return segmenter.status();
   }
   const model::SegmenterOptions& options = segmenter->options();
-  CLICKDIFF_RETURN_IF_ERROR(MatchImageChannels(*dataset, options.unet.image_channels));
   Result<std::vector<model::TrainingExample>> examples =
       MakeTrainingExamples(*dataset, spec.num_classes);
   if (!examples.ok()) return examples.status();
@@ -185,7 +187,7 @@ void AddTrainCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--masks", args->masks,
                   "directory of class-id PNG masks: full supervision for the images they cover");
   cmd->add_option("--out", args->out, "model file to write")->required();
-  cmd->add_option("--init", args->init, "continue from this model file instead of a planned one");
+  cmd->add_option("--init", args->init, "continue from this model file instead of a fresh one");
   cmd->add_option("--steps", args->steps, "training steps")->check(CLI::PositiveNumber);
   cmd->add_option("--seconds", args->seconds, "wall-clock budget")->check(CLI::PositiveNumber);
   cmd->add_option("--save-at", args->save_at,

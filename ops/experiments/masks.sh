@@ -19,8 +19,9 @@
 #   EXP_STEPS     training lengths; the longest is the run (default "500 1000 2000 4000")
 #   EXP_SAMPLES   samples per test image (default 16, as sampler.samples)
 #   EXP_PRESET    the CMake preset whose build runs (default release; ci reuses ops/test.sh's tree)
-#   EXP_DATA      gray (default) or color: RGB images whose organs also differ in hue, kept under
-#                 OUT/data-color (a variant's model.color decides what its model takes)
+#   EXP_DATA      gray (default) or color: RGB images whose organs also differ in hue; their data,
+#                 models and scores go to OUT/color (a variant's model.color decides what its
+#                 model takes)
 # Models and scores already in OUT are reused (delete them to redo a cell).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,10 +40,11 @@ build_cli "$preset"
 cli=$CLI
 mkdir -p "$out"
 case ${EXP_DATA:-gray} in
-  gray) data=$out/data && generated_sets "$data" train test ;;
-  color) data=$out/data-color && generated_sets --color "$data" train test ;;
+  gray) generated_sets "$out/data" train test ;;
+  color) out=$out/color && mkdir -p "$out" && generated_sets --color "$out/data" train test ;;
   *) die "EXP_DATA: '${EXP_DATA}' is neither gray nor color" ;;
 esac
+data=$out/data
 longest=$(tr ' ' '\n' <<<"$steps" | sort -n | tail -n 1)
 milestones=$(tr ' ' ',' <<<"$steps")
 names=()

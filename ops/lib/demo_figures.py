@@ -191,8 +191,11 @@ def spread(versions, count):
 
 
 def show_image(ax, image, truth, contour_color=None, contour_width=1.2):
-    """The gray image with the truth's outline per class (in the class colour by default)."""
-    ax.imshow(image, cmap="gray", vmin=image.min(), vmax=max(image.max(), image.min() + 1))
+    """The image (gray or RGB) with the truth's outline per class (in the class colour by default)."""
+    if image.ndim == 3:
+        ax.imshow(image[..., :3] / max(float(image.max()), 1.0))
+    else:
+        ax.imshow(image, cmap="gray", vmin=image.min(), vmax=max(image.max(), image.min() + 1))
     for c in np.unique(truth[truth > 0]):
         ax.contour(truth == c, levels=[0.5], colors=[contour_color or CLASS_COLORS[c % 10]],
                    linewidths=contour_width)
@@ -215,7 +218,7 @@ def show_clicks(ax, clicks):
 
 def load_matching(path, shape):
     array = read_png(path)
-    if array.shape != shape:
+    if array.shape != shape[:2]:
         fail(f"{path}: size {array.shape} differs from the image's {shape}")
     return array
 

@@ -48,6 +48,15 @@ TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   EXPECT_EQ(o->unet.image_channels, 3);  // color auto: the service cannot see its images first
   config.model.color = model::ColorMode::kGray;
   EXPECT_EQ(SegmenterOptionsFrom(config)->unet.image_channels, 1);
+  // A loaded model decides; an explicit model.color that disagrees is an error naming both.
+  model::SegmenterOptions rgb_model = *o;
+  EXPECT_TRUE(CheckModelColor(config, *SegmenterOptionsFrom(config), "gray.pt").ok());
+  Status mismatch = CheckModelColor(config, rgb_model, "rgb.pt");
+  EXPECT_NE(mismatch.message().find("rgb.pt takes RGB images but model.color is gray"),
+            std::string::npos)
+      << mismatch.ToString();
+  config.model.color = model::ColorMode::kAuto;
+  EXPECT_TRUE(CheckModelColor(config, rgb_model, "rgb.pt").ok());
 
   config.model.resolution = 30;  // the U-Net needs a multiple of 2^(levels-1)
   EXPECT_NE(SegmenterOptionsFrom(config).status().ToString().find("model"), std::string::npos);

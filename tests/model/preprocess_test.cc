@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <vector>
 
 namespace clickdiff::model {
@@ -62,6 +63,29 @@ TEST(PreprocessTest, ColourChannelsShareOneWindowSoTheirBalanceIsKept) {
   EXPECT_NEAR((*grid)[1][3][15].item<float>(), 0.5f, 1e-6);  // G keeps half of it
   EXPECT_NEAR((*grid)[2][3][0].item<float>(), 0.2f, 1e-6);   // B: 30 of 150
   EXPECT_NEAR((*grid)[0][3][0].item<float>(), 0.0f, 1e-6);
+}
+
+TEST(PreprocessTest, AColourImageForAGrayModelIsMadeGrayBeforeItIsWindowed) {
+  Result<GridMapping> m = MakeGridMapping(4, 4, 4);
+  ASSERT_TRUE(m.ok());
+  // Left half pure red, right half pure blue: gray 0.2126 and 0.0722 of full scale.
+  std::vector<float> rgb;
+  for (int i = 0; i < 16; ++i) {
+    rgb.insert(rgb.end(), i % 4 < 2 ? std::initializer_list<float>{255, 0, 0}
+                                    : std::initializer_list<float>{0, 0, 255});
+  }
+  Result<torch::Tensor> gray = ImageToModelGrid(rgb.data(), 3, *m, 1);
+  ASSERT_TRUE(gray.ok()) << gray.status().ToString();
+  ASSERT_EQ(gray->sizes(), (std::vector<int64_t>{1, 4, 4}));
+  // The gray image's own window: red is its brightest, blue its darkest (full contrast), as a
+  // gray file of the same picture gives; MatchChannels on the colour grid keeps the colour's
+  // window.
+  EXPECT_NEAR((*gray)[0][1][0].item<float>(), 1.0f, 1e-6);
+  EXPECT_NEAR((*gray)[0][1][3].item<float>(), 0.0f, 1e-6);
+  Result<torch::Tensor> colour = ImageToModelGrid(rgb.data(), 3, *m, 3);
+  ASSERT_TRUE(colour.ok());
+  ASSERT_EQ(colour->sizes(), (std::vector<int64_t>{3, 4, 4}));
+  EXPECT_NEAR((*MatchChannels(*colour, 1))[0][1][0].item<float>(), kRec709[0], 1e-6);
 }
 
 TEST(PreprocessTest, MatchChannelsRepeatsGrayAndWeighsColourWithRec709) {

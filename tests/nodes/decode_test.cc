@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "config/model_options.h"
+#include "learning/model_slot.h"
 #include "nodes/preprocess.h"
 #include "tests/nodes/node_test_util.h"
 
@@ -206,6 +208,27 @@ TEST(PreprocessTest, PutsTheImageOnTheGridInZeroToOne) {
   EXPECT_LE(hi, 1.0f);
   EXPECT_GT(hi, 0.5f);
   EXPECT_TRUE(record->pixels.empty());
+}
+
+TEST(PreprocessTest, AColourImageIsStoredGrayWithFullContrastWhenTheServedModelTakesGray) {
+  Config config = testutil::TinyModelConfig();
+  config.model.color = model::ColorMode::kGray;
+  auto served = std::make_shared<ServingModel>();
+  served->segmenter = std::make_shared<model::Segmenter>(
+      model::Segmenter::Create(SegmenterOptionsFrom(config).value(), torch::kCPU).value());
+  ModelSlot slot;
+  slot.Set(served);
+  Decode decode(KafkaTopics{}, DecodeLimits{});
+  Decoded d = decode(
+      Envelope{0, Record("images", testutil::RgbPngImageEvent("a", 32, 32).SerializeAsString())});
+  Decoded out = Preprocess(16, &slot)(std::move(d));
+  const auto* record = std::get_if<ImageRecord>(&out.event);
+  ASSERT_NE(record, nullptr);
+  EXPECT_EQ(record->stored.grid_channels(), 1u);
+  ASSERT_EQ(record->stored.grid_size(), 16 * 16);
+  // Green (gray 0.7152) is the brightest and red (0.2126) the darkest: 1 and 0 after windowing.
+  EXPECT_FLOAT_EQ(record->stored.grid(8 * 16 + 13), 1.0f);
+  EXPECT_FLOAT_EQ(record->stored.grid(8 * 16 + 2), 0.0f);
 }
 
 TEST(PreprocessTest, KeepsTheColoursOfAnRgbImage) {

@@ -177,6 +177,11 @@ TEST_F(OfflineCommandsTest, ColourImagesTrainAndInferAModelThatKeepsTheirColour)
                         "compute.torch_threads=1"});
     ASSERT_EQ(infer.code, 0) << model << " on " << images << ": " << infer.err;
   }
+  CliRun calibrate =
+      Cli({"calibrate", "--model", Path("rgb.pt"), "--images", Path("rgb/images"), "--truth",
+           Path("rgb/truth"), "--samples", "2", "--set", "compute.torch_threads=1"});
+  ASSERT_EQ(calibrate.code, 0) << calibrate.err;
+  EXPECT_TRUE(nlohmann::json::parse(calibrate.out).contains("best")) << calibrate.out;
 }
 
 TEST_F(OfflineCommandsTest, EvalOfTruthAgainstItselfIsPerfect) {
