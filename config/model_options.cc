@@ -14,7 +14,8 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   o.resolution = m.resolution;
   o.unet.levels = m.levels;
   // kAuto: `clickdiff train` chooses from its images (LoadOfflineDataset); anyone else takes RGB.
-  o.unet.image_channels = m.color == model::ColorMode::kGray ? 1 : 3;
+  const int64_t channels = ImageChannelsFor(m.color);
+  o.unet.image_channels = channels > 0 ? channels : 3;
   o.unet.base_width = m.base_channels;
   o.unet.encoder_width = m.encoder_channels;
   o.d3pm.num_timesteps = m.d3pm.steps;
@@ -42,12 +43,23 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   return o;
 }
 
+int64_t ImageChannelsFor(model::ColorMode color) {
+  switch (color) {
+    case model::ColorMode::kGray:
+      return 1;
+    case model::ColorMode::kRgb:
+      return 3;
+    case model::ColorMode::kAuto:
+      break;
+  }
+  return 0;
+}
+
 Status CheckModelColor(const Config& config, const model::SegmenterOptions& loaded,
                        const std::string& what) {
   const model::ColorMode color = config.model.color;
-  if (color == model::ColorMode::kAuto) return Status::Ok();
-  const int64_t wanted = color == model::ColorMode::kGray ? 1 : 3;
-  if (loaded.unet.image_channels == wanted) return Status::Ok();
+  const int64_t wanted = ImageChannelsFor(color);
+  if (wanted == 0 || loaded.unet.image_channels == wanted) return Status::Ok();
   return InvalidArgument(what + " takes " + (loaded.unet.image_channels == 3 ? "RGB" : "gray") +
                          " images but model.color is " + NameOf(model::kColorModeNames, color) +
                          " (set it to auto or to what the model takes)");

@@ -18,6 +18,9 @@ namespace clickdiff {
 
 // Errors: kInvalidArgument naming the config key whose value the model rejects.
 Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config);
+// The image channels model.color asks of a new model: 1 (gray), 3 (rgb), or 0 (auto: `clickdiff
+// train` follows its images; SegmenterOptionsFrom, for everyone else, takes 3).
+int64_t ImageChannelsFor(model::ColorMode color);
 // A model file decides what it takes; model.color set to gray or rgb must agree with it (auto
 // takes any). Errors: kInvalidArgument naming `what` (the file) and model.color.
 Status CheckModelColor(const Config& config, const model::SegmenterOptions& loaded,

@@ -71,18 +71,6 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
   return out;
 }
 
-int64_t ImageChannelsFor(model::ColorMode color) {
-  switch (color) {
-    case model::ColorMode::kGray:
-      return 1;
-    case model::ColorMode::kRgb:
-      return 3;
-    case model::ColorMode::kAuto:
-      break;
-  }
-  return 0;
-}
-
 Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
     const std::vector<OfflineImage>& images, int num_classes) {
   std::vector<model::TrainingExample> examples;

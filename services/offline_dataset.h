@@ -14,7 +14,6 @@
 #include "base/status.h"
 #include "io/dataset_files.h"
 #include "model/aggregator.h"
-#include "model/choices.h"
 #include "model/preprocess.h"
 #include "model/training_example.h"
 
@@ -41,9 +40,6 @@ struct OfflineDatasetSpec {
   // has colour, else 1.
   int64_t image_channels = 0;
 };
-
-// The OfflineDatasetSpec::image_channels a new model's `color` asks for (0 for auto).
-int64_t ImageChannelsFor(model::ColorMode color);
 
 // Reads images (colour kept), clicks and masks and maps them onto the grid, every image with the
 // spec's channels (model::ImageToModelGrid, then MatchChannels). Errors: those of
