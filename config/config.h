@@ -161,8 +161,14 @@ struct TrainerConfig {
   // on them evaluated every `validate_every` steps; the weights kept are the latest whose loss is
   // at most (1 + held_out_tolerance) x the lowest, so a longer run does not end on the collapsed
   // weights of clicks learnt by heart (0, or fewer than 2 images to hold out: the last weights).
-  // `ema_decay` > 0 keeps, evaluates and saves a moving average of the weights.
+  // clickdiffd with `held_out_images` > 0: the same share of the clicked images, at most the
+  // `held_out_images` newest of them, is held out, and a snapshot whose loss on them is over
+  // (1 + held_out_tolerance) x the lowest a published version had is not published
+  // (learning/version_gate.h). 0 (the default): no gate; measured no help yet
+  // (docs/experiments.md). `ema_decay` > 0 keeps, evaluates and saves a moving average of the
+  // weights.
   double held_out = 0.1;
+  int held_out_images = 0;
   int validate_every = 100;
   double held_out_tolerance = 0.25;
   double ema_decay = 0.99;

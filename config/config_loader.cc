@@ -454,6 +454,9 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Real(
         "trainer.held_out", [](Config & c) -> auto& { return c.trainer.held_out; }, 0, 0.5));
     f.push_back(Integer<int>(
+        "trainer.held_out_images", [](Config & c) -> auto& { return c.trainer.held_out_images; }, 0,
+        1000));
+    f.push_back(Integer<int>(
         "trainer.validate_every", [](Config & c) -> auto& { return c.trainer.validate_every; }, 1,
         1 << 30));
     f.push_back(Real(

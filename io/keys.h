@@ -27,4 +27,15 @@ inline std::string Version(uint64_t version) {
 // kMetadata: the ModelUpdate of a version the service trained (clicks seen, steps, loss).
 inline std::string ModelUpdate(uint64_t version) { return "model:update:" + Version(version); }
 
+// kMetrics: the fresh-click checks (a v1::Metrics holding fresh_clicks) of the masks a model
+// version drew for a dataset's images, written by the click intake; under ClickChecksPrefix("")
+// for every dataset.
+inline std::string ClickChecksPrefix(const std::string& dataset) {
+  const std::string all = std::string("clicks") + '\0';
+  return dataset.empty() ? all : all + dataset + '\0';
+}
+inline std::string ClickChecks(const std::string& dataset, uint64_t version) {
+  return ClickChecksPrefix(dataset) + Version(version);
+}
+
 }  // namespace clickdiff::keys

@@ -20,6 +20,16 @@ namespace {
 // in a burst are learnt together.
 constexpr std::chrono::seconds kReloadPeriod{2};
 
+VersionGateOptions GateOptionsFrom(const TrainerConfig& config) {
+  VersionGateOptions gate;
+  gate.share = config.held_out;
+  gate.max_images = config.held_out_images;
+  gate.tolerance = config.held_out_tolerance;
+  gate.batch_size = config.batch_size;
+  gate.seed = config.seed;
+  return gate;
+}
+
 }  // namespace
 
 ContinuousTrainer::ContinuousTrainer(ContinuousTrainerDeps deps, model::Segmenter start,
@@ -31,6 +41,7 @@ ContinuousTrainer::ContinuousTrainer(ContinuousTrainerDeps deps, model::Segmente
       options_(std::move(options)),
       on_version_(std::move(on_version)),
       teacher_(options_.teacher, options_.teacher_memory_budget_mb, deps.store),
+      gate_(GateOptionsFrom(options_.trainer)),
       replay_cache_(segmenter_.options().resolution, segmenter_.options().num_classes,
                     segmenter_.options().unet.image_channels),
       snapshot_time_(std::chrono::steady_clock::now()) {
@@ -47,6 +58,12 @@ Status ContinuousTrainer::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (thread_.joinable() || stopping_) {
     return FailedPrecondition("continuous trainer: started twice");
+  }
+  if (options_.trainer.held_out > 0 && options_.trainer.held_out_images > 0 && !served_copy_) {
+    Result<model::Segmenter> copy = model::CheckpointStore::Copy(
+        segmenter_, "the served version (for the gate)", segmenter_.device());
+    if (!copy.ok()) return copy.status();
+    served_copy_.emplace(std::move(copy).value());
   }
   snapshot_time_ = std::chrono::steady_clock::now();
   thread_ = std::thread([this] { Run(); });
@@ -114,8 +131,11 @@ Status ContinuousTrainer::Reload() {
   replay_ = std::move(replay).value();
   replay_time_ = std::chrono::steady_clock::now();
   const int64_t repeats = std::max<int64_t>(1, std::llround(options_.trainer.recent_weight));
+  const std::vector<size_t> trained = gate_.Split(replay_.examples);
+  trained_examples_ = static_cast<int64_t>(trained.size());
   data_.clear();
-  for (const ReplayExample& e : replay_.examples) {
+  for (size_t index : trained) {
+    const ReplayExample& e = replay_.examples[index];
     auto seen = snapshotted_revisions_.find(e.image_key);
     const bool changed = seen == snapshotted_revisions_.end() || seen->second != e.revision;
     for (int64_t i = 0; i < (changed ? repeats : 1); ++i) data_.push_back(e.example);
@@ -132,6 +152,7 @@ Status ContinuousTrainer::Reload() {
   counters_.examples = replay_.examples.size();
   counters_.clicks = replay_.clicks;
   counters_.labels = replay_.labels;
+  counters_.held_out = gate_.held_out();
   return Status::Ok();
 }
 
@@ -145,11 +166,11 @@ Status ContinuousTrainer::TrainOnce() {
   if (!replay_time_ || std::chrono::steady_clock::now() - *replay_time_ >= kReloadPeriod) {
     CLICKDIFF_RETURN_IF_ERROR(Reload());
   }
-  const int64_t examples = static_cast<int64_t>(replay_.examples.size());
+  const int64_t examples = trained_examples_;
   const int64_t supervision = static_cast<int64_t>(replay_.clicks + replay_.labels);
   const int64_t per_click = options_.trainer.steps_per_click;
-  const int64_t left =
-      per_click > 0 ? per_click * supervision - TotalSteps() : std::numeric_limits<int64_t>::max();
+  const int64_t left = per_click > 0 ? (per_click * supervision) + retry_credit_ - TotalSteps()
+                                     : std::numeric_limits<int64_t>::max();
   {
     // Waiting once the budget is spent and its last steps are a version.
     std::lock_guard<std::mutex> lock(mu_);
@@ -192,7 +213,12 @@ Status ContinuousTrainer::TrainOnce() {
 
 // A snapshot, then the teacher's pseudo-label round; the replay is read again afterwards.
 Status ContinuousTrainer::Round() {
-  CLICKDIFF_RETURN_IF_ERROR(Snapshot());
+  Result<bool> published = Snapshot();
+  if (!published.ok()) return published.status();
+  if (!*published) {
+    replay_time_.reset();
+    return Status::Ok();
+  }
   snapshotted_revisions_.clear();
   for (const ReplayExample& e : replay_.examples) snapshotted_revisions_[e.image_key] = e.revision;
   replay_time_.reset();  // re-weight: what the new version learnt is no longer new
@@ -201,7 +227,30 @@ Status ContinuousTrainer::Round() {
       [this](const std::string& key) { replay_cache_.Touch(key); });
 }
 
-Status ContinuousTrainer::Snapshot() {
+void ContinuousTrainer::Refuse(const GateVerdict& verdict) {
+  ++refused_since_;
+  uint64_t served = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++counters_.refused;
+    served = counters_.version;
+  }
+  spdlog::warn(
+      "trainer: the snapshot after {} steps is not published: its held-out loss {:.4g} on {} "
+      "images is over (1 + {}) x {:.4g}; serving version {} and training again from it",
+      TotalSteps(), verdict.loss, verdict.images, options_.trainer.held_out_tolerance,
+      verdict.lowest, served);
+  model::CopyWeights(segmenter_, *served_copy_);
+  teacher_.ResetAverage(*served_copy_);
+  // Backtracking: half as many steps get another try from the served weights (the refused run
+  // learnt its clicks too long), down to one short run.
+  const int64_t half = (trainer_.steps_done() - steps_at_snapshot_) / 2;
+  if (half >= options_.run_steps) retry_credit_ += half;
+  steps_at_snapshot_ = trainer_.steps_done();
+  snapshot_time_ = std::chrono::steady_clock::now();
+}
+
+Result<bool> ContinuousTrainer::Snapshot() {
   Result<std::string> bytes = model::CheckpointStore::ToBytes(teacher_.Served(segmenter_));
   if (!bytes.ok()) return bytes.status();
   TrainerCounters c = counters();
@@ -211,6 +260,20 @@ Status ContinuousTrainer::Snapshot() {
   Result<model::Segmenter> built = model::CheckpointStore::FromBytes(
       *bytes, "model version " + std::to_string(version), segmenter_.device());
   if (!built.ok()) return built.status();
+  GateVerdict verdict;
+  if (served_copy_) {
+    Result<GateVerdict> judged = gate_.Judge(*built, *served_copy_);
+    if (!judged.ok()) return judged.status().WithContext("gate");
+    verdict = *judged;
+    if (!verdict.publish) {
+      Refuse(verdict);
+      return false;
+    }
+    Result<model::Segmenter> copy = model::CheckpointStore::FromBytes(
+        *bytes, "model version " + std::to_string(version), segmenter_.device());
+    if (!copy.ok()) return copy.status();
+    served_copy_.emplace(std::move(copy).value());
+  }
   auto serving = std::make_shared<ServingModel>();
   serving->segmenter = std::make_shared<model::Segmenter>(std::move(built).value());
   serving->version = version;
@@ -226,6 +289,9 @@ Status ContinuousTrainer::Snapshot() {
   update.set_labels_seen(c.labels);
   update.set_checkpoint_key(VersionStore::ModelKey(version));
   update.set_timestamp_ms(NowMs());
+  update.set_held_out_loss(verdict.loss);
+  update.set_held_out_images(static_cast<uint32_t>(verdict.images));
+  update.set_refused(refused_since_);
   record.checkpoint = std::move(bytes).value();
   if (const model::Segmenter* twin = teacher_.twin()) {
     Result<std::string> twin_bytes = model::CheckpointStore::ToBytes(*twin);
@@ -235,6 +301,8 @@ Status ContinuousTrainer::Snapshot() {
   CLICKDIFF_RETURN_IF_ERROR(deps_.versions->Save(record));
 
   deps_.slot->Set(std::move(serving));
+  gate_.Published(verdict);
+  refused_since_ = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     counters_.version = version;
@@ -243,8 +311,9 @@ Status ContinuousTrainer::Snapshot() {
   snapshot_time_ = std::chrono::steady_clock::now();
   spdlog::info(
       "model version {}: {} steps, loss {:.4f}, {} examples ({} clicks, {} labels), {} "
-      "pseudo-labels",
-      version, c.steps, c.loss, c.examples, c.clicks, c.labels, c.pseudo_labels);
+      "pseudo-labels, held-out loss {:.4g} on {} images",
+      version, c.steps, c.loss, c.examples, c.clicks, c.labels, c.pseudo_labels, verdict.loss,
+      verdict.images);
 
   if (deps_.producer != nullptr && !options_.updates_topic.empty()) {
     Status produced = deps_.producer->Produce(
@@ -252,7 +321,7 @@ Status ContinuousTrainer::Snapshot() {
     if (!produced.ok()) spdlog::warn("model-updates: {}", produced.ToString());
   }
   if (on_version_) on_version_(version);
-  return Status::Ok();
+  return true;
 }
 
 }  // namespace clickdiff

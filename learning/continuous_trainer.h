@@ -10,6 +10,12 @@
 // version weigh `recent_weight` times as much, so a new click shows in the next version. The
 // training copy of the model is never the one served.
 //
+// Gate (learning/version_gate.h): a share of the supervised images is held out of training, and a
+// snapshot whose held-out loss is worse than the served version's (beyond the tolerance) is not
+// published: the served version stays, the student and its average start again from it, and half
+// the refused run's steps are added to the step budget (while that is at least `run_steps`), so
+// the new clicks get a shorter try instead of waiting for more clicks.
+//
 // Budget: training stops after `steps_per_click` steps per click or training label (all versions
 // of the lineage counted) and resumes when supervision grows; the last steps become a version
 // first. Failures are retried with a backoff of 1 s doubling to 60 s while the last version keeps
@@ -36,6 +42,7 @@
 #include "learning/model_slot.h"
 #include "learning/replay.h"
 #include "learning/teacher.h"
+#include "learning/version_gate.h"
 #include "learning/version_store.h"
 #include "model/segmenter.h"
 #include "model/trainer.h"
@@ -75,6 +82,8 @@ struct TrainerCounters {
   uint64_t clicks = 0;
   uint64_t labels = 0;
   uint64_t pseudo_labels = 0;  // unsupervised images with a pseudo-label in the student's replay
+  uint64_t held_out = 0;       // supervised images held out of training to judge versions
+  uint64_t refused = 0;        // snapshots the gate did not publish
 };
 
 class ContinuousTrainer {
@@ -106,7 +115,10 @@ class ContinuousTrainer {
   Status TrainOnce();
   Status Reload();
   Status Round();
-  Status Snapshot();
+  // Publishes a version, or returns false when the gate refused the snapshot.
+  Result<bool> Snapshot();
+  // The gate refused a snapshot: the student and its average start again from the served weights.
+  void Refuse(const GateVerdict& verdict);
   // Waits up to a second, or until Stop.
   void Idle();
   int64_t TotalSteps() const { return options_.start_steps + trainer_.steps_done(); }
@@ -117,7 +129,14 @@ class ContinuousTrainer {
   model::Trainer trainer_;      // holds &segmenter_
   ContinuousTrainerOptions options_;
   std::function<void(uint64_t)> on_version_;
-  Teacher teacher_;  // trainer thread only
+  Teacher teacher_;   // trainer thread only
+  VersionGate gate_;  // trainer thread only
+  // A copy of the served version to judge snapshots against (built by Start when the gate can
+  // hold images out). Trainer thread only.
+  std::optional<model::Segmenter> served_copy_;
+  int64_t trained_examples_ = 0;  // replay examples trained on (not held out); trainer thread only
+  uint64_t refused_since_ = 0;    // snapshots refused since the last version; trainer thread only
+  int64_t retry_credit_ = 0;      // steps added to the budget by refusals; trainer thread only
 
   std::map<std::string, uint64_t> snapshotted_revisions_;  // trainer thread only
   ReplayCache replay_cache_;                  // Touch: any thread; Refresh: trainer thread only

@@ -66,6 +66,10 @@ void Teacher::Follow(const model::Segmenter& student, int64_t total_steps, int64
   model::FollowAverage(*average_, student, config_.ema_decay, total_steps, steps);
 }
 
+void Teacher::ResetAverage(const model::Segmenter& weights) {
+  if (average_.has_value()) model::CopyWeights(*average_, weights);
+}
+
 const model::Segmenter& Teacher::Served(const model::Segmenter& student) const {
   return average_.has_value() ? *average_ : student;
 }

@@ -48,6 +48,9 @@ class Teacher {
 
   // The average follows the student after `steps` more training steps (`total_steps` in all).
   void Follow(const model::Segmenter& student, int64_t total_steps, int64_t steps);
+  // The average (when there is one) takes `weights` (a version refused by the gate is dropped:
+  // learning/version_gate.h).
+  void ResetAverage(const model::Segmenter& weights);
   // What a version serves: the average once started, else the student.
   const model::Segmenter& Served(const model::Segmenter& student) const;
   // The twin trains `steps` steps on `data` (its replay). No-op without a twin.

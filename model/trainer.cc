@@ -7,18 +7,6 @@
 #include "model/checkpoint_store.h"
 
 namespace clickdiff::model {
-namespace {
-
-// Copies the weights of `from` into `to` (same architecture).
-void CopyWeights(const Segmenter& from, Segmenter& to) {
-  torch::NoGradGuard no_grad;
-  const std::vector<torch::Tensor> source = from.Parameters();
-  std::vector<torch::Tensor> target = to.Parameters();
-  for (size_t i = 0; i < target.size(); ++i) target[i].copy_(source[i]);
-}
-
-}  // namespace
-
 double AverageDecay(double cap, int64_t total_steps) {
   const double t = static_cast<double>(total_steps);
   return std::min(cap, (1 + t) / (10 + t));
@@ -32,6 +20,16 @@ void FollowAverage(Segmenter& average, const Segmenter& model, double cap, int64
   const std::vector<torch::Tensor> from = model.Parameters();
   std::vector<torch::Tensor> to = average.Parameters();
   for (size_t i = 0; i < to.size(); ++i) to[i].mul_(keep).add_(from[i].detach(), 1.0 - keep);
+}
+
+void CopyWeights(Segmenter& to, const Segmenter& from) {
+  torch::NoGradGuard no_grad;
+  const std::vector<torch::Tensor> source = from.Parameters();
+  std::vector<torch::Tensor> target = to.Parameters();
+  for (size_t i = 0; i < target.size(); ++i) target[i].copy_(source[i]);
+  const std::vector<torch::Tensor> source_buffers = from.network()->buffers();
+  std::vector<torch::Tensor> target_buffers = to.network()->buffers();
+  for (size_t i = 0; i < target_buffers.size(); ++i) target_buffers[i].copy_(source_buffers[i]);
 }
 
 Trainer::Trainer(Segmenter* segmenter, const TrainerOptions& options)
@@ -70,7 +68,7 @@ Status Trainer::Validate(TrainProgress& report) {
       if (!copy.ok()) return copy.status();
       kept_.emplace(std::move(*copy));
     } else {
-      CopyWeights(evaluated, *kept_);
+      CopyWeights(*kept_, evaluated);
     }
     kept_loss_ = *loss;
     kept_step_ = steps_done_;

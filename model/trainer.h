@@ -75,6 +75,10 @@ double AverageDecay(double cap, int64_t total_steps);
 void FollowAverage(Segmenter& average, const Segmenter& model, double cap, int64_t total_steps,
                    int64_t steps);
 
+// Sets `to`'s weights (parameters and buffers) to `from`'s, in place, so an optimizer holding
+// `to`'s parameters keeps working. Both must have the same architecture.
+void CopyWeights(Segmenter& to, const Segmenter& from);
+
 using ProgressCallback = std::function<void(const TrainProgress&)>;
 
 class Trainer {

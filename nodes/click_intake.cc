@@ -1,5 +1,7 @@
 #include "nodes/click_intake.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "io/keys.h"
@@ -88,11 +90,68 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
       outcome.rejected = bad;
       return outcome;
     }
+    Result<std::optional<v1::Metrics>> checked = CheckFresh(click, image_key, batch);
+    if (!checked.ok()) {
+      outcome.failure = checked.status();
+      return outcome;
+    }
+    outcome.click_checks = std::move(checked).value();
     batch.Put(Family::kClicks, click_key, click.SerializeAsString());
     outcome.infer.push_back(RequestFor(click.dataset(), click.image_id()));
   }
   WriteOrFail(*store_, batch, outcome);
   return outcome;
+}
+
+Result<std::optional<v1::Metrics>> ClickIntake::CheckFresh(const v1::ClickEvent& click,
+                                                           const std::string& image_key,
+                                                           Store::Batch& batch) const {
+  Result<std::optional<std::string>> cached = store_->Get(Family::kMasks, image_key);
+  if (!cached.ok()) return cached.status();
+  v1::MaskResult mask;
+  if (!cached->has_value() || !mask.ParseFromString(**cached)) return std::optional<v1::Metrics>();
+  const auto x = static_cast<uint64_t>(click.x());
+  const auto y = static_cast<uint64_t>(click.y());
+  if (x >= mask.width() || y >= mask.height() ||
+      mask.mask().size() != static_cast<size_t>(mask.width()) * mask.height()) {
+    return std::optional<v1::Metrics>();  // a mask of another size than the image's (not drawn for
+                                          // it)
+  }
+  const int drawn = static_cast<uint8_t>(mask.mask()[(y * mask.width()) + x]);
+  const bool hit = click.positive() == (drawn == click.class_id());
+  bool first = click.positive();
+  if (first) {
+    CLICKDIFF_RETURN_IF_ERROR(store_->Scan(
+        Family::kClicks, keys::Under(image_key), [&](std::string_view, std::string_view value) {
+          v1::ClickEvent earlier;
+          if (earlier.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
+              earlier.positive() && earlier.class_id() == click.class_id()) {
+            first = false;
+          }
+          return first;
+        }));
+  }
+  const std::string key = keys::ClickChecks(click.dataset(), mask.model_version());
+  Result<std::optional<std::string>> stored = store_->Get(Family::kMetrics, key);
+  if (!stored.ok()) return stored.status();
+  v1::Metrics record;
+  if (stored->has_value() && !record.ParseFromString(**stored)) {
+    spdlog::warn("the fresh-click record of {} version {} is corrupt; counting again from zero",
+                 click.dataset(), mask.model_version());
+    record.Clear();
+  }
+  record.set_dataset(click.dataset());
+  record.set_model_version(mask.model_version());
+  record.set_timestamp_ms(NowMs());
+  v1::ClickChecks& checks = *record.mutable_fresh_clicks();
+  checks.set_tested(checks.tested() + 1);
+  checks.set_hits(checks.hits() + (hit ? 1 : 0));
+  if (first) {
+    checks.set_first_tested(checks.first_tested() + 1);
+    checks.set_first_hits(checks.first_hits() + (hit ? 1 : 0));
+  }
+  batch.Put(Family::kMetrics, key, record.SerializeAsString());
+  return std::optional<v1::Metrics>(std::move(record));
 }
 
 Result<bool> ClickIntake::Park(v1::PendingEvent parked, const KafkaMessage& source,

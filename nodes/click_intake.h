@@ -1,7 +1,10 @@
 // nodes/click_intake.h — records a click: inside its image, not seen before (click_id), then the
-// image's mask is redrawn. A click (or a label, see LabelIntake) that overtook its image (topics
-// are consumed independently) waits in the store as a PendingEvent until the image arrives or
-// `pending_timeout_ms` passes; this class keeps that waiting room.
+// image's mask is redrawn. A new click is first a free held-out label: it is tested on the mask
+// its image has (drawn before the click could train anything) and counted in that model version's
+// fresh-click record (v1::ClickChecks, under keys::ClickChecks), in the click's own batch. A click
+// (or a label, see LabelIntake) that overtook its image (topics are consumed independently) waits
+// in the store as a PendingEvent until the image arrives or `pending_timeout_ms` passes; this class
+// keeps that waiting room.
 #pragma once
 
 #include "nodes/dead_letter.h"
@@ -38,6 +41,13 @@ class ClickIntake {
   static std::string CheckBounds(const v1::ClickEvent& click, const v1::ImageEvent& image);
 
  private:
+  // Tests a new click on its image's current mask and puts the updated fresh-click record of the
+  // mask's version in `batch`; nullopt when the image has no usable mask yet. A corrupt record
+  // starts again from zero (with a warning) rather than refuse the click.
+  Result<std::optional<v1::Metrics>> CheckFresh(const v1::ClickEvent& click,
+                                                const std::string& image_key,
+                                                Store::Batch& batch) const;
+
   Store* store_;
   DeadLetterSink* letters_;
   int64_t pending_timeout_ms_;

@@ -23,6 +23,21 @@ std::string ImagePrefix(const std::string& dataset, uint64_t version) {
   return kImagePrefix + dataset + '\0' + keys::Version(version) + '\0';
 }
 
+// The clicks model version `version` had seen (its stored ModelUpdate; 0 for a model the service
+// did not train).
+Result<uint64_t> ClicksSeen(const Store& store, uint64_t version) {
+  Result<std::optional<std::string>> bytes =
+      store.Get(Family::kMetadata, keys::ModelUpdate(version));
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return uint64_t{0};
+  v1::ModelUpdate update;
+  if (!update.ParseFromString(**bytes)) {
+    return DataLoss("store: the record of model version " + std::to_string(version) +
+                    " is corrupt");
+  }
+  return update.clicks_seen();
+}
+
 torch::Tensor ClassIds(const std::string& bytes, int64_t height, int64_t width) {
   return torch::from_blob(const_cast<char*>(bytes.data()), {height, width}, torch::kUInt8)
       .to(torch::kInt64);
@@ -144,19 +159,6 @@ Result<std::optional<v1::DenseMask>> Evaluator::Truth(const v1::MaskResult& mask
   return truth;
 }
 
-Result<uint64_t> Evaluator::ClicksSeen(uint64_t version) const {
-  Result<std::optional<std::string>> bytes =
-      store_->Get(Family::kMetadata, keys::ModelUpdate(version));
-  if (!bytes.ok()) return bytes.status();
-  if (!bytes->has_value()) return uint64_t{0};
-  v1::ModelUpdate update;
-  if (!update.ParseFromString(**bytes)) {
-    return DataLoss("store: the record of model version " + std::to_string(version) +
-                    " is corrupt");
-  }
-  return update.clicks_seen();
-}
-
 Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& mask) {
   Result<std::optional<v1::DenseMask>> truth = Truth(mask);
   if (!truth.ok()) return truth.status();
@@ -175,7 +177,7 @@ Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& m
   Result<model::ImageScores> scores = model::ScoreImage(
       ClassIds(mask.mask(), h, w), ClassIds(t.class_ids(), h, w), metrics_options);
   if (!scores.ok()) return scores.status().WithContext("evaluator: " + mask.image_id());
-  Result<uint64_t> clicks_seen = ClicksSeen(mask.model_version());
+  Result<uint64_t> clicks_seen = ClicksSeen(*store_, mask.model_version());
   if (!clicks_seen.ok()) return clicks_seen.status();
 
   v1::Metrics image;
@@ -243,17 +245,41 @@ void Evaluator::Emit(const v1::Metrics& metrics, const std::string& key) {
 
 Result<std::vector<v1::Metrics>> Evaluator::VersionMetrics(const Store& store,
                                                            const std::string& dataset) {
-  std::vector<v1::Metrics> out;
+  // By dataset, then version: the scored aggregates, with each version's fresh-click checks
+  // joined in (alone, images 0, for a version that has checks but no scored mask).
+  std::map<std::pair<std::string, uint64_t>, v1::Metrics> merged;
   bool corrupt = false;
-  const std::string prefix = dataset.empty() ? kVersionPrefix : kVersionPrefix + dataset + '\0';
+  auto read = [&](const std::string& prefix, bool checks) {
+    return store.Scan(Family::kMetrics, prefix, [&](std::string_view, std::string_view value) {
+      v1::Metrics m;
+      corrupt = !m.ParseFromArray(value.data(), static_cast<int>(value.size()));
+      if (corrupt) return false;
+      v1::Metrics& entry = merged[{m.dataset(), m.model_version()}];
+      if (!checks) {
+        m.mutable_fresh_clicks()->Swap(entry.mutable_fresh_clicks());
+        entry = std::move(m);
+      } else {
+        entry.set_dataset(m.dataset());
+        entry.set_model_version(m.model_version());
+        *entry.mutable_fresh_clicks() = m.fresh_clicks();
+      }
+      return true;
+    });
+  };
   CLICKDIFF_RETURN_IF_ERROR(
-      store.Scan(Family::kMetrics, prefix, [&](std::string_view, std::string_view value) {
-        v1::Metrics m;
-        corrupt = !m.ParseFromArray(value.data(), static_cast<int>(value.size()));
-        if (!corrupt) out.push_back(std::move(m));
-        return !corrupt;
-      }));
+      read(dataset.empty() ? kVersionPrefix : kVersionPrefix + dataset + '\0', false));
   if (corrupt) return DataLoss("store: a per-version metrics record is corrupt");
+  CLICKDIFF_RETURN_IF_ERROR(read(keys::ClickChecksPrefix(dataset), true));
+  if (corrupt) return DataLoss("store: a fresh-click record is corrupt");
+  std::vector<v1::Metrics> out;
+  for (auto& [key, m] : merged) {
+    if (m.images() == 0) {  // checks alone: the clicks seen from the version's record
+      Result<uint64_t> clicks_seen = ClicksSeen(store, m.model_version());
+      if (!clicks_seen.ok()) return clicks_seen.status();
+      m.set_clicks_seen(*clicks_seen);
+    }
+    out.push_back(std::move(m));
+  }
   return out;
 }
 

@@ -9,7 +9,8 @@
 // the model version had seen (its stored ModelUpdate; 0 for a model the service did not train).
 //
 // Store layout (Family::kMetrics): "image\0<dataset>\0<version>\0<image_id>" and
-// "version\0<dataset>\0<version>", versions zero-padded (keys::Version).
+// "version\0<dataset>\0<version>", versions zero-padded (keys::Version); the click intake's
+// fresh-click checks live beside them (keys::ClickChecks).
 #pragma once
 
 #include <cstdint>
@@ -46,13 +47,13 @@ class Evaluator {
   Result<std::optional<v1::Metrics>> operator()(const v1::MaskResult& mask);
 
   // The stored per-version aggregates of `dataset` (every dataset when empty), by dataset then
-  // version.
+  // version, each with the version's fresh-click checks (nodes/click_intake.h); a version with
+  // checks but no scored mask comes with the checks alone (images 0).
   static Result<std::vector<v1::Metrics>> VersionMetrics(const Store& store,
                                                          const std::string& dataset);
 
  private:
   Result<std::optional<v1::DenseMask>> Truth(const v1::MaskResult& mask) const;
-  Result<uint64_t> ClicksSeen(uint64_t version) const;
   void Emit(const v1::Metrics& metrics, const std::string& key);
   struct Sums;
   Result<Sums*> VersionSums(const std::string& prefix);

@@ -12,6 +12,7 @@
 #include "io/kafka_consumer.h"
 #include "io/store.h"
 #include "nodes/messages.h"
+#include "schemas/events.pb.h"
 
 namespace clickdiff {
 
@@ -32,6 +33,9 @@ struct IntakeOutcome {
   StoredCounts added;
   // Masks to draw again because of this event.
   std::vector<InferRequest> infer;
+  // A new click tested on its image's mask: the updated fresh-click record of the mask's model
+  // version (ClickIntake), published on the metrics topic once written.
+  std::optional<v1::Metrics> click_checks;
   // Set when the store (or the dead-letter topic) failed: nothing of the event was written and
   // its offset did not advance, so intake must stop; the event is read again after a restart.
   Status failure;

@@ -10,7 +10,9 @@ namespace clickdiff {
 
 IntakeStage::IntakeStage(Store* store, KafkaProducer* producer, const KafkaTopics& topics,
                          const LimitsConfig& limits, StoredCounts stored, OnStored on_stored)
-    : dead_letters_(producer, store, topics.dlq_suffix),
+    : producer_(producer),
+      metrics_topic_(topics.metrics),
+      dead_letters_(producer, store, topics.dlq_suffix),
       click_intake_(store, &dead_letters_, limits.pending_click_timeout_ms),
       image_intake_(store, &click_intake_),
       label_intake_(store, &click_intake_),
@@ -70,6 +72,13 @@ Result<std::vector<InferRequest>> IntakeStage::Apply(const Decoded& d) {
     counters_.stored.images += outcome.added.images;
     counters_.stored.clicks += outcome.added.clicks;
     counters_.stored.labels += outcome.added.labels;
+  }
+  if (outcome.click_checks && producer_ != nullptr && !metrics_topic_.empty()) {
+    const v1::Metrics& m = *outcome.click_checks;
+    Status produced = producer_->Produce(
+        metrics_topic_, m.dataset() + "/v" + std::to_string(m.model_version()) + "/clicks",
+        m.SerializeAsString());
+    if (!produced.ok()) spdlog::warn("metrics (fresh clicks): {}", produced.ToString());
   }
   if (!outcome.rejected && !outcome.duplicate && on_stored_) on_stored_(image_key);
   return std::move(outcome.infer);

@@ -1,6 +1,8 @@
 // nodes/intake_stage.h — the graph's serial intake stage: each decoded event goes to its intake
 // (image, click or label) or, refused, to the dead-letter sink; each writes the event's effect
-// with the record's next offset in one RocksDB batch, in consumption order.
+// with the record's next offset in one RocksDB batch, in consumption order. A new click's updated
+// fresh-click record (nodes/click_intake.h) is then produced on the metrics topic, keyed
+// `<dataset>/v<version>/clicks` (the evaluator's per-version aggregate is `<dataset>/v<version>`).
 //
 // The first failure (a store write, or a dead letter that could not be queued) halts the stage:
 // nothing more is written, so no later offset can skip the failed event, and a restart reads it
@@ -59,6 +61,8 @@ class IntakeStage {
   Result<std::vector<InferRequest>> Apply(const Decoded& event);
   void Halt(const Status& status);
 
+  KafkaProducer* producer_;    // may be null
+  std::string metrics_topic_;  // fresh-click records (ClickIntake); empty: not produced
   DeadLetterSink dead_letters_;
   ClickIntake click_intake_;
   ImageIntake image_intake_;

@@ -1,5 +1,6 @@
 // `clickdiff stats`: the learning curve of a running service — the evaluator's per-version
-// aggregate (nodes/evaluator.h) of each dataset, asked over the query socket, as a table or JSON.
+// aggregate (nodes/evaluator.h) of each dataset and the fresh clicks each version's masks held
+// (nodes/click_intake.h: no ground truth needed), asked over the query socket, as a table or JSON.
 
 #include <chrono>
 #include <cmath>
@@ -45,14 +46,25 @@ nlohmann::json ToJson(const v1::Metrics& m) {
           {"clicked_dice", mean_or_null(m.clicked_images(), m.clicked_mean_dice())},
           {"unclicked_images", m.unclicked_images()},
           {"unclicked_dice", mean_or_null(m.unclicked_images(), m.unclicked_mean_dice())},
-          {"classes", classes}};
+          {"classes", classes},
+          {"fresh_clicks",
+           {{"tested", m.fresh_clicks().tested()},
+            {"hits", m.fresh_clicks().hits()},
+            {"first_tested", m.fresh_clicks().first_tested()},
+            {"first_hits", m.fresh_clicks().first_hits()}}}};
+}
+
+// "hits/tested", or "-" when no click was tested.
+std::string HitCell(uint64_t hits, uint64_t tested) {
+  if (tested == 0) return "-";
+  return std::to_string(hits) + "/" + std::to_string(tested);
 }
 
 void PrintTable(const std::vector<v1::Metrics>& metrics, std::ostream& out) {
   char line[256];
-  std::snprintf(line, sizeof line, "%-12s %7s %7s %6s %6s %6s %7s %16s %16s\n", "dataset",
+  std::snprintf(line, sizeof line, "%-12s %7s %7s %6s %6s %6s %7s %16s %16s %11s %11s\n", "dataset",
                 "version", "clicks", "images", "Dice", "IoU", "HD95", "clicked (n) Dice",
-                "unclicked (n)");
+                "unclicked (n)", "click hits", "first hits");
   out << line;
   auto part = [](uint32_t n, double dice) {
     char cell[32];
@@ -64,15 +76,27 @@ void PrintTable(const std::vector<v1::Metrics>& metrics, std::ostream& out) {
     return std::string(cell);
   };
   for (const v1::Metrics& m : metrics) {
-    std::snprintf(line, sizeof line, "%-12s %7llu %7llu %6u %6.3f %6.3f %7.1f %16s %16s\n",
+    const v1::ClickChecks& fresh = m.fresh_clicks();
+    auto score = [&](const char* format, double value) {  // "-" for a version without scores
+      char cell[32] = "-";
+      if (m.images() > 0) std::snprintf(cell, sizeof cell, format, value);
+      return std::string(cell);
+    };
+    std::snprintf(line, sizeof line, "%-12s %7llu %7llu %6u %6s %6s %7s %16s %16s %11s %11s\n",
                   m.dataset().c_str(), static_cast<unsigned long long>(m.model_version()),
-                  static_cast<unsigned long long>(m.clicks_seen()), m.images(), m.mean_dice(),
-                  m.mean_iou(), m.mean_hd95(),
+                  static_cast<unsigned long long>(m.clicks_seen()), m.images(),
+                  score("%.3f", m.mean_dice()).c_str(), score("%.3f", m.mean_iou()).c_str(),
+                  score("%.1f", m.mean_hd95()).c_str(),
                   part(m.clicked_images(), m.clicked_mean_dice()).c_str(),
-                  part(m.unclicked_images(), m.unclicked_mean_dice()).c_str());
+                  part(m.unclicked_images(), m.unclicked_mean_dice()).c_str(),
+                  HitCell(fresh.hits(), fresh.tested()).c_str(),
+                  HitCell(fresh.first_hits(), fresh.first_tested()).c_str());
     out << line;
   }
-  if (metrics.empty()) out << "no evaluated masks yet (send labels with for_evaluation set)\n";
+  if (metrics.empty()) {
+    out << "no evaluated masks or tested clicks yet (send labels with for_evaluation set, or "
+           "clicks on images that have a mask)\n";
+  }
 }
 
 Status RunStats(const StatsArgs& args, std::ostream& out) {

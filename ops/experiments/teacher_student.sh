@@ -7,14 +7,18 @@
 #            and the student for the twin (cross pseudo-supervision);
 #   ema      the average is served but labels nothing (teacher.images_per_round=0);
 #   off      no teacher: the student is served (teacher.enabled=false);
-# and prints the Dice of never-clicked and clicked images at the last model version of each.
+#   nogate   the default without the version gate (trainer.held_out=0: every image trains and
+#            every snapshot is published; learning/version_gate.h);
+# and prints the Dice of never-clicked and clicked images at the last model version of each, the
+# snapshots the gate refused, and per version the fresh first clicks its masks held beside its
+# Dice (the no-ground-truth signal against the truth).
 #
 #   ops/experiments/teacher_student.sh [OUT]   (default OUT: out/teacher_student)
 # Settings (environment):
 #   EXP_PRESET    the CMake preset whose build runs (default release)
 #   EXP_IMAGES    images streamed (default 64); EXP_CLICKED clicked (default 48)
 #   EXP_ROUNDS    click rounds (default 4)
-#   EXP_VARIANTS  the variants run, in order (default "teacher twin ema off")
+#   EXP_VARIANTS  the variants run, in order (default "teacher twin ema off"; also "nogate")
 #   EXP_SET       extra clickdiffd settings for all runs, e.g. EXP_SET="--set trainer.steps_per_click=8"
 #   LOOP_WAIT_S   the most seconds a round waits for its fully scored version (default 900)
 # All runs use the demo's LOOP_SETTINGS (ops/lib/loop.sh). Python runs on /usr/bin/python3
@@ -33,9 +37,10 @@ rounds=${EXP_ROUNDS:-4}
 read -r -a extra <<<"${EXP_SET:-}"
 read -r -a order <<<"${EXP_VARIANTS:-teacher twin ema off}"
 declare -A variants=([teacher]="" [twin]="--set teacher.mode=twin"
-  [ema]="--set teacher.images_per_round=0" [off]="--set teacher.enabled=false")
+  [ema]="--set teacher.images_per_round=0" [off]="--set teacher.enabled=false"
+  [nogate]="--set trainer.held_out=0")
 for variant in "${order[@]}"; do
-  [[ -v "variants[$variant]" ]] || die "EXP_VARIANTS: unknown variant '$variant' (teacher, twin, ema, off)"
+  [[ -v "variants[$variant]" ]] || die "EXP_VARIANTS: unknown variant '$variant' (teacher, twin, ema, off, nogate)"
 done
 require_commands cmake
 require_python
@@ -58,4 +63,14 @@ for variant in sys.argv[2:]:
           f"never-clicked Dice {fmt(last['unclicked_dice'])} ({last['unclicked_images']} images), "
           f"clicked {fmt(last['clicked_dice'])} ({last['clicked_images']}), "
           f"all {last['mean_dice']:.3f}")
+    log = open(f"{sys.argv[1]}/{variant}/var/clickdiffd.log").read()
+    curve = []
+    for v in versions:
+        first = v.get("fresh_clicks", {})
+        if first.get("first_tested"):
+            dice = f"{v['mean_dice']:.3f}" if v["images"] else "-"
+            curve.append(f"v{v['model_version']} {first['first_hits']}/{first['first_tested']} "
+                         f"(Dice {dice})")
+    print(f"{'':10}snapshots refused by the gate: {log.count('is not published')}; "
+          f"first clicks held per version: {', '.join(curve) or '-'}")
 PY

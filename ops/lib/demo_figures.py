@@ -122,6 +122,10 @@ def read_stats(path):
         missing = [k for k in ("model_version", "clicks_seen", "images", "mean_dice") if k not in v]
         if missing:
             fail(f"{path}: version {v.get('model_version', '?')} lacks {', '.join(missing)}")
+    # A version with fresh-click checks but no scored mask has no point on the Dice curve.
+    stats["versions"] = [v for v in versions if number(v["images"]) > 0]
+    if not stats["versions"]:
+        fail(f"{path}: no version has a scored mask")
     return stats
 
 

@@ -14,6 +14,7 @@
 #include "config/model_options.h"
 #include "io/keys.h"
 #include "learning/replay.h"
+#include "learning/version_gate.h"
 #include "model/checkpoint_store.h"
 #include "model/preprocess.h"
 #include "nodes/intake.h"
@@ -65,14 +66,16 @@ class ContinuousTrainerTest : public ::testing::Test {
     Put(Family::kClicks, keys::Child(keys::Image("ds", image), id),
         testutil::Click(image, id, x, y).SerializeAsString());
   }
-  void StoreLabel(const std::string& image, const std::string& id, bool for_evaluation) {
+  // A 32x24 dense label: a 12x8 rectangle of class 1, or all background with `empty`.
+  void StoreLabel(const std::string& image, const std::string& id, bool for_evaluation,
+                  bool empty = false) {
     v1::LabelEvent label;
     label.set_dataset("ds");
     label.set_image_id(image);
     label.set_label_id(id);
     label.set_for_evaluation(for_evaluation);
     std::string ids(32 * 24, '\0');
-    for (int y = 8; y < 16; ++y) {
+    for (int y = 8; y < 16 && !empty; ++y) {
       for (int x = 8; x < 20; ++x) ids[y * 32 + x] = 1;
     }
     label.mutable_dense()->set_width(32);
@@ -253,6 +256,62 @@ TEST_F(ContinuousTrainerTest, ReplayCacheReadsAgainOnlyWhatWasTouchedAndMatchesA
   StoreImage("e");
   EXPECT_EQ(refresh(/*twin_labels=*/true), full());
   EXPECT_EQ(cache.last_read(), 5u);
+}
+
+TEST_F(ContinuousTrainerTest, GateRefusesSnapshotsThatDoWorseOnTheHeldOutImages) {
+  // Two images the gate holds out keep their true label; the four it trains on are labelled all
+  // background (the same picture), so training makes the model worse on the held-out ones.
+  ContinuousTrainerOptions options = Options(10);
+  options.trainer.held_out = 0.34;
+  options.trainer.held_out_images = 8;
+  VersionGateOptions picking;
+  picking.share = options.trainer.held_out;
+  picking.seed = options.trainer.seed;
+  const VersionGate picker(picking);
+  std::vector<std::string> held, trained;
+  for (int i = 0; held.size() < 2 || trained.size() < 4; ++i) {
+    const std::string id = "img" + std::to_string(i);
+    const bool eligible = picker.Eligible(keys::Image("ds", id));
+    if (eligible && held.size() < 2) {
+      held.push_back(id);
+      StoreImage(id);
+      StoreLabel(id, "truth", /*for_evaluation=*/false);
+    } else if (!eligible && trained.size() < 4) {
+      trained.push_back(id);
+      StoreImage(id);
+      StoreLabel(id, "wrong", /*for_evaluation=*/false, /*empty=*/true);
+    }
+  }
+  // The start (the served version) learnt the held-out images' truth.
+  std::vector<model::TrainingExample> truth;
+  const Replay replay = LoadReplay(*store_, kGrid, 2, kChannels).value();
+  for (const ReplayExample& e : replay.examples) {
+    for (const std::string& id : held) {
+      if (e.image_key == keys::Image("ds", id)) truth.push_back(e.example);
+    }
+  }
+  ASSERT_EQ(truth.size(), 2u);
+  model::Segmenter start = NewModel();
+  ASSERT_TRUE(testutil::Pretrain(start, truth));
+  auto held_out_loss = [&](model::Segmenter& m) {
+    return m.HeldOutLoss(truth, options.trainer.batch_size, 4, options.trainer.seed).value();
+  };
+  const float start_loss = held_out_loss(start);
+
+  ModelSlot slot;
+  ContinuousTrainer trainer(Deps(slot), std::move(start), 1, options, {});
+  ASSERT_TRUE(trainer.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return trainer.counters().refused >= 2; }));
+  trainer.Stop();
+  ASSERT_TRUE(trainer.failure().ok()) << trainer.failure().ToString();
+  EXPECT_EQ(trainer.counters().held_out, 2u);
+  // Whatever was published does no worse on the held-out images than the tolerance allows.
+  if (std::shared_ptr<const ServingModel> served = slot.Get()) {
+    model::Segmenter copy =
+        model::CheckpointStore::Copy(*served->segmenter, "served", torch::kCPU).value();
+    EXPECT_LE(held_out_loss(copy), (1 + options.trainer.held_out_tolerance) * start_loss)
+        << "version " << served->version;
+  }
 }
 
 TEST_F(ContinuousTrainerTest, NothingToLearnFromMeansNoNewVersion) {

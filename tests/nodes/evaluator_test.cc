@@ -121,6 +121,27 @@ TEST_F(EvaluatorTest, ScoresMasksOfImagesWithGroundTruthAndAggregatesEachVersion
   EXPECT_EQ((*curve)[1].model_version(), 10u);
   EXPECT_EQ(Evaluator::VersionMetrics(*store_, "").value().size(), 2u);
   EXPECT_TRUE(Evaluator::VersionMetrics(*store_, "d").value().empty());
+
+  // Fresh-click checks (the click intake's) join their version's aggregate, or stand alone.
+  for (uint64_t version : {3u, 5u}) {
+    v1::Metrics checks;
+    checks.set_dataset("ds");
+    checks.set_model_version(version);
+    checks.mutable_fresh_clicks()->set_tested(4);
+    checks.mutable_fresh_clicks()->set_hits(version == 3 ? 3 : 1);
+    Store::Batch batch;
+    batch.Put(Family::kMetrics, keys::ClickChecks("ds", version), checks.SerializeAsString());
+    ASSERT_TRUE(store_->Write(batch).ok());
+  }
+  curve = Evaluator::VersionMetrics(*store_, "ds");
+  ASSERT_TRUE(curve.ok()) << curve.status().ToString();
+  ASSERT_EQ(curve->size(), 3u);
+  EXPECT_EQ((*curve)[0].images(), 3u);  // the scored aggregate kept
+  EXPECT_EQ((*curve)[0].fresh_clicks().hits(), 3u);
+  EXPECT_EQ((*curve)[1].model_version(), 5u);
+  EXPECT_EQ((*curve)[1].images(), 0u);
+  EXPECT_EQ((*curve)[1].fresh_clicks().hits(), 1u);
+  EXPECT_EQ((*curve)[2].fresh_clicks().tested(), 0u);
 }
 
 TEST_F(EvaluatorTest, GroundTruthOfAnotherSizeIsAnErrorNamingTheImage) {

@@ -7,6 +7,7 @@
 #include "io/keys.h"
 #include "nodes/click_intake.h"
 #include "nodes/decode.h"
+#include "nodes/evaluator.h"
 #include "nodes/image_intake.h"
 #include "nodes/infer_request.h"
 #include "nodes/label_intake.h"
@@ -160,6 +161,55 @@ TEST_F(IntakeTest, MaskCacheHitsOnlyForTheSameVersionAndRevision) {
   EXPECT_FALSE(cache.Lookup("ds", "a", 4, 2).value().has_value());
   EXPECT_FALSE(cache.Lookup("ds", "a", 3, 3).value().has_value());
   EXPECT_FALSE(cache.Current("ds", "b").value().has_value());
+}
+
+// Image a (24x16) has a mask of version 3 whose left half (x < 12) is class 1.
+TEST_F(IntakeTest, FreshClicksAreTestedOnTheMaskTheirImageHadPerVersion) {
+  (void)(*images_)(Image("a"), Record("images", "", 0));
+  IntakeOutcome before = (*clicks_)(Click("a", "c0", 3, 4), Record("clicks", "", 0));
+  EXPECT_FALSE(before.click_checks);  // no mask yet: nothing to test
+  v1::MaskResult mask;
+  mask.set_dataset("ds");
+  mask.set_image_id("a");
+  mask.set_width(24);
+  mask.set_height(16);
+  mask.set_model_version(3);
+  std::string ids(24 * 16, '\0');
+  for (int y = 0; y < 16; ++y) {
+    for (int x = 0; x < 12; ++x) ids[y * 24 + x] = 1;
+  }
+  mask.set_mask(ids);
+  ASSERT_TRUE(MaskCache(store_.get())(mask).ok());
+
+  v1::ClickEvent other_class = Click("a", "c1", 5, 5, /*class_id=*/2);  // first of class 2: miss
+  v1::ClickEvent again = Click("a", "c2", 4, 9);                        // class 1 again: hit
+  v1::ClickEvent missed = Click("a", "c3", 20, 9);                      // class 1 again: miss
+  v1::ClickEvent negative = Click("a", "c4", 20, 2);  // no class 1 at (20, 2): hit
+  negative.set_positive(false);
+  for (const v1::ClickEvent& c : {other_class, again, missed, negative}) {
+    IntakeOutcome outcome = (*clicks_)(c, Record("clicks", "", 1));
+    ASSERT_FALSE(outcome.rejected);
+    ASSERT_TRUE(outcome.click_checks) << c.click_id();
+  }
+  IntakeOutcome duplicate = (*clicks_)(again, Record("clicks", "", 2));
+  EXPECT_TRUE(duplicate.duplicate);
+  EXPECT_FALSE(duplicate.click_checks);  // a click is tested once
+
+  v1::Metrics record;
+  ASSERT_TRUE(record.ParseFromString(
+      store_->Get(Family::kMetrics, keys::ClickChecks("ds", 3)).value().value()));
+  EXPECT_EQ(record.model_version(), 3u);
+  EXPECT_EQ(record.fresh_clicks().tested(), 4u);
+  EXPECT_EQ(record.fresh_clicks().hits(), 2u);
+  EXPECT_EQ(record.fresh_clicks().first_tested(), 1u);  // c0 came before the mask
+  EXPECT_EQ(record.fresh_clicks().first_hits(), 0u);
+
+  // The per-version metrics carry the checks, alone when no mask of the version was scored.
+  std::vector<v1::Metrics> versions = Evaluator::VersionMetrics(*store_, "ds").value();
+  ASSERT_EQ(versions.size(), 1u);
+  EXPECT_EQ(versions[0].images(), 0u);
+  EXPECT_EQ(versions[0].fresh_clicks().hits(), 2u);
+  EXPECT_TRUE(Evaluator::VersionMetrics(*store_, "other").value().empty());
 }
 
 TEST(InferRequestGateTest, FoldsRequestsForAnImageWaitingForASampler) {

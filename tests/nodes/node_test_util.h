@@ -8,11 +8,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "io/image_codec.h"
 #include "io/kafka_consumer.h"
 #include "io/store.h"
+#include "model/trainer.h"
 #include "schemas/events.pb.h"
 
 namespace clickdiff::testutil {
@@ -38,6 +40,17 @@ inline Config TinyModelConfig() {
   config.model.encoder_channels = 8;
   config.model.d3pm.steps = 10;
   return config;
+}
+
+// Trains `model` 60 steps on `data` (batches of up to 4, learning rate 5e-3): a model that knows
+// `data` far better than a fresh one. Returns whether training succeeded.
+inline bool Pretrain(model::Segmenter& model, const std::vector<model::TrainingExample>& data) {
+  model::TrainerOptions options;
+  options.batch_size = 4;
+  options.learning_rate = 5e-3;
+  options.max_steps = 60;
+  model::Trainer trainer(&model, options);
+  return trainer.Run(data, {}).ok();
 }
 
 // Sampler settings: N samples of `steps` denoising steps within `memory_budget_mb`.
