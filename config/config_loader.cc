@@ -691,6 +691,11 @@ Status ValidateCombination(const Config& c) {
                            " shards cannot split " + std::to_string(c.sampler.samples) +
                            " samples (sampler.samples)");
   }
+  if (c.trainer.held_out_images == 1) {
+    return InvalidArgument(
+        "trainer.held_out_images: 1 image cannot judge a version (the gate needs 2 or more; 0: no "
+        "gate)");
+  }
   if (c.zmq.curve.enabled &&
       (c.zmq.curve.server_public_key.empty() || c.zmq.curve.server_secret_key.empty())) {
     return InvalidArgument(

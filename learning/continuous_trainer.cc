@@ -261,6 +261,7 @@ Result<bool> ContinuousTrainer::Snapshot() {
       *bytes, "model version " + std::to_string(version), segmenter_.device());
   if (!built.ok()) return built.status();
   GateVerdict verdict;
+  std::optional<model::Segmenter> next_served;  // the gate's copy, kept once the version is out
   if (served_copy_) {
     Result<GateVerdict> judged = gate_.Judge(*built, *served_copy_);
     if (!judged.ok()) return judged.status().WithContext("gate");
@@ -272,11 +273,12 @@ Result<bool> ContinuousTrainer::Snapshot() {
     Result<model::Segmenter> copy = model::CheckpointStore::FromBytes(
         *bytes, "model version " + std::to_string(version), segmenter_.device());
     if (!copy.ok()) return copy.status();
-    served_copy_.emplace(std::move(copy).value());
+    next_served.emplace(std::move(copy).value());
   }
   auto serving = std::make_shared<ServingModel>();
   serving->segmenter = std::make_shared<model::Segmenter>(std::move(built).value());
   serving->version = version;
+  serving->clicks_seen = c.clicks;
   CLICKDIFF_RETURN_IF_ERROR(AddReplicas(*serving, options_.serving_devices, *bytes));
 
   VersionRecord record;
@@ -301,6 +303,7 @@ Result<bool> ContinuousTrainer::Snapshot() {
   CLICKDIFF_RETURN_IF_ERROR(deps_.versions->Save(record));
 
   deps_.slot->Set(std::move(serving));
+  if (next_served) served_copy_ = std::move(next_served);
   gate_.Published(verdict);
   refused_since_ = 0;
   {

@@ -11,10 +11,10 @@
 // training copy of the model is never the one served.
 //
 // Gate (learning/version_gate.h): a share of the supervised images is held out of training, and a
-// snapshot whose held-out loss is worse than the served version's (beyond the tolerance) is not
-// published: the served version stays, the student and its average start again from it, and half
-// the refused run's steps are added to the step budget (while that is at least `run_steps`), so
-// the new clicks get a shorter try instead of waiting for more clicks.
+// snapshot whose held-out loss is worse than the lowest a published version had on the same images
+// (beyond the tolerance) is not published: the served version stays, the student and its average
+// start again from it, and half the refused run's steps are added to the step budget (while that
+// is at least `run_steps`), so the new clicks get a shorter try instead of waiting for more clicks.
 //
 // Budget: training stops after `steps_per_click` steps per click or training label (all versions
 // of the lineage counted) and resumes when supervision grows; the last steps become a version

@@ -22,6 +22,7 @@ struct ServingModel {
   // spread over the GPUs; empty on a single device.
   std::vector<std::shared_ptr<const model::Segmenter>> replicas;
   uint64_t version = 0;
+  uint64_t clicks_seen = 0;  // clicks this version was trained on (its ModelUpdate's clicks_seen)
 
   // The copy sampler shard `shard` draws with: the serving devices in turn. Valid while this
   // ServingModel lives (a request holds its shared_ptr).

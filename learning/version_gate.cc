@@ -21,6 +21,12 @@ bool VersionGate::Eligible(const std::string& image_key) const {
 }
 
 std::vector<size_t> VersionGate::Split(const std::vector<ReplayExample>& examples) {
+  held_out_.clear();
+  if (options_.share <= 0 || options_.max_images <= 0) {  // no gate: everything trains
+    std::vector<size_t> all(examples.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    return all;
+  }
   std::vector<size_t> candidates;  // eligible and never trained on
   std::vector<size_t> train;
   for (size_t i = 0; i < examples.size(); ++i) {
@@ -36,10 +42,11 @@ std::vector<size_t> VersionGate::Split(const std::vector<ReplayExample>& example
   std::sort(candidates.begin(), candidates.end(), [&](size_t a, size_t b) {
     return first_seen_.at(examples[a].image_key) > first_seen_.at(examples[b].image_key);
   });
-  held_out_.clear();
+  // Nothing else to train on: the candidates train (for good) rather than the trainer idling.
+  const bool hold = !train.empty();
   for (size_t n = 0; n < candidates.size(); ++n) {
     const size_t i = candidates[n];
-    if (static_cast<int64_t>(n) < options_.max_images) {
+    if (hold && static_cast<int64_t>(n) < options_.max_images) {
       held_out_.push_back(examples[i]);
     } else {
       released_.insert(examples[i].image_key);

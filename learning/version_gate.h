@@ -13,7 +13,8 @@
 // every model) must be at most (1 + tolerance) x the lowest loss a published version had on the
 // same held-out set, which starts as the served version's when the set changes (a new image held
 // out, a new click on one, one released). With fewer than 2 images held out there is no judgment:
-// every candidate is published.
+// every candidate is published. When every supervised image would be held out, they all train
+// (for good) instead, so the trainer never idles for want of training data.
 //
 // Not thread-safe: the continuous trainer's thread owns it.
 #pragma once

@@ -40,14 +40,15 @@ Result<StoredVersions> VersionStore::LoadLatest(torch::Device device) const {
   ServingModel serving;
   serving.segmenter = std::make_shared<model::Segmenter>(std::move(segmenter).value());
   serving.version = stored.newest;
-  stored.model = std::move(serving);
   Result<std::optional<std::string>> update =
       store_->Get(Family::kMetadata, keys::ModelUpdate(stored.newest));
   if (!update.ok()) return update.status();
   v1::ModelUpdate record;
   if (update->has_value() && record.ParseFromString(**update)) {
     stored.steps = static_cast<int64_t>(record.train_steps());
+    serving.clicks_seen = record.clicks_seen();
   }
+  stored.model = std::move(serving);
   return stored;
 }
 

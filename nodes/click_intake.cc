@@ -118,7 +118,9 @@ Result<std::optional<v1::Metrics>> ClickIntake::CheckFresh(const v1::ClickEvent&
                                           // it)
   }
   const int drawn = static_cast<uint8_t>(mask.mask()[(y * mask.width()) + x]);
-  const bool hit = click.positive() == (drawn == click.class_id());
+  // A negative click says the pixel is background (training takes it so: model/training_example.h),
+  // whatever class it names.
+  const bool hit = drawn == (click.positive() ? click.class_id() : 0);
   bool first = click.positive();
   if (first) {
     CLICKDIFF_RETURN_IF_ERROR(store_->Scan(

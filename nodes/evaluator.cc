@@ -252,8 +252,17 @@ Result<std::vector<v1::Metrics>> Evaluator::VersionMetrics(const Store& store,
   auto read = [&](const std::string& prefix, bool checks) {
     return store.Scan(Family::kMetrics, prefix, [&](std::string_view, std::string_view value) {
       v1::Metrics m;
-      corrupt = !m.ParseFromArray(value.data(), static_cast<int>(value.size()));
-      if (corrupt) return false;
+      if (!m.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+        // A broken fresh-click record would stay broken (only a new click on that version
+        // rewrites it): it is left out, not allowed to fail every query.
+        if (checks) {
+          spdlog::warn("store: a fresh-click record under {} is corrupt; left out of the metrics",
+                       dataset.empty() ? "every dataset" : dataset);
+          return true;
+        }
+        corrupt = true;
+        return false;
+      }
       v1::Metrics& entry = merged[{m.dataset(), m.model_version()}];
       if (!checks) {
         m.mutable_fresh_clicks()->Swap(entry.mutable_fresh_clicks());
@@ -270,7 +279,6 @@ Result<std::vector<v1::Metrics>> Evaluator::VersionMetrics(const Store& store,
       read(dataset.empty() ? kVersionPrefix : kVersionPrefix + dataset + '\0', false));
   if (corrupt) return DataLoss("store: a per-version metrics record is corrupt");
   CLICKDIFF_RETURN_IF_ERROR(read(keys::ClickChecksPrefix(dataset), true));
-  if (corrupt) return DataLoss("store: a fresh-click record is corrupt");
   std::vector<v1::Metrics> out;
   for (auto& [key, m] : merged) {
     if (m.images() == 0) {  // checks alone: the clicks seen from the version's record

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -55,13 +56,21 @@ struct InferRequest {
   std::chrono::steady_clock::time_point requested;
   // Higher is drawn first (samplers take the highest waiting, first come first served among
   // equals): kPriorityEvent for a new image or click, kPriorityStale for a missing mask or one
-  // drawn before the image's last click, and a new version's sweep of the rest in [0, 1] (the
-  // mask's mean uncertainty).
+  // drawn before the image's last click, then a new version's sweep of the rest: clicked images
+  // in [1, 2) (ClickedPriority: the latest click first, so the image an annotator works on shows
+  // what its clicks taught before any other), then the others in [0, 1] (the mask's mean
+  // uncertainty).
   double priority = 0;
 };
 
 inline constexpr double kPriorityEvent = 3;
 inline constexpr double kPriorityStale = 2;
+// The sweep's priority of an image whose latest click was sent at `last_click_ms` (the click
+// event's timestamp_ms, Unix ms): 1 + last_click_ms / 2^42, which stays in [1, 2) until 2109.
+inline double ClickedPriority(int64_t last_click_ms) {
+  constexpr double kSpan = 4398046511104.0;  // 2^42 ms, about 139 years
+  return 1 + std::clamp(static_cast<double>(last_click_ms), 0.0, kSpan - 1) / kSpan;
+}
 
 // N samples drawn for one image, on the model grid.
 struct SampleSet {

@@ -45,5 +45,6 @@ void AddBrokerCommand(CLI::App& app, CommandContext& context);
 void AddProduceCommand(CLI::App& app, CommandContext& context);
 void AddSubscribeCommand(CLI::App& app, CommandContext& context);
 void AddStatsCommand(CLI::App& app, CommandContext& context);
+void AddAnnotateCommand(CLI::App& app, CommandContext& context);
 
 }  // namespace clickdiff

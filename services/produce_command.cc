@@ -9,12 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "base/clock.h"
 #include "io/dataset_files.h"
 #include "io/image_codec.h"
 #include "io/kafka_producer.h"
 #include "schemas/events.pb.h"
 #include "services/command.h"
+#include "services/event_files.h"
 #include "services/runtime_file.h"
 
 namespace clickdiff {
@@ -69,22 +69,10 @@ Status SendImages(const std::string& dir, Sender& sender) {
   if (!names.ok()) return names.status();
   for (const std::string& name : *names) {
     const std::string path = (std::filesystem::path(dir) / name).string();
-    Result<std::vector<uint8_t>> bytes = ReadBinaryFile(path);
-    if (!bytes.ok()) return bytes.status();
-    Result<Image> image = DecodePng(*bytes, {}, path, DecodeColor::kRgb);  // as the service will
-    if (!image.ok()) return image.status();
-    v1::ImageEvent event;
-    event.set_dataset(sender.dataset);
-    event.set_image_id(name);
-    event.set_width(image->width);
-    event.set_height(image->height);
-    event.set_channels(image->channels);
-    event.set_pixel_type(image->bit_depth == 16 ? v1::PIXEL_TYPE_UINT16 : v1::PIXEL_TYPE_UINT8);
-    event.set_encoding(v1::PAYLOAD_ENCODING_PNG);
-    event.set_payload(bytes->data(), bytes->size());
-    event.set_timestamp_ms(NowMs());
+    Result<v1::ImageEvent> event = ImageEventFromPng(path, name, sender.dataset);
+    if (!event.ok()) return event.status();
     CLICKDIFF_RETURN_IF_ERROR(
-        sender.Send(sender.topics.images, name, event.SerializeAsString(), path));
+        sender.Send(sender.topics.images, name, event->SerializeAsString(), path));
     ++sender.images;
   }
   return Status::Ok();
@@ -98,17 +86,8 @@ Status SendLabels(const std::string& dir, bool for_evaluation, Sender& sender) {
     const std::string path = (std::filesystem::path(dir) / name).string();
     Result<Image> mask = ReadPngFile(path);
     if (!mask.ok()) return mask.status();
-    v1::LabelEvent label;
-    label.set_dataset(sender.dataset);
-    label.set_image_id(name);
-    label.set_label_id(for_evaluation ? "truth" : "dense");
-    label.set_for_evaluation(for_evaluation);
-    label.mutable_dense()->set_width(mask->width);
-    label.mutable_dense()->set_height(mask->height);
-    std::string ids(mask->pixels.size(), '\0');
-    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<char>(mask->pixels[i]);
-    label.mutable_dense()->set_class_ids(std::move(ids));
-    label.set_timestamp_ms(NowMs());
+    v1::LabelEvent label = LabelEventFrom(sender.dataset, name, mask->width, mask->height,
+                                          mask->pixels, for_evaluation);
     CLICKDIFF_RETURN_IF_ERROR(
         sender.Send(sender.topics.labels, name, label.SerializeAsString(), path));
     ++sender.labels;
@@ -122,21 +101,9 @@ Status SendClicks(const std::string& file, int num_classes, Sender& sender) {
   Result<std::vector<Click>> all = ReadClicksFile(file, options);
   if (!all.ok()) return all.status();
   for (const Click& c : *all) {
-    v1::ClickEvent click;
-    click.set_dataset(sender.dataset);
-    click.set_image_id(c.image);
-    // Without an explicit id, the click's content is its identity: the same click twice is one.
-    click.set_click_id(c.click_id.value_or(c.image + "@" + std::to_string(c.x) + "," +
-                                           std::to_string(c.y) + ":" + std::to_string(c.class_id) +
-                                           (c.positive ? "" : "-")));
-    click.set_x(c.x);
-    click.set_y(c.y);
-    click.set_class_id(c.class_id);
-    click.set_positive(c.positive);
-    click.set_annotator(c.annotator.value_or(""));
-    click.set_timestamp_ms(NowMs());
-    CLICKDIFF_RETURN_IF_ERROR(
-        sender.Send(sender.topics.clicks, c.image, click.SerializeAsString(), c.Where()));
+    CLICKDIFF_RETURN_IF_ERROR(sender.Send(sender.topics.clicks, c.image,
+                                          ClickEventFrom(c, sender.dataset).SerializeAsString(),
+                                          c.Where()));
     ++sender.clicks;
   }
   return Status::Ok();

@@ -358,6 +358,7 @@ v1::QueryReply Service::Answer(const v1::Query& query) const {
       v1::ServiceStatus* s = reply.mutable_status();
       std::shared_ptr<const ServingModel> model = models_.Get();
       s->set_model_version(model ? model->version : 0);
+      s->set_model_clicks_seen(model ? model->clicks_seen : 0);
       PipelineCounters c = pipeline_->counters();
       s->set_images(c.stored.images);
       s->set_clicks(c.stored.clicks);

@@ -33,22 +33,9 @@ cli=build/release/services/clickdiff
 cmake --build --preset release --target clickdiff >/dev/null
 classes=(--set model.num_classes=4 --set "model.class_names=[background,rv,myo,lv]")
 
-# subset DIR EVERY DEST: links every EVERY-th image of DIR (sorted) and its truth mask into DEST.
-subset() {
-  rm -rf "$3" && mkdir -p "$3/images" "$3/truth"
-  local i=0 name
-  for path in "$1"/images/*.png; do
-    name=$(basename "$path")
-    if ((i % $2 == 0)); then
-      ln -s "$(realpath "$path")" "$3/images/$name"
-      ln -s "$(realpath "$1/truth/$name")" "$3/truth/$name"
-    fi
-    i=$((i + 1))
-  done
-}
 mkdir -p "$out"
-subset "$data/val" "$val_every" "$out/val"
-subset "$data/test" "$test_every" "$out/test"
+link_every "$data/val" "$val_every" "$out/val"
+link_every "$data/test" "$test_every" "$out/test"
 echo "validation: $(ls "$out/val/images" | wc -l) images; test: $(ls "$out/test/images" | wc -l) images"
 
 for kind in clicks dense; do

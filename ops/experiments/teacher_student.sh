@@ -7,8 +7,8 @@
 #            and the student for the twin (cross pseudo-supervision);
 #   ema      the average is served but labels nothing (teacher.images_per_round=0);
 #   off      no teacher: the student is served (teacher.enabled=false);
-#   nogate   the default without the version gate (trainer.held_out=0: every image trains and
-#            every snapshot is published; learning/version_gate.h);
+#   gate     the default with the version gate on (trainer.held_out_images=8: up to 8 of the
+#            clicked images held out, no version worse on them published; learning/version_gate.h);
 # and prints the Dice of never-clicked and clicked images at the last model version of each, the
 # snapshots the gate refused, and per version the fresh first clicks its masks held beside its
 # Dice (the no-ground-truth signal against the truth).
@@ -18,7 +18,7 @@
 #   EXP_PRESET    the CMake preset whose build runs (default release)
 #   EXP_IMAGES    images streamed (default 64); EXP_CLICKED clicked (default 48)
 #   EXP_ROUNDS    click rounds (default 4)
-#   EXP_VARIANTS  the variants run, in order (default "teacher twin ema off"; also "nogate")
+#   EXP_VARIANTS  the variants run, in order (default "teacher twin ema off"; also "gate")
 #   EXP_SET       extra clickdiffd settings for all runs, e.g. EXP_SET="--set trainer.steps_per_click=8"
 #   LOOP_WAIT_S   the most seconds a round waits for its fully scored version (default 900)
 # All runs use the demo's LOOP_SETTINGS (ops/lib/loop.sh). Python runs on /usr/bin/python3
@@ -38,9 +38,9 @@ read -r -a extra <<<"${EXP_SET:-}"
 read -r -a order <<<"${EXP_VARIANTS:-teacher twin ema off}"
 declare -A variants=([teacher]="" [twin]="--set teacher.mode=twin"
   [ema]="--set teacher.images_per_round=0" [off]="--set teacher.enabled=false"
-  [nogate]="--set trainer.held_out=0")
+  [gate]="--set trainer.held_out_images=8")
 for variant in "${order[@]}"; do
-  [[ -v "variants[$variant]" ]] || die "EXP_VARIANTS: unknown variant '$variant' (teacher, twin, ema, off, nogate)"
+  [[ -v "variants[$variant]" ]] || die "EXP_VARIANTS: unknown variant '$variant' (teacher, twin, ema, off, gate)"
 done
 require_commands cmake
 require_python

@@ -28,6 +28,8 @@
 #                            waits (up to 60 s) until the clickdiffd with process id PID has written
 #                            its runtime file VAR_DIR/clickdiffd.json; if it dies first, prints its
 #                            log (VAR_DIR/clickdiffd.log) and exits 1; after 60 s says so and exits 1.
+# link_every DIR EVERY DEST  links every EVERY-th image of DIR/images (sorted) and its mask
+#                            DIR/truth/<name> into DEST/images and DEST/truth (DEST made anew).
 
 [[ -n ${_OPS_COMMON_SOURCED:-} ]] && return 0
 _OPS_COMMON_SOURCED=1
@@ -85,6 +87,21 @@ build_cli() {
   cmake --preset "$1" >/dev/null
   cmake --build --preset "$1" --target clickdiff >/dev/null
   CLI=build/$1/services/clickdiff
+}
+
+# link_every DIR EVERY DEST: links every EVERY-th image of DIR/images (sorted) and its truth mask
+# DIR/truth/<name> into DEST/images and DEST/truth (DEST is made anew).
+link_every() {
+  rm -rf "$3" && mkdir -p "$3/images" "$3/truth"
+  local i=0 name path
+  for path in "$1"/images/*.png; do
+    name=$(basename "$path")
+    if ((i % $2 == 0)); then
+      ln -s "$(realpath "$path")" "$3/images/$name"
+      ln -s "$(realpath "$1/truth/$name")" "$3/truth/$name"
+    fi
+    i=$((i + 1))
+  done
 }
 
 # generated_sets [--color] DIR SET...: the experiments' generated binary-organ sets under DIR, each

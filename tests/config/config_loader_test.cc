@@ -130,6 +130,8 @@ TEST(ConfigLoaderTest, InconsistentCombinationsNameTheKeys) {
   EXPECT_THAT(ErrorOf("sampler:\n  samples: 2\n  shards: 4\n"), HasSubstr("sampler.shards"));
   EXPECT_THAT(ErrorOf("teacher:\n  mode: mean\n"), HasSubstr("teacher.mode"));
   EXPECT_THAT(ErrorOf("zmq:\n  curve:\n    enabled: true\n"), HasSubstr("zmq.curve"));
+  EXPECT_THAT(ErrorOf("trainer:\n  held_out_images: 1\n"),
+              HasSubstr("trainer.held_out_images: 1 image cannot judge"));
 }
 
 TEST(ConfigLoaderTest, MalformedYamlNamesTheLine) {

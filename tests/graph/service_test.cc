@@ -7,12 +7,15 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "io/keys.h"
 #include "learning/continuous_trainer.h"
 #include "tests/graph/service_fixture.h"
 #include "tests/nodes/node_test_util.h"
+#include "tests/services/run_cli.h"
 
 namespace clickdiff {
 namespace {
@@ -304,6 +307,59 @@ TEST_F(ServiceTest, ContinuousTrainingPublishesVersionsAndRedrawsEveryMaskWithTh
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status.status().model_version(), last);
   EXPECT_TRUE(again.Stop().ok());
+}
+
+// `clickdiff annotate` drives a learning service through Kafka and ZeroMQ alone: every click comes
+// back as a mask that reflects it, and with --learn-wait as the mask of a version trained on it.
+TEST_F(ServiceTest, SimulatedAnnotatorClicksUntilTheTargetAndSeesVersionsTrainedOnItsClicks) {
+  testutil::CliRun generated = testutil::RunClickdiff(
+      {"generate", "--out", dir_ + "/data", "--count", "2", "--size", "32", "--seed", "3"});
+  ASSERT_EQ(generated.code, 0) << generated.err;
+  config_.trainer.continuous = true;
+  config_.trainer.steps_per_click = 2;
+  config_.trainer.batch_size = 2;
+  config_.teacher.enabled = false;
+  InProcessService service(config_);
+  // Dice 1 is out of reach of this tiny model: each structure takes all --max-clicks clicks.
+  testutil::CliRun run = testutil::RunClickdiff(
+      {"annotate", "--images", dir_ + "/data/images", "--truth", dir_ + "/data/truth", "--dataset",
+       "ds", "--max-clicks", "2", "--target", "1", "--learn-wait", "60", "--bootstrap",
+       broker_->bootstrap_servers(), "--endpoint", service.endpoints().publish_endpoint,
+       "--query-endpoint", service.endpoints().query_endpoint});
+  ASSERT_EQ(run.code, 0) << run.err;
+  std::vector<nlohmann::json> clicks, images;
+  nlohmann::json session;
+  std::istringstream lines(run.out);
+  for (std::string line; std::getline(lines, line);) {
+    nlohmann::json record = nlohmann::json::parse(line);
+    if (record["event"] == "click") clicks.push_back(record);
+    if (record["event"] == "image") images.push_back(record);
+    if (record["event"] == "session") session = record;
+  }
+  ASSERT_EQ(clicks.size(), 4u);
+  ASSERT_EQ(images.size(), 2u);
+  for (size_t i = 0; i < clicks.size(); ++i) {
+    const nlohmann::json& c = clicks[i];
+    EXPECT_EQ(c["revision"], i % 2 + 1) << c;
+    EXPECT_EQ(c["class"], 1);
+    EXPECT_GT(c["response_ms"].get<double>(), 0);
+    // Every click is waited on until a version trained on it drew the image's mask.
+    ASSERT_FALSE(c["learned_ms"].is_null()) << c;
+    EXPECT_GE(c["learned_ms"].get<double>(), c["response_ms"].get<double>());
+    EXPECT_GE(c["model_version"].get<uint64_t>(), i + 1);  // one version per click at least
+    EXPECT_GE(c["dice"].get<double>(), 0);
+  }
+  EXPECT_TRUE(clicks[0]["positive"]);  // the first click of a structure is on it
+  EXPECT_EQ(images[0]["clicks"], 2);
+  EXPECT_FALSE(images[0]["reached"]);
+  EXPECT_EQ(session["clicks"], 4);
+  EXPECT_EQ(session["images"], 2);
+  EXPECT_EQ(session["learned"], 4);
+  // The service stored every click and reports the clicks its served version was trained on.
+  v1::QueryReply status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+  EXPECT_EQ(status.status().clicks(), 4u);
+  EXPECT_EQ(status.status().model_clicks_seen(), 4u);
+  EXPECT_TRUE(service.Stop().ok());
 }
 
 TEST_F(ServiceTest, OutsideClientsWorkKcatInAndPythonSubscriberOut) {

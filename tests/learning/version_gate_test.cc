@@ -61,18 +61,38 @@ TEST(VersionGateTest, HoldsOutItsShareOfImagesByKey) {
   EXPECT_FALSE(VersionGate(o).Eligible("img7"));
 }
 
+// A gate whose first image, img100, came alone: with nothing else to train on it trained, for good.
+VersionGate GateAfterAFirstImage(int64_t max_images) {
+  VersionGate gate(EveryImage(max_images));
+  const std::vector<ReplayExample> first = {Square(100)};
+  EXPECT_EQ(gate.Split(first), std::vector<size_t>{0});
+  EXPECT_EQ(gate.held_out(), 0u);
+  return gate;
+}
+
 TEST(VersionGateTest, HoldsOutTheNewestImagesAndReleasesOlderOnesForGood) {
-  VersionGate gate(EveryImage(2));
-  std::vector<ReplayExample> seen = {Square(0), Square(1)};
-  EXPECT_TRUE(gate.Split(seen).empty());
+  VersionGate gate = GateAfterAFirstImage(2);
+  std::vector<ReplayExample> seen = {Square(100), Square(0), Square(1)};
+  EXPECT_EQ(Keys(seen, gate.Split(seen)), std::vector<std::string>{"img100"});
   EXPECT_EQ(gate.held_out(), 2u);
   seen.push_back(Square(2));  // img2 is newer: img0 is released into training
-  EXPECT_EQ(Keys(seen, gate.Split(seen)), std::vector<std::string>{"img0"});
+  EXPECT_EQ(Keys(seen, gate.Split(seen)), (std::vector<std::string>{"img100", "img0"}));
   EXPECT_EQ(gate.held_out(), 2u);
   // img0 trained: it is not held out again, even with room for it.
-  std::vector<ReplayExample> fewer = {Square(0), Square(2)};
-  EXPECT_EQ(Keys(fewer, gate.Split(fewer)), std::vector<std::string>{"img0"});
+  std::vector<ReplayExample> fewer = {Square(100), Square(0), Square(2)};
+  EXPECT_EQ(Keys(fewer, gate.Split(fewer)), (std::vector<std::string>{"img100", "img0"}));
   EXPECT_EQ(gate.held_out(), 1u);
+}
+
+TEST(VersionGateTest, WithNothingElseToTrainOnEveryImageTrainsInsteadOfIdling) {
+  VersionGate gate(EveryImage(8));
+  const std::vector<ReplayExample> all = {Square(0), Square(1), Square(2)};
+  EXPECT_EQ(gate.Split(all), (std::vector<size_t>{0, 1, 2}));
+  EXPECT_EQ(gate.held_out(), 0u);
+  // They trained: they are never held out later either; a newer pair is.
+  const std::vector<ReplayExample> more = {Square(0), Square(1), Square(2), Square(3), Square(4)};
+  EXPECT_EQ(gate.Split(more), (std::vector<size_t>{0, 1, 2}));
+  EXPECT_EQ(gate.held_out(), 2u);
 }
 
 TEST(VersionGateTest, RefusesAVersionWorseThanTheLowestPublishedOnTheHeldOutImages) {
@@ -86,16 +106,18 @@ TEST(VersionGateTest, RefusesAVersionWorseThanTheLowestPublishedOnTheHeldOutImag
   for (const ReplayExample& e : examples) data.push_back(e.example);
   ASSERT_TRUE(testutil::Pretrain(trained, data));
 
-  VersionGate gate(EveryImage(8));
-  EXPECT_TRUE(gate.Split(examples).empty());
+  VersionGate gate = GateAfterAFirstImage(8);
+  std::vector<ReplayExample> with_first = examples;
+  with_first.insert(with_first.begin(), Square(100));
+  EXPECT_EQ(gate.Split(with_first), std::vector<size_t>{0});
   // The served version learnt these images; a fresh candidate does far worse on them.
   GateVerdict worse = gate.Judge(fresh, trained).value();
   EXPECT_FALSE(worse.publish);
   EXPECT_EQ(worse.images, 4u);
   EXPECT_GT(worse.loss, 1.1f * worse.lowest);
 
-  VersionGate other(EveryImage(8));
-  (void)other.Split(examples);
+  VersionGate other = GateAfterAFirstImage(8);
+  (void)other.Split(with_first);
   GateVerdict better = other.Judge(trained, fresh).value();
   EXPECT_TRUE(better.publish);
   EXPECT_LT(better.loss, better.lowest);
@@ -106,8 +128,8 @@ TEST(VersionGateTest, RefusesAVersionWorseThanTheLowestPublishedOnTheHeldOutImag
   EXPECT_FLOAT_EQ(after.lowest, better.loss);
 
   // One image held out is too few to judge: every version is published.
-  VersionGate one(EveryImage(1));
-  (void)one.Split(examples);
+  VersionGate one = GateAfterAFirstImage(1);
+  (void)one.Split(with_first);
   GateVerdict unjudged = one.Judge(fresh, trained).value();
   EXPECT_TRUE(unjudged.publish);
   EXPECT_EQ(unjudged.images, 1u);

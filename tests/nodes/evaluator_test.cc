@@ -142,6 +142,14 @@ TEST_F(EvaluatorTest, ScoresMasksOfImagesWithGroundTruthAndAggregatesEachVersion
   EXPECT_EQ((*curve)[1].images(), 0u);
   EXPECT_EQ((*curve)[1].fresh_clicks().hits(), 1u);
   EXPECT_EQ((*curve)[2].fresh_clicks().tested(), 0u);
+
+  // A corrupt fresh-click record is left out; the query still answers.
+  Store::Batch broken;
+  broken.Put(Family::kMetrics, keys::ClickChecks("ds", 7), "\xff\xff not a record");
+  ASSERT_TRUE(store_->Write(broken).ok());
+  curve = Evaluator::VersionMetrics(*store_, "ds");
+  ASSERT_TRUE(curve.ok()) << curve.status().ToString();
+  EXPECT_EQ(curve->size(), 3u);
 }
 
 TEST_F(EvaluatorTest, GroundTruthOfAnotherSizeIsAnErrorNamingTheImage) {

@@ -186,7 +186,10 @@ TEST_F(IntakeTest, FreshClicksAreTestedOnTheMaskTheirImageHadPerVersion) {
   v1::ClickEvent missed = Click("a", "c3", 20, 9);                      // class 1 again: miss
   v1::ClickEvent negative = Click("a", "c4", 20, 2);  // no class 1 at (20, 2): hit
   negative.set_positive(false);
-  for (const v1::ClickEvent& c : {other_class, again, missed, negative}) {
+  // A negative click says background, whatever class it names: on class 1 it is a miss.
+  v1::ClickEvent background = Click("a", "c5", 3, 3, /*class_id=*/0);
+  background.set_positive(false);
+  for (const v1::ClickEvent& c : {other_class, again, missed, negative, background}) {
     IntakeOutcome outcome = (*clicks_)(c, Record("clicks", "", 1));
     ASSERT_FALSE(outcome.rejected);
     ASSERT_TRUE(outcome.click_checks) << c.click_id();
@@ -199,7 +202,7 @@ TEST_F(IntakeTest, FreshClicksAreTestedOnTheMaskTheirImageHadPerVersion) {
   ASSERT_TRUE(record.ParseFromString(
       store_->Get(Family::kMetrics, keys::ClickChecks("ds", 3)).value().value()));
   EXPECT_EQ(record.model_version(), 3u);
-  EXPECT_EQ(record.fresh_clicks().tested(), 4u);
+  EXPECT_EQ(record.fresh_clicks().tested(), 5u);
   EXPECT_EQ(record.fresh_clicks().hits(), 2u);
   EXPECT_EQ(record.fresh_clicks().first_tested(), 1u);  // c0 came before the mask
   EXPECT_EQ(record.fresh_clicks().first_hits(), 0u);
