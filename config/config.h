@@ -123,6 +123,7 @@ struct ModelConfig {
   GaussianConfig gaussian;
   LossConfig loss;
   AugmentConfig augment;
+  bool click_input = true;  // clicks as network inputs too (model/click_guidance.h)
 };
 
 struct SamplerConfig {

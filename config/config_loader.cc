@@ -394,6 +394,8 @@ const std::vector<FieldSpec>& Fields() {
         "model.loss.vlb_weight", [](Config & c) -> auto& { return c.model.loss.vlb_weight; }, 0,
         100));
     f.push_back(Boolean(
+        "model.click_input", [](Config & c) -> auto& { return c.model.click_input; }));
+    f.push_back(Boolean(
         "model.augment.flips", [](Config & c) -> auto& { return c.model.augment.flips; }));
     f.push_back(Boolean(
         "model.augment.rotations", [](Config & c) -> auto& { return c.model.augment.rotations; }));

@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "io/keys.h"
+#include "model/click_guidance.h"
 #include "model/preprocess.h"
 #include "schemas/events.pb.h"
 
@@ -116,6 +117,30 @@ Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels
   return grid;
 }
 
+Result<std::vector<model::Click>> StoredClicks(const Store& store, const std::string& image_key,
+                                               const std::string& image_id, uint64_t* corrupt) {
+  std::vector<model::Click> clicks;
+  Status failed = Status::Ok();
+  Status clicks_read = store.Scan(
+      Family::kClicks, keys::Under(image_key), [&](std::string_view key, std::string_view c) {
+        v1::ClickEvent click;
+        if (!click.ParseFromArray(c.data(), static_cast<int>(c.size()))) {
+          if (corrupt != nullptr) {
+            ++*corrupt;
+            spdlog::warn("skipping the corrupt stored click {} of image {}", key, image_id);
+            return true;
+          }
+          failed = DataLoss("a stored click of image " + image_id + " is corrupt");
+          return false;
+        }
+        clicks.push_back(model::Click{click.x(), click.y(), click.class_id(), click.positive()});
+        return true;
+      });
+  CLICKDIFF_RETURN_IF_ERROR(clicks_read);
+  CLICKDIFF_RETURN_IF_ERROR(failed);
+  return clicks;
+}
+
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
                           int64_t image_channels, bool twin_labels) {
   return ReplayCache(resolution, num_classes, image_channels).Refresh(store, twin_labels);
@@ -149,21 +174,10 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
       model::MakeGridMapping(event.width(), event.height(), resolution_);
   if (!mapping.ok()) return mapping.status().WithContext(event.image_id());
 
-  std::vector<model::Click> clicks;
-  Status failed = Status::Ok();
-  Status clicks_read = store.Scan(
-      Family::kClicks, keys::Under(image_key), [&](std::string_view, std::string_view c) {
-        v1::ClickEvent click;
-        if (!click.ParseFromArray(c.data(), static_cast<int>(c.size()))) {
-          failed = DataLoss("a stored click of image " + event.image_id() + " is corrupt");
-          return false;
-        }
-        auto [gx, gy] = mapping->ToGrid(click.x(), click.y());
-        clicks.push_back(model::Click{gx, gy, click.class_id(), click.positive()});
-        return true;
-      });
-  CLICKDIFF_RETURN_IF_ERROR(clicks_read);
-  CLICKDIFF_RETURN_IF_ERROR(failed);
+  Result<std::vector<model::Click>> stored_clicks =
+      StoredClicks(store, image_key, event.image_id());
+  if (!stored_clicks.ok()) return stored_clicks.status();
+  const std::vector<model::Click> clicks = model::ClicksToGrid(*stored_clicks, *mapping);
   uint64_t labels = 0;
   Result<torch::Tensor> mask = DenseLabel(store, image_key, *mapping, labels);
   if (!mask.ok()) return mask.status().WithContext(event.image_id());

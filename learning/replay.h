@@ -67,6 +67,13 @@ struct Replay {
 // values; kInvalidArgument for grid_channels other than 1 or 3.
 Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels);
 
+// The stored clicks of an image (key `image_key`, id `image_id` for errors) in key order, in the
+// image's own pixels (model::ClicksToGrid places them on a grid). A click that does not parse is
+// kDataLoss, or with `corrupt` skipped (with a warning) and counted there. Errors: store failures.
+Result<std::vector<model::Click>> StoredClicks(const Store& store, const std::string& image_key,
+                                               const std::string& image_id,
+                                               uint64_t* corrupt = nullptr);
+
 // Reads images, clicks, labels and the student's pseudo-labels (and the twin's with
 // `twin_labels`) from `store`, image grids with `image_channels` channels (StoredGrid). Images
 // stored at another grid resolution than `resolution` are skipped (a different model's images);

@@ -43,7 +43,8 @@ std::vector<size_t> VersionGate::Split(const std::vector<ReplayExample>& example
     return first_seen_.at(examples[a].image_key) > first_seen_.at(examples[b].image_key);
   });
   // Nothing else to train on: the candidates train (for good) rather than the trainer idling.
-  const bool hold = !train.empty();
+  // Candidates beyond max_images train anyway, so then the newest are still held out.
+  const bool hold = !train.empty() || static_cast<int64_t>(candidates.size()) > options_.max_images;
   for (size_t n = 0; n < candidates.size(); ++n) {
     const size_t i = candidates[n];
     if (hold && static_cast<int64_t>(n) < options_.max_images) {

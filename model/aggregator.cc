@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include "model/click_guidance.h"
+
 namespace clickdiff::model {
 namespace {
 
@@ -256,10 +258,22 @@ Result<Aggregation> Aggregator::DecideAtSize(const torch::Tensor& fractions, int
 }
 
 Result<Aggregation> Aggregator::AggregateOnImage(const torch::Tensor& samples,
-                                                 const GridMapping& mapping) const {
+                                                 const GridMapping& mapping,
+                                                 const std::vector<Click>& clicks) const {
   Result<torch::Tensor> fractions = VoteFractions(samples, options_.num_classes);
   if (!fractions.ok()) return fractions.status();
-  return DecideAtSize(CropToImage(*fractions, mapping), mapping.height, mapping.width);
+  Result<Aggregation> result =
+      DecideAtSize(CropToImage(*fractions, mapping), mapping.height, mapping.width);
+  if (!result.ok() || clicks.empty()) return result;
+  for (const Click& c : clicks) {
+    if (c.x < 0 || c.y < 0 || c.x >= mapping.width || c.y >= mapping.height) {
+      return InvalidArgument("a click at (x=" + std::to_string(c.x) + ", y=" + std::to_string(c.y) +
+                             ") lies outside the " + std::to_string(mapping.width) + "x" +
+                             std::to_string(mapping.height) + " image");
+    }
+  }
+  ImposeClicks(result->mask.unsqueeze(0), clicks);
+  return result;
 }
 
 }  // namespace clickdiff::model

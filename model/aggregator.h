@@ -42,6 +42,7 @@
 #include "base/status.h"
 #include "model/choices.h"
 #include "model/preprocess.h"
+#include "model/training_example.h"
 
 namespace clickdiff::model {
 
@@ -99,9 +100,10 @@ class Aggregator {
                                    int64_t width) const;
 
   // Samples [N,R,R] drawn on an image's model grid -> mask and uncertainty at the image's own size
-  // (the grid's padding is cropped away first, see model/preprocess.h).
-  Result<Aggregation> AggregateOnImage(const torch::Tensor& samples,
-                                       const GridMapping& mapping) const;
+  // (the grid's padding is cropped away first, see model/preprocess.h). The mask then holds each of
+  // the image's `clicks` (its own pixels): the click's class there, 0 for a negative click.
+  Result<Aggregation> AggregateOnImage(const torch::Tensor& samples, const GridMapping& mapping,
+                                       const std::vector<Click>& clicks = {}) const;
 
  private:
   explicit Aggregator(AggregatorOptions options) : options_(std::move(options)) {}

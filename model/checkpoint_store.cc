@@ -49,6 +49,7 @@ void VisitLaterOptions(Options& o, Visitor&& visit) {
   visit("augment.rotations", o.augment.rotations);
   visit("augment.intensity", o.augment.intensity);
   visit("augment.noise", o.augment.noise);
+  visit("click_input", o.click_input);
 }
 
 template <typename T>

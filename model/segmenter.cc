@@ -59,6 +59,32 @@ Status CheckExample(const TrainingExample& ex, const SegmenterOptions& o, size_t
   return Status::Ok();
 }
 
+// The clicks a click_input model is shown in training, [B,R,R] bool: each known pixel of an
+// example that `may_show` ([B,1,1] bool) with probability kClickShownProbability, but never one
+// click of each example, drawn at random. A shown click is no evidence of anything but itself (the
+// network could copy it); only the click held back teaches the network to follow the others, so
+// an example with one click is never shown one.
+torch::Tensor ShownClicks(const torch::Tensor& known, const torch::Tensor& may_show,
+                          at::Generator& gen, torch::Device device) {
+  const auto scores = torch::where(known, RandUniform(known.sizes(), gen, device), -1.0);
+  const auto held_score = std::get<0>(scores.flatten(1).max(1)).view({-1, 1, 1});
+  const auto held = scores.eq(held_score);
+  return known.logical_and(may_show)
+      .logical_and(RandUniform(known.sizes(), gen, device) < kClickShownProbability)
+      .logical_and(held.logical_not());
+}
+
+// Sets the encoder's weights on the guidance channels to zero: a click_input model starts as the
+// same model without click input and learns what a click means from held-back clicks alone (an
+// image with one click never trains these weights).
+void ZeroGuidanceWeights(UNet& network) {
+  torch::NoGradGuard no_grad;
+  const int64_t image_channels = network->options().image_channels;
+  for (auto& item : network->named_parameters()) {
+    if (item.key() == "encoder.stem.weight") item.value().slice(1, image_channels).zero_();
+  }
+}
+
 // One batch's supervision, stacked on the model's device.
 struct Supervision {
   torch::Tensor image;           // [B,C,R,R] float
@@ -115,10 +141,34 @@ torch::Tensor SupervisionLoss(const torch::Tensor& logits, const Supervision& s,
 
 }  // namespace
 
+Status Segmenter::CheckClicks(const std::vector<std::vector<Click>>& clicks, int64_t images) const {
+  if (clicks.empty()) return Status::Ok();
+  if (static_cast<int64_t>(clicks.size()) != images) {
+    return InvalidArgument("clicks: " + Str(static_cast<int64_t>(clicks.size())) + " lists for " +
+                           Str(images) + " images");
+  }
+  const int64_t r = options_.resolution;
+  for (size_t i = 0; i < clicks.size(); ++i) {
+    for (const Click& c : clicks[i]) {
+      const std::string where =
+          "image " + std::to_string(i) + ": click at (x=" + Str(c.x) + ", y=" + Str(c.y) + ")";
+      if (c.x < 0 || c.y < 0 || c.x >= r || c.y >= r) {
+        return InvalidArgument(where + " lies outside the " + Str(r) + "x" + Str(r) + " grid");
+      }
+      if (c.positive && (c.class_id < 1 || c.class_id >= options_.num_classes)) {
+        return InvalidArgument(where + ": class " + Str(c.class_id) + " is not in [1, " +
+                               Str(options_.num_classes) + ")");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 UNetOptions SegmenterOptions::EffectiveUNet() const {
   UNetOptions u = unet;
   u.label_channels = num_classes;
   u.latent_dim = method == Method::kGaussianX0 ? gaussian.latent_dim : 0;
+  u.guidance_channels = click_input ? num_classes : 0;
   return u;
 }
 
@@ -172,6 +222,7 @@ Segmenter::Segmenter(const SegmenterOptions& options, torch::Device device)
   network_ = UNet(options_.unet);
   auto init_generator = MakeGenerator(options.seed);
   InitializeWeights(*network_, init_generator);
+  if (options_.click_input) ZeroGuidanceWeights(network_);
   network_->to(device);
   switch (options.method) {
     case Method::kD3pm:
@@ -237,7 +288,7 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
   }
   try {
     std::vector<torch::Tensor> images, targets, known;
-    std::vector<uint8_t> dense;
+    std::vector<uint8_t> dense, clickable;
     std::vector<float> example_weights;
     for (const auto& ex : batch) {
       example_weights.push_back(static_cast<float>(ex.weight));
@@ -245,6 +296,7 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
       targets.push_back(ex.target);
       known.push_back(ex.known.defined() ? ex.known.to(torch::kBool) : ex.target > 0);
       dense.push_back(ex.dense ? 1 : 0);
+      clickable.push_back(ex.clicks_as_input && !ex.dense ? 1 : 0);
     }
     const int64_t b = static_cast<int64_t>(batch.size());
     auto image = torch::stack(images).to(device_);
@@ -263,11 +315,22 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
     const auto example_weight = torch::tensor(example_weights).to(device_);
     const Supervision supervision(image, target, known_map, dense_flags, example_weight,
                                   options_.loss);
+    auto input = image;
+    if (options_.click_input) {
+      const auto may_show = torch::tensor(std::vector<int64_t>(clickable.begin(), clickable.end()))
+                                .to(torch::kBool)
+                                .to(device_)
+                                .view({-1, 1, 1});
+      input =
+          torch::cat({image, ClickGuidance(target, ShownClicks(known_map, may_show, gen, device_),
+                                           options_.num_classes)},
+                     1);
+    }
     if (!process_) {
       const int64_t r = options_.resolution;
       const auto x_t = torch::zeros({b, options_.num_classes, r, r}, image.options());
       const auto t = torch::zeros({b}, image.options());
-      const auto logits = network_->forward(image, x_t, t, torch::Tensor());
+      const auto logits = network_->forward(input, x_t, t, torch::Tensor());
       return SupervisionLoss(logits, supervision, options_.loss, gen);
     }
     const NoisedBatch noised = process_->Noise(target, gen);
@@ -275,7 +338,7 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
     if (options_.unet.latent_dim > 0) {
       z = RandNormal({b, options_.unet.latent_dim}, gen, device_);
     }
-    const auto logits = network_->forward(image, noised.x_t, noised.network_time, z);
+    const auto logits = network_->forward(input, noised.x_t, noised.network_time, z);
     auto loss = SupervisionLoss(logits, supervision, options_.loss, gen);
     const double aux_weight =
         options_.method == Method::kD3pm ? options_.loss.vlb_weight : options_.loss.mse_weight;
@@ -322,8 +385,8 @@ int64_t Segmenter::SamplesPerChunk(int64_t memory_budget_mb) const {
 }
 
 Result<torch::Tensor> Segmenter::Sample(const torch::Tensor& images, int64_t num_samples,
-                                        int64_t steps, uint64_t seed,
-                                        int64_t memory_budget_mb) const {
+                                        int64_t steps, uint64_t seed, int64_t memory_budget_mb,
+                                        const std::vector<std::vector<Click>>& clicks) const {
   const int64_t r = options_.resolution;
   if (!images.defined() || images.dim() != 4 || images.size(1) != options_.unet.image_channels ||
       images.size(2) != r || images.size(3) != r || !images.is_floating_point()) {
@@ -334,6 +397,7 @@ Result<torch::Tensor> Segmenter::Sample(const torch::Tensor& images, int64_t num
     return InvalidArgument("num_samples " + Str(num_samples) + " must be in [1, 100000]");
   }
   if (steps < 0) return InvalidArgument("steps " + Str(steps) + " must be >= 0");
+  CLICKDIFF_RETURN_IF_ERROR(CheckClicks(clicks, images.size(0)));
   try {
     torch::InferenceMode guard;
     auto gen = MakeGenerator(seed);
@@ -342,7 +406,13 @@ Result<torch::Tensor> Segmenter::Sample(const torch::Tensor& images, int64_t num
     const int64_t chunk = SamplesPerChunk(memory_budget_mb);
     auto out = torch::empty({images.size(0), num_samples, r, r}, torch::kLong);
     for (int64_t b = 0; b < images.size(0); ++b) {
-      const auto features = net.Encode(images.slice(0, b, b + 1).to(device_, torch::kFloat));
+      auto input = images.slice(0, b, b + 1).to(device_, torch::kFloat);
+      const std::vector<Click> none;
+      const std::vector<Click>& shown = clicks.empty() ? none : clicks[static_cast<size_t>(b)];
+      if (options_.click_input) {
+        input = torch::cat({input, ClickGuidance({shown}, k, r, device_)}, 1);
+      }
+      const auto features = net.Encode(input);
       torch::Tensor probs;  // "unet": one evaluation per image
       if (!process_) {
         const auto x_t = torch::zeros({1, k, r, r}, features[0].options());
@@ -364,6 +434,7 @@ Result<torch::Tensor> Segmenter::Sample(const torch::Tensor& images, int64_t num
         }
         out[b].slice(0, start, start + n).copy_(samples.to(torch::kCPU));
       }
+      ImposeClicks(out[b], shown);
     }
     return out;
   } catch (const std::exception& e) {

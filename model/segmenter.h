@@ -31,6 +31,7 @@
 #include "base/status.h"
 #include "model/augment.h"
 #include "model/choices.h"
+#include "model/click_guidance.h"
 #include "model/d3pm.h"
 #include "model/diffusion.h"
 #include "model/gaussian_x0.h"
@@ -39,6 +40,9 @@
 #include "model/unet.h"
 
 namespace clickdiff::model {
+
+// The chance that training shows the network one click of a click example (click_input).
+inline constexpr double kClickShownProbability = 0.5;
 
 struct SegmenterOptions {
   Method method = Method::kD3pm;
@@ -49,9 +53,17 @@ struct SegmenterOptions {
   GaussianX0Options gaussian;
   LossOptions loss;
   AugmentOptions augment;  // of training batches (model/augment.h)
-  uint64_t seed = 0;       // weight initialisation and training randomness
+  // Clicks as network inputs (model/click_guidance.h): the image encoder also takes the image's
+  // clicks, one channel per class, on weights that start at zero. Training shows each click of a
+  // click example with probability kClickShownProbability, but holds one click of each example
+  // back, and supervises on all of them: the held-back click teaches the network to follow the
+  // ones it is shown, and it still segments an image without any. Examples with one click, dense
+  // masks and pseudo-labels train with none shown.
+  bool click_input = false;
+  uint64_t seed = 0;  // weight initialisation and training randomness
 
-  // The U-Net options actually used (label_channels = num_classes; latent_dim from gaussian).
+  // The U-Net options actually used (label_channels = num_classes; latent_dim from gaussian;
+  // guidance_channels = num_classes with click_input).
   UNetOptions EffectiveUNet() const;
 };
 
@@ -92,10 +104,13 @@ class Segmenter {
   // steps: reverse steps (0 = the process's T; fewer runs a respaced schedule; ignored by "unet");
   // seed: same seed, same samples (on a given device). The encoder runs once per image; the
   // samples of an image run as batches no larger than memory_budget_mb allows (at least one).
-  // Returns [B,N,R,R] int64 class ids on the CPU. Errors: kInvalidArgument for bad shapes or
-  // counts; kInternal for LibTorch failures.
+  // clicks: none, or one list per image on the grid: a click_input model is shown them, and
+  // every sample holds each click's class at its pixel (0 for a negative click) whatever the
+  // model. Returns [B,N,R,R] int64 class ids on the CPU. Errors: kInvalidArgument for bad shapes,
+  // counts or clicks (off the grid, class outside [1, K)); kInternal for LibTorch failures.
   Result<torch::Tensor> Sample(const torch::Tensor& images, int64_t num_samples, int64_t steps,
-                               uint64_t seed, int64_t memory_budget_mb = 1024) const;
+                               uint64_t seed, int64_t memory_budget_mb = 1024,
+                               const std::vector<std::vector<Click>>& clicks = {}) const;
 
   // Denoiser evaluations per sample for `steps` (0 = T): steps for diffusion, 1 for "unet" (which
   // evaluates once per image whatever N is). The image encoder adds one evaluation per image.
@@ -117,6 +132,9 @@ class Segmenter {
 
  private:
   Segmenter(const SegmenterOptions& options, torch::Device device);
+  // Errors: kInvalidArgument when `clicks` is neither empty nor one list per image, or a click
+  // lies off the grid or names a class outside [1, K).
+  Status CheckClicks(const std::vector<std::vector<Click>>& clicks, int64_t images) const;
   // Loss() with the randomness of `gen`, augmented or not.
   Result<torch::Tensor> LossWith(const std::vector<TrainingExample>& batch, at::Generator& gen,
                                  bool augment);

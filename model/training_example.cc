@@ -22,6 +22,7 @@ Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
   ex.image = image;
   ex.target = torch::zeros({h, w}, torch::kLong);
   ex.known = torch::zeros({h, w}, torch::kBool);
+  ex.clicks_as_input = true;
   auto target = ex.target.accessor<int64_t, 2>();
   auto known = ex.known.accessor<bool, 2>();
   for (size_t i = 0; i < clicks.size(); ++i) {

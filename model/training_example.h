@@ -27,7 +27,10 @@ struct TrainingExample {
   torch::Tensor known;   // [R,R] bool, optional: pixels whose label is certain (positive and
                          // negative clicks). Undefined means "the non-background pixels of target".
   bool dense = false;    // target is a full mask (every pixel known)
-  double weight = 1;     // scales the example's loss (teacher-student: the pseudo-label weight)
+  // The known pixels are clicks a click_input model may be shown (model/segmenter.h); false for
+  // dense masks and pseudo-labels.
+  bool clicks_as_input = false;
+  double weight = 1;  // scales the example's loss (teacher-student: the pseudo-label weight)
 };
 
 // Builds the click-map example of paper 000: target is background everywhere except at positive

@@ -62,7 +62,8 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
 }
 
 ImageEncoderImpl::ImageEncoderImpl(const UNetOptions& options) : options_(options) {
-  stem_ = register_module("stem", Conv3(options.image_channels, options.EncoderWidth(0)));
+  stem_ = register_module(
+      "stem", Conv3(options.image_channels + options.guidance_channels, options.EncoderWidth(0)));
   int64_t in = options.EncoderWidth(0);
   for (int64_t l = 0; l < options.levels; ++l) {
     const int64_t width = options.EncoderWidth(l);

@@ -27,11 +27,12 @@ namespace clickdiff::model {
 // the time without a measurable gain in that budget. The denoiser runs N x T times per image, so
 // it is kept much thinner than the encoder, which runs once per image.
 struct UNetOptions {
-  int64_t image_channels = 1;        // channels of the conditioning image
-  int64_t label_channels = 2;        // K: channels of x_t and of the output logits
-  int64_t levels = 4;                // resolutions: R, R/2, ..., R/2^(levels-1)
-  int64_t base_width = 8;            // denoiser channels at full resolution
-  int64_t encoder_width = 16;        // image encoder channels at full resolution
+  int64_t image_channels = 1;     // channels of the conditioning image
+  int64_t guidance_channels = 0;  // click maps after the image's channels (model/click_guidance.h)
+  int64_t label_channels = 2;     // K: channels of x_t and of the output logits
+  int64_t levels = 4;             // resolutions: R, R/2, ..., R/2^(levels-1)
+  int64_t base_width = 8;         // denoiser channels at full resolution
+  int64_t encoder_width = 16;     // image encoder channels at full resolution
   int64_t max_width_multiplier = 4;  // width at level l: base * min(2^l, this)
   int64_t time_embedding_dim = 64;
   int64_t latent_dim = 0;  // 0: no latent path; >0: mapping network z -> adaptive GroupNorm
@@ -62,8 +63,8 @@ TORCH_MODULE(ResBlock);
 class ImageEncoderImpl : public torch::nn::Module {
  public:
   explicit ImageEncoderImpl(const UNetOptions& options);
-  // images [B,image_channels,R,R] -> `levels` maps, map l is [B, Width(l), R/2^l, R/2^l].
-  // R must be divisible by 2^(levels-1).
+  // images [B,image_channels + guidance_channels,R,R] -> `levels` maps, map l is [B, Width(l),
+  // R/2^l, R/2^l]. R must be divisible by 2^(levels-1).
   std::vector<torch::Tensor> forward(const torch::Tensor& images);
 
  private:

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "io/kafka_consumer.h"
+#include "model/training_example.h"
 #include "schemas/events.pb.h"
 
 namespace clickdiff {
@@ -66,10 +67,11 @@ struct InferRequest {
 inline constexpr double kPriorityEvent = 3;
 inline constexpr double kPriorityStale = 2;
 // The sweep's priority of an image whose latest click was sent at `last_click_ms` (the click
-// event's timestamp_ms, Unix ms): 1 + last_click_ms / 2^42, which stays in [1, 2) until 2109.
+// event's timestamp_ms, Unix ms): 1 + (last_click_ms + 1) / (2^42 + 1), strictly inside (1, 2)
+// (until 2109), so a clicked image always goes before an unclicked one, even with a timestamp of 0.
 inline double ClickedPriority(int64_t last_click_ms) {
   constexpr double kSpan = 4398046511104.0;  // 2^42 ms, about 139 years
-  return 1 + std::clamp(static_cast<double>(last_click_ms), 0.0, kSpan - 1) / kSpan;
+  return 1 + (std::clamp(static_cast<double>(last_click_ms), 0.0, kSpan - 1) + 1) / (kSpan + 1);
 }
 
 // N samples drawn for one image, on the model grid.
@@ -79,6 +81,7 @@ struct SampleSet {
   torch::Tensor samples;  // [N,R,R] int64 class ids, CPU
   uint64_t model_version = 0;
   uint64_t click_revision = 0;
+  std::vector<model::Click> clicks;  // the image's clicks (its own pixels): the mask holds them
   uint32_t steps = 0;
   // Set instead of samples when the cache already holds the mask for this model version and
   // click revision: it is published again without sampling.

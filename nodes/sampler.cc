@@ -32,17 +32,24 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
                               std::to_string(stored.grid_resolution()) +
                               " but the model works at " + std::to_string(r));
   }
-  Result<uint64_t> revision = store_->Count(Family::kClicks, keys::Under(key));
-  if (!revision.ok()) return revision.status();
+  Result<model::GridMapping> mapping =
+      model::MakeGridMapping(stored.event().width(), stored.event().height(), r);
+  if (!mapping.ok()) return mapping.status().WithContext(request.image_id);
+  // A corrupt click still counts in the revision (the cache and the annotator key on it) but is
+  // neither shown nor imposed: one bad record must not stop the image's masks.
+  uint64_t corrupt = 0;
+  Result<std::vector<model::Click>> clicks = StoredClicks(*store_, key, request.image_id, &corrupt);
+  if (!clicks.ok()) return clicks.status();
+  const uint64_t revision = clicks->size() + corrupt;
 
   PreparedRequest prepared;
   SampleSet& out = prepared.set;
   out.request = request;
   out.model_version = model->version;
-  out.click_revision = *revision;
+  out.click_revision = revision;
   out.steps = static_cast<uint32_t>(config_.steps);
   Result<std::optional<v1::MaskResult>> hit =
-      cache_->Lookup(request.dataset, request.image_id, model->version, *revision);
+      cache_->Lookup(request.dataset, request.image_id, model->version, revision);
   if (!hit.ok()) return hit.status();
   if (hit->has_value()) {
     out.cached = std::move(*hit);
@@ -52,7 +59,9 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   if (!grid.ok()) return grid.status();
   prepared.grid = grid->unsqueeze(0);
   prepared.model = std::move(model);
-  prepared.seed = std::hash<std::string>{}(key) ^ (*revision * 0x9E3779B97F4A7C15ull) ^
+  prepared.grid_clicks = model::ClicksToGrid(*clicks, *mapping);
+  out.clicks = std::move(clicks).value();
+  prepared.seed = std::hash<std::string>{}(key) ^ (revision * 0x9E3779B97F4A7C15ull) ^
                   (out.model_version << 32);
   stored.mutable_event()->clear_payload();
   out.image = std::move(*stored.mutable_event());
@@ -70,7 +79,7 @@ Result<torch::Tensor> Sampler::Draw(const PreparedRequest& prepared, int64_t sha
   return Guarded("sampling " + prepared.set.request.image_id, [&]() -> Result<torch::Tensor> {
     Result<torch::Tensor> drawn = prepared.model->ForShard(shard).Sample(
         prepared.grid, ShardSamples(config_.samples, shard, shards), config_.steps, seed,
-        config_.memory_budget_mb);
+        config_.memory_budget_mb, {prepared.grid_clicks});
     if (!drawn.ok()) return drawn.status().WithContext(prepared.set.request.image_id);
     return (*drawn)[0];
   });

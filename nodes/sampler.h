@@ -1,7 +1,8 @@
 // nodes/sampler.h — draws N mask samples for one image with the model version being served, whole
 // or as shards that sampler threads draw in parallel. The image's grid and its click revision are
 // read from the store when the work starts; sampling is seeded by image, click revision, model
-// version and shard, so a request repeated unchanged draws the same samples.
+// version and shard, so a request repeated unchanged draws the same samples. The image's clicks go
+// with it: a click_input model is shown them, and every mask holds them (Segmenter::Sample).
 #pragma once
 
 #include <memory>
@@ -20,7 +21,8 @@ namespace clickdiff {
 struct PreparedRequest {
   SampleSet set;  // everything but the samples
   std::shared_ptr<const ServingModel> model;
-  torch::Tensor grid;  // [1,C,R,R], C the model's image channels
+  torch::Tensor grid;                     // [1,C,R,R], C the model's image channels
+  std::vector<model::Click> grid_clicks;  // the image's clicks on the grid: shown to the model
   uint64_t seed = 0;
 };
 

@@ -7,8 +7,10 @@
 // always made. After a click it waits for the image's mask that reflects it (the service redraws a
 // clicked image at once) and, when --learn-wait > 0, for the mask of a model version trained on it
 // (the status query's model_clicks_seen), taking the newest mask of the image when that wait runs
-// out. Run it against a fresh service: "trained on it" compares the served version's clicks_seen
-// with the clicks stored since the service started.
+// out. "Trained on it" compares the served version's clicks_seen with the clicks the service had
+// stored when the session started plus those sent since: run it against a service nobody else
+// clicks on, with the version gate off (trainer.held_out_images 0, the default), since a held-out
+// image's clicks count as seen though no version trained on them.
 //
 // Output: JSON Lines on stdout: {"event":"click", ...} per click, {"event":"image", ...} per image,
 // {"event":"session", ...} at the end (ops/experiments/annotate_session.sh draws them).
@@ -19,7 +21,9 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
+#include "base/clock.h"
 #include "io/dataset_files.h"
 #include "io/image_codec.h"
 #include "io/kafka_producer.h"
@@ -60,9 +64,16 @@ SteadyClock::time_point After(double seconds) {
          std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
 }
 
-// The newest mask of each image of the dataset, as they arrive.
+// The newest mask of each image of the dataset, as they arrive: the one that reflects the most
+// clicks, then drawn by the newest model version, then published last. Not the publish sequence
+// alone: it starts again at 1 when the service restarts, while the masks it re-sends keep theirs.
 class MaskWatch {
  public:
+  static bool Newer(const v1::MaskResult& a, const v1::MaskResult& b) {
+    return std::make_tuple(a.click_revision(), a.model_version(), a.sequence()) >=
+           std::make_tuple(b.click_revision(), b.model_version(), b.sequence());
+  }
+
   explicit MaskWatch(MaskSubscriber* subscriber) : subscriber_(subscriber) {}
 
   // Receives masks until the newest of `image` satisfies `ready`, or `deadline` (then nullopt).
@@ -80,8 +91,8 @@ class MaskWatch {
       if (!mask.ok()) return mask.status();
       while (mask->has_value()) {
         v1::MaskResult& m = **mask;
-        v1::MaskResult& slot = latest_[m.image_id()];
-        if (m.sequence() >= slot.sequence()) slot = std::move(m);
+        auto [slot, fresh] = latest_.try_emplace(m.image_id(), m);
+        if (!fresh && Newer(m, slot->second)) slot->second = std::move(m);
         mask = subscriber_->Receive(std::chrono::milliseconds(0));
         if (!mask.ok()) return mask.status();
       }
@@ -261,7 +272,8 @@ class Session {
     c.y = click.y;
     c.class_id = click.class_id;
     c.positive = click.positive;
-    c.click_id = image + "#" + std::to_string(revision);  // each click is new, even on one pixel
+    // Each click is new, even on one pixel, and in a later session on the same store.
+    c.click_id = image + "#" + session_id_ + "#" + std::to_string(revision);
     c.annotator = "clickdiff annotate";
     const auto sent = SteadyClock::now();
     CLICKDIFF_RETURN_IF_ERROR(Send(config_.kafka.topics.clicks, image,
@@ -284,7 +296,10 @@ class Session {
         }
         polled = SteadyClock::now();
         Result<v1::ServiceStatus> status = AskStatus();
-        if (!status.ok()) return status.status();
+        if (!status.ok()) {  // a busy service: not yet; the learn wait bounds the polling
+          spdlog::debug("status query: {}", status.status().ToString());
+          return Status::Ok();
+        }
         if (status->model_clicks_seen() >= clicks_before_ + clicks_sent_) {
           version = status->model_version();
         }
@@ -330,6 +345,7 @@ class Session {
   MaskWatch watch_;
   QueryClient* query_;
   std::ostream& out_;
+  const std::string session_id_ = std::to_string(NowMs());
   uint64_t clicks_before_ = 0;  // clicks the service had stored when the session started
   uint64_t clicks_sent_ = 0;
   uint64_t total_clicks_ = 0;
@@ -393,6 +409,12 @@ void AddAnnotateCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--truth", args->truth, "directory of their class-id PNG ground truths")
       ->required();
   cmd->add_option("--dataset", args->dataset, "dataset name the events carry")
+      ->check([](const std::string& name) {
+        // The service refuses these (masks are published as mask.<dataset>.<image>).
+        return name.empty() || name.find('.') != std::string::npos
+                   ? std::string("a dataset name must be non-empty and without '.'")
+                   : std::string();
+      })
       ->capture_default_str();
   cmd->add_option("--max-clicks", args->max_clicks, "most clicks per structure")
       ->check(CLI::PositiveNumber)

@@ -1,6 +1,8 @@
 #include "services/annotator.h"
 
+#include <algorithm>
 #include <array>
+#include <cstddef>
 #include <deque>
 #include <utility>
 
@@ -9,43 +11,85 @@ namespace {
 
 constexpr std::array<std::pair<int, int>, 4> kSteps = {{{1, 0}, {-1, 0}, {0, 1}, {0, -1}}};
 
-// The pixel of `region` (width * height flags) with the most 4-connected steps to a pixel outside
-// it (the border counts as outside); the first in row-major order among equals. -1 when empty.
-int64_t FarthestFromBoundary(const std::vector<char>& region, int width, int height) {
-  std::vector<int> distance(region.size(), 0);
-  std::deque<int64_t> queue;
-  auto inside = [&](int x, int y) {
-    return x >= 0 && y >= 0 && x < width && y < height &&
-           region[static_cast<size_t>(y) * width + x] != 0;
+// The squared Euclidean distance transform of one line (Felzenszwalb & Huttenlocher): f holds 0
+// at the line's outside pixels and kFar inside; returns each pixel's squared distance to the
+// nearest outside pixel.
+constexpr double kFar = 1e20;
+
+std::vector<double> DistanceTransform1d(const std::vector<double>& f) {
+  const size_t n = f.size();
+  std::vector<double> d(n);
+  std::vector<size_t> v(n);
+  std::vector<double> z(n + 1);
+  size_t k = 0;
+  v[0] = 0;
+  z[0] = -kFar;
+  z[1] = kFar;
+  const auto square = [](double x) { return x * x; };
+  const auto cut = [&](size_t q, size_t p) {  // where the parabolas of q and p meet
+    const auto dq = static_cast<double>(q), dp = static_cast<double>(p);
+    return ((f[q] + square(dq)) - (f[p] + square(dp))) / (2 * dq - 2 * dp);
   };
+  for (size_t q = 1; q < n; ++q) {
+    double s = cut(q, v[k]);
+    while (k > 0 && s <= z[k]) s = cut(q, v[--k]);
+    ++k;
+    v[k] = q;
+    z[k] = s;
+    z[k + 1] = kFar;
+  }
+  k = 0;
+  for (size_t q = 0; q < n; ++q) {
+    while (z[k + 1] < static_cast<double>(q)) ++k;
+    d[q] = square(static_cast<double>(q) - static_cast<double>(v[k])) + f[v[k]];
+  }
+  return d;
+}
+
+// The pixel of `region` (width * height flags) farthest, in Euclidean distance, from every pixel
+// outside it (the image's border counts as outside); among equals the one nearest the region's
+// centroid, so a band or a rectangle is clicked in its middle. -1 when empty.
+int64_t FarthestFromBoundary(const std::vector<char>& region, int width, int height) {
+  // On a grid padded by one outside pixel each way, columns then rows.
+  const int pw = width + 2, ph = height + 2;
+  std::vector<double> dist(static_cast<size_t>(pw) * ph, 0);
+  double cx = 0, cy = 0, count = 0;
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
-      if (!inside(x, y)) continue;
-      bool edge = false;
-      for (auto [dx, dy] : kSteps) edge = edge || !inside(x + dx, y + dy);
-      if (edge) {
-        const int64_t i = static_cast<int64_t>(y) * width + x;
-        distance[static_cast<size_t>(i)] = 1;
-        queue.push_back(i);
-      }
+      if (region[static_cast<size_t>(y) * width + x] == 0) continue;
+      dist[static_cast<size_t>(y + 1) * pw + (x + 1)] = kFar;
+      cx += x;
+      cy += y;
+      ++count;
     }
   }
-  while (!queue.empty()) {
-    const int64_t i = queue.front();
-    queue.pop_front();
-    const int x = static_cast<int>(i % width), y = static_cast<int>(i / width);
-    for (auto [dx, dy] : kSteps) {
-      if (!inside(x + dx, y + dy)) continue;
-      const size_t j = static_cast<size_t>(y + dy) * width + (x + dx);
-      if (distance[j] != 0) continue;
-      distance[j] = distance[static_cast<size_t>(i)] + 1;
-      queue.push_back(static_cast<int64_t>(j));
-    }
+  if (count == 0) return -1;
+  cx /= count;
+  cy /= count;
+  std::vector<double> line(static_cast<size_t>(ph));
+  for (int x = 0; x < pw; ++x) {
+    for (int y = 0; y < ph; ++y)
+      line[static_cast<size_t>(y)] = dist[static_cast<size_t>(y) * pw + x];
+    const std::vector<double> d = DistanceTransform1d(line);
+    for (int y = 0; y < ph; ++y) dist[static_cast<size_t>(y) * pw + x] = d[static_cast<size_t>(y)];
+  }
+  for (int y = 0; y < ph; ++y) {
+    const auto row = dist.begin() + static_cast<std::ptrdiff_t>(y) * pw;
+    const std::vector<double> d = DistanceTransform1d(std::vector<double>(row, row + pw));
+    std::copy(d.begin(), d.end(), row);
   }
   int64_t best = -1;
-  for (size_t i = 0; i < distance.size(); ++i) {
-    if (distance[i] > 0 && (best < 0 || distance[i] > distance[static_cast<size_t>(best)])) {
-      best = static_cast<int64_t>(i);
+  double best_distance = 0, best_offset = 0;
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      if (region[static_cast<size_t>(y) * width + x] == 0) continue;
+      const double d = dist[static_cast<size_t>(y + 1) * pw + (x + 1)];
+      const double offset = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+      if (best < 0 || d > best_distance || (d == best_distance && offset < best_offset)) {
+        best = static_cast<int64_t>(y) * width + x;
+        best_distance = d;
+        best_offset = offset;
+      }
     }
   }
   return best;

@@ -28,9 +28,9 @@ struct SimulatedClick {
   bool positive = true;  // false: the pixel is not `class_id` (a negative click)
 };
 
-// The first click on structure `class_id`: the pixel of `truth == class_id` farthest (4-connected
-// steps) from any pixel outside it, the image's border counting as outside; among equals the first
-// in row-major order. nullopt when `truth` has no pixel of the class.
+// The first click on structure `class_id`: the pixel of `truth == class_id` farthest (Euclidean
+// distance) from any pixel outside it, the image's border counting as outside; among equals the
+// one nearest the structure's centroid. nullopt when `truth` has no pixel of the class.
 std::optional<SimulatedClick> FirstClick(const LabelGrid& truth, int class_id);
 
 // The next click on structure `class_id` for `mask`: the largest 4-connected region of missed

@@ -227,7 +227,7 @@ Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
   for (size_t i = 0; i < images.size(); ++i) {
     Result<torch::Tensor> drawn =
         segmenter->Sample(images[i].grid_image.unsqueeze(0), args.samples, steps, args.seed + i,
-                          config->sampler.memory_budget_mb);
+                          config->sampler.memory_budget_mb, {images[i].grid_clicks});
     if (!drawn.ok()) return drawn.status().WithContext(images[i].name);
     samples.push_back((*drawn)[0].to(torch::kUInt8));
   }

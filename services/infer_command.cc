@@ -25,6 +25,7 @@ struct InferArgs {
   ConfigOptions config;
   std::string model;
   std::string images;
+  std::string clicks;
   std::string out;
   int samples = 0;  // 0: config
   int steps = -1;   // -1: config
@@ -59,6 +60,7 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
 
   OfflineDatasetSpec spec;
   spec.images_dir = args.images;
+  spec.clicks_file = args.clicks;
   spec.num_classes = static_cast<int>(num_classes);
   spec.resolution = static_cast<int>(segmenter->options().resolution);
   spec.image_channels = segmenter->options().unet.image_channels;
@@ -76,7 +78,7 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
     const OfflineImage& image = (*dataset)[i];
     Result<torch::Tensor> drawn =
         segmenter->Sample(image.grid_image.unsqueeze(0), samples, steps, args.seed + i,
-                          config->sampler.memory_budget_mb);
+                          config->sampler.memory_budget_mb, {image.grid_clicks});
     if (!drawn.ok()) return drawn.status().WithContext(image.name);
     Result<model::Aggregation> result = AggregateOnImage(*aggregator, (*drawn)[0], image);
     if (!result.ok()) return result.status();
@@ -116,6 +118,9 @@ void AddInferCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--out", args->out,
                   "output directory: class-id PNG masks, and uncertainty/ with 8-bit maps")
       ->required();
+  cmd->add_option("--clicks", args->clicks,
+                  "clicks JSON Lines: each mask holds its image's clicks, and a model trained "
+                  "with model.click_input is shown them");
   cmd->add_option("--samples", args->samples, "samples per image (default: sampler.samples)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--steps", args->steps, "denoising steps (default: sampler.steps; 0: model's T)")

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include "model/click_guidance.h"
+
 namespace clickdiff {
 
 Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& spec) {
@@ -55,9 +57,9 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     if (!grid.ok()) return grid.status().WithContext(named.path);
     item.grid_image = grid->contiguous();
     for (const Click& c : clicks_by_image[named.name]) {
-      auto [gx, gy] = item.mapping.ToGrid(c.x, c.y);
-      item.grid_clicks.push_back(model::Click{gx, gy, c.class_id, c.positive});
+      item.clicks.push_back(model::Click{c.x, c.y, c.class_id, c.positive});
     }
+    item.grid_clicks = model::ClicksToGrid(item.clicks, item.mapping);
     auto mask = mask_by_image.find(named.name);
     if (mask != mask_by_image.end()) {
       const NamedMask& m = *mask->second;
@@ -86,7 +88,7 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
 Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator,
                                             const torch::Tensor& samples,
                                             const OfflineImage& image) {
-  Result<model::Aggregation> a = aggregator.AggregateOnImage(samples, image.mapping);
+  Result<model::Aggregation> a = aggregator.AggregateOnImage(samples, image.mapping, image.clicks);
   if (!a.ok()) return a.status().WithContext(image.name);
   return a;
 }

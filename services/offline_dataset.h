@@ -23,7 +23,8 @@ struct OfflineImage {
   std::string name;                       // file name, e.g. "a.png"
   model::GridMapping mapping;             // its own size and place on the grid
   torch::Tensor grid_image;               // [C,R,R] float in [0,1]; C: 1 gray, 3 colour
-  std::vector<model::Click> grid_clicks;  // its clicks, in grid cells
+  std::vector<model::Click> clicks;       // its clicks, in its own pixels
+  std::vector<model::Click> grid_clicks;  // the same in grid cells
   torch::Tensor grid_mask;                // [R,R] int64 when a mask was given, else undefined
   torch::Tensor native_mask;              // [H,W] int64 when a mask was given, else undefined
 };

@@ -64,8 +64,11 @@ mkdir -p "$out"
 for seed in "${seeds[@]}"; do
   stream=$out/seed$seed/data
   if [[ $data == generated ]]; then
-    [[ -d $stream/images ]] ||
+    # An earlier run's stream is reused only when it has this run's length.
+    if [[ $(find "$stream/images" -name '*.png' 2>/dev/null | wc -l) -ne $images ]]; then
+      rm -rf "$stream"
       "$CLI" generate --out "$stream" --count "$images" --seed "$seed" >/dev/null
+    fi
   else
     link_every "$acdc/test" "${EXP_ACDC_EVERY:-4}" "$stream"
   fi
@@ -84,11 +87,13 @@ for seed in "${seeds[@]}"; do
     daemon=$!
     track_pid "$daemon" clickdiffd
     wait_for_service "$run/var" "$daemon"
+    # A session that stops early (no mask in time) is reported and left out; the others go on.
     "$CLI" annotate "${settings[@]}" --images "$stream/images" --truth "$stream/truth" \
       --dataset session --count "$images" --max-clicks "$max_clicks" --target "$target" \
-      --learn-wait "$wait_s" --evaluate >"$run/session.jsonl"
+      --learn-wait "$wait_s" --evaluate >"$run/session.jsonl" ||
+      echo "annotate_session.sh: seed $seed, $arm stopped early (see $run/var/clickdiffd.log)" >&2
     "$CLI" stats "${settings[@]}" --dataset session --json >"$run/stats.json"
     stop_pid "$daemon"
   done
 done
-"$PYTHON" ops/lib/session_figures.py "$out" "${arms[@]}"
+"$PYTHON" ops/lib/session_figures.py "$out" "${seeds[*]}" "${arms[@]}"

@@ -3,10 +3,11 @@
 
 Usage (on /usr/bin/python3, the interpreter ops/setup.sh provisions; ops/experiments/annotate_session.sh
 runs it as $PYTHON):
-  /usr/bin/python3 ops/lib/session_figures.py OUT ARM...
+  /usr/bin/python3 ops/lib/session_figures.py OUT "SEED..." ARM...
 Inputs: OUT/seed<S>/<ARM>/session.jsonl (`clickdiff annotate`: {"event": "click" | "image" |
-"session", ...}) and OUT/seed<S>/<ARM>/stats.json (`clickdiff stats --json`), for every seed folder
-and every ARM (learn, frozen).
+"session", ...}) and OUT/seed<S>/<ARM>/stats.json (`clickdiff stats --json`), for every SEED of
+the list (one argument, space-separated: only this run's seeds, whatever else OUT holds) and every
+ARM (learn, frozen). A run that did not finish (no session record) is reported and left out.
 Prints per seed and arm: images, clicks per image (all; images 51-100, or the second half of a
 shorter stream), images that reached the target, NoC per structure, first-click Dice (first 10 and
 last 10 images; the largest fall of its 10-image moving mean below its best so far), the click ->
@@ -16,9 +17,8 @@ correlation over versions of the fresh first-click hit rate with Dice (10-versio
 Writes OUT/session.png: clicks per image and first-click Dice against the image's place in the
 stream (10-image moving means, one line per seed and arm), and per version of the learn arm the
 fresh first-click hit rate beside Dice.
-Exit status: 0; 1 naming the file on a missing or malformed input.
+Exit status: 0; 1 naming the file on a malformed input or when no run finished.
 """
-import glob
 import json
 import os
 import statistics
@@ -50,8 +50,6 @@ def read_session(path):
                     session = r
     except (OSError, ValueError, KeyError) as e:
         fail(f"{path}: {e}")
-    if session is None:
-        fail(f"{path}: no session record (the run did not finish)")
     return clicks, images, session
 
 
@@ -139,12 +137,12 @@ def version_curves(stats_path):
 
 
 def main():
-    if len(sys.argv) < 3:
-        fail("usage: session_figures.py OUT ARM...")
-    out, arms = sys.argv[1], sys.argv[2:]
-    seeds = sorted(glob.glob(os.path.join(out, "seed*")), key=lambda p: int(p.rsplit("seed", 1)[1]))
+    if len(sys.argv) < 4:
+        fail('usage: session_figures.py OUT "SEED..." ARM...')
+    out, arms = sys.argv[1], sys.argv[3:]
+    seeds = [os.path.join(out, f"seed{s}") for s in sys.argv[2].split()]
     if not seeds:
-        fail(f"{out}: no seed folders")
+        fail("no seeds given")
     fmt = lambda x, f="{:.3f}": "-" if x is None else f.format(x)
     results = {}
     print(f"{'seed':>4} {'arm':>6} {'images':>6} {'clicks':>6} {'/image':>6} {'late':>12} "
@@ -153,7 +151,14 @@ def main():
     for folder in seeds:
         seed = folder.rsplit("seed", 1)[1]
         for arm in arms:
-            clicks, images, _ = read_session(os.path.join(folder, arm, "session.jsonl"))
+            path = os.path.join(folder, arm, "session.jsonl")
+            if not os.path.exists(path):
+                print(f"{seed:>4} {arm:>6} no session ({path} is missing)")
+                continue
+            clicks, images, session = read_session(path)
+            if session is None or not images:
+                print(f"{seed:>4} {arm:>6} did not finish ({len(images)} images): left out")
+                continue
             s = summarize(clicks, images)
             results[(seed, arm)] = s
             noc = " ".join(f"{c}:{v:.2f}" for c, v in s["noc"].items())
@@ -161,9 +166,13 @@ def main():
                   f"{s['late']:>6.2f} ({s['late_label']}) {s['reached']:>7} "
                   f"{s['first_head']:>13.3f} {s['first_tail']:>7.3f} {s['first_fall']:>5.2f} "
                   f"{fmt(s['response_p50'], '{:.0f}'):>11} {fmt(s['learned_p50'], '{:.0f}'):>14}  {noc}")
-    if "learn" in arms and "frozen" in arms:
-        ratios = [results[(f.rsplit('seed', 1)[1], "learn")]["clicks"] /
-                  results[(f.rsplit('seed', 1)[1], "frozen")]["clicks"] for f in seeds]
+    if not results:
+        fail("no run finished")
+    pairs = [(results.get((f.rsplit("seed", 1)[1], "learn")),
+              results.get((f.rsplit("seed", 1)[1], "frozen"))) for f in seeds]
+    ratios = [learn["clicks"] / frozen["clicks"] for learn, frozen in pairs
+              if learn and frozen and frozen["clicks"] > 0]
+    if ratios:
         spread = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
         print("total clicks learn / frozen: " + " ".join(f"{r:.3f}" for r in ratios) +
               f"; mean {statistics.mean(ratios):.3f} (sd {spread:.3f})")
@@ -182,6 +191,8 @@ def main():
     if "learn" in arms:
         for folder in seeds:
             seed = folder.rsplit("seed", 1)[1]
+            if (seed, "learn") not in results:
+                continue
             v, hit, dice = version_curves(os.path.join(folder, "learn", "stats.json"))
             mh, md = moving(hit), moving(dice)
             rho = spearman(mh, md)

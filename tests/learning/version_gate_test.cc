@@ -95,6 +95,13 @@ TEST(VersionGateTest, WithNothingElseToTrainOnEveryImageTrainsInsteadOfIdling) {
   EXPECT_EQ(gate.held_out(), 2u);
 }
 
+TEST(VersionGateTest, MoreNewImagesThanItHoldsOutTrainTheOldestAndStillHoldOutTheNewest) {
+  VersionGate gate(EveryImage(2));
+  const std::vector<ReplayExample> all = {Square(0), Square(1), Square(2)};  // first seen in order
+  EXPECT_EQ(gate.Split(all), std::vector<size_t>{0});
+  EXPECT_EQ(gate.held_out(), 2u);
+}
+
 TEST(VersionGateTest, RefusesAVersionWorseThanTheLowestPublishedOnTheHeldOutImages) {
   torch::set_num_threads(1);
   const Config config = testutil::TinyModelConfig();

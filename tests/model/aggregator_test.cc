@@ -207,6 +207,25 @@ TEST(AggregatorTest, DecideAtSizeResizesVoteFractionsToTheImageSize) {
   EXPECT_EQ(r->mask[4][5].item<int64_t>(), 0);
 }
 
+TEST(AggregatorTest, TheMaskOnTheImageHoldsItsClicks) {
+  AggregatorOptions o;
+  o.num_classes = 3;
+  const Aggregator agg = Make(o);
+  // A 16x8 image on an 8x8 grid: every sample says class 1 everywhere.
+  Result<GridMapping> mapping = MakeGridMapping(16, 8, 8);
+  ASSERT_TRUE(mapping.ok());
+  const auto samples = torch::ones({4, 8, 8}, torch::kLong);
+  Result<Aggregation> r =
+      agg.AggregateOnImage(samples, *mapping, {Click{15, 7, 2, true}, Click{0, 0, 1, false}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->mask.sizes(), torch::IntArrayRef({8, 16}));
+  EXPECT_EQ(r->mask[7][15].item<int64_t>(), 2);  // the positive click's class
+  EXPECT_EQ(r->mask[0][0].item<int64_t>(), 0);   // the negative click: background
+  EXPECT_EQ(r->mask.eq(1).sum().item<int64_t>(), 8 * 16 - 2);
+  EXPECT_EQ(agg.AggregateOnImage(samples, *mapping, {Click{16, 0, 1, true}}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST(AggregatorTest, AggregatesABatchOfSampleStacks) {
   AggregatorOptions o;
   o.num_classes = 2;

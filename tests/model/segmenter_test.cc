@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model/checkpoint_store.h"
+#include "model/click_guidance.h"
 #include "model/synthetic.h"
 #include "model/trainer.h"
 
@@ -33,12 +34,17 @@ SegmenterOptions SmallOptions(Method method) {
   return o;
 }
 
-std::vector<TrainingExample> SmallBatch(int64_t count, uint64_t seed = 5) {
+// Generated 16x16 images with two organ classes and one click per organ.
+std::vector<SyntheticSample> Shapes(int64_t count, uint64_t seed = 5) {
   SyntheticOptions synth;
   synth.height = synth.width = 16;
   synth.num_classes = 3;
+  return GenerateSynthetic(synth, count, seed);
+}
+
+std::vector<TrainingExample> SmallBatch(int64_t count, uint64_t seed = 5) {
   std::vector<TrainingExample> batch;
-  for (const auto& s : GenerateSynthetic(synth, count, seed)) {
+  for (const auto& s : Shapes(count, seed)) {
     auto ex = MakeClickExample(s.image, s.clicks, 3);
     EXPECT_TRUE(ex.ok()) << ex.status().ToString();
     batch.push_back(*ex);
@@ -245,6 +251,104 @@ TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMethods, SegmenterTest,
+                         ::testing::Values(Method::kD3pm, Method::kGaussianX0, Method::kUNet),
+                         [](const ::testing::TestParamInfo<Method>& param_info) {
+                           return std::string(MethodName(param_info.param));
+                         });
+
+SegmenterOptions ClickInputOptions(Method method) {
+  SegmenterOptions o = SmallOptions(method);
+  o.click_input = true;
+  return o;
+}
+
+// The gradient that reaches the encoder's weights on the guidance channels in one step.
+double GuidanceGradient(Segmenter& seg, const std::vector<TrainingExample>& batch) {
+  torch::optim::SGD sgd(seg.Parameters(), torch::optim::SGDOptions(0.0));
+  EXPECT_TRUE(seg.TrainStep(batch, sgd).ok());
+  const auto stem = seg.network()->named_parameters()["encoder.stem.weight"];
+  const int64_t image_channels = seg.options().unet.image_channels;
+  return stem.grad().slice(1, image_channels).abs().sum().item<double>();
+}
+
+class ClickInputTest : public ::testing::TestWithParam<Method> {
+ protected:
+  void SetUp() override { torch::set_num_threads(1); }
+};
+
+TEST_P(ClickInputTest, TrainingShowsClicksOfClickExamplesAndNeverDenseOrPseudoLabels) {
+  auto seg = Segmenter::Create(ClickInputOptions(GetParam()), torch::kCPU);
+  ASSERT_TRUE(seg.ok()) << seg.status().ToString();
+  EXPECT_EQ(seg->options().unet.guidance_channels, 3);
+  std::vector<TrainingExample> dense, pseudo, clicked;
+  for (const auto& s : Shapes(4)) {
+    dense.push_back(MakeDenseExample(s.image, s.mask, 3).value());
+    TrainingExample p = MakeDenseExample(s.image, s.mask, 3).value();
+    p.dense = false;  // as a pseudo-label: confident pixels known, not clicks
+    p.known = s.mask > 0;
+    pseudo.push_back(p);
+    clicked.push_back(MakeClickExample(s.image, s.clicks, 3).value());
+  }
+  // The guidance weights start at zero: an untrained click_input model ignores clicks.
+  const auto stem = seg->network()->named_parameters()["encoder.stem.weight"];
+  EXPECT_EQ(stem.slice(1, 1).abs().sum().item<double>(), 0.0);
+  EXPECT_GT(stem.slice(1, 0, 1).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(GuidanceGradient(*seg, dense), 0.0);
+  EXPECT_EQ(GuidanceGradient(*seg, pseudo), 0.0);
+  // One click per image: it is always held back, never shown.
+  std::vector<TrainingExample> single;
+  for (const auto& s : Shapes(4)) {
+    single.push_back(MakeClickExample(s.image, {s.clicks.front()}, 3).value());
+  }
+  for (int step = 0; step < 4; ++step) EXPECT_EQ(GuidanceGradient(*seg, single), 0.0);
+  // Two clicks per image: one may be shown (probability 1/2), so over 4 steps of 4 images some are.
+  ASSERT_EQ(Shapes(1)[0].clicks.size(), 2u);
+  double shown = 0;
+  for (int step = 0; step < 4; ++step) shown += GuidanceGradient(*seg, clicked);
+  EXPECT_GT(shown, 0.0);
+}
+
+TEST_P(ClickInputTest, ShownClicksChangeTheSamplesAndEveryMaskHoldsThem) {
+  auto seg = Segmenter::Create(ClickInputOptions(GetParam()), torch::kCPU);
+  ASSERT_TRUE(seg.ok());
+  // Train the guidance weights away from zero on images with two clicks.
+  std::vector<TrainingExample> clicked;
+  for (const auto& s : Shapes(4)) clicked.push_back(MakeClickExample(s.image, s.clicks, 3).value());
+  torch::optim::Adam adam(seg->Parameters(), torch::optim::AdamOptions(1e-2));
+  for (int step = 0; step < 6; ++step) ASSERT_TRUE(seg->TrainStep(clicked, adam).ok());
+  const auto shapes = Shapes(1);
+  const auto image = shapes[0].image.unsqueeze(0);
+  const std::vector<Click> clicks = {Click{4, 5, 2, true}, Click{12, 12, 1, false}};
+  auto plain = seg->Sample(image, 6, 0, 11);
+  auto with = seg->Sample(image, 6, 0, 11, 64, {clicks});
+  ASSERT_TRUE(plain.ok() && with.ok()) << with.status().ToString();
+  EXPECT_TRUE(with->select(3, 4).select(2, 5).eq(2).all().item<bool>());
+  EXPECT_TRUE(with->select(3, 12).select(2, 12).eq(0).all().item<bool>());
+  auto elsewhere = torch::ones({16, 16}, torch::kBool);
+  elsewhere[5][4] = false;
+  elsewhere[12][12] = false;
+  EXPECT_FALSE(torch::equal(plain->masked_select(elsewhere), with->masked_select(elsewhere)))
+      << "the network did not see the clicks";
+  // A saved model keeps its click input.
+  const std::string path = ::testing::TempDir() + "/click_input_" + MethodName(GetParam()) + ".pt";
+  ASSERT_TRUE(CheckpointStore::Save(*seg, path).ok());
+  auto loaded = CheckpointStore::Load(path, torch::kCPU);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_TRUE(loaded->options().click_input);
+  auto again = loaded->Sample(image, 6, 0, 11, 64, {clicks});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(torch::equal(*with, *again));
+  std::remove(path.c_str());
+  // Clicks off the grid, of an unknown class or not one list per image are refused.
+  EXPECT_EQ(seg->Sample(image, 2, 0, 1, 64, {{Click{16, 0, 1, true}}}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(seg->Sample(image, 2, 0, 1, 64, {{Click{1, 1, 3, true}}}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(seg->Sample(image, 2, 0, 1, 64, {{}, {}}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllMethods, ClickInputTest,
                          ::testing::Values(Method::kD3pm, Method::kGaussianX0, Method::kUNet),
                          [](const ::testing::TestParamInfo<Method>& param_info) {
                            return std::string(MethodName(param_info.param));

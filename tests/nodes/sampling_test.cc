@@ -49,17 +49,27 @@ class SamplerTest : public ::testing::Test {
   std::unique_ptr<Sampler> sampler_;
 };
 
-TEST_F(SamplerTest, DrawsNSamplesTaggedWithVersionAndClickRevision) {
+TEST_F(SamplerTest, DrawsNSamplesTaggedWithVersionAndClickRevisionThatHoldTheClicks) {
   StoreImage("a");
+  v1::ClickEvent event;
+  event.set_x(3);
+  event.set_y(4);
+  event.set_class_id(1);
+  event.set_positive(true);
   Store::Batch click;
-  click.Put(Family::kClicks, keys::Child(keys::Image("ds", "a"), "c1"), "x");
+  click.Put(Family::kClicks, keys::Child(keys::Image("ds", "a"), "c1"), event.SerializeAsString());
+  click.Put(Family::kClicks, keys::Child(keys::Image("ds", "a"), "c2"), "corrupt");
   ASSERT_TRUE(store_->Write(click).ok());
   ASSERT_TRUE(gate_(RequestFor("ds", "a")));
   Result<SampleSet> set = (*sampler_)(RequestFor("ds", "a"));
   ASSERT_TRUE(set.ok()) << set.status().ToString();
   EXPECT_EQ(set->samples.sizes(), (std::vector<int64_t>{3, 16, 16}));
   EXPECT_EQ(set->model_version, 3u);
-  EXPECT_EQ(set->click_revision, 1u);
+  EXPECT_EQ(set->click_revision, 2u);  // the corrupt click counts, but is not drawn
+  ASSERT_EQ(set->clicks.size(), 1u);
+  EXPECT_EQ(set->clicks[0].x, 3);
+  // (3, 4) of the 32x24 image is grid cell (1, 4) of 16x16 (padded to 32x32, 4 rows on top).
+  EXPECT_TRUE(set->samples.select(2, 1).select(1, 4).eq(1).all().item<bool>());
   EXPECT_FALSE(set->cached.has_value());
   EXPECT_TRUE(set->image.payload().empty());
   EXPECT_EQ(gate_.waiting(), 0u);  // starting the work lets the next request for "a" through

@@ -27,11 +27,12 @@ TEST(AnnotatorTest, FirstClickIsTheObjectPointFarthestFromItsBoundary) {
   EXPECT_EQ(click->y, 5);
   EXPECT_EQ(click->class_id, 1);
   EXPECT_TRUE(click->positive);
-  // The border counts as boundary: the strip's points are all one step from it; the first wins.
+  // The border counts as boundary: the strip's points are all one pixel from it; among equals
+  // the one nearest the strip's centroid (9.5, 11), the first of the two.
   click = FirstClick(truth, 2);
   ASSERT_TRUE(click.has_value());
   EXPECT_EQ(click->y, 11);
-  EXPECT_EQ(click->x, 0);
+  EXPECT_EQ(click->x, 9);
   EXPECT_FALSE(FirstClick(truth, 3).has_value());
 }
 
@@ -44,7 +45,8 @@ TEST(AnnotatorTest, CorrectiveClickGoesToTheLargestErrorRegionWithItsSign) {
   std::optional<SimulatedClick> click = CorrectiveClick(truth, mask, 1);
   ASSERT_TRUE(click.has_value());
   EXPECT_TRUE(click->positive);
-  EXPECT_EQ(click->x, 12);  // the middle column of the missed band
+  EXPECT_EQ(click->x, 12);  // the middle of the missed band (rows 2-7 are equally far from its
+  EXPECT_EQ(click->y, 4);   // edges and the image's: the nearest its centroid, row 4.5)
   EXPECT_EQ(click->class_id, 1);
 
   Fill(mask, 10, 0, 15, 10, 1);  // the band is found: the false region is what is left
@@ -67,6 +69,7 @@ TEST(AnnotatorTest, CorrectiveClickGoesToTheLargestErrorRegionWithItsSign) {
   EXPECT_TRUE(click->positive);
   EXPECT_EQ(click->class_id, 2);
   EXPECT_EQ(click->x, 22);
+  EXPECT_EQ(click->y, 4);
 }
 
 TEST(AnnotatorTest, ClassDiceCountsOnlyTheClass) {
