@@ -147,19 +147,12 @@ Status Segmenter::CheckClicks(const std::vector<std::vector<Click>>& clicks, int
     return InvalidArgument("clicks: " + Str(static_cast<int64_t>(clicks.size())) + " lists for " +
                            Str(images) + " images");
   }
+  // The checks of a click example (on the grid, class in [1, K)), on an empty grid of the model's.
   const int64_t r = options_.resolution;
+  const auto grid = torch::zeros({1, r, r});
   for (size_t i = 0; i < clicks.size(); ++i) {
-    for (const Click& c : clicks[i]) {
-      const std::string where =
-          "image " + std::to_string(i) + ": click at (x=" + Str(c.x) + ", y=" + Str(c.y) + ")";
-      if (c.x < 0 || c.y < 0 || c.x >= r || c.y >= r) {
-        return InvalidArgument(where + " lies outside the " + Str(r) + "x" + Str(r) + " grid");
-      }
-      if (c.positive && (c.class_id < 1 || c.class_id >= options_.num_classes)) {
-        return InvalidArgument(where + ": class " + Str(c.class_id) + " is not in [1, " +
-                               Str(options_.num_classes) + ")");
-      }
-    }
+    Result<TrainingExample> checked = MakeClickExample(grid, clicks[i], options_.num_classes);
+    if (!checked.ok()) return checked.status().WithContext("image " + std::to_string(i));
   }
   return Status::Ok();
 }
