@@ -133,6 +133,12 @@ struct SamplerConfig {
   // GPU when compute.device is cuda or auto on a machine with several, else 1).
   int shards = 0;
   int memory_budget_mb = 512;
+  // A click's first answer, drawn on a sampler thread of its own (so it never waits behind the
+  // image a sampler has in hand) and published as a preview (MaskResult.preview) until the final
+  // mask of the same click comes: preview_samples samples (0: no previews, and no thread) of
+  // preview_steps steps (0 or more than T: the method's T, as `steps`).
+  int preview_samples = 4;
+  int preview_steps = 10;
 };
 
 struct AggregatorConfig {

@@ -413,6 +413,12 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "sampler.memory_budget_mb", [](Config & c) -> auto& { return c.sampler.memory_budget_mb; },
         16, 1 << 20));
+    f.push_back(Integer<int>(
+        "sampler.preview_samples", [](Config & c) -> auto& { return c.sampler.preview_samples; }, 0,
+        4096));
+    f.push_back(Integer<int>(
+        "sampler.preview_steps", [](Config & c) -> auto& { return c.sampler.preview_steps; }, 0,
+        10000));
     f.push_back(Named(
         "aggregator.rule", [](Config & c) -> auto& { return c.aggregator.rule; },
         model::kAggregationRuleNames));

@@ -38,6 +38,7 @@ struct Pipeline::Impl {
       : models(deps.models),
         on_saturation(std::move(deps.on_saturation)),
         max_in_flight(static_cast<uint64_t>(std::max(1, config.limits.max_in_flight))),
+        previews_on(config.sampler.preview_samples > 0),
         decode(config.kafka.topics, DecodeLimitsFrom(config)),
         preprocess(config.model.resolution, deps.models),
         intake(deps.store, deps.producer, config.kafka.topics, config.limits, stored,
@@ -45,7 +46,7 @@ struct Pipeline::Impl {
         cache(deps.store),
         stale_masks(deps.store, &cache),
         sampler(deps.store, deps.models, &gate, &cache, config.sampler),
-        pool(&sampler, config.sampler.shards),
+        pool(&sampler, config.sampler.shards, previews_on),
         aggregate(std::move(aggregator)),
         publisher(deps.zmq, deps.producer, config.kafka.topics.masks),
         evaluator(deps.store, deps.producer, deps.zmq,
@@ -65,6 +66,7 @@ struct Pipeline::Impl {
                     }),
         gate_node(graph, flow::unlimited,
                   [this](const InferRequest& r, GateNode::output_ports_type& ports) {
+                    if (r.preview && !previews_on) return;  // sampler.preview_samples 0
                     if (gate(r)) std::get<0>(ports).try_put(r);
                   }),
         sampler_node(graph, flow::unlimited,
@@ -89,6 +91,7 @@ struct Pipeline::Impl {
         publish_node(graph, flow::serial, [this](const v1::MaskResult& m) {
           PublishOutcome out = publish(m);
           masks.fetch_add(out.published ? 1 : 0);
+          previews.fetch_add(out.published && out.preview ? 1 : 0);
           evaluated.fetch_add(out.evaluated ? 1 : 0);
         }) {
     flow::make_edge(input, limiter);
@@ -132,13 +135,15 @@ struct Pipeline::Impl {
   const ModelSlot* models;
   std::function<void(bool)> on_saturation;
   const uint64_t max_in_flight;
+  const bool previews_on;
   std::mutex admit_mu;
   uint64_t next_seq = 0;   // GUARDED_BY(admit_mu)
   uint64_t in_flight = 0;  // GUARDED_BY(admit_mu)
   bool saturated = false;  // GUARDED_BY(admit_mu)
   std::mutex intake_mu;    // with intake_cv: WaitForIntake
   std::condition_variable intake_cv;
-  std::atomic<uint64_t> admitted{0}, masks{0}, evaluated{0}, cache_hits{0}, aggregate_errors{0};
+  std::atomic<uint64_t> admitted{0}, masks{0}, previews{0}, evaluated{0}, cache_hits{0},
+      aggregate_errors{0};
   bool drained = false;
 
   Decode decode;
@@ -227,6 +232,7 @@ PipelineCounters Pipeline::counters() const {
   c.dead_letters = intake.dead_letters;
   c.stored = intake.stored;
   c.masks = impl_->masks.load();
+  c.previews = impl_->previews.load();
   c.evaluated = impl_->evaluated.load();
   c.cache_hits = impl_->cache_hits.load();
   c.sample_errors = impl_->pool.errors() + impl_->aggregate_errors.load();

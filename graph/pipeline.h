@@ -54,7 +54,8 @@ struct PipelineCounters {
   uint64_t duplicates = 0;
   uint64_t dead_letters = 0;
   StoredCounts stored;     // images, clicks and labels in the store
-  uint64_t masks = 0;      // masks published
+  uint64_t masks = 0;      // masks published, previews included
+  uint64_t previews = 0;   // of which previews (a click's first answer)
   uint64_t evaluated = 0;  // published masks scored against an evaluation label
   uint64_t cache_hits = 0;
   uint64_t sample_errors = 0;

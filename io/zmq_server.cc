@@ -368,7 +368,7 @@ uint64_t ZmqServer::Publish(v1::MaskResult mask) {
     spdlog::error("zmq server: cannot serialize mask {} for {}; not published", sequence, topic);
     return sequence;
   }
-  s.current[topic] = bytes;
+  if (!mask.preview()) s.current[topic] = bytes;  // a late subscriber gets the final mask
   s.QueueLocked(topic, *bytes);
   return sequence;
 }

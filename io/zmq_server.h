@@ -24,7 +24,8 @@ std::string MetricsTopic(const std::string& dataset);
 // Binds both sockets in Bind(); one thread it owns does all socket work (ZeroMQ sockets are not
 // thread-safe) and is joined by the destructor.
 // - Publish() may be called from any thread: it stamps the next sequence number (1, 2, ...) into
-//   the MaskResult, remembers it as the topic's current mask, and queues it for the socket thread.
+//   the MaskResult, remembers it as the topic's current mask (a preview is not remembered: the
+//   current mask is the last final one, as in the store), and queues it for the socket thread.
 //   It never blocks: a subscriber beyond send_high_water_mark loses messages (for that subscriber
 //   only), and if the socket thread itself falls ~20000 messages behind the send is dropped with a
 //   warning (the mask still becomes the topic's current one).

@@ -53,6 +53,7 @@ Result<v1::MaskResult> Aggregate::Draw(const SampleSet& set) const {
   out.set_click_revision(set.click_revision);
   out.set_samples(static_cast<uint32_t>(set.samples.size(0)));
   out.set_steps(set.steps);
+  out.set_preview(set.preview);
   out.set_aggregation(model::AggregationRuleName(aggregator_.options().rule));
   out.set_latency_ms(LatencyMs(set));
   out.set_timestamp_ms(NowMs());

@@ -97,6 +97,7 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
     }
     outcome.click_checks = std::move(checked).value();
     batch.Put(Family::kClicks, click_key, click.SerializeAsString());
+    outcome.infer.push_back(PreviewFor(click.dataset(), click.image_id()));
     outcome.infer.push_back(RequestFor(click.dataset(), click.image_id()));
   }
   WriteOrFail(*store_, batch, outcome);

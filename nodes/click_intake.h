@@ -1,10 +1,12 @@
 // nodes/click_intake.h — records a click: inside its image, not seen before (click_id), then the
-// image's mask is redrawn. A new click is first a free held-out label: it is tested on the mask
-// its image has (drawn before the click could train anything) and counted in that model version's
-// fresh-click record (v1::ClickChecks, under keys::ClickChecks), in the click's own batch. A click
-// (or a label, see LabelIntake) that overtook its image (topics are consumed independently) waits
-// in the store as a PendingEvent until the image arrives or `pending_timeout_ms` passes; this class
-// keeps that waiting room.
+// image's mask is redrawn: a preview first (InferRequest::preview, a few samples on a thread of
+// their own), then the final mask. (A click adopted when its image arrives gets the image's mask
+// only: nobody is waiting on it yet.) A new click is first a free held-out label: it is tested on
+// the mask its image has (drawn before the click could train anything) and counted in that model
+// version's fresh-click record (v1::ClickChecks, under keys::ClickChecks), in the click's own
+// batch. A click (or a label, see LabelIntake) that overtook its image (topics are consumed
+// independently) waits in the store as a PendingEvent until the image arrives or
+// `pending_timeout_ms` passes; this class keeps that waiting room.
 #pragma once
 
 #include "nodes/dead_letter.h"

@@ -4,10 +4,14 @@
 
 namespace clickdiff {
 
+std::string InferRequestGate::Key(const InferRequest& request) {
+  const std::string image = keys::Image(request.dataset, request.image_id);
+  return request.preview ? keys::Child(image, "preview") : image;  // ids hold no NUL: no alias
+}
+
 bool InferRequestGate::operator()(const InferRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto [it, fresh] =
-      waiting_.emplace(keys::Image(request.dataset, request.image_id), request.priority);
+  auto [it, fresh] = waiting_.emplace(Key(request), request.priority);
   if (fresh || request.priority <= it->second) return fresh;
   it->second = request.priority;  // more urgent than the one waiting: let it overtake
   return true;
@@ -15,7 +19,7 @@ bool InferRequestGate::operator()(const InferRequest& request) {
 
 void InferRequestGate::Started(const InferRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
-  waiting_.erase(keys::Image(request.dataset, request.image_id));
+  waiting_.erase(Key(request));
 }
 
 size_t InferRequestGate::waiting() const {

@@ -2,7 +2,8 @@
 // image waits for a sampler, more requests for it (a burst of clicks) are folded into it. The
 // sampler reads the image's clicks when it starts, so the folded requests lose nothing. A request
 // more urgent than the one waiting (a click on an image queued by a version sweep) still goes
-// through, so it is not stuck behind the sweep; the other one then finds its mask cached.
+// through, so it is not stuck behind the sweep; the other one then finds its mask cached. A
+// click's preview and its final mask are separate requests: each folds only into its own kind.
 #pragma once
 
 #include <map>
@@ -23,8 +24,10 @@ class InferRequestGate {
   size_t waiting() const;
 
  private:
+  static std::string Key(const InferRequest& request);
+
   mutable std::mutex mu_;
-  std::map<std::string, double> waiting_;  // GUARDED_BY(mu_): image key -> highest priority
+  std::map<std::string, double> waiting_;  // GUARDED_BY(mu_): Key(request) -> highest priority
 };
 
 }  // namespace clickdiff

@@ -23,4 +23,10 @@ InferRequest RequestFor(const std::string& dataset, const std::string& image_id,
   return InferRequest{dataset, image_id, std::chrono::steady_clock::now(), priority};
 }
 
+InferRequest PreviewFor(const std::string& dataset, const std::string& image_id) {
+  InferRequest request = RequestFor(dataset, image_id, kPriorityPreview);
+  request.preview = true;
+  return request;
+}
+
 }  // namespace clickdiff

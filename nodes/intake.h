@@ -49,5 +49,7 @@ void WriteOrFail(Store& store, Store::Batch& batch, IntakeOutcome& outcome);
 // A request to redraw dataset/image_id, stamped now.
 InferRequest RequestFor(const std::string& dataset, const std::string& image_id,
                         double priority = kPriorityEvent);
+// A click's first answer for dataset/image_id (InferRequest::preview), stamped now.
+InferRequest PreviewFor(const std::string& dataset, const std::string& image_id);
 
 }  // namespace clickdiff

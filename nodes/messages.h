@@ -60,10 +60,14 @@ struct InferRequest {
   // drawn before the image's last click, then a new version's sweep of the rest: clicked images
   // in [1, 2) (ClickedPriority: the latest click first, so the image an annotator works on shows
   // what its clicks taught before any other), then the others in [0, 1] (the mask's mean
-  // uncertainty).
+  // uncertainty). A click's preview (kPriorityPreview) goes before all of them.
   double priority = 0;
+  // A click's first answer: sampler.preview_samples samples of sampler.preview_steps steps,
+  // published as a preview and followed by the request for the final mask.
+  bool preview = false;
 };
 
+inline constexpr double kPriorityPreview = 4;
 inline constexpr double kPriorityEvent = 3;
 inline constexpr double kPriorityStale = 2;
 // The sweep's priority of an image whose latest click was sent at `last_click_ms` (the click
@@ -83,6 +87,7 @@ struct SampleSet {
   uint64_t click_revision = 0;
   std::vector<model::Click> clicks;  // the image's clicks (its own pixels): the mask holds them
   uint32_t steps = 0;
+  bool preview = false;  // drawn for request.preview: published but neither cached nor scored
   // Set instead of samples when the cache already holds the mask for this model version and
   // click revision: it is published again without sampling.
   std::optional<v1::MaskResult> cached;

@@ -15,21 +15,29 @@ PublishOutcome PublishStage::operator()(const v1::MaskResult& mask) const {
   PublishOutcome outcome;
   Result<std::optional<v1::MaskResult>> current =
       Guarded("mask cache", [&] { return cache_->Current(mask.dataset(), mask.image_id()); });
-  if (current.ok() && current->has_value() &&
-      std::make_pair((*current)->model_version(), (*current)->click_revision()) >
-          std::make_pair(mask.model_version(), mask.click_revision())) {
-    spdlog::debug("dropping a stale mask of {}/{}", mask.dataset(), mask.image_id());
-    return outcome;
+  if (current.ok() && current->has_value()) {
+    const auto cached = std::make_pair((*current)->model_version(), (*current)->click_revision());
+    const auto drawn = std::make_pair(mask.model_version(), mask.click_revision());
+    // A preview is worth showing only while no final mask reflects its click, whatever the
+    // versions (a version swap between the two draws must not let it replace its final mask).
+    if (mask.preview() ? cached.second >= drawn.second : cached > drawn) {
+      spdlog::debug("dropping a stale mask of {}/{}", mask.dataset(), mask.image_id());
+      return outcome;
+    }
   }
-  if (Status s = Guarded("mask cache", [&] { return (*cache_)(mask); }); !s.ok()) {
-    spdlog::error("mask cache {}/{}: {}", mask.dataset(), mask.image_id(), s.ToString());
+  outcome.preview = mask.preview();
+  if (!mask.preview()) {
+    if (Status s = Guarded("mask cache", [&] { return (*cache_)(mask); }); !s.ok()) {
+      spdlog::error("mask cache {}/{}: {}", mask.dataset(), mask.image_id(), s.ToString());
+    }
   }
   Result<uint64_t> sequence = Guarded("publish", [&] { return (*publisher_)(mask); });
   if (!sequence.ok()) spdlog::error("publish: {}", sequence.status().ToString());
   outcome.published = true;
-  spdlog::debug("mask {}/{} v{} r{} seq {} in {:.0f} ms", mask.dataset(), mask.image_id(),
-                mask.model_version(), mask.click_revision(), sequence.ok() ? *sequence : 0,
-                mask.latency_ms());
+  spdlog::debug("{} {}/{} v{} r{} seq {} in {:.0f} ms", mask.preview() ? "preview" : "mask",
+                mask.dataset(), mask.image_id(), mask.model_version(), mask.click_revision(),
+                sequence.ok() ? *sequence : 0, mask.latency_ms());
+  if (mask.preview()) return outcome;  // the final mask of the same click is scored
   Result<std::optional<v1::Metrics>> scored =
       Guarded("evaluator", [&] { return (*evaluator_)(mask); });
   if (!scored.ok()) {

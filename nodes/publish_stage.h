@@ -4,8 +4,10 @@
 //
 // Two sampler threads may draw one image at once (a click arrived while it was sampled): a mask
 // drawn for an older (model version, click revision) than the cached one is dropped, so it never
-// replaces the newer. Run it serially (one flow::serial node): it reads then writes the cache,
-// and the evaluator keeps running sums.
+// replaces the newer. A preview (MaskResult.preview) goes to subscribers only: it is not cached
+// (the image's current mask stays the last final one) nor scored, and it is dropped once a final
+// mask reflects as many clicks, whatever its model version. Run it serially (one flow::serial
+// node): it reads then writes the cache, and the evaluator keeps running sums.
 #pragma once
 
 #include "nodes/evaluator.h"
@@ -16,6 +18,7 @@ namespace clickdiff {
 
 struct PublishOutcome {
   bool published = false;  // false: dropped as older than the cached mask
+  bool preview = false;    // published as a preview
   bool evaluated = false;  // scored against an evaluation label
 };
 

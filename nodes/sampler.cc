@@ -47,7 +47,10 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   out.request = request;
   out.model_version = model->version;
   out.click_revision = revision;
-  out.steps = static_cast<uint32_t>(config_.steps);
+  out.preview = request.preview;
+  prepared.samples = request.preview ? config_.preview_samples : config_.samples;
+  prepared.steps = request.preview ? config_.preview_steps : config_.steps;
+  out.steps = static_cast<uint32_t>(prepared.steps);
   Result<std::optional<v1::MaskResult>> hit =
       cache_->Lookup(request.dataset, request.image_id, model->version, revision);
   if (!hit.ok()) return hit.status();
@@ -62,7 +65,7 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   prepared.grid_clicks = model::ClicksToGrid(*clicks, *mapping);
   out.clicks = std::move(clicks).value();
   prepared.seed = std::hash<std::string>{}(key) ^ (revision * 0x9E3779B97F4A7C15ull) ^
-                  (out.model_version << 32);
+                  (out.model_version << 32) ^ (request.preview ? 0x94D049BB133111EBull : 0);
   stored.mutable_event()->clear_payload();
   out.image = std::move(*stored.mutable_event());
   return prepared;
@@ -76,10 +79,14 @@ Result<torch::Tensor> Sampler::Draw(const PreparedRequest& prepared, int64_t sha
                                     int64_t shards) const {
   // Shard 0 keeps the request's seed, so one shard draws what an unsharded sampler does.
   const uint64_t seed = prepared.seed ^ (static_cast<uint64_t>(shard) * 0xD1B54A32D192ED03ull);
+  const int64_t n = ShardSamples(prepared.samples, shard, shards);
+  if (n == 0) {
+    const int64_t r = prepared.grid.size(-1);
+    return torch::empty({0, r, r}, torch::kLong);
+  }
   return Guarded("sampling " + prepared.set.request.image_id, [&]() -> Result<torch::Tensor> {
     Result<torch::Tensor> drawn = prepared.model->ForShard(shard).Sample(
-        prepared.grid, ShardSamples(config_.samples, shard, shards), config_.steps, seed,
-        config_.memory_budget_mb, {prepared.grid_clicks});
+        prepared.grid, n, prepared.steps, seed, config_.memory_budget_mb, {prepared.grid_clicks});
     if (!drawn.ok()) return drawn.status().WithContext(prepared.set.request.image_id);
     return (*drawn)[0];
   });

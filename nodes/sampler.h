@@ -24,6 +24,8 @@ struct PreparedRequest {
   torch::Tensor grid;                     // [1,C,R,R], C the model's image channels
   std::vector<model::Click> grid_clicks;  // the image's clicks on the grid: shown to the model
   uint64_t seed = 0;
+  int64_t samples = 0;  // N: sampler.samples, or sampler.preview_samples for a preview
+  int steps = 0;        // sampler.steps, or sampler.preview_steps
 };
 
 // What sampler threads (nodes/sampler_pool.h) draw from: a request is prepared once, then its
@@ -42,7 +44,9 @@ class SampleSource {
 // gate and cache are not owned.
 class Sampler : public SampleSource {
  public:
-  // config: N samples (`samples`), denoising `steps` (0: the method's T), `memory_budget_mb`.
+  // config: N samples (`samples`), denoising `steps` (0: the method's T), `memory_budget_mb`; a
+  // preview request (InferRequest::preview) draws `preview_samples` of `preview_steps` instead,
+  // with a seed of its own, unless the cache already holds the final mask.
   Sampler(Store* store, const ModelSlot* models, InferRequestGate* gate, const MaskCache* cache,
           const SamplerConfig& config);
   // Errors: the image is not stored, no model is loaded, or sampling failed. A cache hit for the
@@ -52,7 +56,8 @@ class Sampler : public SampleSource {
 
   // Marks the request started at the gate, pins it, looks up the cache. Errors as above.
   Result<PreparedRequest> Prepare(const InferRequest& request) const override;
-  // Shard `shard` of `shards` of the N samples: ShardSamples(N, shard, shards) samples, [n,R,R],
+  // Shard `shard` of `shards` of the N samples: ShardSamples(N, shard, shards) samples, [n,R,R]
+  // (n may be 0 when a preview has fewer samples than there are shards),
   // drawn with the pinned model's copy for the shard (ServingModel::ForShard: the serving devices
   // in turn) and a seed of their own (shard 0 keeps the request's). Shards are independent draws
   // from the same weights, so together they are N samples distributed exactly as one sampler's N;

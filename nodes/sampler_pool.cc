@@ -8,8 +8,8 @@
 
 namespace clickdiff {
 
-SamplerPool::SamplerPool(const SampleSource* source, int shards)
-    : source_(source), shards_(std::max(1, shards)) {}
+SamplerPool::SamplerPool(const SampleSource* source, int shards, bool preview_thread)
+    : source_(source), shards_(std::max(1, shards)), preview_thread_(preview_thread) {}
 
 SamplerPool::~SamplerPool() { Stop(); }
 
@@ -18,6 +18,7 @@ Status SamplerPool::Start() {
   if (started_ || stopping_) return FailedPrecondition("sampler pool: started twice");
   started_ = true;
   for (int i = 0; i < shards_; ++i) threads_.emplace_back([this] { Run(); });
+  if (preview_thread_) threads_.emplace_back([this] { RunPreviews(); });
   return Status::Ok();
 }
 
@@ -25,8 +26,12 @@ void SamplerPool::Submit(const InferRequest& request, Done done) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
-      queue_.Push(request.priority, Job{request, std::move(done), nullptr, 0});
-      cv_.notify_one();
+      if (preview_thread_ && request.preview) {
+        previews_.push_back(Job{request, std::move(done), nullptr, 0});
+      } else {
+        queue_.Push(request.priority, Job{request, std::move(done), nullptr, 0});
+      }
+      cv_.notify_all();  // the preview thread waits on the same condition
       return;
     }
   }
@@ -40,6 +45,8 @@ void SamplerPool::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
     dropped = queue_.TakeAll();
+    for (Job& job : previews_) dropped.push_back(std::move(job));
+    previews_.clear();
     shards.swap(shards_queue_);
     cv_.notify_all();
   }
@@ -75,12 +82,26 @@ void SamplerPool::Run() {
         return source_->Draw(job.join->prepared, job.shard, shards_);
       }));
     } else {
-      Begin(job);
+      Begin(job, shards_);
     }
   }
 }
 
-void SamplerPool::Begin(Job& job) {
+void SamplerPool::RunPreviews() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !previews_.empty(); });
+      if (stopping_) return;  // Stop dropped the queued ones
+      job = std::move(previews_.front());
+      previews_.pop_front();
+    }
+    Begin(job, 1);
+  }
+}
+
+void SamplerPool::Begin(Job& job, int shards) {
   Result<PreparedRequest> prepared =
       Guarded("sampler", [&] { return source_->Prepare(job.request); });
   if (!prepared.ok()) {
@@ -88,22 +109,23 @@ void SamplerPool::Begin(Job& job) {
     return;
   }
   if (prepared->set.cached.has_value()) {
-    job.done(std::move(prepared->set));
+    // A preview that finds its final mask cached is late: that mask is already out.
+    job.done(job.request.preview ? std::nullopt : std::optional(std::move(prepared->set)));
     return;
   }
   auto join = std::make_shared<Join>();
   join->prepared = std::move(prepared).value();
   join->done = std::move(job.done);
-  join->parts.resize(static_cast<size_t>(shards_));
-  join->remaining = shards_;
-  {
+  join->parts.resize(static_cast<size_t>(shards));
+  join->remaining = shards;
+  if (shards > 1) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (int shard = 1; shard < shards_; ++shard) {
+    for (int shard = 1; shard < shards; ++shard) {
       shards_queue_.push_back(Job{job.request, nullptr, join, shard});
     }
     cv_.notify_all();
   }
-  Finish(*join, 0, Guarded("sampler", [&] { return source_->Draw(join->prepared, 0, shards_); }));
+  Finish(*join, 0, Guarded("sampler", [&] { return source_->Draw(join->prepared, 0, shards); }));
 }
 
 // Records one shard; the last one hands the joined samples on (or reports the failure).

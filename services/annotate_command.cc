@@ -4,13 +4,14 @@
 // how long each click took to come back as a mask. The protocol is services/annotator.h's (NoC):
 // images one by one in name order; for each structure of an image's ground truth, clicks until the
 // mask's Dice for it reaches --target, at most --max-clicks; the first click of a structure is
-// always made. After a click it waits for the image's mask that reflects it (the service redraws a
-// clicked image at once) and, when --learn-wait > 0, for the mask of a model version trained on it
-// (the status query's model_clicks_seen), taking the newest mask of the image when that wait runs
-// out. "Trained on it" compares the served version's clicks_seen with the clicks the service had
-// stored when the session started plus those sent since: run it against a service nobody else
-// clicks on, with the version gate off (trainer.held_out_images 0, the default), since a held-out
-// image's clicks count as seen though no version trained on them.
+// always made. After a click it records the first mask that reflects it (the click's preview when
+// the service draws them: first_ms, first_dice), waits for the final mask that reflects it (the
+// service redraws a clicked image at once) and, when --learn-wait > 0, for the mask of a model
+// version trained on it (the status query's model_clicks_seen), taking the newest mask of the image
+// when that wait runs out. "Trained on it" compares the served version's clicks_seen with the
+// clicks the service had stored when the session started plus those sent since: run it against a
+// service nobody else clicks on, with the version gate off (trainer.held_out_images 0, the
+// default), since a held-out image's clicks count as seen though no version trained on them.
 //
 // Output: JSON Lines on stdout: {"event":"click", ...} per click, {"event":"image", ...} per image,
 // {"event":"session", ...} at the end (ops/experiments/annotate_session.sh draws them).
@@ -76,14 +77,19 @@ class MaskWatch {
 
   explicit MaskWatch(MaskSubscriber* subscriber) : subscriber_(subscriber) {}
 
-  // Receives masks until the newest of `image` satisfies `ready`, or `deadline` (then nullopt).
-  // `between` runs about every 100 ms while waiting (e.g. to poll the service's status).
+  // Receives masks until the newest final mask of `image` satisfies `ready` (with `previews`, the
+  // newest preview too), or `deadline` (then nullopt). `between` runs about every 100 ms while
+  // waiting (e.g. to poll the service's status).
   Result<std::optional<v1::MaskResult>> Until(
       const std::string& image, const std::function<bool(const v1::MaskResult&)>& ready,
-      SteadyClock::time_point deadline, const std::function<Status()>& between = {}) {
+      SteadyClock::time_point deadline, const std::function<Status()>& between = {},
+      bool previews = false) {
     while (true) {
-      auto it = latest_.find(image);
-      if (it != latest_.end() && ready(it->second)) return std::optional(it->second);
+      for (const auto* newest : {&finals_, &previews_}) {
+        if (newest == &previews_ && !previews) continue;
+        auto it = newest->find(image);
+        if (it != newest->end() && ready(it->second)) return std::optional(it->second);
+      }
       if (SteadyClock::now() >= deadline) return std::optional<v1::MaskResult>();
       if (between) CLICKDIFF_RETURN_IF_ERROR(between());
       Result<std::optional<v1::MaskResult>> mask =
@@ -91,7 +97,8 @@ class MaskWatch {
       if (!mask.ok()) return mask.status();
       while (mask->has_value()) {
         v1::MaskResult& m = **mask;
-        auto [slot, fresh] = latest_.try_emplace(m.image_id(), m);
+        auto& newest = m.preview() ? previews_ : finals_;
+        auto [slot, fresh] = newest.try_emplace(m.image_id(), m);
         if (!fresh && Newer(m, slot->second)) slot->second = std::move(m);
         mask = subscriber_->Receive(std::chrono::milliseconds(0));
         if (!mask.ok()) return mask.status();
@@ -101,7 +108,8 @@ class MaskWatch {
 
  private:
   MaskSubscriber* subscriber_;
-  std::map<std::string, v1::MaskResult> latest_;
+  std::map<std::string, v1::MaskResult> finals_;    // image -> its newest final mask
+  std::map<std::string, v1::MaskResult> previews_;  // image -> its newest preview
 };
 
 // The ground truth of image `name` from the --truth directory, as class ids.
@@ -180,9 +188,12 @@ class Session {
       while (clicks < args_.max_clicks && (clicks == 0 || dice < args_.target) && click) {
         ++clicks;
         ++revision;
-        Result<v1::MaskResult> answer = SendClick(name, *click, revision, index, clicks);
+        Result<ClickAnswer> answer = SendClick(name, *click, revision, index, clicks);
         if (!answer.ok()) return answer.status();
-        mask = MaskGrid(*answer, *truth);
+        Result<LabelGrid> first_answer = MaskGrid(answer->first, *truth);
+        if (!first_answer.ok()) return first_answer.status();
+        last_click_["first_dice"] = ClassDice(*truth, *first_answer, c);
+        mask = MaskGrid(answer->mask, *truth);
         if (!mask.ok()) return mask.status();
         dice = ClassDice(*truth, *mask, c);
         if (clicks == 1) first_click_dice = dice;
@@ -227,6 +238,7 @@ class Session {
                             {"reached", reached_},
                             {"target", args_.target},
                             {"max_clicks", args_.max_clicks},
+                            {"first_ms_p50", median(first_ms_)},
                             {"response_ms_p50", median(response_ms_)},
                             {"learned_ms_p50", median(learned_ms_)},
                             {"learned", learned_ms_.size()},
@@ -252,8 +264,9 @@ class Session {
 
   Result<v1::MaskResult> Await(const std::string& image,
                                const std::function<bool(const v1::MaskResult&)>& ready,
-                               const std::string& what) {
-    Result<std::optional<v1::MaskResult>> mask = watch_.Until(image, ready, After(args_.mask_wait));
+                               const std::string& what, bool previews = false) {
+    Result<std::optional<v1::MaskResult>> mask =
+        watch_.Until(image, ready, After(args_.mask_wait), {}, previews);
     if (!mask.ok()) return mask.status();
     if (!mask->has_value()) {
       return Unavailable("no mask of " + image + " (" + what + ") within " +
@@ -262,10 +275,17 @@ class Session {
     return std::move(**mask);
   }
 
-  // Sends `click` (the image's `revision`-th) and returns the mask the annotator looks at next;
-  // fills last_click_ with the click's record (Dice is added by the caller).
-  Result<v1::MaskResult> SendClick(const std::string& image, const SimulatedClick& click,
-                                   uint64_t revision, int index, int nth) {
+  // What a click came back as: the first mask that reflects it (a preview when the service draws
+  // them, else the final mask) and the final mask the annotator judges.
+  struct ClickAnswer {
+    v1::MaskResult first;
+    v1::MaskResult mask;
+  };
+
+  // Sends `click` (the image's `revision`-th) and returns its answer; fills last_click_ with the
+  // click's record (Dice is added by the caller).
+  Result<ClickAnswer> SendClick(const std::string& image, const SimulatedClick& click,
+                                uint64_t revision, int index, int nth) {
     clickdiff::Click c;
     c.image = image;
     c.x = click.x;
@@ -279,9 +299,13 @@ class Session {
     CLICKDIFF_RETURN_IF_ERROR(Send(config_.kafka.topics.clicks, image,
                                    ClickEventFrom(c, args_.dataset).SerializeAsString()));
     ++clicks_sent_;
-    Result<v1::MaskResult> answer = Await(
-        image, [&](const v1::MaskResult& m) { return m.click_revision() >= revision; },
-        "click " + std::to_string(revision));
+    auto reflects = [&](const v1::MaskResult& m) { return m.click_revision() >= revision; };
+    Result<v1::MaskResult> first =
+        Await(image, reflects, "click " + std::to_string(revision), /*previews=*/true);
+    if (!first.ok()) return first.status();
+    const double first_ms = MsSince(sent);
+    first_ms_.push_back(first_ms);
+    Result<v1::MaskResult> answer = Await(image, reflects, "click " + std::to_string(revision));
     if (!answer.ok()) return answer.status();
     const double response_ms = MsSince(sent);
     response_ms_.push_back(response_ms);
@@ -317,9 +341,7 @@ class Session {
         learned_ms_.push_back(learned_ms.get<double>());
         *answer = std::move(**learned);
       } else {
-        Result<v1::MaskResult> newest = Await(
-            image, [&](const v1::MaskResult& m) { return m.click_revision() >= revision; },
-            "click " + std::to_string(revision));
+        Result<v1::MaskResult> newest = Await(image, reflects, "click " + std::to_string(revision));
         if (!newest.ok()) return newest.status();
         *answer = std::move(newest).value();
       }
@@ -333,10 +355,12 @@ class Session {
                    {"x", click.x},
                    {"y", click.y},
                    {"positive", click.positive},
+                   {"first_ms", first_ms},
+                   {"first_preview", first->preview()},
                    {"response_ms", response_ms},
                    {"learned_ms", learned_ms},
                    {"model_version", answer->model_version()}};
-    return answer;
+    return ClickAnswer{std::move(first).value(), std::move(answer).value()};
   }
 
   const AnnotateArgs& args_;
@@ -351,6 +375,7 @@ class Session {
   uint64_t total_clicks_ = 0;
   int images_ = 0;
   int reached_ = 0;
+  std::vector<double> first_ms_;  // click -> its first mask, a preview or the final one
   std::vector<double> response_ms_;
   std::vector<double> learned_ms_;
   nlohmann::json last_click_;

@@ -57,7 +57,8 @@ Status Service::StartParts() {
   config_.sampler.shards = serving->shards;
   serving_devices_ = serving->devices;
   // Sampler threads and the trainer each run LibTorch ops with compute.torch_threads threads; by
-  // default they split the cores between them instead of each taking all of them.
+  // default they split the cores between them instead of each taking all of them. The preview
+  // thread is left out: it works a fraction of a second per click, and borrows.
   const int workers = std::max(1, config_.sampler.shards) + (config_.trainer.continuous ? 1 : 0);
   if (config_.compute.torch_threads == 0) {
     config_.compute.torch_threads =
@@ -269,8 +270,8 @@ void Service::TickLoop() {
 
 void Service::Report() const {
   PipelineCounters c = pipeline_->counters();
-  spdlog::info("events {} (duplicates {}, dead letters {}), masks {}, in flight {}", c.admitted,
-               c.duplicates, c.dead_letters, c.masks, c.in_flight);
+  spdlog::info("events {} (duplicates {}, dead letters {}), masks {} ({} previews), in flight {}",
+               c.admitted, c.duplicates, c.dead_letters, c.masks, c.previews, c.in_flight);
   if (!trainer_) return;
   TrainerCounters tc = trainer_->counters();
   Status trouble = trainer_->failure();
@@ -364,6 +365,7 @@ v1::QueryReply Service::Answer(const v1::Query& query) const {
       s->set_clicks(c.stored.clicks);
       s->set_labels(c.stored.labels);
       s->set_masks(c.masks);
+      s->set_previews(c.previews);
       s->set_dead_letters(c.dead_letters);
       s->set_in_flight(c.in_flight);
       s->set_events(c.admitted);

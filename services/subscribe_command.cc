@@ -27,7 +27,8 @@ struct SubscribeArgs {
 };
 
 // Writes the mask and its uncertainty as 8-bit PNGs: OUT/<dataset>/<image>.png and
-// OUT/<dataset>/uncertainty/<image>.png (the latest), plus, with `versions`,
+// OUT/<dataset>/uncertainty/<image>.png (the latest, a preview included until its final mask
+// comes), plus, with `versions` and for final masks only,
 // OUT/<dataset>/versions/[uncertainty/]<image stem>.v<model version>.png.
 Status WriteMask(const std::string& dir, const v1::MaskResult& mask, bool versions) {
   namespace fs = std::filesystem;
@@ -35,7 +36,7 @@ Status WriteMask(const std::string& dir, const v1::MaskResult& mask, bool versio
   std::string name = mask.image_id();
   if (fs::path(name).extension() == ".png") name = fs::path(name).stem().string();
   std::vector<std::pair<fs::path, std::string>> files = {{base, name + ".png"}};
-  if (versions) {
+  if (versions && !mask.preview()) {  // a preview is only the current view until its final mask
     files.emplace_back(base / "versions",
                        name + ".v" + std::to_string(mask.model_version()) + ".png");
   }
@@ -99,6 +100,7 @@ Status RunSubscribe(const SubscribeArgs& args, std::ostream& out) {
                            {"click_revision", m.click_revision()},
                            {"sequence", m.sequence()},
                            {"samples", m.samples()},
+                           {"preview", m.preview()},
                            {"foreground_pixels", foreground},
                            {"latency_ms", m.latency_ms()}})
                .dump()
@@ -119,8 +121,9 @@ void AddSubscribeCommand(CLI::App& app, CommandContext& context) {
   cmd->add_option("--dataset", args->dataset, "only this dataset");
   cmd->add_option("--image", args->image, "only this image (needs --dataset)");
   cmd->add_option("--out", args->out, "write masks as PNG under OUT/<dataset>/");
-  cmd->add_flag("--versions", args->versions,
-                "with --out, also keep each model version's mask under OUT/<dataset>/versions/");
+  cmd->add_flag(
+      "--versions", args->versions,
+      "with --out, also keep each model version's final mask under OUT/<dataset>/versions/");
   cmd->add_option("--count", args->count, "stop after this many masks")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--timeout", args->timeout, "stop after this many seconds without a mask")

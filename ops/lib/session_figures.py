@@ -11,7 +11,9 @@ ARM (learn, frozen). A run that did not finish (no session record) is reported a
 Prints per seed and arm: images, clicks per image (all; images 51-100, or the second half of a
 shorter stream), images that reached the target, NoC per structure, first-click Dice (first 10 and
 last 10 images; the largest fall of its 10-image moving mean below its best so far), the click ->
-mask latency p50 (first mask reflecting the click; mask of a version trained on it); then the
+mask latency p50 (the click's first answer, its preview; the first final mask reflecting it; the
+mask of a version trained on it), the mean Dice after a click of the first answer and of the mask
+the annotator judged; then the
 total clicks of learn / frozen per seed and their mean (spread); and for the learn arm the rank
 correlation over versions of the fresh first-click hit rate with Dice (10-version moving means).
 Writes OUT/session.png: clicks per image and first-click Dice against the image's place in the
@@ -105,6 +107,7 @@ def summarize(clicks, images):
         for c, s in im["classes"].items():
             noc.setdefault(c, []).append(s["clicks"])
     median = lambda v: statistics.median(v) if v else None
+    mean = lambda v: statistics.mean(v) if v else None
     return {
         "images": len(images),
         "clicks": sum(per_image),
@@ -116,6 +119,10 @@ def summarize(clicks, images):
         "first_head": statistics.mean([v for v in first[:10] if v is not None] or [0]),
         "first_tail": statistics.mean([v for v in first[-10:] if v is not None] or [0]),
         "first_fall": fall,
+        # A click's first answer (its preview; runs before previews existed have none).
+        "first_p50": median([c["first_ms"] for c in clicks if "first_ms" in c]),
+        "first_answer_dice": mean([c["first_dice"] for c in clicks if "first_dice" in c]),
+        "click_dice": mean([c["dice"] for c in clicks]),
         "response_p50": median([c["response_ms"] for c in clicks]),
         "learned_p50": median([c["learned_ms"] for c in clicks if c["learned_ms"] is not None]),
         "learned": sum(c["learned_ms"] is not None for c in clicks),
@@ -147,7 +154,8 @@ def main():
     results = {}
     print(f"{'seed':>4} {'arm':>6} {'images':>6} {'clicks':>6} {'/image':>6} {'late':>12} "
           f"{'reached':>7} {'1st Dice 1-10':>13} {'last 10':>7} {'fall':>5} "
-          f"{'mask p50 ms':>11} {'learned p50 ms':>14}  NoC per structure")
+          f"{'1st answer p50 ms':>17} {'mask p50 ms':>11} {'learned p50 ms':>14} "
+          f"{'Dice 1st answer / mask':>22}  NoC per structure")
     for folder in seeds:
         seed = folder.rsplit("seed", 1)[1]
         for arm in arms:
@@ -165,7 +173,9 @@ def main():
             print(f"{seed:>4} {arm:>6} {s['images']:>6} {s['clicks']:>6} {s['per_image']:>6.2f} "
                   f"{s['late']:>6.2f} ({s['late_label']}) {s['reached']:>7} "
                   f"{s['first_head']:>13.3f} {s['first_tail']:>7.3f} {s['first_fall']:>5.2f} "
-                  f"{fmt(s['response_p50'], '{:.0f}'):>11} {fmt(s['learned_p50'], '{:.0f}'):>14}  {noc}")
+                  f"{fmt(s['first_p50'], '{:.0f}'):>17} "
+                  f"{fmt(s['response_p50'], '{:.0f}'):>11} {fmt(s['learned_p50'], '{:.0f}'):>14} "
+                  f"{fmt(s['first_answer_dice']) + ' / ' + fmt(s['click_dice']):>22}  {noc}")
     if not results:
         fail("no run finished")
     pairs = [(results.get((f.rsplit("seed", 1)[1], "learn")),

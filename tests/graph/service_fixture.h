@@ -36,6 +36,8 @@ inline Config SmallServiceConfig(const std::string& dir, const std::string& boot
   c.model.d3pm.steps = 20;
   c.sampler.samples = 4;
   c.sampler.steps = 2;
+  c.sampler.preview_samples = 2;  // a click's first answer: told apart from the final by N
+  c.sampler.preview_steps = 1;
   c.compute.torch_threads = 1;
   c.limits.max_in_flight = 8;
   c.limits.pending_click_timeout_ms = 10'000;

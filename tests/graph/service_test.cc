@@ -47,6 +47,7 @@ class ServiceTest : public ::testing::Test {
   void Flush() { ASSERT_TRUE(producer_->Flush(std::chrono::seconds(20)).ok()); }
 
   // Collects masks from `endpoint` until `enough` holds for the latest mask per image.
+  // The latest final mask of each image (previews are left out) once `enough` holds.
   std::map<std::string, v1::MaskResult> CollectMasks(
       const std::string& endpoint, const std::string& prefix,
       const std::function<bool(const std::map<std::string, v1::MaskResult>&)>& enough) {
@@ -56,6 +57,7 @@ class ServiceTest : public ::testing::Test {
       for (;;) {  // masks may stream without a pause: check after each one
         auto mask = subscriber->Receive(std::chrono::milliseconds(100));
         if (!mask.ok() || !mask->has_value()) break;
+        if ((*mask)->preview()) continue;
         latest[(*mask)->image_id()] = **mask;
         if (enough(latest)) return true;
       }
@@ -151,6 +153,80 @@ TEST_F(ServiceTest, ImagesAndClicksBecomeMasksTaggedWithVersionAndRevision) {
   EXPECT_TRUE(service.Stop().ok());
   // The runtime file that lets the CLI find the service is gone after a clean stop.
   EXPECT_FALSE(std::filesystem::exists(RuntimeFilePath(config_)));
+}
+
+TEST_F(ServiceTest, AClickGetsAPreviewFirstThenItsFinalMask) {
+  // The preview (2 samples x 1 step, on a thread of its own) and the final mask are drawn at the
+  // same time: the final one is made 640 times dearer, so the preview is out first.
+  config_.sampler.samples = 64;
+  config_.sampler.steps = 20;
+  InProcessService service(config_);
+  auto subscriber =
+      MaskSubscriber::Connect(service.endpoints().publish_endpoint, "mask.ds.a").value();
+  Produce("images", PngImageEvent("a").SerializeAsString());
+  Flush();
+  // The image's own mask (no preview: only a click asks for one) also proves the subscription.
+  std::vector<v1::MaskResult> seen;
+  uint64_t revision = 0;  // masks of older revisions (a late subscriber's current mask) are skipped
+  auto receive_until = [&](const std::function<bool(const v1::MaskResult&)>& done) {
+    Eventually([&] {
+      auto mask = subscriber->Receive(std::chrono::milliseconds(100));
+      if (!mask.ok() || !mask->has_value() || (*mask)->click_revision() < revision) return false;
+      seen.push_back(**mask);
+      return done(seen.back());
+    });
+  };
+  receive_until([](const v1::MaskResult&) { return true; });
+  ASSERT_FALSE(seen.empty());
+  EXPECT_FALSE(seen[0].preview());
+  EXPECT_EQ(seen[0].samples(), 64u);
+
+  seen.clear();
+  revision = 1;
+  Produce("clicks", Click("a", "a1", 3, 4).SerializeAsString());
+  Flush();
+  receive_until([](const v1::MaskResult& m) { return !m.preview() && m.click_revision() == 1; });
+  ASSERT_GE(seen.size(), 2u);
+  // The preview comes first: preview_samples of preview_steps, with the click's revision.
+  const v1::MaskResult& preview = seen[0];
+  EXPECT_TRUE(preview.preview());
+  EXPECT_EQ(preview.click_revision(), 1u);
+  EXPECT_EQ(preview.samples(), 2u);
+  EXPECT_EQ(preview.steps(), 1u);
+  EXPECT_EQ(preview.mask().size(), 24u * 16u);
+  const v1::MaskResult& final_mask = seen.back();
+  EXPECT_EQ(final_mask.samples(), 64u);
+  EXPECT_EQ(final_mask.steps(), 20u);
+  EXPECT_GT(final_mask.sequence(), preview.sequence());
+  // The image's current mask (the query, the store) is the final one; the status counts both.
+  v1::QueryReply mask = Ask(service.endpoints().query_endpoint, v1::Query::KIND_MASK, "a");
+  ASSERT_TRUE(mask.ok()) << mask.error();
+  EXPECT_FALSE(mask.mask().preview());
+  EXPECT_EQ(mask.mask().click_revision(), 1u);
+  // (The counts move once the publish stage is done with a mask, after subscribers have it.)
+  v1::ServiceStatus status;
+  EXPECT_TRUE(Eventually([&] {
+    status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS).status();
+    return status.masks() >= 3;
+  }));
+  EXPECT_EQ(status.previews(), 1u);
+  EXPECT_TRUE(service.Stop().ok());
+}
+
+TEST_F(ServiceTest, WithoutPreviewsAClickGetsItsFinalMaskOnly) {
+  config_.sampler.preview_samples = 0;
+  InProcessService service(config_);
+  Produce("images", PngImageEvent("a").SerializeAsString());
+  Produce("clicks", Click("a", "a1", 3, 4).SerializeAsString());
+  Flush();
+  auto masks = CollectMasks(service.endpoints().publish_endpoint, "mask.ds.", [](const auto& got) {
+    auto it = got.find("a");
+    return it != got.end() && it->second.click_revision() == 1;
+  });
+  ASSERT_EQ(masks.count("a"), 1u);
+  v1::QueryReply status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+  EXPECT_EQ(status.status().previews(), 0u);
+  EXPECT_TRUE(service.Stop().ok());
 }
 
 TEST_F(ServiceTest, EveryKindOfBadInputIsDeadLetteredAndGoodEventsAroundItAreProcessed) {
@@ -343,6 +419,10 @@ TEST_F(ServiceTest, SimulatedAnnotatorClicksUntilTheTargetAndSeesVersionsTrained
     EXPECT_EQ(c["revision"], i % 2 + 1) << c;
     EXPECT_EQ(c["class"], 1);
     EXPECT_GT(c["response_ms"].get<double>(), 0);
+    // The click's first answer (its preview, or the final mask when that came as soon) is never
+    // later than the final mask, and is scored too.
+    EXPECT_LE(c["first_ms"].get<double>(), c["response_ms"].get<double>()) << c;
+    EXPECT_GE(c["first_dice"].get<double>(), 0) << c;
     // Every click is waited on until a version trained on it drew the image's mask.
     ASSERT_FALSE(c["learned_ms"].is_null()) << c;
     EXPECT_GE(c["learned_ms"].get<double>(), c["response_ms"].get<double>());
@@ -355,6 +435,7 @@ TEST_F(ServiceTest, SimulatedAnnotatorClicksUntilTheTargetAndSeesVersionsTrained
   EXPECT_EQ(session["clicks"], 4);
   EXPECT_EQ(session["images"], 2);
   EXPECT_EQ(session["learned"], 4);
+  EXPECT_GT(session["first_ms_p50"].get<double>(), 0);
   // The service stored every click and reports the clicks its served version was trained on.
   v1::QueryReply status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
   EXPECT_EQ(status.status().clicks(), 4u);

@@ -149,10 +149,13 @@ TEST(ZmqServerTest, LateSubscriberGetsCurrentMask) {
   ASSERT_NE(server, nullptr);
   server->Publish(Mask("ds", "A", 1));
   const uint64_t v2 = server->Publish(Mask("ds", "A", 2));
+  v1::MaskResult preview = Mask("ds", "A", 3);  // a click's preview is not the current mask
+  preview.set_preview(true);
+  server->Publish(preview);
   v1::MaskResult seeded = Mask("ds", "B", 5);
   seeded.set_sequence(41);  // e.g. read back from the store: kept verbatim
   server->Remember(seeded);
-  WaitUntilSent(*server, 2);
+  WaitUntilSent(*server, 3);
 
   auto a = MaskSubscriber::Connect(server->publish_endpoint(), "mask.ds.A");
   ASSERT_TRUE(a.ok()) << a.status().ToString();
@@ -168,7 +171,7 @@ TEST(ZmqServerTest, LateSubscriberGetsCurrentMask) {
   EXPECT_EQ(got->click_revision(), 5u);
   EXPECT_EQ(got->sequence(), 41u);
   // Remember() sends nothing and does not take a sequence number.
-  EXPECT_EQ(server->Publish(Mask("ds", "C", 1)), 3u);
+  EXPECT_EQ(server->Publish(Mask("ds", "C", 1)), 4u);
 }
 
 TEST(ZmqServerTest, ConcurrentPublishersKeepNewestAsCurrent) {

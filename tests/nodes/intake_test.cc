@@ -82,7 +82,13 @@ TEST_F(IntakeTest, ClickInsideItsImageIsRecordedOncePerClickId) {
   (void)(*images_)(Image("a"), Record("images", "", 0));
   IntakeOutcome first = (*clicks_)(Click("a", "c1", 3, 4), Record("clicks", "", 0));
   EXPECT_FALSE(first.rejected);
-  EXPECT_EQ(first.infer.size(), 1u);
+  // A preview first, above everything, then the final mask.
+  ASSERT_EQ(first.infer.size(), 2u);
+  EXPECT_TRUE(first.infer[0].preview);
+  EXPECT_EQ(first.infer[0].priority, kPriorityPreview);
+  EXPECT_FALSE(first.infer[1].preview);
+  EXPECT_EQ(first.infer[1].priority, kPriorityEvent);
+  EXPECT_EQ(first.infer[1].image_id, "a");
   IntakeOutcome again = (*clicks_)(Click("a", "c1", 3, 4), Record("clicks", "", 1));
   EXPECT_TRUE(again.duplicate);
   EXPECT_EQ(Clicks("a"), 1u);
@@ -228,6 +234,14 @@ TEST(InferRequestGateTest, FoldsRequestsForAnImageWaitingForASampler) {
   EXPECT_FALSE(gate(RequestFor("ds", "c", 0.1)));
   EXPECT_TRUE(gate(RequestFor("ds", "c", kPriorityEvent)));
   EXPECT_FALSE(gate(RequestFor("ds", "c", kPriorityStale)));
+  // A click's preview and its final mask are separate requests: neither folds the other, and
+  // previews fold among themselves.
+  EXPECT_TRUE(gate(PreviewFor("ds", "c")));
+  EXPECT_FALSE(gate(PreviewFor("ds", "c")));
+  EXPECT_FALSE(gate(RequestFor("ds", "c", kPriorityEvent)));  // the final one still waits
+  gate.Started(PreviewFor("ds", "c"));
+  EXPECT_TRUE(gate(PreviewFor("ds", "c")));
+  EXPECT_FALSE(gate(RequestFor("ds", "c", kPriorityEvent)));
 }
 
 TEST(PriorityFifoTest, HighestPriorityFirstThenArrivalOrder) {

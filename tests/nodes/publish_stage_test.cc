@@ -1,5 +1,6 @@
 // The graph's last stage on a real store and a real ZeroMQ socket: a newer mask replaces the
-// cached one and goes out; an older one is dropped; an image with ground truth is scored.
+// cached one and goes out; an older one is dropped; an image with ground truth is scored; a
+// click's preview goes out alone.
 #include "nodes/publish_stage.h"
 
 #include <gtest/gtest.h>
@@ -43,6 +44,21 @@ class PublishStageTest : public ::testing::Test {
     mask.set_click_revision(revision);
     return mask;
   }
+  // Ground truth for evaluation of the 2x1 image `image`.
+  void StoreTruth(const std::string& image) {
+    v1::LabelEvent truth;
+    truth.set_dataset("ds");
+    truth.set_image_id(image);
+    truth.set_label_id("truth");
+    truth.set_for_evaluation(true);
+    truth.mutable_dense()->set_width(2);
+    truth.mutable_dense()->set_height(1);
+    truth.mutable_dense()->set_class_ids(std::string{1, 0});
+    Store::Batch batch;
+    batch.Put(Family::kLabels, keys::Child(keys::Image("ds", image), "truth"),
+              truth.SerializeAsString());
+    ASSERT_TRUE(store_->Write(batch).ok());
+  }
   uint64_t CachedVersion(const std::string& image) {
     return cache_->Current("ds", image).value().value().model_version();
   }
@@ -73,19 +89,37 @@ TEST_F(PublishStageTest, NewerMasksReplaceTheCachedOneAndOlderOnesAreDropped) {
   EXPECT_EQ(CachedVersion("a"), 3u);
 }
 
+TEST_F(PublishStageTest, PreviewsGoOutButAreNeitherCachedNorScoredAndNeverFollowTheirFinalMask) {
+  StoreTruth("a");  // a final mask would be scored
+  ASSERT_TRUE((*stage_)(Mask("a", 2, 0)).published);
+
+  v1::MaskResult preview = Mask("a", 2, 1);
+  preview.set_preview(true);
+  PublishOutcome out = (*stage_)(preview);
+  EXPECT_TRUE(out.published);
+  EXPECT_TRUE(out.preview);
+  EXPECT_FALSE(out.evaluated);
+  EXPECT_EQ(cache_->Current("ds", "a").value()->click_revision(), 0u);  // still the final one
+
+  out = (*stage_)(Mask("a", 2, 1));  // the click's final mask
+  EXPECT_TRUE(out.published);
+  EXPECT_FALSE(out.preview);
+  EXPECT_TRUE(out.evaluated);
+  EXPECT_EQ(cache_->Current("ds", "a").value()->click_revision(), 1u);
+  // A preview arriving after a final mask that reflects as many clicks is dropped, whatever the
+  // versions; one that reflects more goes out, even when drawn by an older version.
+  EXPECT_FALSE((*stage_)(preview).published);
+  v1::MaskResult newer_version = Mask("a", 3, 1);
+  newer_version.set_preview(true);
+  EXPECT_FALSE((*stage_)(newer_version).published);
+  v1::MaskResult next_click = Mask("a", 1, 2);
+  next_click.set_preview(true);
+  EXPECT_TRUE((*stage_)(next_click).published);
+  EXPECT_EQ(cache_->Current("ds", "a").value()->click_revision(), 1u);
+}
+
 TEST_F(PublishStageTest, MasksOfImagesWithGroundTruthAreScored) {
-  v1::LabelEvent truth;
-  truth.set_dataset("ds");
-  truth.set_image_id("a");
-  truth.set_label_id("truth");
-  truth.set_for_evaluation(true);
-  truth.mutable_dense()->set_width(2);
-  truth.mutable_dense()->set_height(1);
-  truth.mutable_dense()->set_class_ids(std::string{1, 0});
-  Store::Batch batch;
-  batch.Put(Family::kLabels, keys::Child(keys::Image("ds", "a"), "truth"),
-            truth.SerializeAsString());
-  ASSERT_TRUE(store_->Write(batch).ok());
+  StoreTruth("a");
 
   PublishOutcome out = (*stage_)(Mask("a", 1, 0));
   EXPECT_TRUE(out.published);

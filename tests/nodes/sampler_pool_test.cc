@@ -23,7 +23,7 @@ constexpr int64_t kSamples = 7;
 
 // Draws shard k as ShardSamples(7, k, shards) 1x1 "samples" of value k. Image "fail" fails to
 // prepare, "throw" throws while drawing, "cached" has its mask cached. While `hold` is set, every
-// draw waits for Release().
+// draw but a preview's waits for Release().
 class FakeSource : public SampleSource {
  public:
   Result<PreparedRequest> Prepare(const InferRequest& request) const override {
@@ -40,7 +40,7 @@ class FakeSource : public SampleSource {
     std::unique_lock<std::mutex> lock(mu_);
     ++drawing_;
     cv_.notify_all();
-    cv_.wait(lock, [&] { return !hold_; });
+    cv_.wait(lock, [&] { return !hold_ || prepared.set.request.preview; });
     --drawing_;
     if (prepared.set.request.image_id == "throw") throw std::runtime_error("out of luck");
     return torch::full({Sampler::ShardSamples(kSamples, shard, shards), 1, 1}, shard,
@@ -136,10 +136,35 @@ TEST(SamplerPoolTest, WaitingRequestsAreTakenByPriorityThenInArrivalOrder) {
   pool.Submit(RequestFor("ds", "stale", kPriorityStale), outcomes.For("stale"));
   pool.Submit(RequestFor("ds", "click2", kPriorityEvent), outcomes.For("click2"));
   pool.Submit(RequestFor("ds", "uncertain", 0.9), outcomes.For("uncertain"));
+  // Without a preview thread a click's preview queues too, ahead of everything.
+  pool.Submit(PreviewFor("ds", "preview"), outcomes.For("preview"));
   source.Release();
-  ASSERT_TRUE(outcomes.Await(6));
-  EXPECT_EQ(source.prepared(),
-            (std::vector<std::string>{"first", "click1", "click2", "stale", "uncertain", "sweep"}));
+  ASSERT_TRUE(outcomes.Await(7));
+  EXPECT_EQ(source.prepared(), (std::vector<std::string>{"first", "preview", "click1", "click2",
+                                                         "stale", "uncertain", "sweep"}));
+}
+
+TEST(SamplerPoolTest, APreviewThreadDrawsPreviewsWholeWhileTheOthersAreBusy) {
+  FakeSource source;
+  SamplerPool pool(&source, 2, /*preview_thread=*/true);
+  ASSERT_TRUE(pool.Start().ok());
+  Outcomes outcomes;
+  source.Hold();
+  pool.Submit(RequestFor("ds", "sweep", 0.5), outcomes.For("sweep"));
+  source.AwaitDrawing(2);  // both sampler threads hold the sweep's shards
+  pool.Submit(PreviewFor("ds", "click"), outcomes.For("click"));
+  // A preview whose final mask is already cached hands on nothing: that mask is out.
+  pool.Submit(PreviewFor("ds", "cached"), outcomes.For("cached"));
+  ASSERT_TRUE(outcomes.Await(2));  // while the sweep still waits
+  EXPECT_FALSE(outcomes.Of("cached").has_value());
+  std::optional<SampleSet> click = outcomes.Of("click");
+  ASSERT_TRUE(click.has_value());
+  EXPECT_TRUE(click->request.preview);
+  EXPECT_EQ(click->samples.size(0), kSamples);  // whole: one shard of all the samples
+  source.Release();
+  ASSERT_TRUE(outcomes.Await(3));
+  ASSERT_TRUE(outcomes.Of("sweep").has_value());
+  EXPECT_EQ(pool.errors(), 0u);
 }
 
 TEST(SamplerPoolTest, FailuresAreCountedAndHandOnNothingWhileCachedMasksSkipDrawing) {

@@ -141,6 +141,50 @@ TEST_F(SamplerTest, ShardsDrawWithTheCopyOfTheirDevice) {
   EXPECT_TRUE(torch::equal(draw(spread, 2), draw(pinned(own, own), 2)));
 }
 
+TEST_F(SamplerTest, APreviewDrawsItsOwnFewSamplesUnlessTheFinalMaskIsCached) {
+  StoreImage("a");
+  SamplerConfig settings = testutil::SamplerSettings(6, 3, 64);
+  settings.preview_samples = 2;
+  settings.preview_steps = 1;
+  Sampler sampler(store_.get(), &models_, &gate_, cache_.get(), settings);
+  Result<PreparedRequest> preview = sampler.Prepare(PreviewFor("ds", "a"));
+  ASSERT_TRUE(preview.ok()) << preview.status().ToString();
+  EXPECT_TRUE(preview->set.preview);
+  EXPECT_EQ(preview->samples, 2);
+  EXPECT_EQ(preview->steps, 1);
+  EXPECT_EQ(preview->set.steps, 1u);
+  Result<PreparedRequest> final_mask = sampler.Prepare(RequestFor("ds", "a"));
+  ASSERT_TRUE(final_mask.ok());
+  EXPECT_FALSE(final_mask->set.preview);
+  EXPECT_EQ(final_mask->samples, 6);
+  EXPECT_NE(preview->seed, final_mask->seed);  // not the final mask's first samples
+  // Split over more shards than it has samples, a preview's last shard draws none.
+  EXPECT_EQ(sampler.Draw(*preview, 0, 3).value().size(0), 1);
+  EXPECT_EQ(sampler.Draw(*preview, 2, 3).value().sizes(), (std::vector<int64_t>{0, 16, 16}));
+  // Aggregated, it is published as a preview with its N and steps.
+  SampleSet set = preview->set;
+  set.samples = sampler.Draw(*preview, 0, 1).value();
+  model::AggregatorOptions options;
+  options.num_classes = 2;
+  options.rule = model::AggregationRule::kMajority;
+  const Aggregate aggregate(model::Aggregator::Create(options).value());
+  v1::MaskResult mask = aggregate(set).value();
+  EXPECT_TRUE(mask.preview());
+  EXPECT_EQ(mask.samples(), 2u);
+  EXPECT_EQ(mask.steps(), 1u);
+
+  // Once the final mask of this version and revision is cached, a preview is that mask.
+  v1::MaskResult cached;
+  cached.set_dataset("ds");
+  cached.set_image_id("a");
+  cached.set_model_version(3);
+  ASSERT_TRUE((*cache_)(cached).ok());
+  Result<PreparedRequest> late = sampler.Prepare(PreviewFor("ds", "a"));
+  ASSERT_TRUE(late.ok());
+  ASSERT_TRUE(late->set.cached.has_value());
+  EXPECT_FALSE(late->set.cached->preview());
+}
+
 TEST_F(SamplerTest, UnchangedImageIsServedFromTheCache) {
   StoreImage("a");
   v1::MaskResult cached;

@@ -136,6 +136,7 @@ TEST(EventsTest, FieldNumbersAreStable) {
   EXPECT_EQ(mask->FindFieldByName("model_version")->number(), 7);
   EXPECT_EQ(mask->FindFieldByName("click_revision")->number(), 8);
   EXPECT_EQ(mask->FindFieldByName("sequence")->number(), 12);
+  EXPECT_EQ(mask->FindFieldByName("preview")->number(), 15);
   const auto* dead = v1::DeadLetter::descriptor();
   EXPECT_EQ(dead->FindFieldByName("reason")->number(), 4);
   EXPECT_EQ(dead->FindFieldByName("payload")->number(), 5);
