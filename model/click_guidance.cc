@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 namespace clickdiff::model {
@@ -35,18 +36,18 @@ torch::Tensor ClickGuidance(const torch::Tensor& labels, const torch::Tensor& sh
 
 torch::Tensor ClickGuidance(const std::vector<std::vector<Click>>& clicks, int64_t num_classes,
                             int64_t resolution, torch::Device device) {
-  const auto b = static_cast<int64_t>(clicks.size());
-  auto labels = torch::zeros({b, resolution, resolution}, torch::kLong);
-  auto shown = torch::zeros({b, resolution, resolution}, torch::kBool);
-  auto label_cells = labels.accessor<int64_t, 3>();
-  auto shown_cells = shown.accessor<bool, 3>();
-  for (int64_t i = 0; i < b; ++i) {
-    for (const Click& c : clicks[static_cast<size_t>(i)]) {
-      label_cells[i][c.y][c.x] = c.positive ? c.class_id : 0;
-      shown_cells[i][c.y][c.x] = true;
-    }
+  // Each image's clicks as a click example paints them: its target (the classes) and known pixels.
+  const auto grid = torch::zeros({1, resolution, resolution});
+  std::vector<torch::Tensor> labels, shown;
+  for (const std::vector<Click>& image_clicks : clicks) {
+    Result<TrainingExample> painted = MakeClickExample(grid, image_clicks, num_classes);
+    if (!painted.ok()) throw std::invalid_argument(painted.status().ToString());  // precondition
+    labels.push_back(painted->target);
+    shown.push_back(painted->known);
   }
-  return ClickGuidance(labels.to(device), shown.to(device), num_classes);
+  if (clicks.empty()) return torch::zeros({0, num_classes, resolution, resolution}, device);
+  return ClickGuidance(torch::stack(labels).to(device), torch::stack(shown).to(device),
+                       num_classes);
 }
 
 std::vector<Click> ClicksToGrid(const std::vector<Click>& clicks, const GridMapping& mapping) {

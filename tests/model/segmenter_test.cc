@@ -271,10 +271,7 @@ double GuidanceGradient(Segmenter& seg, const std::vector<TrainingExample>& batc
   return stem.grad().slice(1, image_channels).abs().sum().item<double>();
 }
 
-class ClickInputTest : public ::testing::TestWithParam<Method> {
- protected:
-  void SetUp() override { torch::set_num_threads(1); }
-};
+class ClickInputTest : public SegmenterTest {};
 
 TEST_P(ClickInputTest, TrainingShowsClicksOfClickExamplesAndNeverDenseOrPseudoLabels) {
   auto seg = Segmenter::Create(ClickInputOptions(GetParam()), torch::kCPU);
