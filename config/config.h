@@ -212,8 +212,9 @@ struct LimitsConfig {
   int64_t max_payload_bytes = 16 << 20;
   int max_image_side = 4096;
   int max_in_flight = 64;  // events inside the graph before the consumer pauses
-  // A click may overtake its image (topics are read independently): it waits this long for the
-  // image, then goes to the dead-letter topic as a click for an unknown image.
+  // A click may overtake its image (topics are read independently): it waits until the images
+  // topic was read this far past the click's time, or was at its end this long, then goes to the
+  // dead-letter topic as a click for an unknown image (nodes/click_intake.h).
   int64_t pending_click_timeout_ms = 60000;
 };
 

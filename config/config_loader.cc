@@ -762,7 +762,19 @@ Result<Config> LoadConfigFile(const std::string& path, const ConfigOverrides& ov
   return LoadConfigString(text.str(), path, overrides);
 }
 
-std::string DumpConfig(const Config& config) {
+bool IsSecretConfigKey(const std::string& key) {
+  if (key == "zmq.curve.server_secret_key") return true;
+  const std::string prefix = "kafka.properties.";
+  if (key.rfind(prefix, 0) != 0) return false;
+  const std::string name = key.substr(prefix.size());
+  for (const char* word : {"password", "secret", ".pem", "oauthbearer.config", "jaas"}) {
+    if (name.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string DumpConfig(const Config& config, bool show_secrets) {
+  const std::string kRedacted = "<redacted>";
   YAML::Node root(YAML::NodeType::Map);
   for (const auto& f : Fields()) {
     std::vector<std::string> path = SplitKey(f.key);
@@ -771,7 +783,16 @@ std::string DumpConfig(const Config& config) {
       if (!cursor[path[i]]) cursor[path[i]] = YAML::Node(YAML::NodeType::Map);
       cursor.reset(cursor[path[i]]);
     }
-    cursor[path.back()] = f.encode(config);
+    YAML::Node value = f.encode(config);
+    if (!show_secrets && value.IsScalar() && !value.Scalar().empty() && IsSecretConfigKey(f.key)) {
+      value = kRedacted;
+    } else if (!show_secrets && value.IsMap()) {
+      for (auto entry : value) {
+        if (IsSecretConfigKey(f.key + "." + entry.first.as<std::string>()))
+          entry.second = kRedacted;
+      }
+    }
+    cursor[path.back()] = value;
   }
   YAML::Emitter out;
   out << root;

@@ -42,8 +42,15 @@ Result<Config> LoadConfigFile(const std::string& path, const ConfigOverrides& ov
 Result<Config> LoadConfigString(const std::string& yaml, const std::string& source,
                                 const ConfigOverrides& overrides = {});
 
-// The effective configuration as YAML (every key, in table order); loads back to an equal Config.
-std::string DumpConfig(const Config& config);
+// Whether a configuration key holds a secret: zmq.curve.server_secret_key, and librdkafka
+// properties whose name says password, secret or private key (sasl.password,
+// ssl.key.password, ssl.keystore.password, ssl.key.pem, sasl.oauthbearer.client.secret,
+// sasl.oauthbearer.config, ...). Full keys: "kafka.properties.sasl.password".
+bool IsSecretConfigKey(const std::string& key);
+
+// The effective configuration as YAML (every key, in table order); loads back to an equal Config,
+// except that secrets that are set (IsSecretConfigKey) read "<redacted>" unless `show_secrets`.
+std::string DumpConfig(const Config& config, bool show_secrets = false);
 
 // Every key with its allowed values, one "key: allowed" line each, for --help texts.
 std::vector<std::pair<std::string, std::string>> DescribeConfigKeys();

@@ -3,9 +3,13 @@
 #include <oneapi/tbb/flow_graph.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 
+#include "base/clock.h"
+#include "base/guard.h"
 #include "nodes/aggregate.h"
 #include "nodes/decode.h"
 #include "nodes/evaluator.h"
@@ -34,14 +38,17 @@ using AggregateNode = flow::multifunction_node<SampleSet, std::tuple<v1::MaskRes
 // The node bodies (nodes/) and the graph that connects them. Members are declared in dependency
 // order: the graph and its nodes last, so they go first.
 struct Pipeline::Impl {
-  Impl(const Config& config, PipelineDeps deps, model::Aggregator aggregator, StoredCounts stored)
+  Impl(const Config& config, PipelineDeps deps, model::Aggregator aggregator, StoredCounts stored,
+       std::unique_ptr<Outbox> opened)
       : models(deps.models),
         on_saturation(std::move(deps.on_saturation)),
         max_in_flight(static_cast<uint64_t>(std::max(1, config.limits.max_in_flight))),
         previews_on(config.sampler.preview_samples > 0),
+        images_topic(config.kafka.topics.images),
+        outbox(std::move(opened)),
         decode(config.kafka.topics, DecodeLimitsFrom(config)),
         preprocess(config.model.resolution, deps.models),
-        intake(deps.store, deps.producer, config.kafka.topics, config.limits, stored,
+        intake(deps.store, deps.producer, outbox.get(), config.kafka.topics, config.limits, stored,
                std::move(deps.on_stored)),
         cache(deps.store),
         stale_masks(deps.store, &cache),
@@ -67,15 +74,30 @@ struct Pipeline::Impl {
         gate_node(graph, flow::unlimited,
                   [this](const InferRequest& r, GateNode::output_ports_type& ports) {
                     if (r.preview && !previews_on) return;  // sampler.preview_samples 0
-                    if (gate(r)) std::get<0>(ports).try_put(r);
+                    // No exception may leave a body: it would cancel the whole graph.
+                    Result<bool> pass = Guarded("gate", [&] { return Result<bool>(gate(r)); });
+                    if (!pass.ok()) {
+                      spdlog::error("{} (request for {} dropped)", pass.status().ToString(),
+                                    r.image_id);
+                      return;
+                    }
+                    if (*pass) std::get<0>(ports).try_put(r);
                   }),
         sampler_node(graph, flow::unlimited,
                      [this](const InferRequest& r, SamplerNode::gateway_type& gateway) {
                        gateway.reserve_wait();  // wait_for_all covers the pool's work
-                       pool.Submit(r, [&gateway](std::optional<SampleSet> drawn) {
-                         if (drawn) gateway.try_put(*drawn);
-                         gateway.release_wait();
+                       Status submitted = Guarded("sampler pool", [&] {
+                         pool.Submit(r, [&gateway](std::optional<SampleSet> drawn) {
+                           if (drawn) gateway.try_put(*drawn);
+                           gateway.release_wait();
+                         });
+                         return Status::Ok();
                        });
+                       if (!submitted.ok()) {  // not queued: its callback will never run
+                         spdlog::error("{} (request for {} dropped)", submitted.ToString(),
+                                       r.image_id);
+                         gateway.release_wait();
+                       }
                      }),
         aggregate_node(graph, flow::unlimited,
                        [this](const SampleSet& s, AggregateNode::output_ports_type& ports) {
@@ -109,14 +131,25 @@ struct Pipeline::Impl {
   // Sequence numbers enter the queue in order (the sequencer waits for each in turn). The
   // saturation callback runs under the same lock so that pause and resume reach the consumer in
   // the order they were decided.
-  void Put(std::variant<std::monostate, KafkaMessage> what) {
+  void Put(std::variant<clickdiff::Tick, KafkaMessage> what) {
     std::lock_guard<std::mutex> lock(admit_mu);
-    Envelope envelope{next_seq++, std::move(what)};
+    if (auto* tick = std::get_if<clickdiff::Tick>(&what)) {
+      // Paused, the consumer does not read on: not at its end, whatever it was before.
+      tick->images_at_end_since_ms = saturated ? 0 : images_at_end_since_ms;
+    } else if (const auto& m = std::get<KafkaMessage>(what); m.topic == images_topic) {
+      images_at_end[m.partition] = false;  // a record: not at its end until the next end event
+      images_at_end_since_ms = 0;
+    }
+    // The sequence number is taken only once the envelope is in the graph: if try_put throws (out
+    // of memory), the sequencer must not wait for it forever. The caller hears of the exception
+    // (the consumer then stops).
+    Envelope envelope{next_seq, std::move(what)};
+    input.try_put(envelope);
+    ++next_seq;
     if (++in_flight >= max_in_flight && !saturated) {
       saturated = true;
       if (on_saturation) on_saturation(true);
     }
-    input.try_put(envelope);
   }
 
   // One event is through intake.
@@ -136,8 +169,13 @@ struct Pipeline::Impl {
   std::function<void(bool)> on_saturation;
   const uint64_t max_in_flight;
   const bool previews_on;
+  const std::string images_topic;
   std::mutex admit_mu;
-  uint64_t next_seq = 0;   // GUARDED_BY(admit_mu)
+  uint64_t next_seq = 0;  // GUARDED_BY(admit_mu)
+  // Images partitions at their end (ImagesAtEnd) or not (a record admitted since), and since
+  // when all of them are (0: not all). GUARDED_BY(admit_mu).
+  std::map<int32_t, bool> images_at_end;
+  int64_t images_at_end_since_ms = 0;
   uint64_t in_flight = 0;  // GUARDED_BY(admit_mu)
   bool saturated = false;  // GUARDED_BY(admit_mu)
   std::mutex intake_mu;    // with intake_cv: WaitForIntake
@@ -146,6 +184,7 @@ struct Pipeline::Impl {
       aggregate_errors{0};
   bool drained = false;
 
+  std::unique_ptr<Outbox> outbox;  // dead letters owed to Kafka (intake's)
   Decode decode;
   Preprocess preprocess;
   IntakeStage intake;
@@ -183,7 +222,10 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const Config& config, Pipelin
   }
   Result<StoredCounts> stored = IntakeStage::CountStored(*deps.store);
   if (!stored.ok()) return stored.status().WithContext("pipeline");
-  auto impl = std::make_unique<Impl>(config, std::move(deps), std::move(aggregator), *stored);
+  Result<std::unique_ptr<Outbox>> outbox = Outbox::Open(deps.store, deps.producer, "intake");
+  if (!outbox.ok()) return outbox.status().WithContext("pipeline");
+  auto impl = std::make_unique<Impl>(config, std::move(deps), std::move(aggregator), *stored,
+                                     std::move(outbox).value());
   CLICKDIFF_RETURN_IF_ERROR(impl->pool.Start());
   return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
 }
@@ -193,7 +235,22 @@ void Pipeline::Admit(KafkaMessage message) {
   impl_->Put(std::move(message));
 }
 
-void Pipeline::Tick() { impl_->Put(std::monostate{}); }
+void Pipeline::Tick() { impl_->Put(clickdiff::Tick{}); }
+
+void Pipeline::ImagesAssigned(int32_t partition) {
+  std::lock_guard<std::mutex> lock(impl_->admit_mu);
+  impl_->images_at_end[partition] = false;  // until its first end event
+  impl_->images_at_end_since_ms = 0;
+}
+
+void Pipeline::ImagesAtEnd(int32_t partition) {
+  Impl& s = *impl_;
+  std::lock_guard<std::mutex> lock(s.admit_mu);
+  s.images_at_end[partition] = true;
+  const bool all = std::all_of(s.images_at_end.begin(), s.images_at_end.end(),
+                               [](const auto& p) { return p.second; });
+  if (all && s.images_at_end_since_ms == 0) s.images_at_end_since_ms = NowMs();
+}
 
 Status Pipeline::RequestStaleMasks() {
   std::shared_ptr<const ServingModel> model = impl_->models->Get();

@@ -78,6 +78,14 @@ class Pipeline {
   void Admit(KafkaMessage message);
   // Thread-safe. Lets intake expire clicks that waited too long for their image.
   void Tick();
+  // Thread-safe. The consumer read images partition `partition` to its end (an end-of-partition
+  // event): once every images partition is, ticks tell intake since when, and pending clicks
+  // whose image has not come by then start to expire (nodes/click_intake.h).
+  void ImagesAtEnd(int32_t partition);
+  // Thread-safe. The consumer was assigned images partition `partition`: not at its end until
+  // its first end event. (A partition revoked later still counts: with several consumers of one
+  // group, clicks may then wait for event time alone.)
+  void ImagesAssigned(int32_t partition);
   // Thread-safe. Asks for the masks of every stored image whose cached mask is missing or stale
   // for the served model version (nodes/stale_masks.h): at start, and after each new version.
   Status RequestStaleMasks();

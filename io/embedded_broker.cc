@@ -6,7 +6,9 @@
 #include <librdkafka/rdkafka_mock.h>
 // clang-format on
 
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "io/kafka_conf.h"
 
@@ -78,6 +80,14 @@ Status EmbeddedBroker::CreateTopic(const std::string& topic, int partitions) {
     return Internal("embedded broker: creating topic " + topic + ": " + rd_kafka_err2str(err));
   }
   return Status::Ok();
+}
+
+void EmbeddedBroker::RefuseProduces(int count) {
+  constexpr int16_t kProduceApiKey = 0;  // the Kafka protocol's Produce request
+  const std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(std::max(count, 0)),
+                                                RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  rd_kafka_mock_push_request_errors_array(impl_->cluster.get(), kProduceApiKey, errors.size(),
+                                          errors.data());
 }
 
 }  // namespace clickdiff

@@ -26,6 +26,9 @@ class EmbeddedBroker {
   const std::string& bootstrap_servers() const;
   // Creates `topic` with `partitions` partitions (replication 1); an existing topic is OK.
   Status CreateTopic(const std::string& topic, int partitions);
+  // Fault injection: the next `count` produce requests (any topic) are refused with
+  // TOPIC_AUTHORIZATION_FAILED, which producers do not retry, as a broker refusing a topic does.
+  void RefuseProduces(int count);
 
  private:
   struct Impl;

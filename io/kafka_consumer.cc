@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <exception>
@@ -9,6 +10,7 @@
 #include <mutex>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "base/guard.h"
 #include "io/kafka_conf.h"
@@ -42,6 +44,7 @@ struct KafkaConsumer::Impl {
         DeliverHeld();
         continue;
       }
+      if (!ends_held.empty() && !pause_requested.load()) ReportHeldEnds();
       MessagePtr message(rd_kafka_consumer_poll(handle.get(), kPollTimeoutMs));
       if (message == nullptr) {
         idle_polls.fetch_add(1);
@@ -113,6 +116,22 @@ struct KafkaConsumer::Impl {
       held.pop_front();
       Deliver(*message);
     }
+    if (held.empty() && !pause_requested.load()) ReportHeldEnds();
+  }
+
+  void ReportEnd(const TopicPartition& end) {
+    Status told =
+        Guarded("kafka consumer: on_end for " + TopicPartitionName(end.first, end.second), [&] {
+          callbacks.on_end(end.first, end.second);
+          return Status::Ok();
+        });
+    if (!told.ok()) ReportError(told);
+  }
+
+  void ReportHeldEnds() {
+    std::vector<TopicPartition> ends;
+    ends.swap(ends_held);
+    for (const TopicPartition& end : ends) ReportEnd(end);
   }
 
   // The current assignment.
@@ -142,6 +161,8 @@ struct KafkaConsumer::Impl {
                    TopicPartitionName(topic, m.partition), it->second, m.offset);
     }
     it->second = m.offset + 1;
+    // A record after a held-back end: the partition is no longer at it.
+    ends_held.erase(std::remove(ends_held.begin(), ends_held.end(), it->first), ends_held.end());
 
     KafkaMessage message;
     message.topic = topic;
@@ -161,11 +182,26 @@ struct KafkaConsumer::Impl {
                   callbacks.on_message(std::move(message));
                   return Status::Ok();
                 });
-    if (!handed.ok()) ReportError(handed);
+    // A record on_message could not take must not be passed over (the caller would store later
+    // offsets): consuming stops, and a restart reads it again.
+    if (!handed.ok()) ReportFatal(handed);
   }
 
   void HandleMessageError(const rd_kafka_message_t& m) {
-    if (m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+    if (m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (!callbacks.on_end || m.rkt == nullptr) return;
+      TopicPartition end(rd_kafka_topic_name(m.rkt), m.partition);
+      // Records held back by a pause come before it for the caller, and librdkafka reports an end
+      // only once: told after they are handed over.
+      if (!held.empty() || pause_requested.load()) {
+        if (std::find(ends_held.begin(), ends_held.end(), end) == ends_held.end()) {
+          ends_held.push_back(std::move(end));
+        }
+        return;
+      }
+      ReportEnd(end);
+      return;
+    }
     if (m.err == RD_KAFKA_RESP_ERR__FATAL) {
       ReportFatal(Internal("kafka consumer: fatal error: " +
                            kafka_internal::FatalErrorMessage(handle.get())));
@@ -201,6 +237,7 @@ struct KafkaConsumer::Impl {
     // Held records belong to the old assignment: whoever gets their partitions next starts at
     // the caller's stored offsets, which these records never reached.
     held.clear();
+    ends_held.clear();
     next_offset.clear();
     if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -289,6 +326,8 @@ struct KafkaConsumer::Impl {
   bool paused_applied = false;  // the assignment is paused in librdkafka
   // Records polled while a pause was pending, handed over (in order) after Resume.
   std::deque<MessagePtr> held;
+  // Ends of partitions reported while records were held back (poll thread only).
+  std::vector<TopicPartition> ends_held;
   // Assigned partitions -> the offset after the last record handed over (or the assigned start,
   // possibly RD_KAFKA_OFFSET_BEGINNING, before the first).
   std::map<TopicPartition, int64_t> next_offset;
@@ -317,7 +356,8 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
   spec.managed = {{"group.id", config.group_id},
                   {"partition.assignment.strategy", "range"},
                   {"enable.auto.commit", "false"},
-                  {"enable.auto.offset.store", "false"}};
+                  {"enable.auto.offset.store", "false"},
+                  {"enable.partition.eof", "true"}};  // on_end
   Result<ConfPtr> conf = kafka_internal::BuildConf(config, bootstrap_override, spec);
   if (!conf.ok()) return conf.status();
 

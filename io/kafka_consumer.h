@@ -42,8 +42,13 @@ class KafkaConsumer {
     std::function<Result<std::optional<int64_t>>(const std::string& topic, int32_t partition)>
         stored_offset;
     // Every record, on the poll thread. Must not block for long: call Pause() instead. An
-    // exception it throws is reported to on_error; the record counts as handed over.
+    // exception it throws stops the consumer (no later record is handed over, so the caller never
+    // stores an offset past this one) and is reported to on_error as kInternal.
     std::function<void(KafkaMessage message)> on_message;
+    // Optional: the partition has been read to its end for now (librdkafka's end-of-partition
+    // event, once each time the consumer catches up), on the poll thread after the partition's
+    // last record was handed over. A record handed over later means it is no longer at its end.
+    std::function<void(const std::string& topic, int32_t partition)> on_end;
     // Optional: consumer errors that are not fatal (Unavailable; logged by default) and fatal ones
     // (Internal, or stored_offset's error), after which the poll loop has stopped.
     std::function<void(const Status& error)> on_error;
@@ -52,7 +57,7 @@ class KafkaConsumer {
   // Errors (InvalidArgument): no topics, empty group id, stored_offset/on_message unset, no
   // bootstrap servers, a property librdkafka rejects (named), or one the consumer sets itself
   // (bootstrap.servers, client.id, group.id, partition.assignment.strategy, enable.auto.commit,
-  // enable.auto.offset.store) given in config.properties.
+  // enable.auto.offset.store, enable.partition.eof) given in config.properties.
   static Result<std::unique_ptr<KafkaConsumer>> Create(const KafkaConfig& config,
                                                        const std::vector<std::string>& topics,
                                                        Callbacks callbacks,

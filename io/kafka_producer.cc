@@ -7,6 +7,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/guard.h"
 #include "io/kafka_conf.h"
 
 namespace clickdiff {
@@ -18,6 +19,7 @@ namespace {
 
 constexpr int kPollTimeoutMs = 100;
 constexpr std::chrono::milliseconds kDestructorFlushTimeout(10000);
+constexpr int kPurgeServeTimeoutMs = 1000;  // serving the delivery reports of purged records
 
 }  // namespace
 
@@ -29,6 +31,10 @@ struct KafkaProducer::Impl {
       spdlog::error("kafka producer: {} record(s) not delivered after {} ms at shutdown ({})",
                     rd_kafka_outq_len(handle.get()), kDestructorFlushTimeout.count(),
                     rd_kafka_err2str(err));
+      // What is left is reported (as purged) to its delivery callback, here, before the handle
+      // goes: every callback runs once.
+      rd_kafka_purge(handle.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      (void)rd_kafka_flush(handle.get(), kPurgeServeTimeoutMs);
     }
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -52,17 +58,31 @@ struct KafkaProducer::Impl {
   // Delivery-report callback, on whichever thread is inside rd_kafka_poll/rd_kafka_flush.
   static void OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
+    // The record's own callback (Produce with a DeliveryCallback), owned from here on.
+    std::unique_ptr<DeliveryCallback> callback(static_cast<DeliveryCallback*>(message->_private));
+    // No exception may unwind through librdkafka's C code.
+    auto tell = [&callback](const Status& delivery) {
+      if (!callback) return;
+      Status told = Guarded("kafka producer: delivery callback", [&] {
+        (*callback)(delivery);
+        return Status::Ok();
+      });
+      if (!told.ok()) spdlog::error("{}", told.ToString());
+    };
     if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       self->delivered.fetch_add(1);
+      tell(Status::Ok());
       return;
     }
     self->failed.fetch_add(1);
-    std::lock_guard<std::mutex> lock(self->mu);
-    if (self->first_error.ok()) {
-      self->first_error = Unavailable("kafka producer: delivery to topic " +
-                                      std::string(rd_kafka_topic_name(message->rkt)) +
-                                      " failed: " + rd_kafka_err2str(message->err));
+    Status failure = Unavailable("kafka producer: delivery to topic " +
+                                 std::string(rd_kafka_topic_name(message->rkt)) +
+                                 " failed: " + rd_kafka_err2str(message->err));
+    {
+      std::lock_guard<std::mutex> lock(self->mu);
+      if (self->first_error.ok()) self->first_error = failure;
     }
+    tell(failure);
   }
 
   // Client-level errors (brokers down, authentication, fatal idempotence errors). Fatal ones are
@@ -118,14 +138,24 @@ KafkaProducer::~KafkaProducer() = default;
 
 Status KafkaProducer::Produce(const std::string& topic, const std::string& key,
                               const std::string& value) {
+  return Produce(topic, key, value, nullptr);
+}
+
+Status KafkaProducer::Produce(const std::string& topic, const std::string& key,
+                              const std::string& value, DeliveryCallback on_delivery) {
   CLICKDIFF_RETURN_IF_ERROR(impl_->FatalStatus());
+  // The callback travels with the record (its opaque) and is freed by OnDelivery; here if the
+  // record was not queued.
+  std::unique_ptr<DeliveryCallback> callback =
+      on_delivery ? std::make_unique<DeliveryCallback>(std::move(on_delivery)) : nullptr;
   // An empty key is sent as a null key, so such records are spread by the partitioner rather
   // than all hashed to one partition. The value is copied (F_COPY): the caller's strings may go.
-  const rd_kafka_resp_err_t err =
-      rd_kafka_producev(impl_->handle.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-                        RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
-                        RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  const rd_kafka_resp_err_t err = rd_kafka_producev(
+      impl_->handle.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+      RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
+      RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(callback.get()), RD_KAFKA_V_END);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) (void)callback.release();  // OnDelivery owns it now
   switch (err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR:
       return Status::Ok();

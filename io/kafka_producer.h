@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,13 @@ class KafkaProducer {
   // key is sent as a null key (spread by the partitioner). Delivery failures (e.g. past
   // message.timeout.ms) are reported by the next Flush.
   Status Produce(const std::string& topic, const std::string& key, const std::string& value);
+  // As Produce; when it returns OK, `on_delivery` runs once, on the producer's thread, when the
+  // record's fate is known: OK once the broker acknowledged it, else why not (a failure is also
+  // counted and reported by Flush as above; records still queued when the producer is destroyed
+  // are reported as failed). It must not block or call back into the producer.
+  using DeliveryCallback = std::function<void(const Status& delivery)>;
+  Status Produce(const std::string& topic, const std::string& key, const std::string& value,
+                 DeliveryCallback on_delivery);
   // Waits until every queued record is delivered or `timeout` passes. Returns the first delivery
   // error since the last Flush (Unavailable, naming topic and reason), a fatal error (Internal),
   // or a timeout (Unavailable, with the count still queued).

@@ -24,6 +24,18 @@ inline std::string Version(uint64_t version) {
   std::snprintf(key, sizeof key, "%020llu", static_cast<unsigned long long>(version));
   return key;
 }
+// kMetadata: the highest mask sequence number reserved for ZeroMQ (decimal; ZmqServer::
+// ContinueSequence), so numbering goes on above it after a restart.
+inline std::string MaskSequence() { return "zmq:sequence"; }
+// kMetadata: records owed to Kafka topics by one outbox (io/outbox.h: "intake", "trainer"), in
+// the order they were put; OutboxPrefix("") holds every outbox's.
+inline std::string OutboxPrefix(const std::string& outbox) {
+  const std::string all = std::string("outbox") + '\0';
+  return outbox.empty() ? all : all + outbox + '\0';
+}
+inline std::string OutboxKey(const std::string& outbox, uint64_t sequence) {
+  return OutboxPrefix(outbox) + Version(sequence);
+}
 // kMetadata: the ModelUpdate of a version the service trained (clicks seen, steps, loss).
 inline std::string ModelUpdate(uint64_t version) { return "model:update:" + Version(version); }
 

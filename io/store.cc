@@ -234,14 +234,19 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreConfig& config) {
   Result<rocksdb::CompressionType> compression = ParseCompression(config.compression);
   if (!compression.ok()) return compression.status();
 
-  // RocksDB creates the database directory itself but not its parents.
-  const fs::path parent = fs::path(config.path).parent_path();
-  if (!parent.empty()) {
+  // The database directory is created here, readable by its owner only (it holds every image);
+  // an existing one keeps the permissions it has.
+  {
+    const fs::path dir(config.path);
     std::error_code ec;
-    fs::create_directories(parent, ec);
-    if (ec) {
-      return Unavailable("store " + config.path + ": cannot create parent directory " +
-                         parent.string() + ": " + ec.message());
+    if (!fs::exists(dir, ec)) {
+      if (!dir.parent_path().empty()) fs::create_directories(dir.parent_path(), ec);
+      if (!ec) fs::create_directory(dir, ec);
+      if (!ec) fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+      if (ec) {
+        return Unavailable("store " + config.path +
+                           ": cannot create the directory: " + ec.message());
+      }
     }
   }
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -32,6 +33,8 @@ constexpr int kBatch = 256;
 // sum). Only reached if the socket thread stalls (e.g. a slow query handler); Publish() then drops
 // the send (the mask stays the topic's current one) instead of blocking.
 constexpr int kQueueHighWaterMark = 10000;
+// The largest message a peer may send the server (a subscription or a Query).
+constexpr int64_t kMaxIncomingBytes = 64 * 1024;
 constexpr char kQueueEndpoint[] = "inproc://clickdiff-zmq-server-publish-queue";
 // First byte of an XPUB subscription message (0 is an unsubscription).
 constexpr uint8_t kSubscribe = 1;
@@ -144,6 +147,8 @@ struct ZmqServer::Impl {
   // thread can copy a mask out without holding `mu`.
   std::map<std::string, std::shared_ptr<const std::string>> current;
   uint64_t sequence = 0;     // GUARDED_BY(mu): stamped with the table update and queueing, in order
+  uint64_t reserved = 0;     // GUARDED_BY(mu): numbers up to this one are persisted as used
+  SequenceReserve reserve;   // GUARDED_BY(mu); empty: numbers are not persisted
   uint64_t queue_drops = 0;  // GUARDED_BY(mu)
 
   std::atomic<uint64_t> published{0};  // messages handed to XPUB by the socket thread
@@ -175,6 +180,9 @@ Status ZmqServer::Impl::Open(const ZmqConfig& config) {
     // above the high-water mark loses messages instead of blocking the sender.
     xpub.set(zmq::sockopt::xpub_verbose, 1);
     xpub.set(zmq::sockopt::sndhwm, config.send_high_water_mark);
+    // Peers are not trusted: a message above the limit (subscriptions and queries are small)
+    // disconnects its sender instead of being buffered.
+    for (zmq::socket_t* s : {&xpub, &router}) s->set(zmq::sockopt::maxmsgsize, kMaxIncomingBytes);
     if (secret) {
       for (zmq::socket_t* s : {&xpub, &router}) {
         s->set(zmq::sockopt::curve_server, 1);
@@ -353,6 +361,14 @@ void ZmqServer::Remember(const v1::MaskResult& mask) {
   std::string topic = MaskTopic(mask.dataset(), mask.image_id());
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->current[std::move(topic)] = std::move(bytes);
+  impl_->sequence = std::max(impl_->sequence, mask.sequence());
+}
+
+void ZmqServer::ContinueSequence(uint64_t after, SequenceReserve reserve) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->sequence = std::max(impl_->sequence, after);
+  impl_->reserved = impl_->sequence;
+  impl_->reserve = std::move(reserve);
 }
 
 uint64_t ZmqServer::Publish(v1::MaskResult mask) {
@@ -362,6 +378,17 @@ uint64_t ZmqServer::Publish(v1::MaskResult mask) {
   // table keeps the highest sequence and the socket sends in sequence order.
   std::lock_guard<std::mutex> lock(s.mu);
   const uint64_t sequence = ++s.sequence;
+  if (s.reserve && sequence > s.reserved) {
+    const uint64_t upto = s.sequence + kSequenceBlock - 1;
+    // Tried once per block: a failure is logged, not repeated for every mask.
+    if (Status reserved = s.reserve(upto); !reserved.ok()) {
+      spdlog::error(
+          "zmq server: sequence numbers up to {} not persisted ({}); after a restart masks may "
+          "be numbered below ones already sent",
+          upto, reserved.ToString());
+    }
+    s.reserved = upto;
+  }
   mask.set_sequence(sequence);
   auto bytes = std::make_shared<std::string>();
   if (!mask.SerializeToString(bytes.get())) {

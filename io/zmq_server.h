@@ -60,8 +60,18 @@ class ZmqServer {
   const std::string& publish_endpoint() const;
   const std::string& query_endpoint() const;
   // Seeds the current-mask table (e.g. from RocksDB at start) without sending anything; replaces
-  // the topic's current mask and keeps the mask's own sequence number. Thread-safe.
+  // the topic's current mask and keeps the mask's own sequence number, and later numbers are
+  // stamped above it. Thread-safe.
   void Remember(const v1::MaskResult& mask);
+  // Numbering that survives restarts, so a client keeping the highest sequence per topic never
+  // drops a new mask after one: later numbers are stamped above `after` (the reservation the
+  // previous run persisted), and before a number above the last reservation is stamped,
+  // `reserve(upto)` (called on the publishing thread, under the server's lock, once per
+  // kSequenceBlock numbers) must persist `upto` for the next run's `after`. A failed reserve is
+  // logged and the mask is still published. Call before the first Publish.
+  using SequenceReserve = std::function<Status(uint64_t upto)>;
+  static constexpr uint64_t kSequenceBlock = 1024;  // numbers per reservation
+  void ContinueSequence(uint64_t after, SequenceReserve reserve);
   // Returns the sequence number given to this message. Thread-safe; never blocks on subscribers.
   uint64_t Publish(v1::MaskResult mask);
   // Queues [MetricsTopic(dataset), Metrics] like Publish (never blocks; no sequence number, and

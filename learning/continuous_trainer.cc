@@ -65,6 +65,11 @@ Status ContinuousTrainer::Start() {
     if (!copy.ok()) return copy.status();
     served_copy_.emplace(std::move(copy).value());
   }
+  if (deps_.producer != nullptr && !options_.updates_topic.empty() && !outbox_) {
+    Result<std::unique_ptr<Outbox>> outbox = Outbox::Open(deps_.store, deps_.producer, "trainer");
+    if (!outbox.ok()) return outbox.status().WithContext("continuous trainer");
+    outbox_ = std::move(outbox).value();
+  }
   snapshot_time_ = std::chrono::steady_clock::now();
   thread_ = std::thread([this] { Run(); });
   return Status::Ok();
@@ -153,12 +158,14 @@ Status ContinuousTrainer::Reload() {
   counters_.clicks = replay_.clicks;
   counters_.labels = replay_.labels;
   counters_.held_out = gate_.held_out();
+  counters_.unreadable = replay_.unreadable;
   return Status::Ok();
 }
 
 // One short run, then a snapshot when one is due. Idles (up to a second) while there is nothing
 // to train on or the step budget is spent.
 Status ContinuousTrainer::TrainOnce() {
+  SendAnnouncements();  // acknowledged ones deleted, failed ones or a crash's sent again
   const bool had_twin = teacher_.has_twin();
   CLICKDIFF_RETURN_IF_ERROR(teacher_.Start(segmenter_, counters().version, options_.start_untrained,
                                            *deps_.versions, TrainerOptionsFrom(options_.trainer)));
@@ -200,6 +207,7 @@ Status ContinuousTrainer::TrainOnce() {
     std::lock_guard<std::mutex> lock(mu_);
     counters_.steps = TotalSteps();
     counters_.loss = progress->loss;
+    counters_.skipped_steps = progress->skipped_steps;
   }
   CLICKDIFF_RETURN_IF_ERROR(teacher_.TrainTwin(ran, twin_data_));  // as many steps, its replay
   const double since =
@@ -240,17 +248,51 @@ void ContinuousTrainer::Refuse(const GateVerdict& verdict) {
       "images is over (1 + {}) x {:.4g}; serving version {} and training again from it",
       TotalSteps(), verdict.loss, verdict.images, options_.trainer.held_out_tolerance,
       verdict.lowest, served);
-  model::CopyWeights(segmenter_, *served_copy_);
-  teacher_.ResetAverage(*served_copy_);
   // Backtracking: half as many steps get another try from the served weights (the refused run
   // learnt its clicks too long), down to one short run.
   const int64_t half = (trainer_.steps_done() - steps_at_snapshot_) / 2;
   if (half >= options_.run_steps) retry_credit_ += half;
+  RestartFrom(*served_copy_);
+}
+
+void ContinuousTrainer::SendAnnouncements() {
+  if (!outbox_) return;
+  Status sent = outbox_->Pump();
+  if (!sent.ok()) spdlog::warn("model-updates: {}", sent.ToString());
+}
+
+void ContinuousTrainer::RestartFrom(const model::Segmenter& weights) {
+  model::CopyWeights(segmenter_, weights);
+  teacher_.ResetAverage(weights);
   steps_at_snapshot_ = trainer_.steps_done();
   snapshot_time_ = std::chrono::steady_clock::now();
 }
 
+Status ContinuousTrainer::Withhold() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++counters_.withheld;
+  }
+  std::shared_ptr<const ServingModel> serving = deps_.slot->Get();
+  const model::Segmenter* served =
+      served_copy_ ? &*served_copy_ : (serving ? serving->segmenter.get() : nullptr);
+  if (served == nullptr) {
+    return Internal("trainer: the weights after " + std::to_string(TotalSteps()) +
+                    " steps are not finite and no version is served to go back to");
+  }
+  spdlog::error(
+      "trainer: the weights after {} steps are not finite: not saved or published; training "
+      "again from the served version {}",
+      TotalSteps(), serving ? serving->version : counters().version);
+  RestartFrom(*served);
+  return Status::Ok();
+}
+
 Result<bool> ContinuousTrainer::Snapshot() {
+  if (!model::WeightsFinite(teacher_.Served(segmenter_))) {
+    CLICKDIFF_RETURN_IF_ERROR(Withhold());
+    return false;
+  }
   Result<std::string> bytes = model::CheckpointStore::ToBytes(teacher_.Served(segmenter_));
   if (!bytes.ok()) return bytes.status();
   TrainerCounters c = counters();
@@ -300,7 +342,14 @@ Result<bool> ContinuousTrainer::Snapshot() {
     if (!twin_bytes.ok()) return twin_bytes.status().WithContext("twin");
     record.twin = std::move(twin_bytes).value();
   }
-  CLICKDIFF_RETURN_IF_ERROR(deps_.versions->Save(record));
+  // The announcement on model-updates is kept with the version (an outbox record in the same
+  // batch), so it is delivered at least once even if the process dies before the broker has it.
+  const std::string announcement = update.SerializeAsString();
+  CLICKDIFF_RETURN_IF_ERROR(deps_.versions->Save(record, [&](Store::Batch& batch) {
+    if (outbox_) {
+      outbox_->Put(batch, options_.updates_topic, VersionStore::ModelKey(version), announcement);
+    }
+  }));
 
   deps_.slot->Set(std::move(serving));
   if (next_served) served_copy_ = std::move(next_served);
@@ -318,11 +367,7 @@ Result<bool> ContinuousTrainer::Snapshot() {
       version, c.steps, c.loss, c.examples, c.clicks, c.labels, c.pseudo_labels, verdict.loss,
       verdict.images);
 
-  if (deps_.producer != nullptr && !options_.updates_topic.empty()) {
-    Status produced = deps_.producer->Produce(
-        options_.updates_topic, VersionStore::ModelKey(version), update.SerializeAsString());
-    if (!produced.ok()) spdlog::warn("model-updates: {}", produced.ToString());
-  }
+  SendAnnouncements();
   if (on_version_) on_version_(version);
   return true;
 }

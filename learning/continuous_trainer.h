@@ -38,6 +38,7 @@
 
 #include "config/config.h"
 #include "io/kafka_producer.h"
+#include "io/outbox.h"
 #include "io/store.h"
 #include "learning/model_slot.h"
 #include "learning/replay.h"
@@ -84,6 +85,11 @@ struct TrainerCounters {
   uint64_t pseudo_labels = 0;  // unsupervised images with a pseudo-label in the student's replay
   uint64_t held_out = 0;       // supervised images held out of training to judge versions
   uint64_t refused = 0;        // snapshots the gate did not publish
+  // Training steps skipped since start because their loss or gradients were not finite
+  // (model::Segmenter::TrainStep), and snapshots withheld because their weights were not.
+  int64_t skipped_steps = 0;
+  uint64_t withheld = 0;
+  uint64_t unreadable = 0;  // stored images left out of the replay (Replay::unreadable)
 };
 
 class ContinuousTrainer {
@@ -115,10 +121,18 @@ class ContinuousTrainer {
   Status TrainOnce();
   Status Reload();
   Status Round();
-  // Publishes a version, or returns false when the gate refused the snapshot.
+  // Publishes a version, or returns false when the gate refused the snapshot or its weights are
+  // not finite.
   Result<bool> Snapshot();
   // The gate refused a snapshot: the student and its average start again from the served weights.
   void Refuse(const GateVerdict& verdict);
+  // The snapshot's weights are not finite: nothing is saved, the student and its average start
+  // again from the served version. Errors: kInternal when no version is served.
+  Status Withhold();
+  // The student and its average take `weights`, and the next snapshot counts from here.
+  void RestartFrom(const model::Segmenter& weights);
+  // Pumps the model-updates outbox (a failure is logged; the records stay stored).
+  void SendAnnouncements();
   // Waits up to a second, or until Stop.
   void Idle();
   int64_t TotalSteps() const { return options_.start_steps + trainer_.steps_done(); }
@@ -134,6 +148,7 @@ class ContinuousTrainer {
   // A copy of the served version to judge snapshots against (built by Start when the gate can
   // hold images out). Trainer thread only.
   std::optional<model::Segmenter> served_copy_;
+  std::unique_ptr<Outbox> outbox_;  // model-updates announcements; trainer thread only
   int64_t trained_examples_ = 0;  // replay examples trained on (not held out); trainer thread only
   uint64_t refused_since_ = 0;    // snapshots refused since the last version; trainer thread only
   int64_t retry_credit_ = 0;      // steps added to the budget by refusals; trainer thread only

@@ -114,6 +114,10 @@ Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels
   Result<torch::Tensor> grid =
       model::MatchChannels(model::GridFromValues(stored.grid().data(), r, have), channels);
   if (!grid.ok()) return grid.status().WithContext(stored.event().image_id());
+  if (!torch::isfinite(*grid).all().item<bool>()) {
+    return DataLoss("the stored grid of image " + stored.event().image_id() +
+                    " holds values that are not finite");
+  }
   return grid;
 }
 
@@ -174,8 +178,9 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
       model::MakeGridMapping(event.width(), event.height(), resolution_);
   if (!mapping.ok()) return mapping.status().WithContext(event.image_id());
 
+  uint64_t corrupt_clicks = 0;  // skipped with a warning each
   Result<std::vector<model::Click>> stored_clicks =
-      StoredClicks(store, image_key, event.image_id());
+      StoredClicks(store, image_key, event.image_id(), &corrupt_clicks);
   if (!stored_clicks.ok()) return stored_clicks.status();
   const std::vector<model::Click> clicks = model::ClicksToGrid(*stored_clicks, *mapping);
   uint64_t labels = 0;
@@ -208,23 +213,48 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
   return std::optional<Entry>(std::move(entry));
 }
 
+namespace {
+
+// A failure to read one image's records that leaves that image out, not the replay.
+bool RecordProblem(const Status& status) {
+  return status.code() == StatusCode::kDataLoss || status.code() == StatusCode::kInvalidArgument;
+}
+
+}  // namespace
+
+void ReplayCache::LeaveOut(const std::string& image_key, const Status& why,
+                           std::map<std::string, std::string>& unreadable) const {
+  auto known = unreadable_.find(image_key);
+  if (known == unreadable_.end() || known->second != why.message()) {
+    spdlog::warn("replay: leaving image {} out of training: {}", image_key, why.ToString());
+  }
+  unreadable[image_key] = why.message();
+}
+
 Status ReplayCache::ReadAll(const Store& store, bool twin_labels) {
   entries_.clear();
+  std::map<std::string, std::string> unreadable;
   Status failed = Status::Ok();
   Status scanned =
       store.Scan(Family::kImages, "", [&](std::string_view key, std::string_view value) {
         const std::string image_key(key);
         Result<std::optional<Entry>> entry = Read(store, image_key, value, twin_labels);
-        if (!entry.ok()) {
-          failed = entry.status();
-          return false;
-        }
         ++last_read_;
+        if (!entry.ok()) {
+          if (!RecordProblem(entry.status())) {
+            failed = entry.status();
+            return false;
+          }
+          LeaveOut(image_key, entry.status(), unreadable);
+          return true;
+        }
         if (entry->has_value()) entries_.emplace(image_key, std::move(**entry));
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
-  return failed;
+  CLICKDIFF_RETURN_IF_ERROR(failed);
+  unreadable_.swap(unreadable);
+  return Status::Ok();
 }
 
 Status ReplayCache::ReadTouched(const Store& store, bool twin_labels) {
@@ -233,16 +263,23 @@ Status ReplayCache::ReadTouched(const Store& store, bool twin_labels) {
     std::lock_guard<std::mutex> lock(mu_);
     touched.swap(touched_);
   }
+  std::map<std::string, std::string> unreadable = unreadable_;
   for (const std::string& image_key : touched) {
     entries_.erase(image_key);
+    unreadable.erase(image_key);
     Result<std::optional<std::string>> value = store.Get(Family::kImages, image_key);
     if (!value.ok()) return value.status();
     if (!value->has_value()) continue;  // a click or label still waiting for its image
     Result<std::optional<Entry>> entry = Read(store, image_key, **value, twin_labels);
-    if (!entry.ok()) return entry.status();
     ++last_read_;
+    if (!entry.ok()) {
+      if (!RecordProblem(entry.status())) return entry.status();
+      LeaveOut(image_key, entry.status(), unreadable);
+      continue;
+    }
     if (entry->has_value()) entries_.emplace(image_key, std::move(**entry));
   }
+  unreadable_.swap(unreadable);
   return Status::Ok();
 }
 
@@ -263,10 +300,12 @@ Result<Replay> ReplayCache::Refresh(const Store& store, bool twin_labels) {
     Invalidate();
     twin_labels_.reset();
     entries_.clear();
+    unreadable_.clear();
     return read;
   }
   twin_labels_ = twin_labels;
   Replay replay;
+  replay.unreadable = unreadable_.size();
   for (const auto& [key, entry] : entries_) {
     replay.clicks += entry.clicks;
     replay.labels += entry.labels;

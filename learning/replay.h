@@ -56,6 +56,9 @@ struct Replay {
   std::vector<UnsupervisedImage> unsupervised;
   uint64_t clicks = 0;  // clicks behind the examples
   uint64_t labels = 0;  // dense training labels behind the examples
+  // Stored images left out because their records are unusable (kDataLoss or kInvalidArgument
+  // from reading them: corrupt, truncated, non-finite grid, clicks or masks that do not fit).
+  uint64_t unreadable = 0;
 };
 
 // The model's input for a stored image: its grid as a [channels,R,R] tensor of its own, gray or
@@ -64,7 +67,7 @@ struct Replay {
 // under a model of the other kind: gray ones are repeated (exact); colour ones made gray keep the
 // colour's window (less contrast than a gray store), as do colour images stored before colour was
 // kept, which stay gray. Errors: kDataLoss when the record does not hold grid_channels x R x R
-// values; kInvalidArgument for grid_channels other than 1 or 3.
+// values or a value that is not finite; kInvalidArgument for grid_channels other than 1 or 3.
 Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels);
 
 // The stored clicks of an image (key `image_key`, id `image_id` for errors) in key order, in the
@@ -78,10 +81,12 @@ Result<std::vector<model::Click>> StoredClicks(const Store& store, const std::st
 // `twin_labels`) from `store`, image grids with `image_channels` channels (StoredGrid). Images
 // stored at another grid resolution than `resolution` are skipped (a different model's images);
 // a label marked for evaluation is never read; a
-// pseudo-label that does not parse is skipped with a warning (the next round draws it again).
-// Errors: store failures; a stored image, click or label that does not parse, or an image grid of
-// the wrong size (kDataLoss); a click, mask or grid channel count the model cannot use
-// (kInvalidArgument naming the image).
+// pseudo-label that does not parse is skipped with a warning (the next round draws it again), as
+// is a stored click that does not parse (the image's other clicks are kept). An image whose
+// records cannot be used (its record, a label or its grid corrupt, a grid not finite: kDataLoss;
+// a click, mask or grid channel count the model cannot use: kInvalidArgument) is left out with a
+// warning naming it and counted in Replay::unreadable, so one bad record never stops the rest.
+// Errors: store failures.
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
                           int64_t image_channels, bool twin_labels = false);
 
@@ -123,8 +128,13 @@ class ReplayCache {
   int64_t resolution_;
   int64_t num_classes_;
   int64_t image_channels_;
-  std::map<std::string, Entry> entries_;  // by image key; Refresh only
-  std::optional<bool> twin_labels_;       // of the entries; none: read everything next
+  // Leaves `image_key` out of the replay for `why` (warning once per image and reason).
+  void LeaveOut(const std::string& image_key, const Status& why,
+                std::map<std::string, std::string>& unreadable) const;
+
+  std::map<std::string, Entry> entries_;           // by image key; Refresh only
+  std::map<std::string, std::string> unreadable_;  // image key -> why it is left out; Refresh only
+  std::optional<bool> twin_labels_;                // of the entries; none: read everything next
   uint64_t last_read_ = 0;
   std::mutex mu_;
   std::set<std::string> touched_;  // GUARDED_BY(mu_)

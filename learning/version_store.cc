@@ -2,6 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <charconv>
+#include <functional>
+#include <vector>
+
 #include "io/keys.h"
 #include "model/checkpoint_store.h"
 
@@ -29,19 +34,47 @@ Result<StoredVersions> VersionStore::LoadLatest(torch::Device device) const {
                  stored.newest, from->value_or(""), lineage_);
     return stored;
   }
-  Result<std::optional<std::string>> bytes = store_->Get(Family::kModels, ModelKey(stored.newest));
-  if (!bytes.ok()) return bytes.status();
-  if (!bytes->has_value()) {
-    return DataLoss("store: model version " + std::to_string(stored.newest) + " is missing");
+  // The newest version first, then the older ones still kept, newest first: a checkpoint that is
+  // missing or unreadable is skipped (with a warning), so one bad record never blocks a start.
+  std::vector<uint64_t> candidates = {stored.newest};
+  Status scanned = store_->Scan(Family::kModels, "", [&](std::string_view key, std::string_view) {
+    uint64_t version = 0;
+    auto [end, error] = std::from_chars(key.data(), key.data() + key.size(), version);
+    if (error == std::errc() && end == key.data() + key.size() && version < stored.newest) {
+      candidates.push_back(version);
+    }
+    return true;
+  });
+  CLICKDIFF_RETURN_IF_ERROR(scanned);
+  std::sort(candidates.begin() + 1, candidates.end(), std::greater<>());
+  std::optional<model::Segmenter> segmenter;
+  uint64_t version = 0;
+  std::string skipped;
+  for (uint64_t candidate : candidates) {
+    Result<std::optional<std::string>> bytes = store_->Get(Family::kModels, ModelKey(candidate));
+    if (!bytes.ok()) return bytes.status();
+    Result<model::Segmenter> loaded =
+        bytes->has_value()
+            ? model::CheckpointStore::FromBytes(
+                  **bytes, "stored model version " + std::to_string(candidate), device)
+            : Result<model::Segmenter>(
+                  DataLoss("store: model version " + std::to_string(candidate) + " is missing"));
+    if (loaded.ok()) {
+      segmenter.emplace(std::move(loaded).value());
+      version = candidate;
+      break;
+    }
+    spdlog::warn("{}: trying an older version", loaded.status().ToString());
+    skipped += (skipped.empty() ? "" : "; ") + loaded.status().message();
   }
-  Result<model::Segmenter> segmenter = model::CheckpointStore::FromBytes(
-      **bytes, "stored model version " + std::to_string(stored.newest), device);
-  if (!segmenter.ok()) return segmenter.status();
+  if (!segmenter) {
+    return DataLoss("store: no stored model version can be read (" + skipped + ")");
+  }
   ServingModel serving;
-  serving.segmenter = std::make_shared<model::Segmenter>(std::move(segmenter).value());
-  serving.version = stored.newest;
+  serving.segmenter = std::make_shared<model::Segmenter>(std::move(*segmenter));
+  serving.version = version;
   Result<std::optional<std::string>> update =
-      store_->Get(Family::kMetadata, keys::ModelUpdate(stored.newest));
+      store_->Get(Family::kMetadata, keys::ModelUpdate(version));
   if (!update.ok()) return update.status();
   v1::ModelUpdate record;
   if (update->has_value() && record.ParseFromString(**update)) {
@@ -52,7 +85,8 @@ Result<StoredVersions> VersionStore::LoadLatest(torch::Device device) const {
   return stored;
 }
 
-Status VersionStore::Save(const VersionRecord& record) {
+Status VersionStore::Save(const VersionRecord& record,
+                          const std::function<void(Store::Batch&)>& also) {
   const uint64_t version = record.update.model_version();
   Store::Batch batch;
   batch.Put(Family::kModels, ModelKey(version), record.checkpoint);
@@ -69,6 +103,7 @@ Status VersionStore::Save(const VersionRecord& record) {
   if (keep_versions_ > 0 && version > keep_versions_) {
     batch.Delete(Family::kModels, ModelKey(version - keep_versions_));
   }
+  if (also) also(batch);
   return store_->Write(batch);
 }
 

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -24,7 +25,7 @@ namespace clickdiff {
 
 // What the store holds for a restart.
 struct StoredVersions {
-  std::optional<ServingModel> model;  // the newest version, when it is of this lineage
+  std::optional<ServingModel> model;  // the newest readable version, when it is of this lineage
   int64_t steps = 0;                  // training steps behind it (0 when unknown)
   uint64_t newest = 0;                // the newest version number stored, of any lineage
 };
@@ -50,13 +51,16 @@ class VersionStore {
   static constexpr const char* kTwinKey = "model:twin";
   static constexpr const char* kTwinVersionKey = "model:twin:version";
 
-  // The newest version stored, built on `device` when it is of this lineage. Errors: store
-  // failures; a current version that is not a number, or whose checkpoint is missing or
-  // unreadable (kDataLoss).
+  // The newest readable version stored, built on `device` when it is of this lineage: when the
+  // newest checkpoint is missing or unreadable, the newest older one that reads (a warning says
+  // so; `newest` stays the newest number, so new versions are numbered above it). Errors: store
+  // failures; a current version that is not a number, or no checkpoint of it or before it that
+  // reads (kDataLoss).
   Result<StoredVersions> LoadLatest(torch::Device device) const;
   // Writes the version, its update record, the current version and the lineage, the twin (or
-  // deletes a twin of an earlier run), and deletes the version keep_versions back, atomically.
-  Status Save(const VersionRecord& record);
+  // deletes a twin of an earlier run), and deletes the version keep_versions back, atomically;
+  // `also` adds to the same batch (the version's announcement: io/outbox.h).
+  Status Save(const VersionRecord& record, const std::function<void(Store::Batch&)>& also = {});
   // The twin stored with `version`: none when there is none, or it belongs to another version.
   // Errors: store failures; an unreadable checkpoint (the caller may start another twin).
   Result<std::optional<model::Segmenter>> LoadTwin(uint64_t version, torch::Device device) const;

@@ -76,12 +76,15 @@ Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& m,
     auto i = static_cast<int64_t>(std::llround(percentile / 100.0 * (flat.numel() - 1)));
     return sorted[std::clamp<int64_t>(i, 0, flat.numel() - 1)].item<float>();
   };
-  float lo = at(window.low_percentile);
-  float hi = at(window.high_percentile);
+  const float lo = at(window.low_percentile);
+  const float hi = at(window.high_percentile);
   if (hi <= lo) {
     image.zero_();
   } else {
-    image = ((image - lo) / (hi - lo)).clamp(0.0, 1.0);
+    // Halved first: the difference of two float32 extremes (+-3e38) overflows to infinity, and
+    // infinity / infinity is NaN; halves cannot overflow, and halving is exact, so the quotient
+    // is the same for every other image.
+    image = ((image * 0.5f - lo * 0.5f) / (hi * 0.5f - lo * 0.5f)).clamp(0.0, 1.0);
   }
   torch::Tensor square = PadToSquare(image, m, 0.0).unsqueeze(0);
   torch::Tensor grid =
@@ -90,7 +93,12 @@ Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& m,
                                  .mode(torch::kBilinear)
                                  .align_corners(false)
                                  .antialias(m.side > m.resolution));
-  return grid.squeeze(0).clamp(0.0, 1.0).contiguous();
+  grid = grid.squeeze(0).clamp(0.0, 1.0).contiguous();
+  // Whatever the arithmetic above missed must not reach the model (a NaN passes clamp).
+  if (!torch::isfinite(grid).all().item<bool>()) {
+    return InvalidArgument("preprocessing gave non-finite values");
+  }
+  return grid;
 }
 
 Result<torch::Tensor> ImageToModelGrid(const float* pixels, int64_t channels, const GridMapping& m,
@@ -98,6 +106,8 @@ Result<torch::Tensor> ImageToModelGrid(const float* pixels, int64_t channels, co
   if (pixels == nullptr || channels != 3 || model_channels != 1) {
     return ImageToGrid(pixels, m, {}, channels);
   }
+  // The weights sum to 1, so the gray value (and every partial sum) stays within the largest
+  // channel value: finite for finite pixels.
   torch::Tensor rgb =
       torch::from_blob(const_cast<float*>(pixels), {m.height * m.width, 3}, torch::kFloat32);
   torch::Tensor gray =

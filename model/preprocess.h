@@ -51,7 +51,9 @@ inline constexpr std::array<float, 3> kRec709{0.2126f, 0.7152f, 0.0722f};
 // Row-major pixels (width*height*channels floats, channels interleaved, any units; `pixels` holds
 // that many) -> [C,R,R] float32 in [0,1] on the grid. All channels share one window (the
 // percentiles of all their samples), so colours keep their balance. A constant image maps to
-// zeros. Errors: kInvalidArgument for no pixels, channels < 1 or a non-finite pixel.
+// zeros. Any finite pixels give a finite grid (float32's extremes, +-3e38, included). Errors:
+// kInvalidArgument for no pixels, channels < 1, a non-finite pixel or (a guard) a non-finite
+// result.
 Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& mapping,
                                   const WindowOptions& window = {}, int64_t channels = 1);
 

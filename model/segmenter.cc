@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <limits>
 #include <utility>
+#include <vector>
 
 namespace clickdiff::model {
 namespace {
@@ -137,6 +139,17 @@ torch::Tensor SupervisionLoss(const torch::Tensor& logits, const Supervision& s,
                                                               options.cv_temperature, gen);
   }
   return loss + options.tv_weight * TotalVariation(probs);
+}
+
+// Whether the loss and every gradient the optimizer would apply are finite (one sync).
+bool StepFinite(const torch::Tensor& loss, const torch::optim::Optimizer& optimizer) {
+  std::vector<torch::Tensor> finite = {torch::isfinite(loss).all()};
+  for (const auto& group : optimizer.param_groups()) {
+    for (const torch::Tensor& p : group.params()) {
+      if (p.grad().defined()) finite.push_back(torch::isfinite(p.grad()).all());
+    }
+  }
+  return torch::stack(finite).all().item<bool>();
 }
 
 }  // namespace
@@ -352,6 +365,11 @@ Result<float> Segmenter::TrainStep(const std::vector<TrainingExample>& batch,
   try {
     optimizer.zero_grad();
     loss->backward();
+    if (!StepFinite(*loss, optimizer)) {
+      optimizer.zero_grad();
+      const float value = loss->item<float>();
+      return std::isfinite(value) ? std::numeric_limits<float>::quiet_NaN() : value;
+    }
     optimizer.step();
     return loss->item<float>();
   } catch (const std::exception& e) {

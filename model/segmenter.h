@@ -95,8 +95,10 @@ class Segmenter {
   Result<float> HeldOutLoss(const std::vector<TrainingExample>& data, int64_t batch_size,
                             int64_t draws, uint64_t seed);
 
-  // Loss, backward, optimizer.step(). The optimizer must hold Parameters(). Returns the loss.
-  // Errors: as Loss().
+  // Loss, backward, optimizer.step(). The optimizer must hold Parameters(). Returns the loss. A
+  // step whose loss or gradients are not finite is skipped (the parameters and the optimizer's
+  // state are left as they were, the gradients cleared) and returns that loss, or NaN for a
+  // finite loss with non-finite gradients: callers test std::isfinite. Errors: as Loss().
   Result<float> TrainStep(const std::vector<TrainingExample>& batch,
                           torch::optim::Optimizer& optimizer);
 

@@ -32,6 +32,16 @@ void CopyWeights(Segmenter& to, const Segmenter& from) {
   for (size_t i = 0; i < target_buffers.size(); ++i) target_buffers[i].copy_(source_buffers[i]);
 }
 
+bool WeightsFinite(const Segmenter& model) {
+  torch::NoGradGuard no_grad;
+  auto finite = [](const std::vector<torch::Tensor>& tensors) {
+    return std::all_of(tensors.begin(), tensors.end(), [](const torch::Tensor& t) {
+      return !t.is_floating_point() || torch::isfinite(t).all().item<bool>();
+    });
+  };
+  return finite(model.Parameters()) && finite(model.network()->buffers());
+}
+
 Trainer::Trainer(Segmenter* segmenter, const TrainerOptions& options)
     : segmenter_(segmenter),
       options_(options),
@@ -96,6 +106,7 @@ Result<TrainProgress> Trainer::Run(const std::vector<TrainingExample>& data,
   std::uniform_int_distribution<size_t> pick(0, data.size() - 1);
   std::vector<TrainingExample> batch(static_cast<size_t>(options_.batch_size));
   TrainProgress report;
+  report.skipped_steps = skipped_steps_;
   Report(report);
   double loss_sum = 0;
   int64_t loss_count = 0, steps = 0;
@@ -109,12 +120,19 @@ Result<TrainProgress> Trainer::Run(const std::vector<TrainingExample>& data,
     if (!loss.ok()) return loss.status().WithContext("step " + std::to_string(steps_done_ + 1));
     ++steps;
     ++steps_done_;
-    if (average_) FollowAverage(*average_, *segmenter_, options_.average_decay, steps_done_, 1);
-    loss_sum += *loss;
-    ++loss_count;
+    if (std::isfinite(*loss)) {
+      if (average_) FollowAverage(*average_, *segmenter_, options_.average_decay, steps_done_, 1);
+      loss_sum += *loss;
+      ++loss_count;
+    } else {
+      // Skipped by TrainStep: the weights are unchanged; the step still spends the budget, so
+      // a batch that keeps failing cannot hold the trainer in a loop.
+      ++skipped_steps_;
+    }
+    report.skipped_steps = skipped_steps_;
     const double now = std::chrono::duration<double>(Clock::now() - start).count();
     report.step = steps_done_;
-    report.loss = static_cast<float>(loss_sum / loss_count);
+    report.loss = loss_count > 0 ? static_cast<float>(loss_sum / loss_count) : *loss;
     report.steps_per_second = steps / std::max(now, 1e-9);
     report.elapsed_seconds = now;
     const bool last = (options_.max_steps > 0 && steps >= options_.max_steps) ||

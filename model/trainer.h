@@ -64,6 +64,9 @@ struct TrainProgress {
   float lowest_held_out_loss = 0;
   int64_t kept_step = 0;
   float kept_held_out_loss = 0;
+  // Steps skipped (over all Run calls) because their loss or gradients were not finite
+  // (Segmenter::TrainStep); they count in `step` and the budget.
+  int64_t skipped_steps = 0;
 };
 
 // The decay of a moving average after `total_steps` steps: (1 + t) / (10 + t), capped at `cap`,
@@ -78,6 +81,10 @@ void FollowAverage(Segmenter& average, const Segmenter& model, double cap, int64
 // Sets `to`'s weights (parameters and buffers) to `from`'s, in place, so an optimizer holding
 // `to`'s parameters keeps working. Both must have the same architecture.
 void CopyWeights(Segmenter& to, const Segmenter& from);
+
+// Whether every parameter and buffer of `model` is finite: a model that is not must never be
+// saved or served.
+bool WeightsFinite(const Segmenter& model);
 
 using ProgressCallback = std::function<void(const TrainProgress&)>;
 
@@ -131,6 +138,7 @@ class Trainer {
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::mt19937_64 rng_;
   int64_t steps_done_ = 0;
+  int64_t skipped_steps_ = 0;
 };
 
 }  // namespace clickdiff::model

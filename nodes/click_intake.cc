@@ -82,8 +82,9 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
     outcome.duplicate = !*fresh;
   } else {
     v1::StoredImage image;
-    if (!image.ParseFromString(**image_bytes)) {
-      outcome.failure = DataLoss("store: the record of image " + click.image_id() + " is corrupt");
+    if (!image.ParseFromString(**image_bytes)) {  // refused, not a halt: a restart would not help
+      outcome.rejected = "the stored record of image " + click.dataset() + "/" + click.image_id() +
+                         " is corrupt: send the image again, then the click";
       return outcome;
     }
     if (std::string bad = CheckBounds(click, image.event()); !bad.empty()) {
@@ -167,6 +168,7 @@ Result<bool> ClickIntake::Park(v1::PendingEvent parked, const KafkaMessage& sour
   parked.set_source_topic(source.topic);
   parked.set_source_partition(source.partition);
   parked.set_source_offset(source.offset);
+  parked.set_source_timestamp_ms(source.timestamp_ms);
   batch.Put(Family::kMetadata, key, parked.SerializeAsString());
   return true;
 }
@@ -174,7 +176,6 @@ Result<bool> ClickIntake::Park(v1::PendingEvent parked, const KafkaMessage& sour
 Status ClickIntake::AdoptPending(const v1::ImageEvent& image, Store::Batch& batch) const {
   const std::string image_key = keys::Image(image.dataset(), image.image_id());
   const std::string prefix = PendingPrefix(image_key);
-  Status letter = Status::Ok();
   Status scanned =
       store_->Scan(Family::kMetadata, prefix, [&](std::string_view key, std::string_view value) {
         v1::PendingEvent parked;
@@ -183,8 +184,8 @@ Status ClickIntake::AdoptPending(const v1::ImageEvent& image, Store::Batch& batc
         const std::string bad = parked.has_label() ? DenseSizeProblem(parked.label(), image)
                                                    : CheckBounds(parked.click(), image);
         if (!bad.empty()) {
-          letter = (*letters_)(parked, bad);
-          return letter.ok();
+          letters_->Add(batch, parked, bad);  // kept with the image's batch: never lost
+          return true;
         }
         if (parked.has_label()) {
           batch.Put(Family::kLabels, keys::Child(image_key, parked.label().label_id()),
@@ -195,14 +196,22 @@ Status ClickIntake::AdoptPending(const v1::ImageEvent& image, Store::Batch& batc
         }
         return true;
       });
-  CLICKDIFF_RETURN_IF_ERROR(scanned);
-  return letter;
+  return scanned;
+}
+
+void ClickIntake::ImageRecordRead(int32_t partition, int64_t record_timestamp_ms) {
+  int64_t& newest = images_time_ms_[partition];
+  newest = std::max(newest, record_timestamp_ms);
 }
 
 Result<size_t> ClickIntake::ExpirePending(int64_t now_ms) const {
+  // How far every images partition has been read, in event time.
+  int64_t images_time = 0;
+  for (const auto& [partition, newest] : images_time_ms_) {
+    images_time = images_time == 0 ? newest : std::min(images_time, newest);
+  }
   size_t expired = 0;
   Store::Batch batch;
-  Status letter = Status::Ok();
   Status scanned =
       store_->Scan(Family::kMetadata, kPending, [&](std::string_view key, std::string_view value) {
         v1::PendingEvent parked;
@@ -210,24 +219,34 @@ Result<size_t> ClickIntake::ExpirePending(int64_t now_ms) const {
           batch.Delete(Family::kMetadata, key);
           return true;
         }
-        if (now_ms - std::max(parked.received_ms(), started_ms_) >= pending_timeout_ms_) {
+        const int64_t event_time = parked.source_timestamp_ms();
+        const bool passed =
+            images_time > 0 && event_time > 0 && images_time - event_time >= pending_timeout_ms_;
+        const bool quiet =
+            images_at_end_since_ms_ > 0 &&
+            now_ms - std::max({parked.received_ms(), started_ms_, images_at_end_since_ms_}) >=
+                pending_timeout_ms_;
+        if (passed || quiet) {
           const bool label = parked.has_label();
-          letter = (*letters_)(
-              parked, std::string(label ? "label" : "click") + " for unknown image " +
-                          (label ? parked.label().dataset() : parked.click().dataset()) + "/" +
-                          (label ? parked.label().image_id() : parked.click().image_id()) +
-                          " (no such image arrived within " + std::to_string(pending_timeout_ms_) +
-                          " ms)");
-          if (!letter.ok()) return false;
+          const std::string timeout = std::to_string(pending_timeout_ms_) + " ms";
+          letters_->Add(batch, parked,
+                        std::string(label ? "label" : "click") + " for unknown image " +
+                            (label ? parked.label().dataset() : parked.click().dataset()) + "/" +
+                            (label ? parked.label().image_id() : parked.click().image_id()) +
+                            (passed ? " (the images topic was read " + timeout +
+                                          " past its time and no such image came)"
+                                    : " (no such image arrived within " + timeout +
+                                          " of the images topic's end)"));
           batch.Delete(Family::kMetadata, key);
           ++expired;
         }
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
-  // Letters already sent stay removed even when a later one failed: they are not sent twice.
-  if (!batch.empty()) CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
-  CLICKDIFF_RETURN_IF_ERROR(letter);
+  // The letters and the removals in one batch: a click is either still waiting or has its letter.
+  if (batch.empty()) return expired;
+  CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  CLICKDIFF_RETURN_IF_ERROR(letters_->Pump());
   return expired;
 }
 

@@ -5,9 +5,11 @@
 // the mask its image has (drawn before the click could train anything) and counted in that model
 // version's fresh-click record (v1::ClickChecks, under keys::ClickChecks), in the click's own
 // batch. A click (or a label, see LabelIntake) that overtook its image (topics are consumed
-// independently) waits in the store as a PendingEvent until the image arrives or
-// `pending_timeout_ms` passes; this class keeps that waiting room.
+// independently) waits in the store as a PendingEvent until the image arrives or the images
+// stream shows it is not coming (ExpirePending); this class keeps that waiting room.
 #pragma once
+
+#include <map>
 
 #include "nodes/dead_letter.h"
 #include "nodes/intake.h"
@@ -22,14 +24,26 @@ class ClickIntake {
   ClickIntake(Store* store, DeadLetterSink* letters, int64_t pending_timeout_ms);
   IntakeOutcome operator()(const v1::ClickEvent& click, const KafkaMessage& source) const;
 
-  // Dead-letters the pending clicks that waited longer than the timeout, then removes them (their
-  // offsets advanced when they were parked). Time spent while the service was down does not count:
-  // the wait starts at the later of the click's arrival and this node's construction, so a
-  // backlog read after a restart gets its full timeout. Returns how many expired.
+  // The images stream's progress, which decides when a pending click's image is not coming
+  // (ExpirePending): a record of images partition `partition` was read (accepted or not) with
+  // this Kafka timestamp (0: none); the images topic is at its end since this wall time (Tick;
+  // 0: not).
+  void ImageRecordRead(int32_t partition, int64_t record_timestamp_ms);
+  void ImagesAtEnd(int64_t since_ms) { images_at_end_since_ms_ = since_ms; }
+
+  // Dead-letters the pending clicks whose image is not coming and removes them in one batch (their
+  // offsets advanced when they were parked), then sends the letters. A click's image is not
+  // coming when every images partition read so far has been read `pending_timeout_ms` past the
+  // click's own record timestamp (event time, as Kafka Streams aligns topics; a partition with
+  // nothing newer holds this back), or when the images topic has been at
+  // its end for that long while the click waited. So in a backlog, where clicks outrun their
+  // images, a click waits as long as images older than it are still being read, however long
+  // that takes; time spent while the service was down does not count. Returns how many expired.
   Result<size_t> ExpirePending(int64_t now_ms) const;
 
   // Moves the pending clicks of a newly stored image into `batch`: clicks inside it become clicks,
-  // those outside are dead-lettered (before `batch` is written, so a crash cannot lose them).
+  // those outside are dead-lettered in `batch` too (the caller writes it, then pumps the letters:
+  // DeadLetterSink::Pump), so a crash cannot lose them.
   Status AdoptPending(const v1::ImageEvent& image, Store::Batch& batch) const;
 
   // Parks `parked` (a click or a label of an image not stored yet) in `batch`; it records when and
@@ -54,6 +68,8 @@ class ClickIntake {
   DeadLetterSink* letters_;
   int64_t pending_timeout_ms_;
   int64_t started_ms_;
+  std::map<int32_t, int64_t> images_time_ms_;  // per images partition: its newest record timestamp
+  int64_t images_at_end_since_ms_ = 0;         // see Tick; 0: not at its end
 };
 
 }  // namespace clickdiff

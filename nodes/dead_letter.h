@@ -1,34 +1,43 @@
 // nodes/dead_letter.h — records a refused event: a DeadLetter (reason, source topic, partition,
-// offset, the original bytes, at most kMaxLetterPayload of them) produced to `<topic><dlq_suffix>`,
-// then the source offset stored so the stream moves on. The reason is also logged. When the letter
-// cannot be queued the offset is not stored, so the event is refused again after a restart.
+// offset, the original bytes, at most kMaxLetterPayload of them) for `<topic><dlq_suffix>`, put in
+// the outbox (io/outbox.h) in the same RocksDB batch as the source's next offset, so the stream
+// moves on only with the letter kept, and the letter is delivered at least once even if the
+// process dies before the broker has it or the broker refuses the topic for a while. The reason
+// is also logged.
 #pragma once
 
 #include <atomic>
 
-#include "io/kafka_producer.h"
+#include "io/outbox.h"
 #include "nodes/intake.h"
 
 namespace clickdiff {
 
-// Thread-safe (the producer is; counters are atomic). Producer and store are not owned.
+// Run from the serial intake node, like the outbox (count() from any thread). Outbox and store
+// are not owned.
 class DeadLetterSink {
  public:
   // Bytes of the refused record a letter carries (below librdkafka's default 1 MB message limit).
   static constexpr size_t kMaxLetterPayload = size_t{512} * 1024;
+  // Bytes of the refused record's key the letter's own key keeps (the key is only for partitioning;
+  // the letter holds it whole up to kMaxLetterPayload).
+  static constexpr size_t kMaxLetterKey = 1024;
 
-  DeadLetterSink(KafkaProducer* producer, Store* store, std::string dlq_suffix);
-  // Queues the dead letter and then, when `advance_offset`, stores the source's next offset.
-  // Errors: the letter could not be queued (producer queue full for 5 s, fatal producer error), or
-  // the store write failed. Delivery failures after queueing surface in the producer's Flush.
-  Status operator()(const KafkaMessage& source, const std::string& reason,
-                    bool advance_offset = true);
-  // A parked click or label that was refused later (its offset advanced when it was parked).
-  Status operator()(const v1::PendingEvent& parked, const std::string& reason);
+  DeadLetterSink(Outbox* outbox, Store* store, std::string dlq_suffix);
+  // Writes the dead letter with the source's next offset in one batch, then sends it (Pump).
+  // Errors: the store write failed; the producer failed for good.
+  Status operator()(const KafkaMessage& source, const std::string& reason);
+  // Adds the dead letter of a record to `batch`, which the caller writes (with the change that
+  // refused it), then calls Pump(). For a parked click or label refused later: its offset
+  // advanced when it was parked.
+  void Add(Store::Batch& batch, const KafkaMessage& source, const std::string& reason);
+  void Add(Store::Batch& batch, const v1::PendingEvent& parked, const std::string& reason);
+  // Sends what was written (Outbox::Pump).
+  Status Pump() { return outbox_->Pump(); }
   uint64_t count() const { return count_.load(); }
 
  private:
-  KafkaProducer* producer_;
+  Outbox* outbox_;
   Store* store_;
   std::string dlq_suffix_;
   std::atomic<uint64_t> count_{0};

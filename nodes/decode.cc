@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "io/image_codec.h"
 
@@ -75,18 +76,6 @@ DecodeLimits DecodeLimitsFrom(const Config& config) {
   return limits;
 }
 
-std::string CheckId(const std::string& field, const std::string& value, size_t max_bytes) {
-  if (value.empty()) return field + ": empty (required)";
-  if (value.size() > max_bytes) {
-    return field + ": " + std::to_string(value.size()) + " bytes, more than the limit of " +
-           std::to_string(max_bytes);
-  }
-  for (unsigned char c : value) {
-    if (c < 0x20 || c == 0x7f) return field + ": contains a control character";
-  }
-  return "";
-}
-
 Decode::Decode(const KafkaTopics& topics, const DecodeLimits& limits)
     : topics_(topics), limits_(limits) {}
 
@@ -94,10 +83,16 @@ Decoded Decode::operator()(const Envelope& envelope) const {
   Decoded out;
   out.seq = envelope.seq;
   const auto* message = std::get_if<KafkaMessage>(&envelope.input);
-  if (message == nullptr) return out;  // a tick
+  if (message == nullptr) {
+    out.event = std::get<Tick>(envelope.input);
+    return out;
+  }
   out.source = *message;
   try {
     out.event = DecodeRecord(*message);
+  } catch (const std::bad_alloc&) {
+    out.failure = ResourceExhausted("out of memory decoding " + message->topic + "@" +
+                                    std::to_string(message->offset));
   } catch (const std::exception& e) {
     out.event = Reject(std::string("decode failed: ") + e.what());
   }
@@ -111,11 +106,11 @@ Outcome Decode::DecodeRecord(const KafkaMessage& message) const {
                   std::to_string(limits_.max_payload_bytes) + ")");
   }
   auto ids = [&](const std::string& dataset, const std::string& image_id) {
-    std::string bad = CheckId("dataset", dataset, limits_.max_id_bytes);
+    std::string bad = IdProblem("dataset", dataset, limits_.max_id_bytes);
     // ZeroMQ topics are mask.<dataset>.<image_id>: a '.' in the dataset would make two images
     // share a topic.
     if (bad.empty() && dataset.find('.') != std::string::npos) bad = "dataset: contains '.'";
-    return bad.empty() ? CheckId("image_id", image_id, limits_.max_id_bytes) : bad;
+    return bad.empty() ? IdProblem("image_id", image_id, limits_.max_id_bytes) : bad;
   };
   const int k = limits_.num_classes;
 
@@ -158,7 +153,7 @@ Outcome Decode::DecodeRecord(const KafkaMessage& message) const {
                     std::to_string(message.value.size()) + " bytes)");
     }
     if (std::string bad = ids(click.dataset(), click.image_id()); !bad.empty()) return Reject(bad);
-    if (std::string bad = CheckId("click_id", click.click_id(), limits_.max_id_bytes);
+    if (std::string bad = IdProblem("click_id", click.click_id(), limits_.max_id_bytes);
         !bad.empty()) {
       return Reject(bad);
     }
@@ -182,7 +177,7 @@ Outcome Decode::DecodeRecord(const KafkaMessage& message) const {
                     std::to_string(message.value.size()) + " bytes)");
     }
     if (std::string bad = ids(label.dataset(), label.image_id()); !bad.empty()) return Reject(bad);
-    if (std::string bad = CheckId("label_id", label.label_id(), limits_.max_id_bytes);
+    if (std::string bad = IdProblem("label_id", label.label_id(), limits_.max_id_bytes);
         !bad.empty()) {
       return Reject(bad);
     }

@@ -1,9 +1,11 @@
 // nodes/decode.h — first stage of the graph: turns a Kafka record into a typed, validated event
 // or a rejection that names the field and the limit (garbage bytes, truncated protobuf, oversized
-// payload, bad dimensions or pixel type, truncated PNG, NaN raw pixels, empty ids, unknown class).
-// Checks that need stored state (click inside its image, label size, duplicates) happen at intake.
+// payload, bad dimensions or pixel type, truncated PNG, NaN raw pixels, ids that are empty, too
+// long or hold characters outside base/ids.h's set, unknown class). Checks that need stored state
+// (click inside its image, label size, duplicates) happen at intake.
 #pragma once
 
+#include "base/ids.h"
 #include "config/config.h"
 #include "nodes/messages.h"
 
@@ -13,7 +15,7 @@ struct DecodeLimits {
   int64_t max_payload_bytes = 16 << 20;  // whole Kafka record value
   int max_image_side = 4096;
   int num_classes = 2;  // class ids 0..num_classes-1 exist; clicks name 1..num_classes-1
-  size_t max_id_bytes = 256;
+  size_t max_id_bytes = kMaxIdBytes;
 };
 DecodeLimits DecodeLimitsFrom(const Config& config);
 
@@ -31,9 +33,5 @@ class Decode {
   KafkaTopics topics_;
   DecodeLimits limits_;
 };
-
-// Checks an id (dataset, image_id, click_id, label_id): non-empty, at most `max_bytes`, and no
-// control characters (they would break keys and topics). Returns the reason, or "" when fine.
-std::string CheckId(const std::string& field, const std::string& value, size_t max_bytes);
 
 }  // namespace clickdiff

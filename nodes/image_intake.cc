@@ -1,5 +1,7 @@
 #include "nodes/image_intake.h"
 
+#include <spdlog/spdlog.h>
+
 #include "io/keys.h"
 
 namespace clickdiff {
@@ -18,9 +20,15 @@ IntakeOutcome ImageIntake::operator()(const ImageRecord& image, const KafkaMessa
   }
   Store::Batch batch;
   AdvanceOffset(batch, source);
-  if (existing->has_value()) {
+  // A stored record that does not parse is repaired by the image sent again, not kept.
+  const bool repair = existing->has_value() && !v1::StoredImage().ParseFromString(**existing);
+  if (existing->has_value() && !repair) {
     outcome.duplicate = true;
   } else {
+    if (repair) {
+      spdlog::warn("the stored record of image {}/{} is corrupt: replaced by the one received",
+                   event.dataset(), event.image_id());
+    }
     batch.Put(Family::kImages, key, image.stored.SerializeAsString());
     if (Status s = clicks_->AdoptPending(event, batch); !s.ok()) {
       outcome.failure = s;
@@ -29,6 +37,7 @@ IntakeOutcome ImageIntake::operator()(const ImageRecord& image, const KafkaMessa
     outcome.infer.push_back(RequestFor(event.dataset(), event.image_id()));
   }
   WriteOrFail(*store_, batch, outcome);
+  if (repair && outcome.failure.ok()) outcome.added.images -= 1;  // counted when first stored
   return outcome;
 }
 

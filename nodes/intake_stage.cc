@@ -8,11 +8,13 @@
 
 namespace clickdiff {
 
-IntakeStage::IntakeStage(Store* store, KafkaProducer* producer, const KafkaTopics& topics,
-                         const LimitsConfig& limits, StoredCounts stored, OnStored on_stored)
+IntakeStage::IntakeStage(Store* store, KafkaProducer* producer, Outbox* outbox,
+                         const KafkaTopics& topics, const LimitsConfig& limits, StoredCounts stored,
+                         OnStored on_stored)
     : producer_(producer),
       metrics_topic_(topics.metrics),
-      dead_letters_(producer, store, topics.dlq_suffix),
+      images_topic_(topics.images),
+      dead_letters_(outbox, store, topics.dlq_suffix),
       click_intake_(store, &dead_letters_, limits.pending_click_timeout_ms),
       image_intake_(store, &click_intake_),
       label_intake_(store, &click_intake_),
@@ -43,10 +45,17 @@ std::vector<InferRequest> IntakeStage::operator()(const Decoded& event) {
 }
 
 Result<std::vector<InferRequest>> IntakeStage::Apply(const Decoded& d) {
-  if (std::holds_alternative<Tick>(d.event)) {
+  CLICKDIFF_RETURN_IF_ERROR(d.failure);  // halts: the record is read again after a restart
+  if (const auto* tick = std::get_if<Tick>(&d.event)) {
+    click_intake_.ImagesAtEnd(tick->images_at_end_since_ms);
     Result<size_t> expired = click_intake_.ExpirePending(NowMs());
     if (!expired.ok()) return expired.status();
+    // Deliveries acknowledged since, and letters a failure or an earlier run left, go out.
+    CLICKDIFF_RETURN_IF_ERROR(dead_letters_.Pump());
     return std::vector<InferRequest>();
+  }
+  if (!d.source.topic.empty() && d.source.topic == images_topic_) {
+    click_intake_.ImageRecordRead(d.source.partition, d.source.timestamp_ms);  // its progress
   }
   IntakeOutcome outcome;
   std::string image_key;  // the image whose records the event writes
@@ -64,7 +73,12 @@ Result<std::vector<InferRequest>> IntakeStage::Apply(const Decoded& d) {
   }
   CLICKDIFF_RETURN_IF_ERROR(
       outcome.failure.WithContext(d.source.topic + "@" + std::to_string(d.source.offset)));
-  if (outcome.rejected) CLICKDIFF_RETURN_IF_ERROR(dead_letters_(d.source, *outcome.rejected));
+  if (outcome.rejected) {
+    CLICKDIFF_RETURN_IF_ERROR(dead_letters_(d.source, *outcome.rejected));
+  } else if (dead_letters_.count() != letters_pumped_) {
+    CLICKDIFF_RETURN_IF_ERROR(dead_letters_.Pump());  // an image's batch dead-lettered its clicks
+  }
+  letters_pumped_ = dead_letters_.count();
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++counters_.applied;

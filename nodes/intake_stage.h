@@ -4,7 +4,8 @@
 // fresh-click record (nodes/click_intake.h) is then produced on the metrics topic, keyed
 // `<dataset>/v<version>/clicks` (the evaluator's per-version aggregate is `<dataset>/v<version>`).
 //
-// The first failure (a store write, or a dead letter that could not be queued) halts the stage:
+// The first failure (a store write, the producer failing for good, or an event that could not be
+// decoded for want of memory: Decoded::failure) halts the stage:
 // nothing more is written, so no later offset can skip the failed event, and a restart reads it
 // again. Run it in ONE flow::serial node; counters() and failure() may be read from any thread.
 #pragma once
@@ -18,6 +19,7 @@
 
 #include "config/config.h"
 #include "io/kafka_producer.h"
+#include "io/outbox.h"
 #include "io/store.h"
 #include "nodes/click_intake.h"
 #include "nodes/dead_letter.h"
@@ -41,9 +43,10 @@ class IntakeStage {
   // a click or a label; also one still waiting for its image). Must not block.
   using OnStored = std::function<void(const std::string& image_key)>;
 
-  // Store and producer are not owned and must outlive the stage. `stored` is what the store holds
-  // now (CountStored). `on_stored` may be empty.
-  IntakeStage(Store* store, KafkaProducer* producer, const KafkaTopics& topics,
+  // Store, producer (for the fresh-click metrics; may be null) and outbox (dead letters) are not
+  // owned and must outlive the stage. `stored` is what the store holds now (CountStored).
+  // `on_stored` may be empty.
+  IntakeStage(Store* store, KafkaProducer* producer, Outbox* outbox, const KafkaTopics& topics,
               const LimitsConfig& limits, StoredCounts stored, OnStored on_stored);
 
   // The records of the reported kinds in `store` (a scan of each family: call it at start only).
@@ -63,11 +66,13 @@ class IntakeStage {
 
   KafkaProducer* producer_;    // may be null
   std::string metrics_topic_;  // fresh-click records (ClickIntake); empty: not produced
+  std::string images_topic_;   // its records' progress decides when pending clicks expire
   DeadLetterSink dead_letters_;
   ClickIntake click_intake_;
   ImageIntake image_intake_;
   LabelIntake label_intake_;
   OnStored on_stored_;
+  uint64_t letters_pumped_ = 0;  // dead letters sent on (intake thread only)
   std::atomic<bool> halted_{false};
   mutable std::mutex mu_;
   IntakeCounters counters_;  // GUARDED_BY(mu_), but dead_letters (the sink's own count)

@@ -35,8 +35,9 @@ IntakeOutcome LabelIntake::operator()(const v1::LabelEvent& label,
     return outcome;
   }
   v1::StoredImage image;
-  if (!image.ParseFromString(**image_bytes)) {
-    outcome.failure = DataLoss("store: the record of image " + label.image_id() + " is corrupt");
+  if (!image.ParseFromString(**image_bytes)) {  // refused, not a halt: a restart would not help
+    outcome.rejected = "the stored record of image " + label.dataset() + "/" + label.image_id() +
+                       " is corrupt: send the image again, then the label";
     return outcome;
   }
   if (std::string bad = ClickIntake::DenseSizeProblem(label, image.event()); !bad.empty()) {

@@ -18,13 +18,20 @@
 
 namespace clickdiff {
 
+// A periodic tick that lets intake expire pending clicks. It travels in consumption order, so
+// everything admitted before it has been applied when intake sees it.
+struct Tick {
+  // Wall time (ms) since which every images partition has been read to its end with nothing newer
+  // handed over (the consumer's end-of-partition events); 0: not at its end (a backlog, a pause).
+  int64_t images_at_end_since_ms = 0;
+};
+
 // Every input to the graph carries a sequence number given at admission, in admission order, so
 // the serial intake stage sees events in consumption order (a tbb::flow::sequencer_node restores
 // it after the parallel decode stages) and stored offsets only ever move forward.
 struct Envelope {
   uint64_t seq = 0;
-  // A Kafka record, or (no record) a periodic tick that lets intake expire pending clicks.
-  std::variant<std::monostate, KafkaMessage> input;
+  std::variant<Tick, KafkaMessage> input;  // a Kafka record, or a tick
 };
 
 // Why an event was refused; it goes to the dead-letter topic with the reason.
@@ -41,13 +48,14 @@ struct ImageRecord {
   int channels = 1;
 };
 
-struct Tick {};
-
 // The output of decoding one envelope: exactly one per envelope, bad input included.
 struct Decoded {
   uint64_t seq = 0;
   KafkaMessage source;  // empty for a tick
   std::variant<Tick, Rejected, ImageRecord, v1::ClickEvent, v1::LabelEvent> event;
+  // Not the event's fault (out of memory while decoding or preprocessing it): intake halts instead
+  // of dead-lettering it, so a restart reads the record again.
+  Status failure;
 };
 
 // A request to (re)draw the mask of one image.

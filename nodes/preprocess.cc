@@ -1,6 +1,10 @@
 #include "nodes/preprocess.h"
 
+#include <c10/util/Exception.h>
+
 #include <chrono>
+#include <new>
+#include <string_view>
 
 #include "base/clock.h"
 #include "model/preprocess.h"
@@ -37,7 +41,19 @@ Decoded Preprocess::operator()(Decoded decoded) const {
     record->stored.set_received_ms(NowMs());
     record->pixels = {};
   } catch (const std::exception& e) {
-    decoded.event = Rejected{std::string("preprocess failed: ") + e.what()};
+    // Out of memory is not the image's fault: LibTorch reports it as c10::OutOfMemoryError (GPU)
+    // or a c10::Error saying so (its CPU allocator), the rest of C++ as std::bad_alloc.
+    const bool out_of_memory =
+        dynamic_cast<const std::bad_alloc*>(&e) != nullptr ||
+        dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
+        (dynamic_cast<const c10::Error*>(&e) != nullptr &&
+         std::string_view(e.what()).find("not enough memory") != std::string_view::npos);
+    if (out_of_memory) {
+      decoded.failure = ResourceExhausted("out of memory preprocessing " + decoded.source.topic +
+                                          "@" + std::to_string(decoded.source.offset));
+    } else {
+      decoded.event = Rejected{std::string("preprocess failed: ") + e.what()};
+    }
   }
   return decoded;
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 
 #include "config/model_options.h"
@@ -90,6 +91,7 @@ Status Service::StartParts() {
         }
         return true;
       }));
+  CLICKDIFF_RETURN_IF_ERROR(ContinueMaskSequence());
 
   Result<std::unique_ptr<KafkaProducer>> producer =
       KafkaProducer::Create(config_.kafka, endpoints_.bootstrap_servers);
@@ -213,8 +215,10 @@ Status Service::StartTrainer() {
   options.serving_devices = serving_devices_;
   options.updates_topic = config_.kafka.topics.model_updates;
   ContinuousTrainerDeps deps{store_.get(), versions_.get(), &models_, producer_.get()};
+  // Numbered above every stored version, the unreadable ones LoadLatest skipped included.
+  const uint64_t start_version = std::max(served->version, stored_.newest);
   trainer_ = std::make_unique<ContinuousTrainer>(
-      deps, std::move(copy).value(), served->version, std::move(options), [this](uint64_t) {
+      deps, std::move(copy).value(), start_version, std::move(options), [this](uint64_t) {
         if (Status s = pipeline_->RequestStaleMasks(); !s.ok()) {
           spdlog::error("redrawing masks for a new version: {}", s.ToString());
         }
@@ -228,9 +232,14 @@ Status Service::StartConsumer() {
     // Events of a revoked partition may still be inside the graph: let intake apply them (and
     // store their offsets) first, or they would be read again from an older offset.
     pipeline_->WaitForIntake();
+    if (topic == config_.kafka.topics.images) pipeline_->ImagesAssigned(partition);
     return store_->GetOffset(topic, partition);
   };
   callbacks.on_message = [this](KafkaMessage message) { pipeline_->Admit(std::move(message)); };
+  callbacks.on_end = [this, images = config_.kafka.topics.images](const std::string& topic,
+                                                                  int32_t partition) {
+    if (topic == images) pipeline_->ImagesAtEnd(partition);
+  };
   callbacks.on_error = [this](const Status& error) {
     spdlog::error("kafka consumer: {}", error.ToString());
     if (error.code() != StatusCode::kInternal) return;
@@ -268,6 +277,29 @@ void Service::TickLoop() {
   }
 }
 
+Status Service::ContinueMaskSequence() {
+  Result<std::optional<std::string>> stored = store_->Get(Family::kMetadata, keys::MaskSequence());
+  if (!stored.ok()) return stored.status().WithContext("mask sequence");
+  uint64_t after = 0;
+  if (stored->has_value()) {
+    const std::string& text = **stored;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), after);
+    if (error != std::errc() || end != text.data() + text.size()) {
+      spdlog::warn(
+          "the stored mask sequence \"{}\" is corrupt: numbering goes on above the "
+          "stored masks' numbers",
+          text);
+      after = 0;
+    }
+  }
+  zmq_->ContinueSequence(after, [store = store_.get()](uint64_t upto) {
+    Store::Batch batch;
+    batch.Put(Family::kMetadata, keys::MaskSequence(), std::to_string(upto));
+    return store->Write(batch);
+  });
+  return Status::Ok();
+}
+
 void Service::Report() const {
   PipelineCounters c = pipeline_->counters();
   spdlog::info("events {} (duplicates {}, dead letters {}), masks {} ({} previews), in flight {}",
@@ -275,10 +307,17 @@ void Service::Report() const {
   if (!trainer_) return;
   TrainerCounters tc = trainer_->counters();
   Status trouble = trainer_->failure();
+  std::string faults;
+  auto fault = [&faults](auto count, const char* what) {
+    if (count > 0) faults += ", " + std::to_string(count) + what;
+  };
+  fault(tc.skipped_steps, " steps skipped (not finite)");
+  fault(tc.withheld, " versions withheld (not finite)");
+  fault(tc.unreadable, " images unreadable");
   spdlog::info(
-      "trainer: model version {}, {} steps{}, loss {:.4f}, {} examples, {} pseudo-labels{}",
+      "trainer: model version {}, {} steps{}, loss {:.4f}, {} examples, {} pseudo-labels{}{}",
       tc.version, tc.steps, tc.waiting ? " (budget spent, waiting)" : "", tc.loss, tc.examples,
-      tc.pseudo_labels, trouble.ok() ? "" : "; " + trouble.ToString());
+      tc.pseudo_labels, faults, trouble.ok() ? "" : "; " + trouble.ToString());
 }
 
 Status Service::Stop() {
@@ -366,6 +405,12 @@ v1::QueryReply Service::Answer(const v1::Query& query) const {
       s->set_labels(c.stored.labels);
       s->set_masks(c.masks);
       s->set_previews(c.previews);
+      if (trainer_) {
+        TrainerCounters tc = trainer_->counters();
+        s->set_skipped_steps(static_cast<uint64_t>(tc.skipped_steps));
+        s->set_withheld_versions(tc.withheld);
+        s->set_unreadable_images(tc.unreadable);
+      }
       s->set_dead_letters(c.dead_letters);
       s->set_in_flight(c.in_flight);
       s->set_events(c.admitted);

@@ -65,6 +65,8 @@ class Service {
   Status StartParts();
   Status StartBroker();
   Status LoadModel();
+  // Mask sequence numbers go on above the stored reservation (io/zmq_server.h ContinueSequence).
+  Status ContinueMaskSequence();
   Status StartTrainer();
   Status StartConsumer();
   v1::QueryReply Answer(const v1::Query& query) const;

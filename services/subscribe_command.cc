@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "base/ids.h"
 #include "io/image_codec.h"
 #include "io/zmq_client.h"
 #include "io/zmq_server.h"
@@ -30,8 +31,16 @@ struct SubscribeArgs {
 // OUT/<dataset>/uncertainty/<image>.png (the latest, a preview included until its final mask
 // comes), plus, with `versions` and for final masks only,
 // OUT/<dataset>/versions/[uncertainty/]<image stem>.v<model version>.png.
+// A mask whose dataset or image id is not a valid id (base/ids.h: one safe file name) is not
+// written (kInvalidArgument): whatever the publisher sends, nothing lands outside `dir`.
 Status WriteMask(const std::string& dir, const v1::MaskResult& mask, bool versions) {
   namespace fs = std::filesystem;
+  for (auto [field, id] :
+       {std::pair{"dataset", &mask.dataset()}, std::pair{"image_id", &mask.image_id()}}) {
+    if (std::string bad = IdProblem(field, *id); !bad.empty()) {
+      return InvalidArgument("mask not written: " + bad);
+    }
+  }
   fs::path base = fs::path(dir) / mask.dataset();
   std::string name = mask.image_id();
   if (fs::path(name).extension() == ".png") name = fs::path(name).stem().string();
@@ -89,7 +98,14 @@ Status RunSubscribe(const SubscribeArgs& args, std::ostream& out) {
     if (!args.image.empty() && m.image_id() != args.image) continue;
     last = std::chrono::steady_clock::now();
     ++received;
-    if (!args.out.empty()) CLICKDIFF_RETURN_IF_ERROR(WriteMask(args.out, m, args.versions));
+    if (!args.out.empty()) {
+      Status written = WriteMask(args.out, m, args.versions);
+      if (written.code() == StatusCode::kInvalidArgument) {
+        spdlog::warn("{}", written.ToString());  // the publisher's fault: skip it, go on
+      } else if (!written.ok()) {
+        return written;
+      }
+    }
     size_t foreground = 0;
     for (char c : m.mask()) foreground += c != 0;
     out << nlohmann::json({{"dataset", m.dataset()},

@@ -44,6 +44,9 @@ TEST(ConfigLoaderTest, ProductionExampleLoadsWithPassThroughKafkaProperties) {
   EXPECT_EQ(c->kafka.properties.at("security.protocol"), "SASL_SSL");
   EXPECT_EQ(c->kafka.properties.at("sasl.mechanisms"), "SCRAM-SHA-512");
   EXPECT_EQ(c->model.num_classes, 4);
+  // Safe as shipped: the sockets hand out images, so they are not bound on every interface.
+  EXPECT_THAT(c->zmq.publish_endpoint, HasSubstr("tcp://127.0.0.1:"));
+  EXPECT_THAT(c->zmq.query_endpoint, HasSubstr("tcp://127.0.0.1:"));
 }
 
 TEST(ConfigLoaderTest, EmptyDocumentGivesDefaults) {
@@ -224,6 +227,26 @@ TEST(ConfigLoaderTest, DumpLoadsBackToTheSameConfig) {
   EXPECT_EQ(second->sampler.samples, 7);
   EXPECT_EQ(second->kafka.properties.at("acks"), "all");
   EXPECT_DOUBLE_EQ(second->trainer.learning_rate, 0.003);
+}
+
+TEST(ConfigLoaderTest, DumpRedactsSecrets) {
+  ConfigOverrides o;
+  o.set = {"kafka.properties.sasl.username=annotator", "kafka.properties.sasl.password=hunter2",
+           "kafka.properties.ssl.key.password=swordfish",
+           "zmq.curve.server_secret_key=" + std::string(40, 'k')};
+  Result<Config> config = Load("", o);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const std::string dumped = DumpConfig(*config);
+  for (const char* secret : {"hunter2", "swordfish", "kkkkkkkkkk"}) {
+    EXPECT_EQ(dumped.find(secret), std::string::npos) << secret << " in\n" << dumped;
+  }
+  EXPECT_NE(dumped.find("sasl.username: annotator"), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("sasl.password: <redacted>"), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("server_secret_key: <redacted>"), std::string::npos) << dumped;
+  EXPECT_NE(DumpConfig(*config, /*show_secrets=*/true).find("hunter2"), std::string::npos);
+  EXPECT_TRUE(IsSecretConfigKey("kafka.properties.sasl.oauthbearer.client.secret"));
+  EXPECT_FALSE(IsSecretConfigKey("kafka.properties.sasl.mechanisms"));
+  EXPECT_FALSE(IsSecretConfigKey("zmq.curve.server_public_key"));
 }
 
 }  // namespace

@@ -13,6 +13,8 @@
 
 #include "io/keys.h"
 #include "learning/continuous_trainer.h"
+#include "model/checkpoint_store.h"
+#include "model/trainer.h"
 #include "tests/graph/service_fixture.h"
 #include "tests/nodes/node_test_util.h"
 #include "tests/services/run_cli.h"
@@ -256,6 +258,8 @@ TEST_F(ServiceTest, EveryKindOfBadInputIsDeadLetteredAndGoodEventsAroundItArePro
   bad.push_back({"images", nan.SerializeAsString(), "NaN"});
   bad.push_back({"images", PngImageEvent("").SerializeAsString(), "image_id: empty"});
   bad.push_back(
+      {"images", PngImageEvent("../../escape").SerializeAsString(), "image_id: contains '/'"});
+  bad.push_back(
       {"clicks", Click("good1", "out", 30, 4).SerializeAsString(), "outside image good1"});
   bad.push_back(
       {"clicks", Click("good1", "cls", 3, 4, 7).SerializeAsString(), "class_id 7 unknown"});
@@ -382,6 +386,104 @@ TEST_F(ServiceTest, ContinuousTrainingPublishesVersionsAndRedrawsEveryMaskWithTh
   v1::QueryReply status = Ask(again.endpoints().query_endpoint, v1::Query::KIND_STATUS);
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status.status().model_version(), last);
+  EXPECT_TRUE(again.Stop().ok());
+}
+
+TEST_F(ServiceTest, ABacklogOfImagesAndClicksLosesNoClickToTheWaitingTimeout) {
+  // Produced while the service was down: clicks are read far ahead of their images (tiny records,
+  // while images queue behind the graph's in-flight limit), and wait much longer than the
+  // timeout. They expire by the images stream's progress, not by uptime, so none is lost.
+  config_.limits.pending_click_timeout_ms = 200;
+  constexpr int kImages = 3000;
+  for (int i = 0; i < kImages; ++i) {
+    const std::string id = "i" + std::to_string(i);
+    Produce("images", PngImageEvent(id, 8, 8).SerializeAsString());
+    Produce("clicks", Click(id, "c", 2, 2).SerializeAsString());
+  }
+  Flush();
+  InProcessService service(config_);
+  v1::QueryReply status;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+        return status.status().clicks() + status.status().dead_letters() >= kImages;
+      },
+      std::chrono::minutes(5)));
+  EXPECT_EQ(status.status().images(), static_cast<uint64_t>(kImages));
+  EXPECT_EQ(status.status().clicks(), static_cast<uint64_t>(kImages));
+  EXPECT_EQ(status.status().dead_letters(), 0u);
+  EXPECT_TRUE(service.Stop().ok());
+}
+
+TEST_F(ServiceTest, AnImageOfFloatExtremesNeitherStopsTrainingNorReachesTheWeights) {
+  // +-3e38 are finite float32s, so decoding takes them; they used to become NaN in
+  // preprocessing, a click on the image back-propagated NaN into every weight, and the version
+  // was stored and resumed.
+  config_.trainer.continuous = true;
+  config_.trainer.snapshot_every_steps = 10;
+  config_.trainer.batch_size = 2;
+  uint64_t highest_sent = 0;
+  {
+    InProcessService service(config_);
+    auto subscriber =
+        MaskSubscriber::Connect(service.endpoints().publish_endpoint, "mask.ds.").value();
+    v1::ImageEvent extremes = PngImageEvent("extremes", 4, 2);
+    extremes.set_encoding(v1::PAYLOAD_ENCODING_RAW);
+    extremes.set_pixel_type(v1::PIXEL_TYPE_FLOAT32);
+    const std::vector<float> pixels = {3e38f, -3e38f, 3e38f, -3e38f, -3e38f, 3e38f, 1, 0};
+    extremes.set_payload(reinterpret_cast<const char*>(pixels.data()), 32);
+    Produce("images", extremes.SerializeAsString());
+    Produce("images", PngImageEvent("plain").SerializeAsString());
+    Produce("clicks", Click("extremes", "e1", 1, 1).SerializeAsString());
+    Produce("clicks", Click("plain", "p1", 5, 5).SerializeAsString());
+    Flush();
+    std::map<std::string, uint64_t> versions;
+    EXPECT_TRUE(Eventually([&] {
+      for (;;) {
+        auto mask = subscriber->Receive(std::chrono::milliseconds(100));
+        if (!mask.ok() || !mask->has_value()) break;
+        highest_sent = std::max(highest_sent, (*mask)->sequence());
+        if (!(*mask)->preview()) versions[(*mask)->image_id()] = (*mask)->model_version();
+      }
+      return versions["extremes"] >= 3 && versions["plain"] >= 3;
+    })) << "versions go on, and both images are redrawn by them";
+    v1::QueryReply status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+    ASSERT_TRUE(status.ok());
+    EXPECT_EQ(status.status().skipped_steps(), 0u);
+    EXPECT_EQ(status.status().withheld_versions(), 0u);
+    EXPECT_EQ(status.status().unreadable_images(), 0u);
+    EXPECT_EQ(status.status().dead_letters(), 0u);
+    ASSERT_TRUE(service.Stop().ok());
+  }
+  {
+    auto store = Store::Open(config_.store).value();
+    auto current = store->Get(Family::kMetadata, VersionStore::kCurrentVersionKey).value();
+    ASSERT_TRUE(current.has_value());
+    const uint64_t last = std::stoull(*current);
+    auto bytes = store->Get(Family::kModels, VersionStore::ModelKey(last)).value();
+    ASSERT_TRUE(bytes.has_value());
+    Result<model::Segmenter> model =
+        model::CheckpointStore::FromBytes(*bytes, "the last version", torch::kCPU);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    EXPECT_TRUE(model::WeightsFinite(*model)) << "version " << last;
+  }
+
+  // After a restart, masks are numbered above every number the first run sent (previews
+  // included, which are not stored), so a client keeping the highest per topic takes them.
+  config_.trainer.continuous = false;
+  InProcessService again(config_);
+  auto subscriber =
+      MaskSubscriber::Connect(again.endpoints().publish_endpoint, "mask.ds.plain").value();
+  Produce("clicks", Click("plain", "p2", 9, 9).SerializeAsString());
+  Flush();
+  std::optional<v1::MaskResult> fresh;
+  EXPECT_TRUE(Eventually([&] {
+    auto mask = subscriber->Receive(std::chrono::milliseconds(100));
+    if (mask.ok() && mask->has_value() && (*mask)->click_revision() == 2) fresh = **mask;
+    return fresh.has_value();
+  }));
+  ASSERT_TRUE(fresh.has_value());
+  EXPECT_GT(fresh->sequence(), highest_sent);
   EXPECT_TRUE(again.Stop().ok());
 }
 

@@ -8,10 +8,13 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,6 +86,34 @@ bool Settles(const KafkaConsumer& consumer, uint64_t n = 4) {
   }
   return true;
 }
+
+// What a consumer reports to on_error.
+class ErrorLog {
+ public:
+  void Install(KafkaConsumer::Callbacks& callbacks) {
+    callbacks.on_error = [this](const Status& error) {
+      std::lock_guard<std::mutex> lock(mu_);
+      errors_.push_back(error);
+      cv_.notify_all();
+    };
+  }
+  // The first error `matches` accepts, waiting up to a minute for one.
+  std::optional<Status> WaitFor(const std::function<bool(const Status&)>& matches) {
+    std::unique_lock<std::mutex> lock(mu_);
+    std::optional<Status> found;
+    cv_.wait_for(lock, seconds(60), [&] {
+      auto it = std::find_if(errors_.begin(), errors_.end(), matches);
+      if (it != errors_.end()) found = *it;
+      return found.has_value();
+    });
+    return found;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Status> errors_;
+};
 
 class KafkaTest : public testing::Test {
  protected:
@@ -308,25 +339,75 @@ TEST_F(KafkaTest, ConsumerStoredOffsetErrorStopsIt) {
   callbacks.stored_offset = [](const std::string&, int32_t) -> Result<std::optional<int64_t>> {
     return DataLoss("offset record corrupt");
   };
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<Status> errors;
-  callbacks.on_error = [&](const Status& error) {
-    std::lock_guard<std::mutex> lock(mu);
-    errors.push_back(error);
-    cv.notify_all();
-  };
+  ErrorLog errors;
+  errors.Install(callbacks);
   std::unique_ptr<KafkaConsumer> consumer =
       StartConsumer(ConsumerConfig("g-error"), topic, std::move(callbacks));
   ASSERT_NE(consumer, nullptr);
-  std::unique_lock<std::mutex> lock(mu);
-  ASSERT_TRUE(cv.wait_for(lock, seconds(60), [&] {
-    return std::any_of(errors.begin(), errors.end(),
-                       [](const Status& s) { return s.code() == StatusCode::kDataLoss; });
-  }));
-  lock.unlock();
+  ASSERT_TRUE(errors.WaitFor([](const Status& s) { return s.code() == StatusCode::kDataLoss; })
+                  .has_value());
   consumer->Stop();
   EXPECT_EQ(sink.size(), 0u);
+}
+
+TEST_F(KafkaTest, AnExceptionFromOnMessageStopsTheConsumerAtThatRecord) {
+  const std::string topic = Topic();
+  Produce(topic, 5);
+  Collector sink;
+  KafkaConsumer::Callbacks callbacks = Collecting(&sink);
+  callbacks.on_message = [&sink](KafkaMessage m) {
+    if (m.offset == 2) throw std::runtime_error("no room for it");
+    sink.Add(std::move(m));
+  };
+  ErrorLog errors;
+  errors.Install(callbacks);
+  std::unique_ptr<KafkaConsumer> consumer =
+      StartConsumer(ConsumerConfig("g-throw"), topic, std::move(callbacks));
+  ASSERT_NE(consumer, nullptr);
+  std::optional<Status> error = errors.WaitFor([](const Status&) { return true; });
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->code(), StatusCode::kInternal) << error->ToString();
+  EXPECT_NE(error->message().find("no room for it"), std::string::npos) << error->ToString();
+  std::this_thread::sleep_for(milliseconds(300));  // nothing more comes
+  consumer->Stop();
+  EXPECT_EQ(Offsets(sink.messages()), Range(0, 2));
+}
+
+TEST_F(KafkaTest, TheConsumerSaysWhenAPartitionIsReadToItsEnd) {
+  const std::string topic = Topic();
+  Produce(topic, 3);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> seen;  // "record <offset>" and "end", in the order they came
+  KafkaConsumer::Callbacks callbacks = Collecting(nullptr);
+  callbacks.on_message = [&](KafkaMessage m) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back("record " + std::to_string(m.offset));
+  };
+  callbacks.on_end = [&](const std::string& t, int32_t partition) {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(t, topic);
+    EXPECT_EQ(partition, 0);
+    seen.emplace_back("end");
+    cv.notify_all();
+  };
+  std::unique_ptr<KafkaConsumer> consumer =
+      StartConsumer(ConsumerConfig("g-end"), topic, std::move(callbacks));
+  ASSERT_NE(consumer, nullptr);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(
+        cv.wait_for(lock, seconds(60), [&] { return !seen.empty() && seen.back() == "end"; }));
+    EXPECT_EQ(seen, (std::vector<std::string>{"record 0", "record 1", "record 2", "end"}));
+  }
+  Produce(topic, 1, 3);  // a new record: read, then at its end again
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, seconds(60), [&] { return seen.size() >= 6; }));
+    EXPECT_EQ(seen[4], "record 3");
+    EXPECT_EQ(seen[5], "end");
+  }
+  consumer->Stop();
 }
 
 TEST_F(KafkaTest, PauseResumeLosesNothing) {

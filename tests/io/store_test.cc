@@ -97,6 +97,22 @@ TEST_F(StoreTest, PutGetAcrossReopenForEveryFamily) {
   ASSERT_TRUE(store->Flush().ok());
 }
 
+TEST_F(StoreTest, ANewStoreIsReadableByItsOwnerOnly) {
+  StoreConfig nested = config_;
+  nested.path = (root_ / "deep" / "er" / "db").string();
+  ASSERT_NE(OpenOrDie(nested), nullptr);
+  EXPECT_EQ(fs::status(nested.path).permissions() & fs::perms::all, fs::perms::owner_all);
+  // An existing directory keeps the permissions its owner gave it.
+  StoreConfig shared = config_;
+  shared.path = (root_ / "shared").string();
+  fs::create_directories(shared.path);
+  fs::permissions(shared.path,
+                  fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+  ASSERT_NE(OpenOrDie(shared), nullptr);
+  EXPECT_EQ(fs::status(shared.path).permissions() & fs::perms::all,
+            fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
+}
+
 TEST_F(StoreTest, LargeModelsGoToBlobFiles) {
   std::unique_ptr<Store> store = OpenOrDie();
   ASSERT_NE(store, nullptr);

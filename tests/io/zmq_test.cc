@@ -170,8 +170,40 @@ TEST(ZmqServerTest, LateSubscriberGetsCurrentMask) {
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->click_revision(), 5u);
   EXPECT_EQ(got->sequence(), 41u);
-  // Remember() sends nothing and does not take a sequence number.
-  EXPECT_EQ(server->Publish(Mask("ds", "C", 1)), 4u);
+  // Remember() sends nothing; numbering goes on above the remembered mask's number.
+  EXPECT_EQ(server->Publish(Mask("ds", "C", 1)), 42u);
+}
+
+TEST(ZmqServerTest, SequenceNumbersGoOnAboveTheLastRunsReservation) {
+  // A restarted service: its previous run reserved numbers up to 2000, so it may have sent any of
+  // them (previews included, which are not stored); a client keeping the highest per topic
+  // would drop anything numbered lower.
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  std::vector<uint64_t> reserved;
+  server->ContinueSequence(2000, [&](uint64_t upto) {
+    reserved.push_back(upto);
+    return Status::Ok();
+  });
+  EXPECT_EQ(server->Publish(Mask("ds", "A", 1)), 2001u);
+  ASSERT_EQ(reserved, (std::vector<uint64_t>{2000 + ZmqServer::kSequenceBlock}));
+  for (uint64_t i = 1; i < ZmqServer::kSequenceBlock; ++i) server->Publish(Mask("ds", "A", 1));
+  EXPECT_EQ(reserved.size(), 1u) << "one reservation per block";
+  EXPECT_EQ(server->Publish(Mask("ds", "A", 1)), 2001 + ZmqServer::kSequenceBlock);
+  EXPECT_EQ(reserved.back(), 2000 + 2 * ZmqServer::kSequenceBlock);
+
+  // A reservation that fails is logged, tried once per block; masks are still published.
+  auto failing = StartServer();
+  ASSERT_NE(failing, nullptr);
+  int tries = 0;
+  failing->ContinueSequence(0, [&](uint64_t) {
+    ++tries;
+    return Unavailable("disk full");
+  });
+  EXPECT_EQ(failing->Publish(Mask("ds", "A", 1)), 1u);
+  EXPECT_EQ(failing->Publish(Mask("ds", "A", 2)), 2u);
+  EXPECT_EQ(tries, 1);
+  WaitUntilSent(*failing, 2);
 }
 
 TEST(ZmqServerTest, ConcurrentPublishersKeepNewestAsCurrent) {
@@ -323,11 +355,12 @@ TEST(QueryClientTest, QueryRoundTrip) {
 
 // Sends `frames` from a raw DEALER and returns the reply's frames.
 std::vector<std::string> RawExchange(const std::string& endpoint,
-                                     const std::vector<std::string>& frames) {
+                                     const std::vector<std::string>& frames,
+                                     milliseconds wait = kWait) {
   zmq::context_t context;
   zmq::socket_t dealer(context, zmq::socket_type::dealer);
   dealer.set(zmq::sockopt::linger, 0);
-  dealer.set(zmq::sockopt::rcvtimeo, static_cast<int>(kWait.count()));
+  dealer.set(zmq::sockopt::rcvtimeo, static_cast<int>(wait.count()));
   dealer.connect(endpoint);
   std::vector<zmq::message_t> out;
   for (const std::string& f : frames) out.emplace_back(f.data(), f.size());
@@ -373,6 +406,20 @@ TEST(QueryClientTest, MalformedQueryGetsReasonWithOrWithoutDelimiter) {
   reply = ParseReply(extra[0]);
   EXPECT_FALSE(reply.ok());
   EXPECT_NE(reply.error().find("got 3 frames"), std::string::npos) << reply.error();
+}
+
+TEST(QueryClientTest, AnOversizedQueryIsDroppedAndTheServerGoesOn) {
+  auto server = StartServer({}, Handle);
+  ASSERT_NE(server, nullptr);
+  // A peer sending a megabyte is disconnected (ZMQ_MAXMSGSIZE): no reply, nothing buffered.
+  EXPECT_TRUE(
+      RawExchange(server->query_endpoint(), {"", std::string(1 << 20, 'q')}, milliseconds(2000))
+          .empty());
+  std::string status;
+  ASSERT_TRUE(MakeQuery(v1::Query::KIND_STATUS).SerializeToString(&status));
+  std::vector<std::string> reply = RawExchange(server->query_endpoint(), {"", status});
+  ASSERT_EQ(reply.size(), 2u);
+  EXPECT_TRUE(ParseReply(reply[1]).ok());
 }
 
 TEST(QueryClientTest, TimedOutReplyIsNotReadAsTheNextOne) {

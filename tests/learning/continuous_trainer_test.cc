@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <string>
 #include <thread>
@@ -247,15 +248,30 @@ TEST_F(ContinuousTrainerTest, ReplayCacheReadsAgainOnlyWhatWasTouchedAndMatchesA
   refresh(/*twin_labels=*/true);
   EXPECT_EQ(cache.last_read(), 0u);
 
-  // A corrupt image fails the refresh; the next one reads the whole store again.
+  // A corrupt image, and one whose grid is not finite, are left out and counted; the rest of the
+  // replay is read as before, by a touch or a full read alike.
+  const std::vector<std::string> before = full();
   Put(Family::kImages, keys::Image("ds", "e"), "not a stored image");
-  cache.Touch(keys::Image("ds", "e"));
-  Result<Replay> corrupt = cache.Refresh(*store_, /*twin_labels=*/true);
-  ASSERT_FALSE(corrupt.ok());
-  EXPECT_EQ(corrupt.status().code(), StatusCode::kDataLoss) << corrupt.status().ToString();
+  v1::StoredImage poisoned = testutil::StoredImageOnGrid("f", kGrid, [](int, int) { return 0.5f; });
+  poisoned.set_grid(3, std::numeric_limits<float>::quiet_NaN());
+  Put(Family::kImages, keys::Image("ds", "f"), poisoned.SerializeAsString());
+  StoreClick("f", "c1", 10, 12);
+  for (const char* id : {"e", "f"}) cache.Touch(keys::Image("ds", id));
+  Result<Replay> left_out = cache.Refresh(*store_, /*twin_labels=*/true);
+  ASSERT_TRUE(left_out.ok()) << left_out.status().ToString();
+  EXPECT_EQ(Describe(*left_out), before);
+  EXPECT_EQ(left_out->unreadable, 2u);
+  Result<Replay> all = LoadReplay(*store_, kGrid, 2, kChannels, /*twin_labels=*/true);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(Describe(*all), before);
+  EXPECT_EQ(all->unreadable, 2u);
+  // Repaired, an image counts again.
   StoreImage("e");
-  EXPECT_EQ(refresh(/*twin_labels=*/true), full());
-  EXPECT_EQ(cache.last_read(), 5u);
+  cache.Touch(keys::Image("ds", "e"));
+  Result<Replay> repaired = cache.Refresh(*store_, /*twin_labels=*/true);
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  EXPECT_EQ(Describe(*repaired), full());
+  EXPECT_EQ(repaired->unreadable, 1u);
 }
 
 TEST_F(ContinuousTrainerTest, GateRefusesSnapshotsThatDoWorseOnTheHeldOutImages) {

@@ -99,7 +99,7 @@ TEST_F(VersionStoreTest, ACorruptCurrentVersionIsDataLossNamingIt) {
   EXPECT_EQ(latest.status().code(), StatusCode::kDataLoss);
   EXPECT_NE(latest.status().message().find("'seven'"), std::string::npos);
 
-  // A current version whose checkpoint is gone.
+  // A current version whose checkpoint is gone, and nothing older.
   ASSERT_TRUE(versions.Save(Record(3, 1, {})).ok());
   Store::Batch drop;
   drop.Delete(Family::kModels, VersionStore::ModelKey(3));
@@ -107,6 +107,21 @@ TEST_F(VersionStoreTest, ACorruptCurrentVersionIsDataLossNamingIt) {
   latest = versions.LoadLatest(torch::kCPU);
   EXPECT_EQ(latest.status().code(), StatusCode::kDataLoss);
   EXPECT_NE(latest.status().message().find("version 3"), std::string::npos);
+}
+
+TEST_F(VersionStoreTest, AnUnreadableNewestVersionFallsBackToTheNewestReadableOne) {
+  VersionStore versions(store_.get(), "tiny", 0);
+  for (uint64_t v = 1; v <= 4; ++v) ASSERT_TRUE(versions.Save(Record(v, 10 * v, {})).ok());
+  Store::Batch garbage;  // 4 overwritten with garbage, 3 gone
+  garbage.Put(Family::kModels, VersionStore::ModelKey(4), "not a checkpoint");
+  garbage.Delete(Family::kModels, VersionStore::ModelKey(3));
+  ASSERT_TRUE(store_->Write(garbage).ok());
+  Result<StoredVersions> latest = versions.LoadLatest(torch::kCPU);
+  ASSERT_TRUE(latest.ok()) << latest.status().ToString();
+  ASSERT_TRUE(latest->model.has_value());
+  EXPECT_EQ(latest->model->version, 2u);
+  EXPECT_EQ(latest->steps, 20);
+  EXPECT_EQ(latest->newest, 4u) << "new versions are numbered above the unreadable ones";
 }
 
 }  // namespace

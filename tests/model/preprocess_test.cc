@@ -47,6 +47,30 @@ TEST(PreprocessTest, ConstantImageGivesZerosAndNaNIsRejected) {
   EXPECT_FALSE(ImageToGrid(flat.data(), *m).ok());
 }
 
+TEST(PreprocessTest, FloatExtremesGiveAFiniteGrid) {
+  // +-3e38 are finite float32s whose difference is not: windowed in float32 they became NaN,
+  // which a click on the image then trained into every weight.
+  Result<GridMapping> m = MakeGridMapping(8, 8, 8);
+  ASSERT_TRUE(m.ok());
+  std::vector<float> extremes(64);
+  for (size_t i = 0; i < extremes.size(); ++i) extremes[i] = i % 2 == 0 ? 3e38f : -3e38f;
+  Result<torch::Tensor> grid = ImageToGrid(extremes.data(), *m);
+  ASSERT_TRUE(grid.ok()) << grid.status().ToString();
+  EXPECT_TRUE(torch::isfinite(*grid).all().item<bool>());
+  EXPECT_EQ((*grid)[0][0][0].item<float>(), 1.0f);
+  EXPECT_EQ((*grid)[0][0][1].item<float>(), 0.0f);
+  // The same for a colour image a gray model takes: made gray in double too.
+  std::vector<float> rgb;
+  for (int i = 0; i < 64; ++i) {
+    const float v = i % 2 == 0 ? 3e38f : -3e38f;
+    rgb.insert(rgb.end(), {v, v, v});
+  }
+  Result<torch::Tensor> gray = ImageToModelGrid(rgb.data(), 3, *m, 1);
+  ASSERT_TRUE(gray.ok()) << gray.status().ToString();
+  EXPECT_TRUE(torch::isfinite(*gray).all().item<bool>());
+  EXPECT_GT((*gray)[0][0][0].item<float>(), (*gray)[0][0][1].item<float>());
+}
+
 TEST(PreprocessTest, ColourChannelsShareOneWindowSoTheirBalanceIsKept) {
   Result<GridMapping> m = MakeGridMapping(16, 16, 16);
   ASSERT_TRUE(m.ok());

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -220,6 +221,43 @@ TEST(TrainerAverageTest, FollowAverageMovesByTheWarmedUpDecay) {
   ASSERT_TRUE(trainer.Run(SmallBatch(4), {}).ok());
   ASSERT_NE(&trainer.Kept(), &*model);  // no held-out data: the average is kept
   EXPECT_FALSE(torch::equal(trainer.Kept().Parameters()[0], model->Parameters()[0]));
+}
+
+TEST_P(SegmenterTest, AStepThatIsNotFiniteChangesNoWeight) {
+  auto seg = Segmenter::Create(SmallOptions(GetParam()), torch::kCPU);
+  ASSERT_TRUE(seg.ok());
+  torch::optim::Adam adam(seg->Parameters(), torch::optim::AdamOptions(1e-2));
+  ASSERT_TRUE(seg->TrainStep(SmallBatch(2), adam).ok());  // the optimizer has state now
+  std::vector<torch::Tensor> before;
+  for (const auto& p : seg->Parameters()) before.push_back(p.detach().clone());
+  std::vector<TrainingExample> poisoned = SmallBatch(2);
+  poisoned[1].image[0][3][3] = std::numeric_limits<float>::quiet_NaN();
+  Result<float> loss = seg->TrainStep(poisoned, adam);
+  ASSERT_TRUE(loss.ok()) << loss.status().ToString();
+  EXPECT_FALSE(std::isfinite(*loss));
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_TRUE(torch::equal(seg->Parameters()[i], before[i])) << "parameter " << i;
+  }
+  EXPECT_TRUE(WeightsFinite(*seg));
+
+  // The trainer counts such steps in its budget and skips them; good steps go on.
+  TrainerOptions t = Budget(3, 2, 0);
+  t.average_decay = 0.9;
+  Trainer trainer(&*seg, t);
+  Result<TrainProgress> bad = trainer.Run({poisoned[1]}, {});
+  ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+  EXPECT_EQ(bad->step, 3);
+  EXPECT_EQ(bad->skipped_steps, 3);
+  EXPECT_TRUE(WeightsFinite(*seg));
+  EXPECT_TRUE(WeightsFinite(trainer.Kept()));
+  Result<TrainProgress> good = trainer.Run(SmallBatch(2), {});
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  EXPECT_EQ(good->skipped_steps, 3);
+  EXPECT_TRUE(std::isfinite(good->loss));
+  EXPECT_FALSE(torch::equal(seg->Parameters()[0], before[0]));
+
+  seg->Parameters()[0].detach()[0] = std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(WeightsFinite(*seg));
 }
 
 TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {

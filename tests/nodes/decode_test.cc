@@ -144,7 +144,21 @@ TEST_F(DecodeTest, EmptyIdsAreRejectedNamingTheField) {
 
 TEST_F(DecodeTest, ControlCharactersInIdsAreRejected) {
   v1::ClickEvent click = Click(std::string("a\0b", 3), "c1", 1, 1);
-  EXPECT_THAT(Reason("clicks", click.SerializeAsString()), HasSubstr("control character"));
+  EXPECT_THAT(Reason("clicks", click.SerializeAsString()), HasSubstr("image_id: contains 0x00"));
+}
+
+TEST_F(DecodeTest, IdsThatArePathsAreRejected) {
+  // Ids become file names (subscribe --out): none may climb out of a folder or be absolute.
+  v1::ImageEvent up = PngImageEvent("../../etc/cron.d/x");
+  EXPECT_THAT(Reason("images", up.SerializeAsString()), HasSubstr("image_id: contains '/'"));
+  v1::ImageEvent absolute = PngImageEvent("x");
+  absolute.set_dataset("/tmp");
+  EXPECT_THAT(Reason("images", absolute.SerializeAsString()), HasSubstr("dataset: contains '/'"));
+  v1::ClickEvent parent = Click("..", "c1", 1, 1);
+  EXPECT_THAT(Reason("clicks", parent.SerializeAsString()),
+              HasSubstr("image_id: \"..\" is not a valid id"));
+  v1::ClickEvent shell = Click("a", "$(reboot)", 1, 1);
+  EXPECT_THAT(Reason("clicks", shell.SerializeAsString()), HasSubstr("click_id: contains '$'"));
 }
 
 TEST_F(DecodeTest, DotInDatasetIsRejectedBecauseTopicsWouldCollide) {
@@ -188,10 +202,11 @@ TEST_F(DecodeTest, UnknownTopicIsRejected) {
   EXPECT_THAT(Reason("elsewhere", "x"), HasSubstr("not one the service reads"));
 }
 
-TEST_F(DecodeTest, TickPassesThroughWithItsSequence) {
-  Decoded d = decode_(Envelope{3, std::monostate{}});
+TEST_F(DecodeTest, TickPassesThroughWithItsSequenceAndTheImagesTopicsEnd) {
+  Decoded d = decode_(Envelope{3, Tick{1234}});
   EXPECT_EQ(d.seq, 3u);
-  EXPECT_TRUE(std::holds_alternative<Tick>(d.event));
+  ASSERT_TRUE(std::holds_alternative<Tick>(d.event));
+  EXPECT_EQ(std::get<Tick>(d.event).images_at_end_since_ms, 1234);
 }
 
 TEST(PreprocessTest, PutsTheImageOnTheGridInZeroToOne) {

@@ -10,6 +10,7 @@
 #include "nodes/evaluator.h"
 #include "nodes/image_intake.h"
 #include "nodes/infer_request.h"
+#include "nodes/intake_stage.h"
 #include "nodes/label_intake.h"
 #include "nodes/mask_cache.h"
 #include "nodes/preprocess.h"
@@ -31,7 +32,8 @@ class IntakeTest : public ::testing::Test {
     store_ = testutil::OpenFreshStore("intake", &dir_);
     broker_ = EmbeddedBroker::Start(1).value();
     producer_ = KafkaProducer::Create(KafkaConfig{}, broker_->bootstrap_servers()).value();
-    letters_ = std::make_unique<DeadLetterSink>(producer_.get(), store_.get(), ".dlq");
+    outbox_ = Outbox::Open(store_.get(), producer_.get(), "intake").value();
+    letters_ = std::make_unique<DeadLetterSink>(outbox_.get(), store_.get(), ".dlq");
     clicks_ = std::make_unique<ClickIntake>(store_.get(), letters_.get(),
                                             /*pending_timeout_ms=*/60'000);
     images_ = std::make_unique<ImageIntake>(store_.get(), clicks_.get());
@@ -40,6 +42,7 @@ class IntakeTest : public ::testing::Test {
     clicks_.reset();
     images_.reset();
     letters_.reset();
+    outbox_.reset();
     producer_.reset();
     store_.reset();
     std::filesystem::remove_all(dir_);
@@ -60,6 +63,7 @@ class IntakeTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<EmbeddedBroker> broker_;
   std::unique_ptr<KafkaProducer> producer_;
+  std::unique_ptr<Outbox> outbox_;
   std::unique_ptr<DeadLetterSink> letters_;
   std::unique_ptr<ClickIntake> clicks_;
   std::unique_ptr<ImageIntake> images_;
@@ -76,6 +80,45 @@ TEST_F(IntakeTest, ImageIsStoredOnceWithItsOffsetAndAsksForAMask) {
   EXPECT_TRUE(again.infer.empty());
   EXPECT_EQ(Offset("images"), 10);  // a duplicate still moves the stream on
   EXPECT_EQ(store_->Count(Family::kImages).value(), 1u);
+}
+
+TEST_F(IntakeTest, OutOfMemoryHaltsIntakeInsteadOfDeadLetteringTheEvent) {
+  // Running out of memory is not the event's fault: it is not dead-lettered and its offset is not
+  // stored, so a restart reads it again; nothing after it is applied.
+  IntakeStage stage(store_.get(), producer_.get(), outbox_.get(), KafkaTopics{}, LimitsConfig{},
+                    StoredCounts{}, nullptr);
+  Decoded starved;
+  starved.source = Record("images", PngImageEvent("a").SerializeAsString(), 3);
+  starved.failure = ResourceExhausted("out of memory decoding images@3");
+  EXPECT_TRUE(stage(starved).empty());
+  EXPECT_EQ(stage.failure().code(), StatusCode::kResourceExhausted) << stage.failure().ToString();
+  Decoded next;
+  next.source = Record("images", "", 4);
+  next.event = Image("b");
+  EXPECT_TRUE(stage(next).empty());
+  EXPECT_EQ(stage.counters().dead_letters, 0u);
+  EXPECT_EQ(stage.counters().applied, 0u);
+  EXPECT_FALSE(Offset("images").has_value());
+  EXPECT_EQ(store_->Count(Family::kImages).value(), 0u);
+}
+
+TEST_F(IntakeTest, ACorruptStoredImageRefusesItsClicksUntilItIsSentAgain) {
+  // Halting on it would only halt again after every restart.
+  Store::Batch garbage;
+  garbage.Put(Family::kImages, keys::Image("ds", "a"), "not a stored image");
+  ASSERT_TRUE(store_->Write(garbage).ok());
+  IntakeOutcome refused = (*clicks_)(Click("a", "c1", 2, 2), Record("clicks", "", 0));
+  EXPECT_TRUE(refused.failure.ok()) << refused.failure.ToString();
+  ASSERT_TRUE(refused.rejected.has_value());
+  EXPECT_THAT(*refused.rejected, HasSubstr("the stored record of image ds/a is corrupt"));
+  // The image sent again replaces the corrupt record (not a duplicate), and is not counted twice.
+  IntakeOutcome repaired = (*images_)(Image("a"), Record("images", "", 0));
+  EXPECT_FALSE(repaired.duplicate);
+  EXPECT_EQ(repaired.added.images, 0u);
+  EXPECT_EQ(repaired.infer.size(), 1u);
+  IntakeOutcome accepted = (*clicks_)(Click("a", "c1", 2, 2), Record("clicks", "", 1));
+  EXPECT_FALSE(accepted.rejected);
+  EXPECT_EQ(Clicks("a"), 1u);
 }
 
 TEST_F(IntakeTest, ClickInsideItsImageIsRecordedOncePerClickId) {
@@ -120,10 +163,45 @@ TEST_F(IntakeTest, ClickThatOvertookItsImageWaitsAndIsAdopted) {
 
 TEST_F(IntakeTest, ClickForAnImageThatNeverArrivesExpiresWithAReason) {
   (void)(*clicks_)(Click("ghost", "c1", 2, 2), Record("clicks", "", 0));
+  EXPECT_EQ(clicks_->ExpirePending(NowMs() + 60'001).value(), 0u) << "images may still come";
+  clicks_->ImagesAtEnd(NowMs());                           // every image there was has been read
   EXPECT_EQ(clicks_->ExpirePending(NowMs()).value(), 0u);  // not yet
   EXPECT_EQ(clicks_->ExpirePending(NowMs() + 60'001).value(), 1u);
   EXPECT_EQ(letters_->count(), 1u);
   EXPECT_EQ(clicks_->ExpirePending(NowMs() + 120'000).value(), 0u);  // removed once sent
+}
+
+TEST_F(IntakeTest, InABacklogAClickWaitsAsLongAsOlderImagesAreStillRead) {
+  // The click's record is from t = 1000 s; its image never comes (timeout 60 s).
+  KafkaMessage source = Record("clicks", "", 0);
+  source.timestamp_ms = 1'000'000;
+  (void)(*clicks_)(Click("ghost", "c1", 2, 2), source);
+  // Hours of backlog: images keep being read, all older than the click: it keeps waiting.
+  const int64_t now = NowMs();
+  for (int64_t hour = 1; hour <= 5; ++hour) {
+    clicks_->ImageRecordRead(0, 900'000);
+    EXPECT_EQ(clicks_->ExpirePending(now + hour * 3'600'000).value(), 0u) << hour;
+  }
+  // Images from later than the click, but within its timeout: still waiting.
+  clicks_->ImageRecordRead(0, 1'059'999);
+  EXPECT_EQ(clicks_->ExpirePending(now + 6 * 3'600'000).value(), 0u);
+  // The images topic read a full timeout past the click, and no such image: it expires once every
+  // images partition is (a second one still behind holds it back).
+  clicks_->ImageRecordRead(1, 950'000);
+  clicks_->ImageRecordRead(0, 1'060'000);
+  EXPECT_EQ(clicks_->ExpirePending(now + 6 * 3'600'000).value(), 0u);
+  clicks_->ImageRecordRead(1, 1'070'000);
+  EXPECT_EQ(clicks_->ExpirePending(now + 6 * 3'600'000).value(), 1u);
+  EXPECT_EQ(letters_->count(), 1u);
+
+  // Once the images topic is at its end, the wall clock decides, counted from then.
+  KafkaMessage late = Record("clicks", "", 1);
+  late.timestamp_ms = 5'000'000;
+  (void)(*clicks_)(Click("ghost2", "c2", 2, 2), late);
+  EXPECT_EQ(clicks_->ExpirePending(now + 7 * 3'600'000).value(), 0u) << "not at its end: waits";
+  clicks_->ImagesAtEnd(now + 7 * 3'600'000);
+  EXPECT_EQ(clicks_->ExpirePending(now + 7 * 3'600'000 + 59'999).value(), 0u);
+  EXPECT_EQ(clicks_->ExpirePending(now + 7 * 3'600'000 + 60'000).value(), 1u);
 }
 
 TEST_F(IntakeTest, LabelMustMatchItsImage) {

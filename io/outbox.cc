@@ -1,0 +1,171 @@
+#include "io/outbox.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <iterator>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "base/clock.h"
+#include "io/keys.h"
+
+namespace clickdiff {
+
+// Delivery reports, handed from the producer's thread to the next Pump.
+struct Outbox::Acks {
+  std::mutex mu;
+  std::vector<std::string> delivered;                  // GUARDED_BY(mu)
+  std::vector<std::pair<std::string, Status>> failed;  // GUARDED_BY(mu)
+};
+
+Result<std::unique_ptr<Outbox>> Outbox::Open(Store* store, KafkaProducer* producer,
+                                             const std::string& name,
+                                             std::chrono::milliseconds retry_after) {
+  if (name.empty()) return InvalidArgument("outbox: a name is required");
+  const std::string prefix = keys::OutboxPrefix(name);
+  std::map<std::string, Entry> left;
+  uint64_t next = 1;
+  std::vector<std::string> garbled;
+  Status scanned =
+      store->Scan(Family::kMetadata, prefix, [&](std::string_view key, std::string_view value) {
+        uint64_t sequence = 0;
+        const std::string_view digits = key.substr(prefix.size());
+        auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), sequence);
+        Entry entry;
+        if (error != std::errc() || end != digits.data() + digits.size() ||
+            !entry.record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          garbled.emplace_back(key);
+          return true;
+        }
+        next = std::max(next, sequence + 1);
+        left.emplace(std::string(key), std::move(entry));
+        return true;
+      });
+  CLICKDIFF_RETURN_IF_ERROR(scanned.WithContext("outbox " + name));
+  if (!garbled.empty()) {
+    spdlog::warn("outbox {}: dropping {} stored record(s) that do not parse", name, garbled.size());
+    Store::Batch batch;
+    for (const std::string& key : garbled) batch.Delete(Family::kMetadata, key);
+    CLICKDIFF_RETURN_IF_ERROR(store->Write(batch).WithContext("outbox " + name));
+  }
+  if (!left.empty()) {
+    spdlog::info("outbox {}: {} record(s) a previous run had not delivered; sending them", name,
+                 left.size());
+  }
+  return std::unique_ptr<Outbox>(
+      new Outbox(store, producer, name, std::move(left), next, retry_after));
+}
+
+Outbox::Outbox(Store* store, KafkaProducer* producer, std::string name,
+               std::map<std::string, Entry> left, uint64_t next,
+               std::chrono::milliseconds retry_after)
+    : store_(store),
+      producer_(producer),
+      name_(std::move(name)),
+      acks_(std::make_shared<Acks>()),
+      unsent_(std::move(left)),
+      next_(next),
+      retry_after_(retry_after) {
+  pending_.store(unsent_.size());
+}
+
+Outbox::~Outbox() = default;
+
+void Outbox::Put(Store::Batch& batch, const std::string& topic, const std::string& key,
+                 const std::string& value) {
+  const std::string stored_key = keys::OutboxKey(name_, next_++);
+  Entry entry;
+  entry.record.set_topic(topic);
+  entry.record.set_key(key);
+  entry.record.set_value(value);
+  entry.record.set_created_ms(NowMs());
+  batch.Put(Family::kMetadata, stored_key, entry.record.SerializeAsString());
+  staged_.emplace(stored_key, std::move(entry));
+  pending_.fetch_add(1);
+}
+
+Status Outbox::Pump() {
+  std::vector<std::string> delivered;
+  std::vector<std::pair<std::string, Status>> failed;
+  {
+    std::lock_guard<std::mutex> lock(acks_->mu);
+    delivered.swap(acks_->delivered);
+    failed.swap(acks_->failed);
+  }
+  if (!delivered.empty()) {
+    Store::Batch batch;
+    for (const std::string& key : delivered) batch.Delete(Family::kMetadata, key);
+    if (Status deleted = store_->Write(batch); !deleted.ok()) {
+      std::lock_guard<std::mutex> lock(acks_->mu);  // deleted next time
+      acks_->delivered.insert(acks_->delivered.end(), delivered.begin(), delivered.end());
+      acks_->failed.insert(acks_->failed.end(), failed.begin(), failed.end());
+      return deleted.WithContext("outbox " + name_);
+    }
+    for (const std::string& key : delivered) {
+      if (in_flight_.erase(key) > 0) pending_.fetch_sub(1);
+    }
+  }
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& [key, why] : failed) {
+    auto it = in_flight_.find(key);
+    if (it == in_flight_.end()) continue;
+    spdlog::warn("outbox {}: a record for {} was not delivered ({}); trying again in {} ms", name_,
+                 it->second.record.topic(), why.ToString(), retry_after_.count());
+    it->second.not_before = now + retry_after_;
+    unsent_.insert(in_flight_.extract(it));
+  }
+  // The caller wrote what it put before this call; a record whose batch was not written (the
+  // write failed) is not owed to anyone.
+  for (auto it = staged_.begin(); it != staged_.end();) {
+    Result<std::optional<std::string>> stored = store_->Get(Family::kMetadata, it->first);
+    if (!stored.ok()) return stored.status().WithContext("outbox " + name_);
+    if (!stored->has_value()) {
+      it = staged_.erase(it);
+      pending_.fetch_sub(1);
+    } else {
+      ++it;
+    }
+  }
+  unsent_.merge(staged_);
+  for (auto it = unsent_.begin(); it != unsent_.end();) {
+    if (it->second.not_before > now) {
+      ++it;
+      continue;
+    }
+    const v1::OutboxRecord& r = it->second.record;
+    std::weak_ptr<Acks> acks = acks_;
+    Status produced = producer_->Produce(
+        r.topic(), r.key(), r.value(), [acks, key = it->first](const Status& delivery) {
+          std::shared_ptr<Acks> shared = acks.lock();
+          if (!shared) return;  // the outbox is gone; the record stays stored for the next run
+          std::lock_guard<std::mutex> lock(shared->mu);
+          if (delivery.ok()) {
+            shared->delivered.push_back(key);
+          } else {
+            shared->failed.emplace_back(key, delivery);
+          }
+        });
+    if (produced.code() == StatusCode::kResourceExhausted) break;  // the rest next time
+    if (!produced.ok()) {
+      if (produced.code() == StatusCode::kInternal) return produced.WithContext("outbox " + name_);
+      // Refused at once (e.g. too large for the topic): tried again later, like a failure.
+      spdlog::warn("outbox {}: {}; trying again in {} ms", name_, produced.ToString(),
+                   retry_after_.count());
+      it->second.not_before = now + retry_after_;
+      ++it;
+      continue;
+    }
+    auto next = std::next(it);
+    in_flight_.insert(unsent_.extract(it));
+    it = next;
+  }
+  return Status::Ok();
+}
+
+size_t Outbox::pending() const { return pending_.load(); }
+
+}  // namespace clickdiff
