@@ -235,6 +235,8 @@ void Pipeline::Admit(KafkaMessage message) {
   impl_->Put(std::move(message));
 }
 
+Status Pipeline::SettleOutbox() { return impl_->outbox->Settle(); }
+
 void Pipeline::Tick() { impl_->Put(clickdiff::Tick{}); }
 
 void Pipeline::ImagesAssigned(int32_t partition) {

@@ -95,6 +95,9 @@ class Pipeline {
   // the request in hand and drop queued ones (RequestStaleMasks redraws them after a restart).
   // Idempotent.
   void Drain();
+  // After Drain and the producer's last flush: deletes the dead letters the broker acknowledged
+  // meanwhile (Outbox::Settle), so a restart does not send them again.
+  Status SettleOutbox();
   // Thread-safe; reads counters only.
   PipelineCounters counters() const;
   // OK, or the first failure that halted intake (nodes/intake_stage.h). The service then stops and

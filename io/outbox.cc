@@ -88,7 +88,7 @@ void Outbox::Put(Store::Batch& batch, const std::string& topic, const std::strin
   pending_.fetch_add(1);
 }
 
-Status Outbox::Pump() {
+Status Outbox::Settle() {
   std::vector<std::string> delivered;
   std::vector<std::pair<std::string, Status>> failed;
   {
@@ -118,6 +118,11 @@ Status Outbox::Pump() {
     it->second.not_before = now + retry_after_;
     unsent_.insert(in_flight_.extract(it));
   }
+  return Status::Ok();
+}
+
+Status Outbox::Pump() {
+  CLICKDIFF_RETURN_IF_ERROR(Settle());
   // The caller wrote what it put before this call; a record whose batch was not written (the
   // write failed) is not owed to anyone.
   for (auto it = staged_.begin(); it != staged_.end();) {
@@ -131,6 +136,7 @@ Status Outbox::Pump() {
     }
   }
   unsent_.merge(staged_);
+  const auto now = std::chrono::steady_clock::now();
   for (auto it = unsent_.begin(); it != unsent_.end();) {
     if (it->second.not_before > now) {
       ++it;

@@ -47,6 +47,10 @@ class Outbox {
   // flight. A full producer queue is not an error: what did not fit goes next time. Errors: the
   // store write failed; the producer failed for good (kInternal).
   Status Pump();
+  // Only the first half of Pump: deletes what the broker acknowledged and marks failures for a
+  // later try, producing nothing (at stop, after the producer's last flush, so that a restart
+  // does not send acknowledged records again). Errors: the store write failed.
+  Status Settle();
   // Records written (or put) and not yet acknowledged.
   size_t pending() const;
 

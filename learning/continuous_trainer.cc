@@ -255,6 +255,8 @@ void ContinuousTrainer::Refuse(const GateVerdict& verdict) {
   RestartFrom(*served_copy_);
 }
 
+Status ContinuousTrainer::SettleOutbox() { return outbox_ ? outbox_->Settle() : Status::Ok(); }
+
 void ContinuousTrainer::SendAnnouncements() {
   if (!outbox_) return;
   Status sent = outbox_->Pump();

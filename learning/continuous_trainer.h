@@ -115,6 +115,9 @@ class ContinuousTrainer {
   TrainerCounters counters() const;
   // OK, or the error of the last attempt when it failed.
   Status failure() const;
+  // After Stop and the producer's last flush: deletes the announcements the broker acknowledged
+  // meanwhile (Outbox::Settle), so a restart does not send them again.
+  Status SettleOutbox();
 
  private:
   void Run();

@@ -343,6 +343,11 @@ Status Service::Stop() {
   if (producer_) {
     Status flushed = producer_->Flush(std::chrono::seconds(10));
     if (!flushed.ok()) spdlog::error("kafka producer: {}", flushed.ToString());
+    // What the flush delivered is done with (records owed still go at the next start).
+    for (Status settled : {pipeline_ ? pipeline_->SettleOutbox() : Status::Ok(),
+                           trainer_ ? trainer_->SettleOutbox() : Status::Ok()}) {
+      if (!settled.ok()) spdlog::warn("{}", settled.ToString());
+    }
   }
   if (store_) {
     Status flushed = store_->Flush();

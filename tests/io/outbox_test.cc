@@ -138,6 +138,19 @@ TEST_F(OutboxTest, ARecordWhoseBatchWasNeverWrittenIsNotSent) {
   EXPECT_EQ(Read(1), (std::vector<std::string>{"real"}));
 }
 
+TEST_F(OutboxTest, SettleAfterTheLastFlushLeavesNothingToSendAgain) {
+  // At stop: the producer's last flush delivers what was in flight; Settle deletes it without
+  // producing anything, so the next run has nothing to send again.
+  auto outbox = Outbox::Open(store_.get(), producer_.get(), "test").value();
+  PutAndWrite(*outbox, "last");
+  ASSERT_TRUE(outbox->Pump().ok());
+  ASSERT_TRUE(producer_->Flush(std::chrono::seconds(30)).ok());
+  ASSERT_TRUE(outbox->Settle().ok());
+  EXPECT_EQ(outbox->pending(), 0u);
+  EXPECT_EQ(Stored(), 0u);
+  EXPECT_EQ(Outbox::Open(store_.get(), producer_.get(), "test").value()->pending(), 0u);
+}
+
 TEST_F(OutboxTest, AGarbledStoredRecordIsDroppedNotSent) {
   Store::Batch batch;
   batch.Put(Family::kMetadata, keys::OutboxKey("test", 4), "not a record");

@@ -140,6 +140,16 @@ TEST(EventsTest, FieldNumbersAreStable) {
   const auto* dead = v1::DeadLetter::descriptor();
   EXPECT_EQ(dead->FindFieldByName("reason")->number(), 4);
   EXPECT_EQ(dead->FindFieldByName("payload")->number(), 5);
+  const auto* status = v1::ServiceStatus::descriptor();
+  EXPECT_EQ(status->FindFieldByName("skipped_steps")->number(), 15);
+  EXPECT_EQ(status->FindFieldByName("withheld_versions")->number(), 16);
+  EXPECT_EQ(status->FindFieldByName("unreadable_images")->number(), 17);
+  // Records a store keeps across upgrades.
+  EXPECT_EQ(v1::PendingEvent::descriptor()->FindFieldByName("source_timestamp_ms")->number(), 7);
+  const auto* outbox = v1::OutboxRecord::descriptor();
+  EXPECT_EQ(outbox->FindFieldByName("topic")->number(), 1);
+  EXPECT_EQ(outbox->FindFieldByName("key")->number(), 2);
+  EXPECT_EQ(outbox->FindFieldByName("value")->number(), 3);
 }
 
 }  // namespace
