@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
 #include <iterator>
 #include <mutex>
 #include <optional>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/decimal.h"
 #include "io/keys.h"
 
 namespace clickdiff {
@@ -32,16 +32,14 @@ Result<std::unique_ptr<Outbox>> Outbox::Open(Store* store, KafkaProducer* produc
   std::vector<std::string> garbled;
   Status scanned =
       store->Scan(Family::kMetadata, prefix, [&](std::string_view key, std::string_view value) {
-        uint64_t sequence = 0;
-        const std::string_view digits = key.substr(prefix.size());
-        auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), sequence);
+        const std::optional<uint64_t> sequence = ParseDecimal<uint64_t>(key.substr(prefix.size()));
         Entry entry;
-        if (error != std::errc() || end != digits.data() + digits.size() ||
+        if (!sequence ||
             !entry.record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
           garbled.emplace_back(key);
           return true;
         }
-        next = std::max(next, sequence + 1);
+        next = std::max(next, *sequence + 1);
         left.emplace(std::string(key), std::move(entry));
         return true;
       });

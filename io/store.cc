@@ -11,12 +11,13 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <system_error>
 #include <utility>
 #include <vector>
+
+#include "base/decimal.h"
 
 namespace clickdiff {
 namespace {
@@ -342,14 +343,13 @@ Result<std::optional<int64_t>> Store::GetOffset(std::string_view topic, int32_t 
   if (!value.ok()) return value.status();
   if (!value->has_value()) return std::optional<int64_t>();
   const std::string& text = **value;
-  int64_t offset = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), offset);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+  std::optional<int64_t> offset = ParseDecimal<int64_t>(text);
+  if (!offset) {
     return DataLoss("store " + impl_->config.path + ": offset of topic " + Quoted(topic) +
                     " partition " + std::to_string(partition) +
                     " is not a decimal integer: " + Quoted(text));
   }
-  return std::optional<int64_t>(offset);
+  return offset;
 }
 
 Status Store::Scan(

@@ -3,10 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
 #include <functional>
 #include <vector>
 
+#include "base/decimal.h"
 #include "io/keys.h"
 #include "model/checkpoint_store.h"
 
@@ -38,11 +38,8 @@ Result<StoredVersions> VersionStore::LoadLatest(torch::Device device) const {
   // missing or unreadable is skipped (with a warning), so one bad record never blocks a start.
   std::vector<uint64_t> candidates = {stored.newest};
   Status scanned = store_->Scan(Family::kModels, "", [&](std::string_view key, std::string_view) {
-    uint64_t version = 0;
-    auto [end, error] = std::from_chars(key.data(), key.data() + key.size(), version);
-    if (error == std::errc() && end == key.data() + key.size() && version < stored.newest) {
-      candidates.push_back(version);
-    }
+    const std::optional<uint64_t> version = ParseDecimal<uint64_t>(key);  // not the twin's key
+    if (version && *version < stored.newest) candidates.push_back(*version);
     return true;
   });
   CLICKDIFF_RETURN_IF_ERROR(scanned);

@@ -246,7 +246,6 @@ Result<size_t> ClickIntake::ExpirePending(int64_t now_ms) const {
   // The letters and the removals in one batch: a click is either still waiting or has its letter.
   if (batch.empty()) return expired;
   CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
-  CLICKDIFF_RETURN_IF_ERROR(letters_->Pump());
   return expired;
 }
 

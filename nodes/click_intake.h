@@ -32,8 +32,8 @@ class ClickIntake {
   void ImagesAtEnd(int64_t since_ms) { images_at_end_since_ms_ = since_ms; }
 
   // Dead-letters the pending clicks whose image is not coming and removes them in one batch (their
-  // offsets advanced when they were parked), then sends the letters. A click's image is not
-  // coming when every images partition read so far has been read `pending_timeout_ms` past the
+  // offsets advanced when they were parked); the sink's Pump sends the letters. A click's image is
+  // not coming when every images partition read so far has been read `pending_timeout_ms` past the
   // click's own record timestamp (event time, as Kafka Streams aligns topics; a partition with
   // nothing newer holds this back), or when the images topic has been at
   // its end for that long while the click waited. So in a backlog, where clicks outrun their

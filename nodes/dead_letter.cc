@@ -49,8 +49,7 @@ Status DeadLetterSink::operator()(const KafkaMessage& source, const std::string&
   Store::Batch batch;
   Add(batch, source, reason);
   AdvanceOffset(batch, source);
-  CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
-  return outbox_->Pump();
+  return store_->Write(batch);
 }
 
 }  // namespace clickdiff

@@ -24,11 +24,11 @@ class DeadLetterSink {
   static constexpr size_t kMaxLetterKey = 1024;
 
   DeadLetterSink(Outbox* outbox, Store* store, std::string dlq_suffix);
-  // Writes the dead letter with the source's next offset in one batch, then sends it (Pump).
-  // Errors: the store write failed; the producer failed for good.
+  // Writes the dead letter with the source's next offset in one batch; Pump() sends it. Errors:
+  // the store write failed.
   Status operator()(const KafkaMessage& source, const std::string& reason);
   // Adds the dead letter of a record to `batch`, which the caller writes (with the change that
-  // refused it), then calls Pump(). For a parked click or label refused later: its offset
+  // refused it); Pump() sends it. For a parked click or label refused later: its offset
   // advanced when it was parked.
   void Add(Store::Batch& batch, const KafkaMessage& source, const std::string& reason);
   void Add(Store::Batch& batch, const v1::PendingEvent& parked, const std::string& reason);

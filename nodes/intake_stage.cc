@@ -73,12 +73,9 @@ Result<std::vector<InferRequest>> IntakeStage::Apply(const Decoded& d) {
   }
   CLICKDIFF_RETURN_IF_ERROR(
       outcome.failure.WithContext(d.source.topic + "@" + std::to_string(d.source.offset)));
-  if (outcome.rejected) {
-    CLICKDIFF_RETURN_IF_ERROR(dead_letters_(d.source, *outcome.rejected));
-  } else if (dead_letters_.count() != letters_pumped_) {
-    CLICKDIFF_RETURN_IF_ERROR(dead_letters_.Pump());  // an image's batch dead-lettered its clicks
-  }
-  letters_pumped_ = dead_letters_.count();
+  if (outcome.rejected) CLICKDIFF_RETURN_IF_ERROR(dead_letters_(d.source, *outcome.rejected));
+  // The event's letters (its own, or its image's batch's for clicks that did not fit) go out.
+  CLICKDIFF_RETURN_IF_ERROR(dead_letters_.Pump());
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++counters_.applied;

@@ -3,6 +3,8 @@
 // with the record's next offset in one RocksDB batch, in consumption order. A new click's updated
 // fresh-click record (nodes/click_intake.h) is then produced on the metrics topic, keyed
 // `<dataset>/v<version>/clicks` (the evaluator's per-version aggregate is `<dataset>/v<version>`).
+// After each event (and tick) the dead-letter outbox is pumped: what the event wrote goes out,
+// what the broker acknowledged is deleted.
 //
 // The first failure (a store write, the producer failing for good, or an event that could not be
 // decoded for want of memory: Decoded::failure) halts the stage:
@@ -72,7 +74,6 @@ class IntakeStage {
   ImageIntake image_intake_;
   LabelIntake label_intake_;
   OnStored on_stored_;
-  uint64_t letters_pumped_ = 0;  // dead letters sent on (intake thread only)
   std::atomic<bool> halted_{false};
   mutable std::mutex mu_;
   IntakeCounters counters_;  // GUARDED_BY(mu_), but dead_letters (the sink's own count)

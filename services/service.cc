@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 
+#include "base/decimal.h"
 #include "config/model_options.h"
 #include "io/keys.h"
 #include "model/checkpoint_store.h"
@@ -282,15 +282,14 @@ Status Service::ContinueMaskSequence() {
   if (!stored.ok()) return stored.status().WithContext("mask sequence");
   uint64_t after = 0;
   if (stored->has_value()) {
-    const std::string& text = **stored;
-    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), after);
-    if (error != std::errc() || end != text.data() + text.size()) {
+    const std::optional<uint64_t> reserved = ParseDecimal<uint64_t>(**stored);
+    if (!reserved) {
       spdlog::warn(
           "the stored mask sequence \"{}\" is corrupt: numbering goes on above the "
           "stored masks' numbers",
-          text);
-      after = 0;
+          **stored);
     }
+    after = reserved.value_or(0);
   }
   zmq_->ContinueSequence(after, [store = store_.get()](uint64_t upto) {
     Store::Batch batch;
