@@ -123,7 +123,8 @@ struct ModelConfig {
   GaussianConfig gaussian;
   LossConfig loss;
   AugmentConfig augment;
-  bool click_input = true;  // clicks as network inputs too (model/click_guidance.h)
+  bool click_input = true;        // clicks as network inputs too (model/click_guidance.h)
+  double simulated_clicks = 0.8;  // chance a dense mask is shown simulated clicks
 };
 
 struct SamplerConfig {

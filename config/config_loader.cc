@@ -395,6 +395,9 @@ const std::vector<FieldSpec>& Fields() {
         100));
     f.push_back(Boolean(
         "model.click_input", [](Config & c) -> auto& { return c.model.click_input; }));
+    f.push_back(Real(
+        "model.simulated_clicks", [](Config & c) -> auto& { return c.model.simulated_clicks; }, 0,
+        1));
     f.push_back(Boolean(
         "model.augment.flips", [](Config & c) -> auto& { return c.model.augment.flips; }));
     f.push_back(Boolean(

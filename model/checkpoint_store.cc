@@ -50,6 +50,7 @@ void VisitLaterOptions(Options& o, Visitor&& visit) {
   visit("augment.intensity", o.augment.intensity);
   visit("augment.noise", o.augment.noise);
   visit("click_input", o.click_input);
+  visit("simulated_clicks", o.simulated_clicks);
 }
 
 template <typename T>

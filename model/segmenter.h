@@ -57,9 +57,14 @@ struct SegmenterOptions {
   // clicks, one channel per class, on weights that start at zero. Training shows each click of a
   // click example with probability kClickShownProbability, but holds one click of each example
   // back, and supervises on all of them: the held-back click teaches the network to follow the
-  // ones it is shown, and it still segments an image without any. Examples with one click, dense
-  // masks and pseudo-labels train with none shown.
+  // ones it is shown, and it still segments an image without any. Examples with one click train
+  // with none shown; dense masks with simulated ones
+  // (simulated_clicks), pseudo-labels with none.
   bool click_input = false;
+  // click_input: the chance that a dense mask is shown clicks simulated from it (segmenter.cc,
+  // SimulatedClicks), so the network learns the whole object from a click; 0: none. Pseudo-labels
+  // are not: in the learning loop that made the masks worse (docs/experiments.md).
+  double simulated_clicks = 0;
   uint64_t seed = 0;  // weight initialisation and training randomness
 
   // The U-Net options actually used (label_channels = num_classes; latent_dim from gaussian;

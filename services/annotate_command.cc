@@ -47,10 +47,11 @@ struct AnnotateArgs {
   std::string dataset = "annotate";
   int max_clicks = 20;
   double target = 0.9;
-  int count = 0;           // images to annotate (0: all)
-  double learn_wait = 60;  // s to wait for a version trained on the click (0: do not)
-  double mask_wait = 300;  // s to wait for any mask the protocol needs before giving up
-  bool evaluate = false;   // also send each ground truth for evaluation (clickdiff stats)
+  int count = 0;            // images to annotate (0: all)
+  double learn_wait = 60;   // s to wait for a version trained on the click (0: do not)
+  double mask_wait = 300;   // s to wait for any mask the protocol needs before giving up
+  bool evaluate = false;    // also send each ground truth for evaluation (clickdiff stats)
+  bool save_masks = false;  // save the mask each image ends with as its training label
   std::string bootstrap;
   std::string endpoint;
   std::string query_endpoint;
@@ -208,6 +209,11 @@ class Session {
                                     {"dice", dice},
                                     {"reached", dice >= args_.target}};
       total_clicks_ += static_cast<uint64_t>(clicks);
+    }
+    if (args_.save_masks && revision > 0) {  // the annotator saves the mask it stopped at
+      v1::LabelEvent label =
+          LabelEventFrom(args_.dataset, name, mask->width, mask->height, mask->ids, false);
+      CLICKDIFF_RETURN_IF_ERROR(Send(config_.kafka.topics.labels, name, label.SerializeAsString()));
     }
     ++images_;
     reached_ += reached ? 1 : 0;
@@ -461,6 +467,9 @@ void AddAnnotateCommand(CLI::App& app, CommandContext& context) {
   cmd->add_flag("--evaluate", args->evaluate,
                 "also send each ground truth for evaluation, so `clickdiff stats` scores every "
                 "version");
+  cmd->add_flag("--save-masks", args->save_masks,
+                "when it leaves an image, save the mask it stopped at (the service's, not the "
+                "ground truth) as the image's training label, as an annotation tool's save does");
   cmd->add_option("--bootstrap", args->bootstrap,
                   "Kafka bootstrap servers (default: kafka.bootstrap_servers, then the running "
                   "service's)");

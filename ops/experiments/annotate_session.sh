@@ -25,6 +25,9 @@
 #   EXP_TARGET      Dice at which a structure is done (default 0.9; acdc 0.85)
 #   EXP_LEARN_WAIT  learn arm: most seconds a click waits for a version trained on it (default 60)
 #   EXP_ARMS        arms run, in order (default "learn frozen")
+#   EXP_SAVE        1: the annotator saves the mask it leaves each image with as the image's
+#                   training label (`annotate --save-masks`, an annotation tool's save; the
+#                   service's mask, never the ground truth); 0: clicks only (default 0)
 #   EXP_SET         extra clickdiffd settings for every arm, e.g. EXP_SET="--set model.method=gaussian_x0"
 #   ACDC_DATA       the ACDC folder (default ../shared/data/acdc); EXP_ACDC_EVERY (default 4)
 # Needs what ops/setup.sh installs; clickdiffd is stopped on any exit, Ctrl-C included.
@@ -42,6 +45,12 @@ acdc=${ACDC_DATA:-../shared/data/acdc}
 read -r -a seeds <<<"${EXP_SEEDS:-1}"
 read -r -a arms <<<"${EXP_ARMS:-learn frozen}"
 read -r -a extra <<<"${EXP_SET:-}"
+save=()
+case ${EXP_SAVE:-0} in
+  1) save=(--save-masks) ;;
+  0) ;;
+  *) die "EXP_SAVE: 0 or 1, not '${EXP_SAVE}'" ;;
+esac
 classes=()
 case $data in
   generated) target=${EXP_TARGET:-0.9} ;;
@@ -90,7 +99,7 @@ for seed in "${seeds[@]}"; do
     # A session that stops early (no mask in time) is reported and left out; the others go on.
     "$CLI" annotate "${settings[@]}" --images "$stream/images" --truth "$stream/truth" \
       --dataset session --count "$images" --max-clicks "$max_clicks" --target "$target" \
-      --learn-wait "$wait_s" --evaluate >"$run/session.jsonl" ||
+      --learn-wait "$wait_s" --evaluate "${save[@]}" >"$run/session.jsonl" ||
       echo "annotate_session.sh: seed $seed, $arm stopped early (see $run/var/clickdiffd.log)" >&2
     "$CLI" stats "${settings[@]}" --dataset session --json >"$run/stats.json"
     stop_pid "$daemon"

@@ -311,7 +311,7 @@ double GuidanceGradient(Segmenter& seg, const std::vector<TrainingExample>& batc
 
 class ClickInputTest : public SegmenterTest {};
 
-TEST_P(ClickInputTest, TrainingShowsClicksOfClickExamplesAndNeverDenseOrPseudoLabels) {
+TEST_P(ClickInputTest, TrainingShowsClicksOfClickExamplesAndSimulatesThemOnDenseMasksWhenAsked) {
   auto seg = Segmenter::Create(ClickInputOptions(GetParam()), torch::kCPU);
   ASSERT_TRUE(seg.ok()) << seg.status().ToString();
   EXPECT_EQ(seg->options().unet.guidance_channels, 3);
@@ -341,6 +341,17 @@ TEST_P(ClickInputTest, TrainingShowsClicksOfClickExamplesAndNeverDenseOrPseudoLa
   double shown = 0;
   for (int step = 0; step < 4; ++step) shown += GuidanceGradient(*seg, clicked);
   EXPECT_GT(shown, 0.0);
+  // With simulated_clicks, dense masks are shown clicks drawn from their labels; pseudo-labels
+  // never are.
+  SegmenterOptions simulating = ClickInputOptions(GetParam());
+  simulating.simulated_clicks = 1;
+  auto sim = Segmenter::Create(simulating, torch::kCPU);
+  ASSERT_TRUE(sim.ok());
+  EXPECT_GT(GuidanceGradient(*sim, dense), 0.0);
+  EXPECT_EQ(GuidanceGradient(*sim, pseudo), 0.0);
+  simulating.simulated_clicks = 1.5;
+  EXPECT_EQ(Segmenter::Create(simulating, torch::kCPU).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST_P(ClickInputTest, ShownClicksChangeTheSamplesAndEveryMaskHoldsThem) {
