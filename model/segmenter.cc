@@ -61,6 +61,13 @@ Status CheckExample(const TrainingExample& ex, const SegmenterOptions& o, size_t
   return Status::Ok();
 }
 
+// One pixel of each example's `region` ([B,R,R] bool) drawn at random, none where it is empty.
+torch::Tensor RandomPixel(const torch::Tensor& region, at::Generator& gen, torch::Device device) {
+  const auto scores = torch::where(region, RandUniform(region.sizes(), gen, device), -1.0);
+  const auto best = std::get<0>(scores.flatten(1).max(1)).view({-1, 1, 1});
+  return scores.eq(best).logical_and(region);
+}
+
 // The clicks a click_input model is shown in training, [B,R,R] bool: each known pixel of an
 // example that `may_show` ([B,1,1] bool) with probability kClickShownProbability, but never one
 // click of each example, drawn at random. A shown click is no evidence of anything but itself (the
@@ -68,35 +75,26 @@ Status CheckExample(const TrainingExample& ex, const SegmenterOptions& o, size_t
 // an example with one click is never shown one.
 torch::Tensor ShownClicks(const torch::Tensor& known, const torch::Tensor& may_show,
                           at::Generator& gen, torch::Device device) {
-  const auto scores = torch::where(known, RandUniform(known.sizes(), gen, device), -1.0);
-  const auto held_score = std::get<0>(scores.flatten(1).max(1)).view({-1, 1, 1});
-  const auto held = scores.eq(held_score);
+  const auto held = RandomPixel(known, gen, device);
   return known.logical_and(may_show)
       .logical_and(RandUniform(known.sizes(), gen, device) < kClickShownProbability)
       .logical_and(held.logical_not());
 }
 
 // Clicks simulated on dense masks, which have no clicks of their own, for a click_input model,
-// [B,R,R] bool: with probability `chance` an example that `may_simulate`
-// ([B,1,1] bool) gets, for each class its labelled pixels hold, one positive click at a random
-// pixel of the class a margin inside it (anywhere in it when none is),
-// with probability 1/2 a second one, and with probability 1/2 one negative click on a labelled
-// background pixel near the object. An annotator's clicks fall anywhere in a structure, so these
-// are random rather than at its centre; the loss then asks for the whole labelled mask, which
-// teaches what a click means: the object around it, not the pixel.
-torch::Tensor SimulatedClicks(const torch::Tensor& target, const torch::Tensor& labelled,
-                              const torch::Tensor& may_simulate, int64_t num_classes, double chance,
-                              at::Generator& gen, torch::Device device) {
+// [B,R,R] bool: with probability `chance` an example that `may_simulate` ([B,1,1] bool) gets, for
+// each class its mask holds, one positive click at a random pixel of the class a margin inside it
+// (anywhere in it when none is), with probability 1/2 a second one, and with probability 1/2 one
+// negative click on a background pixel near the object. An annotator's clicks fall anywhere in a
+// structure, so these are random rather than at its centre; the loss then asks for the whole
+// mask, which teaches what a click means: the object around it, not the pixel.
+torch::Tensor SimulatedClicks(const torch::Tensor& target, const torch::Tensor& may_simulate,
+                              int64_t num_classes, double chance, at::Generator& gen,
+                              torch::Device device) {
   const auto b = target.size(0);
-  auto shown = torch::zeros_like(labelled);
+  auto shown = torch::zeros_like(target, torch::kBool);
   if (chance <= 0) return shown;
   const auto simulate = may_simulate.logical_and(RandUniform({b, 1, 1}, gen, device) < chance);
-  // One random pixel of each example's `region` ([B,R,R] bool), none where it is empty.
-  const auto pick = [&](const torch::Tensor& region) {
-    const auto scores = torch::where(region, RandUniform(region.sizes(), gen, device), -1.0);
-    const auto best = std::get<0>(scores.flatten(1).max(1)).view({-1, 1, 1});
-    return scores.eq(best).logical_and(region);
-  };
   // Pixels whose whole (2m+1)^2 neighbourhood lies in `region`.
   const auto interior = [](const torch::Tensor& region, int64_t margin) {
     const auto outside = region.logical_not().to(torch::kFloat).unsqueeze(1);
@@ -107,23 +105,22 @@ torch::Tensor SimulatedClicks(const torch::Tensor& target, const torch::Tensor& 
   // At the 64 grid: 2 pixels inside the object, negatives within 6 pixels of it.
   const int64_t margin = std::max<int64_t>(1, target.size(1) / 32);
   const int64_t reach = std::max<int64_t>(2, target.size(1) / 10);
-  auto objects = torch::zeros_like(labelled);
   for (int64_t k = 1; k < num_classes; ++k) {
-    const auto region = target.eq(k).logical_and(labelled).logical_and(simulate);
+    const auto region = target.eq(k).logical_and(simulate);
     const auto inner = interior(region, margin);
     const auto has_inner = inner.flatten(1).any(1).view({-1, 1, 1});
     const auto where = torch::where(has_inner, inner, region);
-    shown = shown.logical_or(pick(where));
+    shown = shown.logical_or(RandomPixel(where, gen, device));
     const auto second = RandUniform({b, 1, 1}, gen, device) < 0.5;
-    shown = shown.logical_or(pick(where.logical_and(second)));
-    objects = objects.logical_or(region);
+    shown = shown.logical_or(RandomPixel(where.logical_and(second), gen, device));
   }
-  const auto near = torch::max_pool2d(objects.to(torch::kFloat).unsqueeze(1),
-                                      {2 * reach + 1, 2 * reach + 1}, {1, 1}, {reach, reach})
-                        .squeeze(1) > 0.5;
-  const auto band = near.logical_and(target.eq(0)).logical_and(labelled).logical_and(simulate);
+  const auto objects = target.gt(0).logical_and(simulate).to(torch::kFloat).unsqueeze(1);
+  const auto near =
+      torch::max_pool2d(objects, {2 * reach + 1, 2 * reach + 1}, {1, 1}, {reach, reach})
+          .squeeze(1) > 0.5;
+  const auto band = near.logical_and(target.eq(0)).logical_and(simulate);
   const auto negative = RandUniform({b, 1, 1}, gen, device) < 0.5;
-  return shown.logical_or(pick(band.logical_and(negative)));
+  return shown.logical_or(RandomPixel(band.logical_and(negative), gen, device));
 }
 
 // Sets the encoder's weights on the guidance channels to zero: a click_input model starts as the
@@ -347,7 +344,7 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
   }
   try {
     std::vector<torch::Tensor> images, targets, known;
-    std::vector<uint8_t> dense, clickable, simulable;
+    std::vector<uint8_t> dense, clickable;
     std::vector<float> example_weights;
     for (const auto& ex : batch) {
       example_weights.push_back(static_cast<float>(ex.weight));
@@ -356,7 +353,6 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
       known.push_back(ex.known.defined() ? ex.known.to(torch::kBool) : ex.target > 0);
       dense.push_back(ex.dense ? 1 : 0);
       clickable.push_back(ex.clicks_as_input && !ex.dense ? 1 : 0);
-      simulable.push_back(ex.dense ? 1 : 0);
     }
     const int64_t b = static_cast<int64_t>(batch.size());
     auto image = torch::stack(images).to(device_);
@@ -377,15 +373,13 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
                                   options_.loss);
     auto input = image;
     if (options_.click_input) {
-      const auto flags = [&](const std::vector<uint8_t>& v) {
-        return torch::tensor(std::vector<int64_t>(v.begin(), v.end()))
-            .to(torch::kBool)
-            .to(device_)
-            .view({-1, 1, 1});
-      };
-      auto shown = ShownClicks(known_map, flags(clickable), gen, device_);
-      if (std::find(simulable.begin(), simulable.end(), 1) != simulable.end()) {
-        shown = shown.logical_or(SimulatedClicks(target, supervision.labelled, flags(simulable),
+      const auto may_show = torch::tensor(std::vector<int64_t>(clickable.begin(), clickable.end()))
+                                .to(torch::kBool)
+                                .to(device_)
+                                .view({-1, 1, 1});
+      auto shown = ShownClicks(known_map, may_show, gen, device_);
+      if (std::find(dense.begin(), dense.end(), 1) != dense.end()) {
+        shown = shown.logical_or(SimulatedClicks(target, dense_flags.view({-1, 1, 1}),
                                                  options_.num_classes, options_.simulated_clicks,
                                                  gen, device_));
       }

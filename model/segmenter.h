@@ -57,9 +57,8 @@ struct SegmenterOptions {
   // clicks, one channel per class, on weights that start at zero. Training shows each click of a
   // click example with probability kClickShownProbability, but holds one click of each example
   // back, and supervises on all of them: the held-back click teaches the network to follow the
-  // ones it is shown, and it still segments an image without any. Examples with one click train
-  // with none shown; dense masks with simulated ones
-  // (simulated_clicks), pseudo-labels with none.
+  // ones it is shown, and it still segments an image without any. Examples with one click and
+  // pseudo-labels train with none shown, dense masks with simulated ones (simulated_clicks).
   bool click_input = false;
   // click_input: the chance that a dense mask is shown clicks simulated from it (segmenter.cc,
   // SimulatedClicks), so the network learns the whole object from a click; 0: none. Pseudo-labels
