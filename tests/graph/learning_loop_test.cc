@@ -5,8 +5,10 @@
 // About two minutes on 2 cores.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <set>
+#include <vector>
 
 #include "model/synthetic.h"
 #include "tests/graph/service_fixture.h"
@@ -203,18 +205,30 @@ TEST_F(LearningLoopTest, DiceOfPublishedMasksRisesAsClicksArriveAndNothingIsLost
   EXPECT_TRUE(service.Stop().ok());
 
   // The scores also went to the metrics topic, in order: two records (the image's, its version's)
-  // per scored mask; among them every image's and the last version's complete aggregate.
+  // per scored mask; among them every image's and the last version's complete aggregate. (The
+  // status counts a mask once the evaluator returns, after its records went out, so the reader
+  // waits for what it looks for rather than for a count.)
+  auto is_last_version = [&](const v1::Metrics& m) {
+    return m.image_id().empty() && m.model_version() == last->model_version() &&
+           m.images() == static_cast<uint32_t>(kImages);
+  };
   std::set<std::string> scored;
   bool last_version = false;
-  for (const KafkaMessage& m :
-       testutil::ReadTopics(config_.kafka, broker_->bootstrap_servers(), {"metrics"},
-                            2 * status.evaluated(), "metrics-reader")) {
+  const std::vector<KafkaMessage> records = testutil::ReadTopicsUntil(
+      config_.kafka, broker_->bootstrap_servers(), {"metrics"},
+      [&](const std::vector<KafkaMessage>& read) {
+        if (read.size() < 2 * status.evaluated()) return false;
+        return std::any_of(read.begin(), read.end(), [&](const KafkaMessage& m) {
+          v1::Metrics metrics;
+          return metrics.ParseFromString(m.value) && is_last_version(metrics);
+        });
+      },
+      "metrics-reader");
+  for (const KafkaMessage& m : records) {
     v1::Metrics metrics;
     ASSERT_TRUE(metrics.ParseFromString(m.value));
     if (!metrics.image_id().empty()) scored.insert(metrics.image_id());
-    last_version |= metrics.image_id().empty() &&
-                    metrics.model_version() == last->model_version() &&
-                    metrics.images() == static_cast<uint32_t>(kImages);
+    last_version |= is_last_version(metrics);
   }
   EXPECT_EQ(scored.size(), static_cast<size_t>(kImages));
   EXPECT_TRUE(last_version);

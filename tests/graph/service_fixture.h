@@ -78,11 +78,12 @@ bool Eventually(F done, std::chrono::milliseconds timeout = std::chrono::seconds
   return done();
 }
 
-// Reads `topics` from the beginning with an ordinary consumer of group `group` until `at_least`
-// records came (or a minute passed).
-inline std::vector<KafkaMessage> ReadTopics(const KafkaConfig& kafka, const std::string& bootstrap,
-                                            const std::vector<std::string>& topics, size_t at_least,
-                                            const std::string& group) {
+// Reads `topics` from the beginning with an ordinary consumer of group `group` until `done` holds
+// for the records read so far (or a minute passed).
+template <typename Done>
+std::vector<KafkaMessage> ReadTopicsUntil(const KafkaConfig& kafka, const std::string& bootstrap,
+                                          const std::vector<std::string>& topics, Done done,
+                                          const std::string& group) {
   std::mutex mu;
   std::vector<KafkaMessage> read;
   KafkaConsumer::Callbacks callbacks;
@@ -99,10 +100,19 @@ inline std::vector<KafkaMessage> ReadTopics(const KafkaConfig& kafka, const std:
   EXPECT_TRUE(consumer->Start().ok());
   EXPECT_TRUE(Eventually([&] {
     std::lock_guard<std::mutex> lock(mu);
-    return read.size() >= at_least;
+    return done(read);
   }));
   consumer->Stop();
   return read;
+}
+
+// The same until `at_least` records came.
+inline std::vector<KafkaMessage> ReadTopics(const KafkaConfig& kafka, const std::string& bootstrap,
+                                            const std::vector<std::string>& topics, size_t at_least,
+                                            const std::string& group) {
+  return ReadTopicsUntil(
+      kafka, bootstrap, topics,
+      [at_least](const std::vector<KafkaMessage>& read) { return read.size() >= at_least; }, group);
 }
 
 inline std::string FreshDir(const std::string& name) {
