@@ -80,7 +80,8 @@ struct ZmqConfig {
 struct D3pmConfig {
   int steps = 200;
   double beta_start = 1e-4;
-  double beta_end = 0.02;
+  double beta_end = 0.05;  // paper 000: 0.02, which leaves 13% of the label in x_T
+  double prior_share = 0;  // share of training examples drawn from the prior at t = T
 };
 
 struct GaussianConfig {

@@ -357,6 +357,9 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Real(
         "model.d3pm.beta_end", [](Config & c) -> auto& { return c.model.d3pm.beta_end; }, 0, 1,
         true));
+    f.push_back(Real(
+        "model.d3pm.prior_share", [](Config & c) -> auto& { return c.model.d3pm.prior_share; }, 0,
+        1));
     f.push_back(Integer<int>(
         "model.gaussian.steps", [](Config & c) -> auto& { return c.model.gaussian.steps; }, 1,
         1000));

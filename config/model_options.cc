@@ -21,6 +21,7 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   o.d3pm.num_timesteps = m.d3pm.steps;
   o.d3pm.beta_start = m.d3pm.beta_start;
   o.d3pm.beta_end = m.d3pm.beta_end;
+  o.d3pm.prior_share = m.d3pm.prior_share;
   o.gaussian.num_timesteps = m.gaussian.steps;
   o.gaussian.beta_min = m.gaussian.beta_min;
   o.gaussian.beta_max = m.gaussian.beta_max;

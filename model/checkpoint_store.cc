@@ -51,6 +51,7 @@ void VisitLaterOptions(Options& o, Visitor&& visit) {
   visit("augment.noise", o.augment.noise);
   visit("click_input", o.click_input);
   visit("simulated_clicks", o.simulated_clicks);
+  visit("d3pm.prior_share", o.d3pm.prior_share);
 }
 
 template <typename T>

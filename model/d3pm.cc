@@ -64,6 +64,15 @@ NoisedBatch D3pmProcess::Noise(const torch::Tensor& x0, at::Generator& gen) cons
   const auto onehot = torch::one_hot(x0, num_classes_).permute({0, 3, 1, 2}).to(torch::kFloat);
   const auto probs = torch::einsum("bji,bjhw->bihw", {qbar, onehot});
   out.state = SampleCategorical(probs, gen);
+  if (options_.prior_share > 0) {  // no extra draws otherwise: the random stream stays as it was
+    const int64_t n = x0.size(0), h = x0.size(1), w = x0.size(2);
+    const auto from_prior = RandUniform({n}, gen, device).lt(options_.prior_share);  // [B] bool
+    const auto prior = PriorProbs().to(device, torch::kFloat).view({1, -1, 1, 1});
+    const auto drawn = SampleCategorical(prior.expand({n, num_classes_, h, w}), gen);
+    out.state = torch::where(from_prior.view({-1, 1, 1}), drawn, out.state);
+    out.timesteps =
+        torch::where(from_prior, torch::full_like(out.timesteps, NumTimesteps()), out.timesteps);
+  }
   out.x_t = SignedOneHot(out.state, num_classes_);
   out.network_time = NetworkTime(out.timesteps);
   return out;

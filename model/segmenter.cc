@@ -263,6 +263,9 @@ Status ValidateOptions(const SegmenterOptions& o) {
         o.augment.noise <= 1)) {
     return InvalidArgument("augment: intensity and noise must be in [0, 1]");
   }
+  if (!(o.d3pm.prior_share >= 0 && o.d3pm.prior_share <= 1)) {
+    return InvalidArgument("d3pm.prior_share must be in [0, 1]");
+  }
   if (!(o.simulated_clicks >= 0 && o.simulated_clicks <= 1)) {
     return InvalidArgument("simulated_clicks must be in [0, 1]");
   }

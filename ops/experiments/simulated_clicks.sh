@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ops/experiments/simulated_clicks.sh — what dense masks teach a click_input model, with and without
-# clicks simulated on them (model.simulated_clicks): for each data set in EXP_DATA, the default
+# clicks simulated on them (model.simulated_clicks), or under the values of any other training key
+# (EXP_KEY, e.g. model.d3pm.prior_share): for each data set in EXP_DATA, the default
 # d3pm model is trained on the training images' dense masks once per seed and setting, saved at
 # each length in EXP_STEPS, and segments the test images from their own clicks (one per structure,
 # shown to the model; `infer --clicks`) under the shipped aggregation rule, no calibration. Prints
@@ -12,7 +13,9 @@
 # Settings (environment):
 #   EXP_DATA      generated (24 training images, `generate --seed 21`; 32 test, seed 22) and/or
 #                 acdc (every EXP_ACDC_EVERY-th slice of train and of test, 4 classes; default both)
-#   EXP_SIM       model.simulated_clicks settings compared (default "0 0.8")
+#   EXP_KEY       the configuration key compared (default model.simulated_clicks)
+#   EXP_SIM       its values (default "0 0.8")
+#   EXP_SET       further settings for every run, e.g. "model.d3pm.prior_share=0" (default none)
 #   EXP_SEEDS     trainer seeds (default "1 2 3")
 #   EXP_STEPS     training lengths; the longest is the run (default "400 1200")
 #   EXP_PRESET    the CMake preset whose build runs (default release)
@@ -24,7 +27,13 @@ cd "$(dirname "$0")/../.."
 source ops/lib/common.sh
 out=${1:-out/simulated_clicks}
 read -r -a datasets <<<"${EXP_DATA:-generated acdc}"
+key=${EXP_KEY:-model.simulated_clicks}
 read -r -a sims <<<"${EXP_SIM:-0 0.8}"
+fixed=()
+for kv in ${EXP_SET:-}; do fixed+=(--set "$kv"); done
+# Files are named by the key's last part and the value (sim<value> for simulated_clicks).
+tag=${key##*.}
+[[ $tag == simulated_clicks ]] && tag=sim
 read -r -a seeds <<<"${EXP_SEEDS:-1 2 3}"
 read -r -a steps <<<"${EXP_STEPS:-400 1200}"
 samples=${EXP_SAMPLES:-4}
@@ -71,14 +80,15 @@ for data in "${datasets[@]}"; do
   [[ $data == acdc ]] && n_classes=4
   for sim in "${sims[@]}"; do
     for seed in "${seeds[@]}"; do
-      model=$set_dir/sim${sim}_seed$seed.pt
+      model=$set_dir/$tag${sim}_seed$seed.pt
       if [[ ! -f $model ]]; then
-        echo "== $data: simulated_clicks $sim, seed $seed, $longest steps"
+        echo "== $data: $key $sim, seed $seed, $longest steps"
         at=()
         [[ -n $save_at ]] && at=(--save-at "$save_at")
         "$CLI" train "${classes[@]}" --images "$set_dir/train/images" \
           --clicks "$set_dir/train/clicks.jsonl" --masks "$set_dir/train/truth" --out "$model" \
-          --steps "$longest" "${at[@]}" --set "model.simulated_clicks=$sim" \
+          --steps "$longest" "${at[@]}" --set "$key=$sim" \
+          "${fixed[@]}" \
           --set "trainer.seed=$seed" >/dev/null
       fi
       for n in "${steps[@]}"; do
@@ -96,17 +106,17 @@ for data in "${datasets[@]}"; do
   done
 done
 
-"$PYTHON" - "$out" "${datasets[*]}" "${sims[*]}" "${seeds[*]}" "${steps[*]}" <<'PY'
+"$PYTHON" - "$out" "$tag" "${datasets[*]}" "${sims[*]}" "${seeds[*]}" "${steps[*]}" <<'PY'
 import json, sys
-out, datasets, sims, seeds, steps = sys.argv[1], *(a.split() for a in sys.argv[2:])
+out, tag, datasets, sims, seeds, steps = sys.argv[1], sys.argv[2], *(a.split() for a in sys.argv[3:])
 longest = max(steps, key=int)
-print(f"{'data':10}{'simulated':>10}{'steps':>7}{'Dice':>8}{'spread':>8}  per seed")
+print(f"{'data':10}{tag[-10:]:>10}{'steps':>7}{'Dice':>8}{'spread':>8}  per seed")
 for data in datasets:
     for sim in sims:
         for n in sorted(steps, key=int):
             dice = []
             for seed in seeds:
-                stem = f"{out}/{data}/sim{sim}_seed{seed}" + ("" if n == longest else f".step{n}")
+                stem = f"{out}/{data}/{tag}{sim}_seed{seed}" + ("" if n == longest else f".step{n}")
                 dice.append(json.load(open(stem + ".scores.json"))["mean"]["dice"])
             mean = sum(dice) / len(dice)
             print(f"{data:10}{sim:>10}{n:>7}{mean:8.3f}{max(dice) - min(dice):8.3f}  "

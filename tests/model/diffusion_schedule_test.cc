@@ -81,6 +81,35 @@ TEST(D3pmScheduleTest, PriorIsTheTrueMarginalOfABackgroundPixel) {
   EXPECT_NEAR(prior.sum().item<double>(), 1.0, 1e-14);
 }
 
+// With prior_share, a share of the training examples is the sampler's own start: t = T and a state
+// drawn from the prior whatever the label; the others are noised from their label as before.
+TEST(D3pmNoiseTest, PriorShareTrainsTheSamplersStartWhateverTheLabel) {
+  const auto x0 = torch::ones({400, 16, 16}, torch::kLong);  // all object
+  D3pmOptions plain;
+  D3pmOptions prior = plain;
+  prior.prior_share = 1;
+  auto gen = MakeGenerator(3);
+  const NoisedBatch all = D3pmProcess(2, prior).Noise(x0, gen);
+  EXPECT_TRUE((all.timesteps == 200).all().item<bool>());
+  const double background = (all.state == 0).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(background, 0.566, 0.01);  // the prior's, not q(x_T | x0 = object)'s 0.434
+
+  prior.prior_share = 0.25;
+  gen = MakeGenerator(3);
+  const NoisedBatch some = D3pmProcess(2, prior).Noise(x0, gen);
+  const auto at_t = (some.timesteps == 200).to(torch::kDouble);
+  EXPECT_NEAR(at_t.mean().item<double>(), 0.25 + 0.75 / 200, 0.06);
+  // Uniform timesteps would put 2 of 400 examples at T.
+  gen = MakeGenerator(3);
+  const NoisedBatch none = D3pmProcess(2, plain).Noise(x0, gen);
+  EXPECT_LT((none.timesteps == 200).sum().item<int64_t>(), 10);
+  // Examples that were not replaced are noised from their label: at small t they stay object.
+  const auto early = none.timesteps < 20;
+  ASSERT_GT(early.sum().item<int64_t>(), 0);
+  const auto kept = (none.state == 1).to(torch::kDouble).mean({1, 2}).index({early});
+  EXPECT_GT(kept.min().item<double>(), 0.75);
+}
+
 // Brute force: p(x_s | x_t) = sum_x0 q(x_s, x_t | x0) p(x0) / sum_{x_s} (same), enumerating x0
 // and x_s with the forward matrices only.
 TEST(D3pmPosteriorTest, MatchesBruteForceBayesRule) {
