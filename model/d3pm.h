@@ -11,15 +11,16 @@
 // With s = t - 1 this is the usual posterior; with fewer sampling steps the same formula runs on a
 // respaced grid of timesteps (RespacedTimesteps), which is exact for the forward process because
 // Q_{s->t} is the product of the skipped one-step matrices.
-// Prior: with this schedule q(x_T) is far from uniform (for K = 2, alpha_bar_T ~ 0.13), so x_T is
-// drawn from the true marginal q(x_T | x0 = background) = row 0 of Qbar_T. A click map is
-// background at all but a handful of pixels, so this is the marginal of the training data to within
-// a few clicks per image.
+// Prior: x_T is drawn from q(x_T | x0 = background) = row 0 of Qbar_T. Under paper 000's schedule
+// that is far from uniform (for K = 2, alpha_bar_T ~ 0.13) and, a click map being background at
+// all but a handful of pixels, the marginal of its training data to within a few clicks per image;
+// at beta_end 0.05 it is nearly uniform (0.503 for K = 2), which dense targets need (below).
 // The schedule's end: at beta_end 0.02 x_T keeps 13% of x0, and every x_t more, which a network
 // trained on dense label maps (dense masks, pseudo-labels, clicks simulated on them) can read back
 // by smoothing x_t; it then learns to clean x_t rather than read the image, and the sampler, whose
 // x_T holds nothing of the object, draws noise (measured: a generated-data seed stalled at loss
-// 0.03 and Dice 0.43 after 1200 steps). At 0.05 x_T keeps 0.7% and the same seed reaches 0.94.
+// 0.03 and Dice 0.435 after 1200 steps). At 0.05 (T = 200) x_T keeps 0.6% and the same seed
+// reaches 0.94.
 // Training from the prior (prior_share): with that probability a training example is noised not by
 // q(x_T | x0) but replaced by a draw from the prior at t = T, independent of its label, which is
 // exactly the state the sampler's first step sees; a remedy for the same trap that keeps the

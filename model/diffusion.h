@@ -39,7 +39,8 @@ class DiffusionProcess {
   virtual int64_t NumClasses() const = 0;
   virtual int64_t NumTimesteps() const = 0;
 
-  // t ~ U{1..T} per example, x_t ~ q(x_t | x0). x0 [B,H,W] int64 class ids on any device.
+  // t ~ U{1..T} per example, x_t ~ q(x_t | x0) (d3pm with prior_share: that share of examples at
+  // t = T with x_T drawn from the prior). x0 [B,H,W] int64 class ids on any device.
   virtual NoisedBatch Noise(const torch::Tensor& x0, at::Generator& gen) const = 0;
 
   // The process's own loss term (unweighted by LossOptions' coefficient): d3pm returns the

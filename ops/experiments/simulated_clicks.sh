@@ -15,12 +15,14 @@
 #                 acdc (every EXP_ACDC_EVERY-th slice of train and of test, 4 classes; default both)
 #   EXP_KEY       the configuration key compared (default model.simulated_clicks)
 #   EXP_SIM       its values (default "0 0.8")
-#   EXP_SET       further settings for every run, e.g. "model.d3pm.prior_share=0" (default none)
+#   EXP_SET       further settings for every run, space-separated, e.g. "model.d3pm.prior_share=0"
+#                 (default none; they become part of the file names)
 #   EXP_SEEDS     trainer seeds (default "1 2 3")
 #   EXP_STEPS     training lengths; the longest is the run (default "400 1200")
 #   EXP_PRESET    the CMake preset whose build runs (default release)
 #   ACDC_DATA     the ACDC folder (default ../shared/data/acdc); EXP_ACDC_EVERY (default 8)
-# Models and scores already in OUT are reused (delete them to redo a cell).
+# Models and scores already in OUT are reused by name (the key, its value, EXP_SET and the seed):
+# delete them, or take a new OUT, to redo a cell or after a default changed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=ops/lib/common.sh
@@ -29,11 +31,19 @@ out=${1:-out/simulated_clicks}
 read -r -a datasets <<<"${EXP_DATA:-generated acdc}"
 key=${EXP_KEY:-model.simulated_clicks}
 read -r -a sims <<<"${EXP_SIM:-0 0.8}"
+read -r -a sets <<<"${EXP_SET:-}"
 fixed=()
-for kv in ${EXP_SET:-}; do fixed+=(--set "$kv"); done
-# Files are named by the key's last part and the value (sim<value> for simulated_clicks).
-tag=${key##*.}
-[[ $tag == simulated_clicks ]] && tag=sim
+# Files are named by the key (sim for model.simulated_clicks), its value and then EXP_SET's
+# settings, dots and other odd characters as _.
+tag=${key//./_}
+[[ $key == model.simulated_clicks ]] && tag=sim
+suffix=
+for kv in "${sets[@]}"; do
+  [[ $kv == *=* ]] || die "EXP_SET: '$kv' is not KEY=VALUE"
+  [[ ${kv%%=*} == "$key" ]] && die "EXP_SET: sets $key, the key EXP_KEY compares"
+  fixed+=(--set "$kv")
+  suffix+=_${kv//[^A-Za-z0-9=-]/_}
+done
 read -r -a seeds <<<"${EXP_SEEDS:-1 2 3}"
 read -r -a steps <<<"${EXP_STEPS:-400 1200}"
 samples=${EXP_SAMPLES:-4}
@@ -80,7 +90,7 @@ for data in "${datasets[@]}"; do
   [[ $data == acdc ]] && n_classes=4
   for sim in "${sims[@]}"; do
     for seed in "${seeds[@]}"; do
-      model=$set_dir/$tag${sim}_seed$seed.pt
+      model=$set_dir/$tag$sim${suffix}_seed$seed.pt
       if [[ ! -f $model ]]; then
         echo "== $data: $key $sim, seed $seed, $longest steps"
         at=()
@@ -106,17 +116,19 @@ for data in "${datasets[@]}"; do
   done
 done
 
-"$PYTHON" - "$out" "$tag" "${datasets[*]}" "${sims[*]}" "${seeds[*]}" "${steps[*]}" <<'PY'
+"$PYTHON" - "$out" "$tag" "$suffix" "${datasets[*]}" "${sims[*]}" "${seeds[*]}" "${steps[*]}" <<'PY'
 import json, sys
-out, tag, datasets, sims, seeds, steps = sys.argv[1], sys.argv[2], *(a.split() for a in sys.argv[3:])
+out, tag, suffix = sys.argv[1:4]
+datasets, sims, seeds, steps = (a.split() for a in sys.argv[4:])
 longest = max(steps, key=int)
-print(f"{'data':10}{tag[-10:]:>10}{'steps':>7}{'Dice':>8}{'spread':>8}  per seed")
+print(f"values of {tag}" + (f", with {suffix[1:]}" if suffix else ""))
+print(f"{'data':10}{'value':>10}{'steps':>7}{'Dice':>8}{'spread':>8}  per seed")
 for data in datasets:
     for sim in sims:
         for n in sorted(steps, key=int):
             dice = []
             for seed in seeds:
-                stem = f"{out}/{data}/{tag}{sim}_seed{seed}" + ("" if n == longest else f".step{n}")
+                stem = f"{out}/{data}/{tag}{sim}{suffix}_seed{seed}" + ("" if n == longest else f".step{n}")
                 dice.append(json.load(open(stem + ".scores.json"))["mean"]["dice"])
             mean = sum(dice) / len(dice)
             print(f"{data:10}{sim:>10}{n:>7}{mean:8.3f}{max(dice) - min(dice):8.3f}  "

@@ -36,6 +36,7 @@ TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   config.trainer.seed = 9;
   config.model.augment.rotations = true;
   config.model.augment.intensity = 0.2;
+  config.model.d3pm.prior_share = 0.3;
   Result<model::SegmenterOptions> o = SegmenterOptionsFrom(config);
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_EQ(o->method, model::Method::kGaussianX0);
@@ -43,6 +44,8 @@ TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   EXPECT_EQ(o->gaussian.latent_dim, 12);
   EXPECT_EQ(o->seed, 9u);
   EXPECT_TRUE(o->augment.rotations);
+  EXPECT_EQ(o->d3pm.beta_end, 0.05);  // the product's schedule, not the library's 0.02
+  EXPECT_EQ(o->d3pm.prior_share, 0.3);
   EXPECT_DOUBLE_EQ(o->augment.intensity, 0.2);
   EXPECT_EQ(TrainerOptionsFrom(config.trainer).seed, 9u);
   EXPECT_EQ(o->unet.image_channels, 3);  // color auto: the service cannot see its images first

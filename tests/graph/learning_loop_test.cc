@@ -205,9 +205,9 @@ TEST_F(LearningLoopTest, DiceOfPublishedMasksRisesAsClicksArriveAndNothingIsLost
   EXPECT_TRUE(service.Stop().ok());
 
   // The scores also went to the metrics topic, in order: two records (the image's, its version's)
-  // per scored mask; among them every image's and the last version's complete aggregate. (The
-  // status counts a mask once the evaluator returns, after its records went out, so the reader
-  // waits for what it looks for rather than for a count.)
+  // per scored mask; among them every image's and the last version's complete aggregate. The
+  // status counts a mask once the evaluator returns, after its records went out, so the count it
+  // gives is a floor: the reader also waits for the last version's aggregate itself.
   auto is_last_version = [&](const v1::Metrics& m) {
     return m.image_id().empty() && m.model_version() == last->model_version() &&
            m.images() == static_cast<uint32_t>(kImages);

@@ -266,6 +266,8 @@ TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {
   options.loss.cv_temperature = 0.05;
   options.augment.rotations = true;
   options.augment.noise = 0.04;
+  options.d3pm.beta_end = 0.05;
+  options.d3pm.prior_share = 0.25;
   auto seg = Segmenter::Create(options, torch::kCPU);
   ASSERT_TRUE(seg.ok());
   torch::optim::Adam adam(seg->Parameters(), torch::optim::AdamOptions(1e-2));
@@ -280,6 +282,8 @@ TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {
   EXPECT_EQ(loaded->options().loss.cv_temperature, 0.05);
   EXPECT_TRUE(loaded->options().augment.rotations);
   EXPECT_EQ(loaded->options().augment.noise, 0.04);
+  EXPECT_EQ(loaded->options().d3pm.beta_end, 0.05);
+  EXPECT_EQ(loaded->options().d3pm.prior_share, 0.25);
   const auto images = Images(1);
   auto a = seg->Sample(images, 3, 0, 5);
   auto b = loaded->Sample(images, 3, 0, 5);
@@ -352,6 +356,9 @@ TEST_P(ClickInputTest, TrainingShowsClicksOfClickExamplesAndSimulatesThemOnDense
   simulating.simulated_clicks = 1.5;
   EXPECT_EQ(Segmenter::Create(simulating, torch::kCPU).status().code(),
             StatusCode::kInvalidArgument);
+  SegmenterOptions prior = ClickInputOptions(GetParam());
+  prior.d3pm.prior_share = 1.5;
+  EXPECT_EQ(Segmenter::Create(prior, torch::kCPU).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_P(ClickInputTest, ShownClicksChangeTheSamplesAndEveryMaskHoldsThem) {
