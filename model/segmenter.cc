@@ -68,6 +68,14 @@ torch::Tensor RandomPixel(const torch::Tensor& region, at::Generator& gen, torch
   return scores.eq(best).logical_and(region);
 }
 
+// `region` ([B,R,R] bool) grown by `radius` pixels: every pixel whose (2 radius + 1)^2
+// neighbourhood meets it.
+torch::Tensor Dilated(const torch::Tensor& region, int64_t radius) {
+  const auto grown = torch::max_pool2d(region.to(torch::kFloat).unsqueeze(1),
+                                       {2 * radius + 1, 2 * radius + 1}, {1, 1}, {radius, radius});
+  return grown.squeeze(1) > 0.5;
+}
+
 // The clicks a click_input model is shown in training, [B,R,R] bool: each known pixel of an
 // example that `may_show` ([B,1,1] bool) with probability kClickShownProbability, but never one
 // click of each example, drawn at random. A shown click is no evidence of anything but itself (the
@@ -95,29 +103,20 @@ torch::Tensor SimulatedClicks(const torch::Tensor& target, const torch::Tensor& 
   auto shown = torch::zeros_like(target, torch::kBool);
   if (chance <= 0) return shown;
   const auto simulate = may_simulate.logical_and(RandUniform({b, 1, 1}, gen, device) < chance);
-  // Pixels whose whole (2m+1)^2 neighbourhood lies in `region`.
-  const auto interior = [](const torch::Tensor& region, int64_t margin) {
-    const auto outside = region.logical_not().to(torch::kFloat).unsqueeze(1);
-    const auto near_outside =
-        torch::max_pool2d(outside, {2 * margin + 1, 2 * margin + 1}, {1, 1}, {margin, margin});
-    return region.logical_and(near_outside.squeeze(1) < 0.5);
-  };
   // At the 64 grid: 2 pixels inside the object, negatives within 6 pixels of it.
   const int64_t margin = std::max<int64_t>(1, target.size(1) / 32);
   const int64_t reach = std::max<int64_t>(2, target.size(1) / 10);
   for (int64_t k = 1; k < num_classes; ++k) {
     const auto region = target.eq(k).logical_and(simulate);
-    const auto inner = interior(region, margin);
+    // Pixels whose whole (2 margin + 1)^2 neighbourhood lies in the class.
+    const auto inner = region.logical_and(Dilated(region.logical_not(), margin).logical_not());
     const auto has_inner = inner.flatten(1).any(1).view({-1, 1, 1});
     const auto where = torch::where(has_inner, inner, region);
     shown = shown.logical_or(RandomPixel(where, gen, device));
     const auto second = RandUniform({b, 1, 1}, gen, device) < 0.5;
     shown = shown.logical_or(RandomPixel(where.logical_and(second), gen, device));
   }
-  const auto objects = target.gt(0).logical_and(simulate).to(torch::kFloat).unsqueeze(1);
-  const auto near =
-      torch::max_pool2d(objects, {2 * reach + 1, 2 * reach + 1}, {1, 1}, {reach, reach})
-          .squeeze(1) > 0.5;
+  const auto near = Dilated(target.gt(0).logical_and(simulate), reach);
   const auto band = near.logical_and(target.eq(0)).logical_and(simulate);
   const auto negative = RandUniform({b, 1, 1}, gen, device) < 0.5;
   return shown.logical_or(RandomPixel(band.logical_and(negative), gen, device));
