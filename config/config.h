@@ -94,7 +94,11 @@ struct GaussianConfig {
 struct LossConfig {
   model::LossKind kind = model::LossKind::kFocal;  // focal | pce | pce_ms | pce_cv (model/losses.h)
   double focal_gamma = 2.0;
-  double focal_alpha = 0.999;    // weight of foreground (clicked) pixels
+  double focal_alpha = 0.999;  // weight of foreground (clicked) pixels
+  // Weight of a dense mask's pixel (model/losses.h): 1 - focal_alpha (set it with focal_alpha),
+  // what an unclicked pixel of a click map weighs, so a dense image counts about as much as a
+  // clicked one (the teacher's rule for pseudo-labels) instead of 160-800 of them.
+  double dense_weight = 0.001;
   double ms_weight = 1.0;        // pce_ms: Mumford-Shah fidelity
   double cv_weight = 0.3;        // pce_cv: contrastive variance (lambda_cv)
   double cv_temperature = 0.07;  // pce_cv: tau

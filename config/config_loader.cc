@@ -382,6 +382,9 @@ const std::vector<FieldSpec>& Fields() {
         "model.loss.focal_alpha", [](Config & c) -> auto& { return c.model.loss.focal_alpha; }, 0,
         1, true));
     f.push_back(Real(
+        "model.loss.dense_weight", [](Config & c) -> auto& { return c.model.loss.dense_weight; }, 0,
+        1, true));
+    f.push_back(Real(
         "model.loss.ms_weight", [](Config & c) -> auto& { return c.model.loss.ms_weight; }, 0,
         1000));
     f.push_back(Real(

@@ -29,6 +29,7 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   o.loss.kind = m.loss.kind;
   o.loss.focal_gamma = m.loss.focal_gamma;
   o.loss.focal_alpha = m.loss.focal_alpha;
+  o.loss.dense_weight = m.loss.dense_weight;
   o.loss.ms_weight = m.loss.ms_weight;
   o.loss.cv_weight = m.loss.cv_weight;
   o.loss.cv_temperature = m.loss.cv_temperature;

@@ -52,6 +52,7 @@ void VisitLaterOptions(Options& o, Visitor&& visit) {
   visit("click_input", o.click_input);
   visit("simulated_clicks", o.simulated_clicks);
   visit("d3pm.prior_share", o.d3pm.prior_share);
+  visit("loss.dense_weight", o.loss.dense_weight);
 }
 
 template <typename T>

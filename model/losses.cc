@@ -15,7 +15,7 @@ torch::Tensor PixelWeights(const torch::Tensor& targets, const torch::Tensor& kn
       certain, torch::full({}, options.focal_alpha, targets.options().dtype(torch::kFloat)),
       torch::full({}, 1.0 - options.focal_alpha, targets.options().dtype(torch::kFloat)));
   const auto dense_mask = dense.to(torch::kBool).view({-1, 1, 1}).expand_as(weights);
-  return torch::where(dense_mask, torch::ones_like(weights), weights);
+  return torch::where(dense_mask, torch::full_like(weights, options.dense_weight), weights);
 }
 
 torch::Tensor FocalGammas(const torch::Tensor& dense, const LossOptions& options) {

@@ -254,9 +254,11 @@ Status ValidateOptions(const SegmenterOptions& o) {
         "gaussian: need 1 <= num_timesteps <= 1000, 0 < beta_min <= beta_max, latent_dim >= 1");
   }
   if (o.loss.focal_alpha <= 0 || o.loss.focal_alpha >= 1 || o.loss.focal_gamma < 0 ||
-      o.loss.dense_gamma < 0 || o.loss.vlb_weight < 0 || o.loss.mse_weight < 0 ||
-      o.loss.ms_weight < 0 || o.loss.cv_weight < 0 || o.loss.tv_weight < 0) {
-    return InvalidArgument("loss: need 0 < focal_alpha < 1 and non-negative gammas and weights");
+      o.loss.dense_gamma < 0 || !(o.loss.dense_weight > 0) || o.loss.vlb_weight < 0 ||
+      o.loss.mse_weight < 0 || o.loss.ms_weight < 0 || o.loss.cv_weight < 0 ||
+      o.loss.tv_weight < 0) {
+    return InvalidArgument(
+        "loss: need 0 < focal_alpha < 1, dense_weight > 0 and non-negative gammas and weights");
   }
   if (!(o.augment.intensity >= 0 && o.augment.intensity <= 1 && o.augment.noise >= 0 &&
         o.augment.noise <= 1)) {

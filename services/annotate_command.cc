@@ -47,11 +47,14 @@ struct AnnotateArgs {
   std::string dataset = "annotate";
   int max_clicks = 20;
   double target = 0.9;
-  int count = 0;            // images to annotate (0: all)
-  double learn_wait = 60;   // s to wait for a version trained on the click (0: do not)
-  double mask_wait = 300;   // s to wait for any mask the protocol needs before giving up
-  bool evaluate = false;    // also send each ground truth for evaluation (clickdiff stats)
-  bool save_masks = false;  // save the mask each image ends with as its training label
+  int count = 0;           // images to annotate (0: all)
+  double learn_wait = 60;  // s to wait for a version trained on the click (0: do not)
+  double mask_wait = 300;  // s to wait for any mask the protocol needs before giving up
+  bool evaluate = false;   // also send each ground truth for evaluation (clickdiff stats)
+  // Which masks the annotator saves as their image's training label when it leaves the image:
+  // none (empty), "reached" (those that reached the target, as an annotator accepts a mask) or
+  // "all" (whatever it stopped at).
+  std::string save_masks;
   std::string bootstrap;
   std::string endpoint;
   std::string query_endpoint;
@@ -210,7 +213,14 @@ class Session {
                                     {"reached", dice >= args_.target}};
       total_clicks_ += static_cast<uint64_t>(clicks);
     }
-    if (args_.save_masks && revision > 0) {  // the annotator saves the mask it stopped at
+    // The mask it leaves with holds every structure's last clicks: a later structure's clicks may
+    // have pushed an earlier one back below the target, so "reached" is judged on it.
+    bool accepted = true;
+    for (int c = 1; c < config_.model.num_classes; ++c) {
+      if (FirstClick(*truth, c)) accepted = accepted && ClassDice(*truth, *mask, c) >= args_.target;
+    }
+    const bool save = args_.save_masks == "all" || (args_.save_masks == "reached" && accepted);
+    if (save && revision > 0) {
       v1::LabelEvent label =
           LabelEventFrom(args_.dataset, name, mask->width, mask->height, mask->ids, false);
       CLICKDIFF_RETURN_IF_ERROR(Send(config_.kafka.topics.labels, name, label.SerializeAsString()));
@@ -222,6 +232,7 @@ class Session {
                             {"image", name},
                             {"clicks", revision},
                             {"reached", reached},
+                            {"saved", save && revision > 0},
                             {"image_ms", image_ms},
                             {"classes", classes}})
                 .dump()
@@ -467,9 +478,12 @@ void AddAnnotateCommand(CLI::App& app, CommandContext& context) {
   cmd->add_flag("--evaluate", args->evaluate,
                 "also send each ground truth for evaluation, so `clickdiff stats` scores every "
                 "version");
-  cmd->add_flag("--save-masks", args->save_masks,
-                "when it leaves an image, save the mask it stopped at (the service's, not the "
-                "ground truth) as the image's training label, as an annotation tool's save does");
+  cmd->add_option("--save-masks", args->save_masks,
+                  "when it leaves an image, save its mask (the service's, not the ground truth) "
+                  "as the image's training label, as an annotation tool's save does: reached (a "
+                  "mask that reached the target in every structure) or all (whatever it stopped "
+                  "at)")
+      ->check(CLI::IsMember({"reached", "all"}));
   cmd->add_option("--bootstrap", args->bootstrap,
                   "Kafka bootstrap servers (default: kafka.bootstrap_servers, then the running "
                   "service's)");

@@ -25,9 +25,10 @@
 #   EXP_TARGET      Dice at which a structure is done (default 0.9; acdc 0.85)
 #   EXP_LEARN_WAIT  learn arm: most seconds a click waits for a version trained on it (default 60)
 #   EXP_ARMS        arms run, in order (default "learn frozen")
-#   EXP_SAVE        1: the annotator saves the mask it leaves each image with as the image's
-#                   training label (`annotate --save-masks`, an annotation tool's save; the
-#                   service's mask, never the ground truth); 0: clicks only (default 0)
+#   EXP_SAVE        which masks the annotator saves as their image's training label when it
+#                   leaves the image (`annotate --save-masks`, an annotation tool's save; the
+#                   service's mask, never the ground truth): reached (those that reached the
+#                   target) | all (whatever it stopped at) | none (clicks only; default none)
 #   EXP_SET         extra clickdiffd settings for every arm, e.g. EXP_SET="--set model.method=gaussian_x0"
 #   ACDC_DATA       the ACDC folder (default ../shared/data/acdc); EXP_ACDC_EVERY (default 4)
 # Needs what ops/setup.sh installs; clickdiffd is stopped on any exit, Ctrl-C included.
@@ -46,10 +47,10 @@ read -r -a seeds <<<"${EXP_SEEDS:-1}"
 read -r -a arms <<<"${EXP_ARMS:-learn frozen}"
 read -r -a extra <<<"${EXP_SET:-}"
 save=()
-case ${EXP_SAVE:-0} in
-  1) save=(--save-masks) ;;
-  0) ;;
-  *) die "EXP_SAVE: 0 or 1, not '${EXP_SAVE}'" ;;
+case ${EXP_SAVE:-none} in
+  reached | all) save=(--save-masks "$EXP_SAVE") ;;
+  none) ;;
+  *) die "EXP_SAVE: reached, all or none, not '${EXP_SAVE}'" ;;
 esac
 classes=()
 case $data in

@@ -34,6 +34,8 @@ TEST(ConfigLoaderTest, DefaultFileLoadsWithEmbeddedSettings) {
   EXPECT_EQ(c->compute.device.kind, model::DeviceSpec::Kind::kCpu);
   EXPECT_EQ(c->model.d3pm.steps, 200);
   EXPECT_DOUBLE_EQ(c->model.loss.focal_alpha, 0.999);
+  // A dense pixel weighs what an unclicked one does: 1 - focal_alpha.
+  EXPECT_NEAR(c->model.loss.dense_weight, 1 - c->model.loss.focal_alpha, 1e-12);
 }
 
 TEST(ConfigLoaderTest, ProductionExampleLoadsWithPassThroughKafkaProperties) {
@@ -102,6 +104,8 @@ TEST(ConfigLoaderTest, OutOfRangeIntegerNamesKeyAndRange) {
 TEST(ConfigLoaderTest, OutOfRangeRealAndOpenBoundAreRejected) {
   EXPECT_THAT(ErrorOf("model:\n  loss:\n    focal_alpha: 1.5\n"),
               HasSubstr("model.loss.focal_alpha: expected a number in (0, 1]"));
+  EXPECT_THAT(ErrorOf("model:\n  loss:\n    dense_weight: 0\n"),
+              HasSubstr("model.loss.dense_weight: expected a number in (0, 1]"));
   EXPECT_THAT(ErrorOf("trainer:\n  learning_rate: 0\n"), HasSubstr("trainer.learning_rate"));
   EXPECT_THAT(ErrorOf("aggregator:\n  threshold: .nan\n"), HasSubstr("aggregator.threshold"));
 }

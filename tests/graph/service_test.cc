@@ -488,7 +488,8 @@ TEST_F(ServiceTest, AnImageOfFloatExtremesNeitherStopsTrainingNorReachesTheWeigh
 }
 
 // `clickdiff annotate` drives a learning service through Kafka and ZeroMQ alone: every click comes
-// back as a mask that reflects it, and with --learn-wait as the mask of a version trained on it.
+// back as a mask that reflects it, and with --learn-wait as the mask of a version trained on it;
+// with --save-masks reached it saves as training labels the masks that reached the target alone.
 TEST_F(ServiceTest, SimulatedAnnotatorClicksUntilTheTargetAndSeesVersionsTrainedOnItsClicks) {
   testutil::CliRun generated = testutil::RunClickdiff(
       {"generate", "--out", dir_ + "/data", "--count", "2", "--size", "32", "--seed", "3"});
@@ -498,12 +499,20 @@ TEST_F(ServiceTest, SimulatedAnnotatorClicksUntilTheTargetAndSeesVersionsTrained
   config_.trainer.batch_size = 2;
   config_.teacher.enabled = false;
   InProcessService service(config_);
+  // The annotator on `dataset` (each run its own: a label is kept once per image).
+  auto annotate = [&](const std::string& dataset, const std::string& max_clicks,
+                      const std::string& target, const std::string& learn_wait,
+                      const std::string& save) {
+    return testutil::RunClickdiff({"annotate", "--images=" + dir_ + "/data/images",
+                                   "--truth=" + dir_ + "/data/truth", "--dataset=" + dataset,
+                                   "--max-clicks=" + max_clicks, "--target=" + target,
+                                   "--learn-wait=" + learn_wait, "--save-masks=" + save,
+                                   "--bootstrap=" + broker_->bootstrap_servers(),
+                                   "--endpoint=" + service.endpoints().publish_endpoint,
+                                   "--query-endpoint=" + service.endpoints().query_endpoint});
+  };
   // Dice 1 is out of reach of this tiny model: each structure takes all --max-clicks clicks.
-  testutil::CliRun run = testutil::RunClickdiff(
-      {"annotate", "--images", dir_ + "/data/images", "--truth", dir_ + "/data/truth", "--dataset",
-       "ds", "--max-clicks", "2", "--target", "1", "--learn-wait", "60", "--bootstrap",
-       broker_->bootstrap_servers(), "--endpoint", service.endpoints().publish_endpoint,
-       "--query-endpoint", service.endpoints().query_endpoint});
+  testutil::CliRun run = annotate("ds", "2", "1", "60", "reached");
   ASSERT_EQ(run.code, 0) << run.err;
   std::vector<nlohmann::json> clicks, images;
   nlohmann::json session;
@@ -542,6 +551,22 @@ TEST_F(ServiceTest, SimulatedAnnotatorClicksUntilTheTargetAndSeesVersionsTrained
   v1::QueryReply status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
   EXPECT_EQ(status.status().clicks(), 4u);
   EXPECT_EQ(status.status().model_clicks_seen(), 4u);
+  // No mask reached Dice 1: none saved.
+  EXPECT_FALSE(images[0]["saved"]);
+  EXPECT_FALSE(images[1]["saved"]);
+  EXPECT_EQ(status.status().labels(), 0u);
+
+  // At target 0 every mask is reached after one click per structure and saved; with "all" an
+  // unreached one is saved too.
+  auto labels = [&] {
+    return Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS).status().labels();
+  };
+  run = annotate("reached", "1", "0", "0", "reached");
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_TRUE(Eventually([&] { return labels() == 2; })) << labels();
+  run = annotate("all", "1", "1", "0", "all");
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_TRUE(Eventually([&] { return labels() == 4; })) << labels();
   EXPECT_TRUE(service.Stop().ok());
 }
 

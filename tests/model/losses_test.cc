@@ -47,6 +47,20 @@ TEST(LossesTest, PartialCrossEntropyWeighsEachExample) {
       std::log(2.0) / 2, 1e-5);
 }
 
+TEST(LossesTest, FocalWeightsClicksAlphaUnknownPixelsTheRestAndDenseMasksTheirOwnWeight) {
+  LossOptions options;
+  options.focal_alpha = 0.9;
+  options.dense_weight = 0.25;
+  // Two examples of three pixels with the same target: a click map (a positive click, a negative
+  // click, an unknown pixel) and a dense mask.
+  const auto targets = torch::tensor({1, 0, 0}, torch::kLong).view({1, 1, 3}).expand({2, 1, 3});
+  const auto known = torch::tensor({true, true, false}).view({1, 1, 3}).expand({2, 1, 3});
+  const auto dense = torch::tensor({false, true});
+  const auto w = PixelWeights(targets, known, dense, options).view({2, 3});
+  EXPECT_TRUE(torch::allclose(w[0], torch::tensor({0.9f, 0.9f, 0.1f})));
+  EXPECT_TRUE(torch::allclose(w[1], torch::full({3}, 0.25f)));
+}
+
 TEST(LossesTest, MumfordShahIsTheVarianceOfEachRegionAroundItsMean) {
   // Hard regions: pixels 0,1 class 0 (intensities 0.2, 0.4), pixels 2,3 class 1 (0.9, 0.9).
   const auto image = torch::tensor({0.2f, 0.4f, 0.9f, 0.9f}).view({1, 1, 1, 4});

@@ -268,6 +268,7 @@ TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {
   options.augment.noise = 0.04;
   options.d3pm.beta_end = 0.05;
   options.d3pm.prior_share = 0.25;
+  options.loss.dense_weight = 0.01;
   auto seg = Segmenter::Create(options, torch::kCPU);
   ASSERT_TRUE(seg.ok());
   torch::optim::Adam adam(seg->Parameters(), torch::optim::AdamOptions(1e-2));
@@ -284,6 +285,7 @@ TEST_P(SegmenterTest, CheckpointRoundTripGivesIdenticalSamples) {
   EXPECT_EQ(loaded->options().augment.noise, 0.04);
   EXPECT_EQ(loaded->options().d3pm.beta_end, 0.05);
   EXPECT_EQ(loaded->options().d3pm.prior_share, 0.25);
+  EXPECT_EQ(loaded->options().loss.dense_weight, 0.01);
   const auto images = Images(1);
   auto a = seg->Sample(images, 3, 0, 5);
   auto b = loaded->Sample(images, 3, 0, 5);
@@ -359,6 +361,10 @@ TEST_P(ClickInputTest, TrainingShowsClicksOfClickExamplesAndSimulatesThemOnDense
   SegmenterOptions prior = ClickInputOptions(GetParam());
   prior.d3pm.prior_share = 1.5;
   EXPECT_EQ(Segmenter::Create(prior, torch::kCPU).status().code(), StatusCode::kInvalidArgument);
+  SegmenterOptions unweighted = ClickInputOptions(GetParam());
+  unweighted.loss.dense_weight = 0;
+  EXPECT_EQ(Segmenter::Create(unweighted, torch::kCPU).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST_P(ClickInputTest, ShownClicksChangeTheSamplesAndEveryMaskHoldsThem) {

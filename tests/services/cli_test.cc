@@ -40,6 +40,10 @@ TEST(CliTest, UsageErrorsExitTwo) {
   EXPECT_EQ(Cli({}).code, 2);
   EXPECT_EQ(Cli({"no-such-command"}).code, 2);
   EXPECT_EQ(Cli({"config", "check"}).code, 2);
+  // Which masks the annotator saves: reached or all, nothing else.
+  CliRun save = Cli({"annotate", "--images", ".", "--truth", ".", "--save-masks", "some"});
+  EXPECT_EQ(save.code, 2);
+  EXPECT_THAT(save.err, HasSubstr("reached"));
 }
 
 TEST(CliTest, StatsAndSubscribeWithoutARunningServiceNameTheRuntimeFile) {
