@@ -17,12 +17,14 @@
 // {"event":"session", ...} at the end (ops/experiments/annotate_session.sh draws them).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <tuple>
+#include <vector>
 
 #include "base/clock.h"
 #include "io/dataset_files.h"
@@ -183,9 +185,11 @@ class Session {
     nlohmann::json classes = nlohmann::json::object();
     uint64_t revision = 0;
     bool reached = true;
+    std::vector<int> present;  // the structures in this image
     for (int c = 1; c < config_.model.num_classes; ++c) {
       std::optional<SimulatedClick> click = FirstClick(*truth, c);
       if (!click) continue;  // the structure is not in this image
+      present.push_back(c);
       const double before = ClassDice(*truth, *mask, c);
       double dice = before, first_click_dice = 0;
       int clicks = 0;
@@ -215,12 +219,12 @@ class Session {
     }
     // The mask it leaves with holds every structure's last clicks: a later structure's clicks may
     // have pushed an earlier one back below the target, so "reached" is judged on it.
-    bool accepted = true;
-    for (int c = 1; c < config_.model.num_classes; ++c) {
-      if (FirstClick(*truth, c)) accepted = accepted && ClassDice(*truth, *mask, c) >= args_.target;
-    }
-    const bool save = args_.save_masks == "all" || (args_.save_masks == "reached" && accepted);
-    if (save && revision > 0) {
+    const bool accepted = std::all_of(present.begin(), present.end(), [&](int c) {
+      return ClassDice(*truth, *mask, c) >= args_.target;
+    });
+    const bool saved =
+        revision > 0 && (args_.save_masks == "all" || (args_.save_masks == "reached" && accepted));
+    if (saved) {
       v1::LabelEvent label =
           LabelEventFrom(args_.dataset, name, mask->width, mask->height, mask->ids, false);
       CLICKDIFF_RETURN_IF_ERROR(Send(config_.kafka.topics.labels, name, label.SerializeAsString()));
@@ -232,7 +236,7 @@ class Session {
                             {"image", name},
                             {"clicks", revision},
                             {"reached", reached},
-                            {"saved", save && revision > 0},
+                            {"saved", saved},
                             {"image_ms", image_ms},
                             {"classes", classes}})
                 .dump()
