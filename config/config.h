@@ -206,6 +206,10 @@ struct TeacherConfig {
   double weight = 1.0;
   int ramp_steps = 500;
   int images_per_round = 16;
+  // A clicked image's own served mask labels its unclicked pixels (learning/replay.h), in place
+  // of "unclicked = background" (focal loss only), in a share min(1, weight x ramp) of the image's
+  // training.
+  bool clicked_masks = true;
 };
 
 struct ComputeConfig {

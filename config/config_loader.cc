@@ -502,6 +502,8 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "teacher.images_per_round", [](Config & c) -> auto& { return c.teacher.images_per_round; },
         0, 1 << 20));
+    f.push_back(Boolean(
+        "teacher.clicked_masks", [](Config & c) -> auto& { return c.teacher.clicked_masks; }));
     f.push_back(Device(
         "compute.device", [](Config & c) -> auto& { return c.compute.device; }));
     f.push_back(Integer<int>(

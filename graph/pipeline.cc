@@ -58,7 +58,7 @@ struct Pipeline::Impl {
         publisher(deps.zmq, deps.producer, config.kafka.topics.masks),
         evaluator(deps.store, deps.producer, deps.zmq,
                   EvaluatorOptions{config.model.num_classes, config.kafka.topics.metrics}),
-        publish(&cache, &publisher, &evaluator),
+        publish(&cache, &publisher, &evaluator, std::move(deps.on_mask_stored)),
         input(graph),
         limiter(graph, max_in_flight),
         decode_node(graph, flow::unlimited, [this](const Envelope& e) { return decode(e); }),

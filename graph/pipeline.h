@@ -46,6 +46,10 @@ struct PipelineDeps {
   // they are back to half of it, in decision order, under an internal lock: it must not block or
   // call back into the Pipeline (KafkaConsumer::Pause/Resume only set a flag).
   std::function<void(bool saturated)> on_saturation;
+  // Optional. Called from the publish stage with an image's key after a final mask drawn with
+  // clicks became its current mask (ContinuousTrainer::TouchMask). Must not block; it may run
+  // while on_stored does.
+  std::function<void(const std::string& image_key)> on_mask_stored;
 };
 
 struct PipelineCounters {

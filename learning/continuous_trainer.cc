@@ -86,6 +86,10 @@ void ContinuousTrainer::Stop() {
 
 void ContinuousTrainer::Touch(const std::string& image_key) { replay_cache_.Touch(image_key); }
 
+void ContinuousTrainer::TouchMask(const std::string& image_key) {
+  replay_cache_.TouchMask(image_key);
+}
+
 TrainerCounters ContinuousTrainer::counters() const {
   std::lock_guard<std::mutex> lock(mu_);
   return counters_;
@@ -139,11 +143,18 @@ Status ContinuousTrainer::Reload() {
   const std::vector<size_t> trained = gate_.Split(replay_.examples);
   trained_examples_ = static_cast<int64_t>(trained.size());
   data_.clear();
+  // Only the focal loss weighs unclicked pixels; the partial losses never read them.
+  const double share = segmenter_.options().loss.kind == model::LossKind::kFocal
+                           ? teacher_.ClickedMaskShare(TotalSteps())
+                           : 0;
   for (size_t index : trained) {
     const ReplayExample& e = replay_.examples[index];
     auto seen = snapshotted_revisions_.find(e.image_key);
     const bool changed = seen == snapshotted_revisions_.end() || seen->second != e.revision;
-    for (int64_t i = 0; i < (changed ? repeats : 1); ++i) data_.push_back(e.example);
+    const std::vector<model::TrainingExample> taught = Taught(e, share);
+    for (int64_t i = 0; i < (changed ? repeats : 1); ++i) {
+      data_.insert(data_.end(), taught.begin(), taught.end());
+    }
   }
   const double alpha = segmenter_.options().loss.focal_alpha;
   if (teacher_.has_twin()) {  // the same supervision, its own pseudo-labels

@@ -21,8 +21,8 @@
 // first. Failures are retried with a backoff of 1 s doubling to 60 s while the last version keeps
 // being served.
 //
-// Thread-safety: Start, Stop, Touch, counters and failure may be called from any thread; the rest
-// runs on the trainer's own thread.
+// Thread-safety: Start, Stop, Touch, TouchMask, counters and failure may be called from any thread;
+// the rest runs on the trainer's own thread.
 #pragma once
 
 #include <chrono>
@@ -112,6 +112,9 @@ class ContinuousTrainer {
   // first time and after a failure), so whoever writes supervision must touch it (the teacher's
   // rounds touch what they label).
   void Touch(const std::string& image_key);
+  // Cheap. A clicked image got a new served mask (teacher.clicked_masks): the next reload reads
+  // that record again.
+  void TouchMask(const std::string& image_key);
   TrainerCounters counters() const;
   // OK, or the error of the last attempt when it failed.
   Status failure() const;
@@ -157,7 +160,7 @@ class ContinuousTrainer {
   int64_t retry_credit_ = 0;      // steps added to the budget by refusals; trainer thread only
 
   std::map<std::string, uint64_t> snapshotted_revisions_;  // trainer thread only
-  ReplayCache replay_cache_;                  // Touch: any thread; Refresh: trainer thread only
+  ReplayCache replay_cache_;                  // Touch*: any thread; Refresh: trainer thread only
   Replay replay_;                             // trainer thread only
   std::vector<model::TrainingExample> data_;  // trainer thread only: weighted replay
   std::vector<model::TrainingExample> twin_data_;  // trainer thread only: the twin's

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "base/clock.h"
 #include "io/keys.h"
@@ -13,10 +14,20 @@
 namespace clickdiff {
 namespace {
 
+// Row-major class-id bytes of an image (`mapping`'s size, checked by the caller) on the grid.
+Result<torch::Tensor> BytesToGrid(const std::string& bytes, const model::GridMapping& mapping) {
+  std::vector<int64_t> ids(bytes.size());
+  std::transform(bytes.begin(), bytes.end(), ids.begin(),
+                 [](char c) { return static_cast<int64_t>(static_cast<unsigned char>(c)); });
+  Result<torch::Tensor> grid = model::MaskToGrid(ids.data(), mapping);
+  if (!grid.ok()) return grid.status();
+  return grid->clone();
+}
+
 // The newest dense training label of an image as an [R,R] class map, or an undefined tensor.
 Result<torch::Tensor> DenseLabel(const Store& store, const std::string& image_key,
                                  const model::GridMapping& mapping, uint64_t& labels) {
-  std::vector<int64_t> ids;
+  std::optional<std::string> newest;
   Status failed = Status::Ok();
   Status scanned = store.Scan(
       Family::kLabels, keys::Under(image_key), [&](std::string_view, std::string_view value) {
@@ -31,17 +42,46 @@ Result<torch::Tensor> DenseLabel(const Store& store, const std::string& image_ke
           failed = InvalidArgument("label " + label.label_id() + " does not fit its image");
           return false;
         }
-        ids.assign(bytes.begin(), bytes.end());
-        for (int64_t& id : ids) id = static_cast<unsigned char>(id);
+        newest = bytes;
         ++labels;
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
   CLICKDIFF_RETURN_IF_ERROR(failed);
-  if (ids.empty()) return torch::Tensor();
-  Result<torch::Tensor> grid = model::MaskToGrid(ids.data(), mapping);
-  if (!grid.ok()) return grid.status();
-  return grid->clone();
+  if (!newest) return torch::Tensor();
+  return BytesToGrid(*newest, mapping);
+}
+
+// The final mask last served for a clicked image (nodes/mask_cache.h) on the grid, or an undefined
+// tensor when there is none drawn with clicks. A stored mask that does not parse or fit the image
+// is derived data: skipped with a warning (the next final mask replaces it). Errors: the store's.
+Result<torch::Tensor> ServedMask(const Store& store, const std::string& image_key,
+                                 const model::GridMapping& mapping, int64_t num_classes) {
+  Result<std::optional<std::string>> bytes = store.Get(Family::kMasks, image_key);
+  if (!bytes.ok()) return bytes.status();
+  if (!bytes->has_value()) return torch::Tensor();
+  v1::MaskResult mask;
+  if (!mask.ParseFromString(**bytes)) {
+    spdlog::warn("the served mask of {} is corrupt: not used as its label", image_key);
+    return torch::Tensor();
+  }
+  if (mask.click_revision() == 0 || mask.preview()) return torch::Tensor();
+  const std::string& ids = mask.mask();
+  std::string unfit;
+  if (mask.width() != mapping.width || mask.height() != mapping.height ||
+      static_cast<int64_t>(ids.size()) != mapping.width * mapping.height) {
+    unfit = std::to_string(mask.width()) + "x" + std::to_string(mask.height()) + " with " +
+            std::to_string(ids.size()) + " ids for a " + std::to_string(mapping.width) + "x" +
+            std::to_string(mapping.height) + " image";
+  } else if (std::any_of(ids.begin(), ids.end(),
+                         [&](char c) { return static_cast<unsigned char>(c) >= num_classes; })) {
+    unfit = "a class id outside [0, " + std::to_string(num_classes) + ")";
+  }
+  if (!unfit.empty()) {
+    spdlog::warn("the served mask of {} is {}: not used as its label", image_key, unfit);
+    return torch::Tensor();
+  }
+  return BytesToGrid(ids, mapping);
 }
 
 // The stored pseudo-label of an image for `learner`, when there is one at this grid.
@@ -68,8 +108,7 @@ Result<std::optional<StoredPseudo>> ReadPseudoLabel(const Store& store,
   StoredPseudo stored;
   model::TrainingExample& example = stored.example;
   example.image = grid;
-  // Unsure pixels become unknown background, so only the confident ones weigh (a positive
-  // target pixel counts as certain in the loss whatever `known` says).
+  // Unsure pixels become unknown background, so only the confident ones weigh.
   example.known = from_bytes(label.confident()).to(torch::kBool);
   example.target = from_bytes(label.class_ids()).to(torch::kInt64) * example.known;
   stored.version = label.teacher_version();
@@ -158,10 +197,16 @@ void ReplayCache::Touch(const std::string& image_key) {
   if (!full_) touched_.insert(image_key);
 }
 
+void ReplayCache::TouchMask(const std::string& image_key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!full_) mask_touched_.insert(image_key);
+}
+
 void ReplayCache::Invalidate() {
   std::lock_guard<std::mutex> lock(mu_);
   full_ = true;
   touched_.clear();
+  mask_touched_.clear();
 }
 
 Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
@@ -209,8 +254,37 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
   }
   entry.clicks = clicks.size();
   entry.labels = labels;
-  entry.example = ReplayExample{image_key, clicks.size() + labels, std::move(**example)};
+  entry.mapping = *mapping;
+  entry.example = ReplayExample{image_key, clicks.size() + labels, std::move(**example), {}};
+  CLICKDIFF_RETURN_IF_ERROR(ReadServed(store, image_key, entry));
   return std::optional<Entry>(std::move(entry));
+}
+
+Status ReplayCache::ReadServed(const Store& store, const std::string& image_key,
+                               Entry& entry) const {
+  if (!entry.example || entry.example->example.dense) return Status::Ok();
+  ReplayExample& e = *entry.example;
+  e.served.reset();
+  Result<torch::Tensor> mask = ServedMask(store, image_key, entry.mapping, num_classes_);
+  if (!mask.ok()) return mask.status();
+  if (!mask->defined()) return Status::Ok();
+  Result<model::TrainingExample> served = model::LabelUnclicked(e.example, *mask, num_classes_);
+  if (!served.ok()) {
+    spdlog::warn("the served mask of {} is not used: {}", image_key, served.status().ToString());
+    return Status::Ok();
+  }
+  e.served = std::move(served).value();
+  return Status::Ok();
+}
+
+std::vector<model::TrainingExample> Taught(const ReplayExample& e, double share) {
+  if (share <= 0 || !e.served) return {e.example};
+  model::TrainingExample served = *e.served;
+  served.weight = e.example.weight * std::min(1.0, share);
+  if (share >= 1) return {served};
+  model::TrainingExample clicks = e.example;
+  clicks.weight *= 1 - share;
+  return {clicks, served};
 }
 
 namespace {
@@ -258,10 +332,18 @@ Status ReplayCache::ReadAll(const Store& store, bool twin_labels) {
 }
 
 Status ReplayCache::ReadTouched(const Store& store, bool twin_labels) {
-  std::set<std::string> touched;
+  std::set<std::string> touched, mask_touched;
   {
     std::lock_guard<std::mutex> lock(mu_);
     touched.swap(touched_);
+    mask_touched.swap(mask_touched_);
+  }
+  // A new served mask alone: only that record is read again (every clicked image gets one per
+  // model version).
+  for (const std::string& image_key : mask_touched) {
+    auto entry = entries_.find(image_key);
+    if (touched.count(image_key) > 0 || entry == entries_.end()) continue;
+    CLICKDIFF_RETURN_IF_ERROR(ReadServed(store, image_key, entry->second));
   }
   std::map<std::string, std::string> unreadable = unreadable_;
   for (const std::string& image_key : touched) {
@@ -292,6 +374,7 @@ Result<Replay> ReplayCache::Refresh(const Store& store, bool twin_labels) {
       // Writes touched from here on are read again next time: the scan may have passed them.
       full_ = false;
       touched_.clear();
+      mask_touched_.clear();
     }
   }
   last_read_ = 0;

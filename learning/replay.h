@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "io/store.h"
+#include "model/preprocess.h"
 #include "model/training_example.h"
 #include "schemas/events.pb.h"
 
@@ -22,7 +23,17 @@ struct ReplayExample {
   std::string image_key;  // keys::Image(dataset, image_id)
   uint64_t revision = 0;  // clicks + training labels stored for the image
   model::TrainingExample example;
+  // A click map's image with the mask the service last served for it after a click (its stored
+  // final mask, nodes/mask_cache.h, on the grid) on its unclicked pixels (model::LabelUnclicked);
+  // none without such a mask (no mask drawn with clicks yet, a dense label, or a stored mask that
+  // does not fit the image). The mask may predate the newest click, whose own pixel it then
+  // yields to, until the click's final mask replaces it.
+  std::optional<model::TrainingExample> served;
 };
+
+// What a replay example trains as: its own supervision, and with `share` in (0, 1] its served
+// version (ReplayExample::served) taking that share of the example's weight (all of it at 1).
+std::vector<model::TrainingExample> Taught(const ReplayExample& e, double share);
 
 // Who a pseudo-label is for: the student (drawn by the teacher: the moving average, or the twin),
 // or the co-trained twin (drawn by the student). Each has its own record per image.
@@ -77,30 +88,32 @@ Result<std::vector<model::Click>> StoredClicks(const Store& store, const std::st
                                                const std::string& image_id,
                                                uint64_t* corrupt = nullptr);
 
-// Reads images, clicks, labels and the student's pseudo-labels (and the twin's with
-// `twin_labels`) from `store`, image grids with `image_channels` channels (StoredGrid). Images
-// stored at another grid resolution than `resolution` are skipped (a different model's images);
-// a label marked for evaluation is never read; a
-// pseudo-label that does not parse is skipped with a warning (the next round draws it again), as
-// is a stored click that does not parse (the image's other clicks are kept). An image whose
-// records cannot be used (its record, a label or its grid corrupt, a grid not finite: kDataLoss;
-// a click, mask or grid channel count the model cannot use: kInvalidArgument) is left out with a
-// warning naming it and counted in Replay::unreadable, so one bad record never stops the rest.
-// Errors: store failures.
+// Reads images, clicks, labels, the masks served for clicked images and the student's
+// pseudo-labels (and the twin's with `twin_labels`) from `store`, image grids with `image_channels`
+// channels (StoredGrid). Images stored at another grid resolution than `resolution` are skipped (a
+// different model's images); a label marked for evaluation is never read; a pseudo-label that does
+// not parse is skipped with a warning (the next round draws it again), as are a served mask that
+// does not parse or fit (the next one replaces it) and a stored click that does not parse (the
+// image's other clicks are kept). An image whose records cannot be used (its record, a label or its
+// grid corrupt, a grid not finite: kDataLoss; a click, mask or grid channel count the model cannot
+// use: kInvalidArgument) is left out with a warning naming it and counted in Replay::unreadable, so
+// one bad record never stops the rest. Errors: store failures.
 Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_classes,
                           int64_t image_channels, bool twin_labels = false);
 
 // The replay kept between reads, so that the trainer's frequent reloads cost what changed, not
 // what is stored: the first Refresh reads every image (as LoadReplay), later ones read again only
-// the images touched since (whoever writes an image's record, clicks, labels or pseudo-labels
-// touches its key after the write). The replay it returns equals LoadReplay's on the same store
-// as long as every write was touched.
+// the images touched since (whoever writes an image's record, clicks, labels, pseudo-labels or a
+// clicked image's final mask touches its key after the write). The replay it returns equals
+// LoadReplay's on the same store as long as every write was touched.
 class ReplayCache {
  public:
   ReplayCache(int64_t resolution, int64_t num_classes, int64_t image_channels);
 
   // Thread-safe. The image's records changed: the next Refresh reads them again.
   void Touch(const std::string& image_key);
+  // Thread-safe. Only the image's served mask changed: the next Refresh reads that record again.
+  void TouchMask(const std::string& image_key);
   // Thread-safe. The next Refresh reads the whole store.
   void Invalidate();
 
@@ -119,7 +132,10 @@ class ReplayCache {
     std::optional<UnsupervisedImage> unsupervised;
     uint64_t clicks = 0;
     uint64_t labels = 0;
+    model::GridMapping mapping;  // where the image sits on the grid
   };
+  // The entry's served example (ReplayExample::served) from the image's stored mask now.
+  Status ReadServed(const Store& store, const std::string& image_key, Entry& entry) const;
   Result<std::optional<Entry>> Read(const Store& store, const std::string& image_key,
                                     std::string_view stored_image, bool twin_labels) const;
   Status ReadAll(const Store& store, bool twin_labels);
@@ -137,8 +153,9 @@ class ReplayCache {
   std::optional<bool> twin_labels_;                // of the entries; none: read everything next
   uint64_t last_read_ = 0;
   std::mutex mu_;
-  std::set<std::string> touched_;  // GUARDED_BY(mu_)
-  bool full_ = true;               // GUARDED_BY(mu_)
+  std::set<std::string> touched_;       // GUARDED_BY(mu_)
+  std::set<std::string> mask_touched_;  // GUARDED_BY(mu_)
+  bool full_ = true;                    // GUARDED_BY(mu_)
 };
 
 // The pseudo-label record of a teacher's vote: `samples` [N,R,R] class ids; a pixel is confident

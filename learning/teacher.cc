@@ -81,6 +81,19 @@ Status Teacher::TrainTwin(int64_t steps, const std::vector<model::TrainingExampl
   return trained.ok() ? Status::Ok() : trained.status().WithContext("twin");
 }
 
+double Teacher::RampedWeight(int64_t total_steps) const {
+  const double ramp = config_.ramp_steps > 0
+                          ? std::min(1.0, static_cast<double>(total_steps) /
+                                              static_cast<double>(config_.ramp_steps))
+                          : 1.0;
+  return config_.weight * ramp;
+}
+
+double Teacher::ClickedMaskShare(int64_t total_steps) const {
+  if (!config_.enabled || !config_.clicked_masks) return 0;
+  return std::min(1.0, RampedWeight(total_steps));
+}
+
 uint64_t Teacher::AddPseudoLabels(const Replay& replay, Learner learner, int64_t total_steps,
                                   double focal_alpha,
                                   std::vector<model::TrainingExample>& data) const {
@@ -88,11 +101,7 @@ uint64_t Teacher::AddPseudoLabels(const Replay& replay, Learner learner, int64_t
   // what an unclicked pixel of a click map does (1 - alpha of the focal loss, not alpha): a
   // pseudo-labelled image then counts about as much as a clicked one instead of drowning the
   // clicks, and unsure pixels weigh next to nothing.
-  const double ramp = config_.ramp_steps > 0
-                          ? std::min(1.0, static_cast<double>(total_steps) /
-                                              static_cast<double>(config_.ramp_steps))
-                          : 1.0;
-  const double weight = config_.weight * ramp * (1 - focal_alpha) / focal_alpha;
+  const double weight = RampedWeight(total_steps) * (1 - focal_alpha) / focal_alpha;
   if (!config_.enabled || weight <= 0) return 0;
   std::vector<const StoredPseudo*> labelled;
   for (const UnsupervisedImage& u : replay.unsupervised) {

@@ -10,6 +10,10 @@
 // initialised on its own when the student starts from scratch, else as a copy of the start with
 // training noise of its own; a twin stored with the start version is resumed instead.
 //
+// With teacher.clicked_masks, clicked images learn from the masks the service served for them
+// (drawn by the served average in both modes, not the twin) in a share of their training that
+// follows the same ramp (ClickedMaskShare; learning/replay.h, Taught).
+//
 // Not thread-safe: the continuous trainer's thread owns it.
 #pragma once
 
@@ -56,6 +60,11 @@ class Teacher {
   // The twin trains `steps` steps on `data` (its replay). No-op without a twin.
   Status TrainTwin(int64_t steps, const std::vector<model::TrainingExample>& data);
 
+  // The share of a clicked image's training that uses the mask served for it as the label of its
+  // unclicked pixels (ReplayExample::served, model::LabelUnclicked) after `total_steps`: the
+  // ramped pseudo-label weight, at most 1; 0 when disabled or teacher.clicked_masks is off.
+  double ClickedMaskShare(int64_t total_steps) const;
+
   // Adds to `data` the stored pseudo-labels of `replay` for `learner` (the freshest first, at most
   // as many as there are supervised examples, so thousands of unclicked images do not crowd the
   // clicks out of the batches), weighted for `total_steps`. Returns how many it added.
@@ -70,6 +79,9 @@ class Teacher {
                const std::function<void(const std::string&)>& touch);
 
  private:
+  // The pseudo-label weight of paper 004 after `total_steps`: teacher.weight, ramped linearly
+  // over teacher.ramp_steps.
+  double RampedWeight(int64_t total_steps) const;
   Result<model::Segmenter> StartTwin(const model::Segmenter& student, uint64_t version,
                                      bool student_untrained, const VersionStore& versions) const;
   Status Label(uint64_t version, const model::Segmenter& labeller, Learner learner,

@@ -10,7 +10,7 @@ namespace clickdiff::model {
 
 torch::Tensor PixelWeights(const torch::Tensor& targets, const torch::Tensor& known,
                            const torch::Tensor& dense, const LossOptions& options) {
-  const auto certain = (targets > 0).logical_or(known.to(torch::kBool));
+  const auto certain = known.to(torch::kBool);
   auto weights = torch::where(
       certain, torch::full({}, options.focal_alpha, targets.options().dtype(torch::kFloat)),
       torch::full({}, 1.0 - options.focal_alpha, targets.options().dtype(torch::kFloat)));

@@ -1,10 +1,11 @@
 // model/losses.h — the supervision losses shared by every method, applied to the network's
 // per-pixel class prediction (x0-hat for the diffusion methods). LossOptions::kind chooses:
 //
-//  - kFocal (paper 000): the target is background everywhere except at clicked pixels. Every pixel
-//    is scored; pixels of a foreground class and negative clicks (certain background) weigh
-//    `focal_alpha`, all other (unknown, assumed background) pixels weigh 1 - focal_alpha. With
-//    alpha = 0.999 a single click weighs as much as ~1000 unknown pixels.
+//  - kFocal (paper 000): the target is background everywhere except at clicked pixels (or, for a
+//    clicked image with a served mask, that mask's class: model::LabelUnclicked). Every pixel is
+//    scored; the known pixels (positive and negative clicks) weigh `focal_alpha`, all others
+//    (unknown: assumed background, or the mask's class) weigh 1 - focal_alpha. With alpha = 0.999
+//    a single click weighs as much as ~1000 unknown pixels.
 //  - kPce (paper 001): partial cross-entropy on labelled pixels only (positive and negative clicks,
 //    scribbles, every pixel of a dense or pseudo-label mask); unlabelled pixels are unknown, not
 //    background. On positive clicks alone it predicts everything as object: it wants a term over
@@ -29,7 +30,7 @@ namespace clickdiff::model {
 struct LossOptions {
   LossKind kind = LossKind::kFocal;
   double focal_gamma = 2.0;    // kFocal: focusing parameter for click maps
-  double focal_alpha = 0.999;  // kFocal: weight of foreground / negative-click pixels
+  double focal_alpha = 0.999;  // kFocal: weight of known (clicked) pixels
   double dense_gamma = 0.0;    // kFocal: focusing parameter for dense masks (0: cross-entropy)
   // kFocal: the weight of a dense mask's pixel. At 1 a dense image (R^2) outweighs an image with k
   // clicks (k alpha + (R^2 - k)(1 - alpha)) 160-800-fold at R = 64, and Adam's step follows the
@@ -43,8 +44,10 @@ struct LossOptions {
   double mse_weight = 0.0;       // gaussian_x0: weight of the paper's ||x0 - x0_hat||^2 term
 };
 
-// kFocal per-pixel weights [B,H,W] float. targets [B,H,W] int64; known [B,H,W] (bool/float: pixels
-// that carry a certain label, i.e. positive and negative clicks); dense [B] bool.
+// kFocal per-pixel weights [B,H,W] float: focal_alpha on the known pixels, 1 - focal_alpha on the
+// others whatever their target (background, or a mask's class: model::LabelUnclicked), and
+// dense_weight everywhere in a dense example. targets [B,H,W] int64; known [B,H,W] (bool/float:
+// pixels that carry a certain label, i.e. positive and negative clicks); dense [B] bool.
 torch::Tensor PixelWeights(const torch::Tensor& targets, const torch::Tensor& known,
                            const torch::Tensor& dense, const LossOptions& options);
 

@@ -12,6 +12,21 @@ Status CheckImage(const torch::Tensor& image) {
   return Status::Ok();
 }
 
+// `mask` as int64 class ids when it is [H,W] like `image` ([C,H,W]) and its ids are classes.
+Result<torch::Tensor> CheckMask(const torch::Tensor& image, const torch::Tensor& mask,
+                                int64_t num_classes, const std::string& what) {
+  if (!mask.defined() || mask.dim() != 2 || mask.size(0) != image.size(1) ||
+      mask.size(1) != image.size(2)) {
+    return InvalidArgument(what + " must be [H,W] matching the image");
+  }
+  const auto ids = mask.to(torch::kLong);
+  if (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= num_classes) {
+    return InvalidArgument(what + " has a class id outside [0, " + std::to_string(num_classes) +
+                           ")");
+  }
+  return ids;
+}
+
 }  // namespace
 
 Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
@@ -43,18 +58,25 @@ Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
   return ex;
 }
 
+Result<TrainingExample> LabelUnclicked(const TrainingExample& clicks, const torch::Tensor& mask,
+                                       int64_t num_classes) {
+  if (clicks.dense || !clicks.known.defined() || !clicks.target.defined()) {
+    return InvalidArgument("only a click map's unclicked pixels can take a mask's labels");
+  }
+  CLICKDIFF_RETURN_IF_ERROR(CheckImage(clicks.image));
+  Result<torch::Tensor> ids = CheckMask(clicks.image, mask, num_classes, "unclicked pixels' mask");
+  if (!ids.ok()) return ids.status();
+  TrainingExample ex = clicks;
+  ex.target = torch::where(clicks.known.to(torch::kBool), clicks.target, *ids);
+  return ex;
+}
+
 Result<TrainingExample> MakeDenseExample(const torch::Tensor& image, const torch::Tensor& mask,
                                          int64_t num_classes) {
   CLICKDIFF_RETURN_IF_ERROR(CheckImage(image));
-  if (!mask.defined() || mask.dim() != 2 || mask.size(0) != image.size(1) ||
-      mask.size(1) != image.size(2)) {
-    return InvalidArgument("dense mask must be [H,W] matching the image");
-  }
-  const auto ids = mask.to(torch::kLong);
-  if (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= num_classes) {
-    return InvalidArgument("dense mask has a class id outside [0, " + std::to_string(num_classes) +
-                           ")");
-  }
+  Result<torch::Tensor> checked = CheckMask(image, mask, num_classes, "dense mask");
+  if (!checked.ok()) return checked.status();
+  const torch::Tensor ids = *checked;
   TrainingExample ex;
   ex.image = image;
   ex.target = ids;

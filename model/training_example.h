@@ -44,6 +44,14 @@ Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
 Result<TrainingExample> MakeDenseExample(const torch::Tensor& image, const torch::Tensor& mask,
                                          int64_t num_classes);
 
+// A click map whose unclicked pixels take their class from `mask` ([H,W], e.g. the mask the service
+// served for the image) instead of background: the clicks stay the only known pixels (weighed as
+// clicks, model/losses.h), the rest weigh as unclicked pixels do but with the mask's class. Errors:
+// kInvalidArgument when `clicks` is not a click map, or `mask` does not match the image or holds
+// a class id outside [0, num_classes).
+Result<TrainingExample> LabelUnclicked(const TrainingExample& clicks, const torch::Tensor& mask,
+                                       int64_t num_classes);
+
 // The supervision an image has: its dense mask when `mask` is defined (full supervision wins),
 // else the click map of `clicks`; nothing when it has neither. Errors: those of the two above.
 Result<std::optional<TrainingExample>> MakeSupervisedExample(const torch::Tensor& image,

@@ -5,11 +5,16 @@
 #include <utility>
 
 #include "base/guard.h"
+#include "io/keys.h"
 
 namespace clickdiff {
 
-PublishStage::PublishStage(const MaskCache* cache, const Publisher* publisher, Evaluator* evaluator)
-    : cache_(cache), publisher_(publisher), evaluator_(evaluator) {}
+PublishStage::PublishStage(const MaskCache* cache, const Publisher* publisher, Evaluator* evaluator,
+                           OnMaskStored on_mask_stored)
+    : cache_(cache),
+      publisher_(publisher),
+      evaluator_(evaluator),
+      on_mask_stored_(std::move(on_mask_stored)) {}
 
 PublishOutcome PublishStage::operator()(const v1::MaskResult& mask) const {
   PublishOutcome outcome;
@@ -29,6 +34,8 @@ PublishOutcome PublishStage::operator()(const v1::MaskResult& mask) const {
   if (!mask.preview()) {
     if (Status s = Guarded("mask cache", [&] { return (*cache_)(mask); }); !s.ok()) {
       spdlog::error("mask cache {}/{}: {}", mask.dataset(), mask.image_id(), s.ToString());
+    } else if (mask.click_revision() > 0 && on_mask_stored_) {
+      on_mask_stored_(keys::Image(mask.dataset(), mask.image_id()));
     }
   }
   Result<uint64_t> sequence = Guarded("publish", [&] { return (*publisher_)(mask); });

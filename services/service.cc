@@ -102,8 +102,11 @@ Status Service::StartParts() {
   Result<model::Aggregator> aggregator =
       MakeAggregator(config_.aggregator, models_.Get()->segmenter->options().num_classes);
   if (!aggregator.ok()) return aggregator.status();
-  PipelineDeps deps{store_.get(), producer_.get(), zmq_.get(), &models_, nullptr, nullptr};
-  if (trainer_) deps.on_stored = [this](const std::string& key) { trainer_->Touch(key); };
+  PipelineDeps deps{store_.get(), producer_.get(), zmq_.get(), &models_, nullptr, nullptr, nullptr};
+  if (trainer_) {
+    deps.on_stored = [this](const std::string& key) { trainer_->Touch(key); };
+    deps.on_mask_stored = [this](const std::string& key) { trainer_->TouchMask(key); };
+  }
   deps.on_saturation = [this](bool saturated) {
     if (!consumer_) return;
     if (saturated) {

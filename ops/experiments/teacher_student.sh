@@ -2,10 +2,12 @@
 # ops/experiments/teacher_student.sh — teacher-student on vs off on the same stream and budget:
 # the learning loop of the demo (ops/lib/loop.sh) runs four times, everything else equal:
 #   teacher  the default (teacher.mode=ema): the moving average of the student is served and
-#            pseudo-labels unclicked images for the student;
+#            pseudo-labels unclicked images for the student, and each clicked image's served mask
+#            labels its unclicked pixels (teacher.clicked_masks);
 #   twin     teacher.mode=twin: the average is served; a co-trained twin labels for the student
 #            and the student for the twin (cross pseudo-supervision);
-#   ema      the average is served but labels nothing (teacher.images_per_round=0);
+#   ema      the average is served but labels nothing (teacher.images_per_round=0, and no clicked
+#            image learns from its served mask: teacher.clicked_masks=false);
 #   off      no teacher: the student is served (teacher.enabled=false);
 #   gate     the default with the version gate on (trainer.held_out_images=8: up to 8 of the
 #            clicked images held out, no version worse on them published; learning/version_gate.h);
@@ -37,7 +39,8 @@ rounds=${EXP_ROUNDS:-4}
 read -r -a extra <<<"${EXP_SET:-}"
 read -r -a order <<<"${EXP_VARIANTS:-teacher twin ema off}"
 declare -A variants=([teacher]="" [twin]="--set teacher.mode=twin"
-  [ema]="--set teacher.images_per_round=0" [off]="--set teacher.enabled=false"
+  [ema]="--set teacher.images_per_round=0 --set teacher.clicked_masks=false"
+  [off]="--set teacher.enabled=false"
   [gate]="--set trainer.held_out_images=8")
 for variant in "${order[@]}"; do
   [[ -v "variants[$variant]" ]] || die "EXP_VARIANTS: unknown variant '$variant' (teacher, twin, ema, off, gate)"

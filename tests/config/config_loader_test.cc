@@ -36,6 +36,10 @@ TEST(ConfigLoaderTest, DefaultFileLoadsWithEmbeddedSettings) {
   EXPECT_DOUBLE_EQ(c->model.loss.focal_alpha, 0.999);
   // A dense pixel weighs what an unclicked one does: 1 - focal_alpha.
   EXPECT_NEAR(c->model.loss.dense_weight, 1 - c->model.loss.focal_alpha, 1e-12);
+  EXPECT_TRUE(c->teacher.clicked_masks);
+  Result<Config> off = Load("teacher:\n  clicked_masks: false\n");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_FALSE(off->teacher.clicked_masks);
 }
 
 TEST(ConfigLoaderTest, ProductionExampleLoadsWithPassThroughKafkaProperties) {

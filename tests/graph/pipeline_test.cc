@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "config/model_options.h"
 #include "io/embedded_broker.h"
 #include "io/keys.h"
@@ -54,6 +59,10 @@ class PipelineTest : public ::testing::Test {
                       [this](bool saturated) {
                         std::lock_guard<std::mutex> lock(mu_);
                         saturation_.push_back(saturated);
+                      },
+                      [this](const std::string& image_key) {
+                        std::lock_guard<std::mutex> lock(mu_);
+                        mask_stored_.push_back(image_key);
                       }};
     pipeline_ =
         Pipeline::Create(config_, deps, MakeAggregator(config_.aggregator, 2).value()).value();
@@ -68,8 +77,9 @@ class PipelineTest : public ::testing::Test {
   ModelSlot models_;
   std::unique_ptr<Pipeline> pipeline_;
   std::mutex mu_;
-  std::vector<bool> saturation_;     // GUARDED_BY(mu_)
-  std::vector<std::string> stored_;  // GUARDED_BY(mu_): PipelineDeps::on_stored's keys
+  std::vector<bool> saturation_;          // GUARDED_BY(mu_)
+  std::vector<std::string> stored_;       // GUARDED_BY(mu_): PipelineDeps::on_stored's keys
+  std::vector<std::string> mask_stored_;  // GUARDED_BY(mu_): on_mask_stored's keys
 };
 
 TEST_F(PipelineTest, IntakeReportsEachImageWhoseRecordsItWrote) {
@@ -92,6 +102,27 @@ TEST_F(PipelineTest, IntakeReportsEachImageWhoseRecordsItWrote) {
   // waiting for its image is stored, so it counts.
   EXPECT_EQ(stored_, (std::vector<std::string>{keys::Image("ds", "a"), keys::Image("ds", "a"),
                                                keys::Image("ds", "late")}));
+}
+
+TEST_F(PipelineTest, AClickedImagesFinalMaskIsReportedOnceCached) {
+  MakePipeline();
+  pipeline_->Admit(Record("images", PngImageEvent("bare").SerializeAsString(), 0));
+  pipeline_->Admit(Record("images", PngImageEvent("a").SerializeAsString(), 1));
+  pipeline_->Admit(Record("clicks", Click("a", "c1", 3, 3).SerializeAsString(), 0));
+  pipeline_->WaitForIntake();
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!mask_stored_.empty()) break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), end) << "no final mask of the clicked image";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  pipeline_->Drain();
+  std::lock_guard<std::mutex> lock(mu_);
+  // The unclicked image's masks are not labels: only the clicked one's, drawn with its click.
+  for (const std::string& key : mask_stored_) EXPECT_EQ(key, keys::Image("ds", "a"));
 }
 
 TEST_F(PipelineTest, SaturationPausesThenResumesAndEveryEventIsApplied) {

@@ -182,6 +182,114 @@ TEST_F(ContinuousTrainerTest, ReplayHoldsClickedAndLabelledImagesButNeverEvaluat
   EXPECT_EQ(labelled.example.target.sum().item<int64_t>(), 6 * 4);  // 12x8 px = 6x4 cells
 }
 
+TEST_F(ContinuousTrainerTest, ReplayCarriesTheMaskServedForAClickedImageWhenItFits) {
+  // The 32x24 mask of a 12x8 rectangle (6x4 grid cells), as the mask cache stores it.
+  auto served = [](const std::string& image, uint64_t revision, int width = 32) {
+    v1::MaskResult mask;
+    mask.set_dataset("ds");
+    mask.set_image_id(image);
+    mask.set_width(width);
+    mask.set_height(24);
+    std::string ids(static_cast<size_t>(width) * 24, '\0');
+    for (int y = 8; y < 16; ++y) {
+      for (int x = 8; x < 20; ++x) ids[y * width + x] = 1;
+    }
+    mask.set_mask(ids);
+    mask.set_click_revision(revision);
+    return mask.SerializeAsString();
+  };
+  for (const char* id : {"served", "no_clicks", "wrong_size", "bad_class", "corrupt", "labelled"}) {
+    StoreImage(id);
+    StoreClick(id, "c1", 10, 12);  // inside the mask's rectangle
+  }
+  Put(Family::kMasks, keys::Image("ds", "served"), served("served", 1));
+  Put(Family::kMasks, keys::Image("ds", "no_clicks"), served("no_clicks", 0));
+  Put(Family::kMasks, keys::Image("ds", "wrong_size"), served("wrong_size", 1, 30));
+  v1::MaskResult three_classes;
+  ASSERT_TRUE(three_classes.ParseFromString(served("bad_class", 1)));
+  three_classes.mutable_mask()->at(0) = 2;  // the model has 2 classes
+  Put(Family::kMasks, keys::Image("ds", "bad_class"), three_classes.SerializeAsString());
+  Put(Family::kMasks, keys::Image("ds", "corrupt"), "not a mask");
+  StoreLabel("labelled", "l1", /*for_evaluation=*/false);
+  Put(Family::kMasks, keys::Image("ds", "labelled"), served("labelled", 1));
+
+  ReplayCache cache(kGrid, 2, kChannels);
+  Result<Replay> replay = cache.Refresh(*store_);
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  ASSERT_EQ(replay->examples.size(), 6u);  // none left out for its mask
+  EXPECT_EQ(replay->unreadable, 0u);
+  std::map<std::string, const ReplayExample*> by_id;
+  for (const ReplayExample& e : replay->examples) by_id[e.image_key] = &e;
+  const ReplayExample& e = *by_id[keys::Image("ds", "served")];
+  ASSERT_TRUE(e.served.has_value());
+  // The rectangle's 6x4 cells, its click among them; the click stays the only known pixel.
+  EXPECT_EQ(e.served->target.sum().item<int64_t>(), 6 * 4);
+  EXPECT_TRUE(torch::equal(e.served->known, e.example.known));
+  // Drawn before any click, not the image's size, a class the model lacks, unreadable, or beside
+  // a dense label: none.
+  for (const char* id : {"no_clicks", "wrong_size", "bad_class", "corrupt", "labelled"}) {
+    EXPECT_FALSE(by_id[keys::Image("ds", id)]->served.has_value()) << id;
+  }
+
+  // A new mask (all background) touched as a mask is read again, alone; an untouched one is not.
+  v1::MaskResult empty;
+  ASSERT_TRUE(empty.ParseFromString(served("served", 2)));
+  empty.set_mask(std::string(32 * 24, '\0'));
+  Put(Family::kMasks, keys::Image("ds", "served"), empty.SerializeAsString());
+  Put(Family::kMasks, keys::Image("ds", "no_clicks"), served("no_clicks", 1));
+  cache.TouchMask(keys::Image("ds", "served"));
+  replay = cache.Refresh(*store_);
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  EXPECT_EQ(cache.last_read(), 0u) << "no image record read for a new mask";
+  for (const ReplayExample& r : replay->examples) {
+    if (r.image_key == keys::Image("ds", "served")) {
+      ASSERT_TRUE(r.served.has_value());
+      EXPECT_EQ(r.served->target.sum().item<int64_t>(), 1);  // the click alone
+    }
+    if (r.image_key == keys::Image("ds", "no_clicks")) {
+      EXPECT_FALSE(r.served.has_value());
+    }
+  }
+}
+
+TEST_F(ContinuousTrainerTest, AServedMaskTakesItsShareOfTheClickedImagesWeight) {
+  StoreImage("a");
+  StoreClick("a", "c1", 10, 12);
+  ReplayExample e = LoadReplay(*store_, kGrid, 2, kChannels).value().examples.at(0);
+  e.example.weight = 2;
+  ASSERT_EQ(Taught(e, 0.5).size(), 1u) << "no served mask: the click map alone";
+  e.served = e.example;
+  e.served->target = torch::ones_like(e.example.target);
+  std::vector<model::TrainingExample> half = Taught(e, 0.25);
+  ASSERT_EQ(half.size(), 2u);
+  EXPECT_DOUBLE_EQ(half[0].weight, 1.5);  // the click map
+  EXPECT_EQ(half[0].target.sum().item<int64_t>(), 1);
+  EXPECT_DOUBLE_EQ(half[1].weight, 0.5);  // its served version
+  EXPECT_EQ(half[1].target.sum().item<int64_t>(), kGrid * kGrid);
+  std::vector<model::TrainingExample> all = Taught(e, 1);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_DOUBLE_EQ(all[0].weight, 2);
+  EXPECT_EQ(all[0].target.sum().item<int64_t>(), kGrid * kGrid);
+  EXPECT_EQ(Taught(e, 0).size(), 1u);
+  EXPECT_EQ(Taught(e, 0)[0].target.sum().item<int64_t>(), 1);
+}
+
+TEST(TeacherTest, ClickedMasksTakeTheRampedPseudoLabelWeightUpToAll) {
+  TeacherConfig config;
+  config.ramp_steps = 500;
+  config.weight = 1;
+  EXPECT_DOUBLE_EQ(Teacher(config, 64, nullptr).ClickedMaskShare(0), 0);
+  EXPECT_DOUBLE_EQ(Teacher(config, 64, nullptr).ClickedMaskShare(250), 0.5);
+  EXPECT_DOUBLE_EQ(Teacher(config, 64, nullptr).ClickedMaskShare(5000), 1);
+  config.weight = 3;  // pseudo-labels may weigh more; a clicked image's training stays one share
+  EXPECT_DOUBLE_EQ(Teacher(config, 64, nullptr).ClickedMaskShare(250), 1);
+  config.clicked_masks = false;
+  EXPECT_DOUBLE_EQ(Teacher(config, 64, nullptr).ClickedMaskShare(5000), 0);
+  config.clicked_masks = true;
+  config.enabled = false;
+  EXPECT_DOUBLE_EQ(Teacher(config, 64, nullptr).ClickedMaskShare(5000), 0);
+}
+
 // The images of a replay with what each holds: "<key> <revision>" for a training example,
 // "<key> pseudo <version>" / "<key> bare" for an unsupervised image; then the counts.
 std::vector<std::string> Describe(const Replay& replay) {

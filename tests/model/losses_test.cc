@@ -51,14 +51,16 @@ TEST(LossesTest, FocalWeightsClicksAlphaUnknownPixelsTheRestAndDenseMasksTheirOw
   LossOptions options;
   options.focal_alpha = 0.9;
   options.dense_weight = 0.25;
-  // Two examples of three pixels with the same target: a click map (a positive click, a negative
-  // click, an unknown pixel) and a dense mask.
-  const auto targets = torch::tensor({1, 0, 0}, torch::kLong).view({1, 1, 3}).expand({2, 1, 3});
-  const auto known = torch::tensor({true, true, false}).view({1, 1, 3}).expand({2, 1, 3});
-  const auto dense = torch::tensor({false, true});
-  const auto w = PixelWeights(targets, known, dense, options).view({2, 3});
-  EXPECT_TRUE(torch::allclose(w[0], torch::tensor({0.9f, 0.9f, 0.1f})));
-  EXPECT_TRUE(torch::allclose(w[1], torch::full({3}, 0.25f)));
+  // Three examples of four pixels: a click map (a positive click, a negative click, two unknown
+  // pixels), the same click map whose last pixel a served mask labels object
+  // (model::LabelUnclicked: it weighs as unknown, not as a click), and a dense mask.
+  const auto targets = torch::tensor({1, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 1}, torch::kLong);
+  const auto known = torch::tensor({true, true, false, false}).view({1, 1, 4}).expand({3, 1, 4});
+  const auto dense = torch::tensor({false, false, true});
+  const auto w = PixelWeights(targets.view({3, 1, 4}), known, dense, options).view({3, 4});
+  EXPECT_TRUE(torch::allclose(w[0], torch::tensor({0.9f, 0.9f, 0.1f, 0.1f})));
+  EXPECT_TRUE(torch::allclose(w[1], torch::tensor({0.9f, 0.9f, 0.1f, 0.1f})));
+  EXPECT_TRUE(torch::allclose(w[2], torch::full({4}, 0.25f)));
 }
 
 TEST(LossesTest, MumfordShahIsTheVarianceOfEachRegionAroundItsMean) {

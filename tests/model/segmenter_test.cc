@@ -456,6 +456,29 @@ TEST(TrainingExampleTest, ClickMapMarksClicksAndRejectsOutsideClicks) {
             StatusCode::kInvalidArgument);
 }
 
+TEST(TrainingExampleTest, AMaskLabelsOnlyTheUnclickedPixelsOfAClickMap) {
+  const auto image = torch::zeros({1, 8, 8});
+  // A positive click at (2,3) and a negative one at (5,5), both inside the mask's object.
+  const TrainingExample clicks =
+      MakeClickExample(image, {{2, 3, 1, true}, {5, 5, 0, false}}, 2).value();
+  auto mask = torch::zeros({8, 8}, torch::kLong);
+  mask.slice(0, 2, 7).slice(1, 1, 7).fill_(1);  // 5 x 6 = 30 pixels
+  Result<TrainingExample> labelled = LabelUnclicked(clicks, mask, 2);
+  ASSERT_TRUE(labelled.ok()) << labelled.status().ToString();
+  EXPECT_EQ(labelled->target[3][2].item<int64_t>(), 1);
+  EXPECT_EQ(labelled->target[5][5].item<int64_t>(), 0);  // the negative click wins over the mask
+  EXPECT_EQ(labelled->target.sum().item<int64_t>(), 29);
+  EXPECT_TRUE(torch::equal(labelled->known, clicks.known));  // still only the clicks are known
+  EXPECT_TRUE(labelled->clicks_as_input);
+  EXPECT_FALSE(labelled->dense);
+  // Not a click map, a mask of another size or with a class the model lacks: refused.
+  const TrainingExample dense = MakeDenseExample(image, mask, 2).value();
+  EXPECT_EQ(LabelUnclicked(dense, mask, 2).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(LabelUnclicked(clicks, torch::zeros({8, 7}, torch::kLong), 2).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(LabelUnclicked(clicks, mask * 2, 2).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(SyntheticTest, IsSeededAndClicksLieInsideTheirObject) {
   SyntheticOptions o;
   o.num_classes = 3;

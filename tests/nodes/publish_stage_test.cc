@@ -1,11 +1,13 @@
 // The graph's last stage on a real store and a real ZeroMQ socket: a newer mask replaces the
 // cached one and goes out; an older one is dropped; an image with ground truth is scored; a
-// click's preview goes out alone.
+// click's preview goes out alone; a final mask drawn with clicks tells the trainer.
 #include "nodes/publish_stage.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "io/keys.h"
 #include "tests/nodes/node_test_util.h"
@@ -22,7 +24,9 @@ class PublishStageTest : public ::testing::Test {
     publisher_ = std::make_unique<Publisher>(zmq_.get(), nullptr, "");
     evaluator_ =
         std::make_unique<Evaluator>(store_.get(), nullptr, zmq_.get(), EvaluatorOptions{2, ""});
-    stage_ = std::make_unique<PublishStage>(cache_.get(), publisher_.get(), evaluator_.get());
+    stage_ =
+        std::make_unique<PublishStage>(cache_.get(), publisher_.get(), evaluator_.get(),
+                                       [this](const std::string& key) { stored_.push_back(key); });
   }
   void TearDown() override {
     stage_.reset();
@@ -70,6 +74,7 @@ class PublishStageTest : public ::testing::Test {
   std::unique_ptr<Publisher> publisher_;
   std::unique_ptr<Evaluator> evaluator_;
   std::unique_ptr<PublishStage> stage_;
+  std::vector<std::string> stored_;  // what on_stored was told
 };
 
 TEST_F(PublishStageTest, NewerMasksReplaceTheCachedOneAndOlderOnesAreDropped) {
@@ -132,6 +137,18 @@ TEST_F(PublishStageTest, MasksOfImagesWithGroundTruthAreScored) {
   EXPECT_TRUE(out.published);
   EXPECT_FALSE(out.evaluated);
   EXPECT_EQ(CachedVersion("a"), 2u);
+}
+
+TEST_F(PublishStageTest, OnlyACachedFinalMaskDrawnWithClicksIsAnnouncedToTheTrainer) {
+  ASSERT_TRUE((*stage_)(Mask("a", 1, 0)).published);  // no click: not a label
+  v1::MaskResult preview = Mask("a", 1, 1);
+  preview.set_preview(true);
+  ASSERT_TRUE((*stage_)(preview).published);  // not cached
+  EXPECT_TRUE(stored_.empty());
+  ASSERT_TRUE((*stage_)(Mask("a", 1, 1)).published);
+  EXPECT_EQ(stored_, std::vector<std::string>{keys::Image("ds", "a")});
+  ASSERT_FALSE((*stage_)(Mask("a", 0, 1)).published);  // dropped as older: not cached
+  EXPECT_EQ(stored_.size(), 1u);
 }
 
 }  // namespace
