@@ -103,8 +103,10 @@ Status Service::StartParts() {
       MakeAggregator(config_.aggregator, models_.Get()->segmenter->options().num_classes);
   if (!aggregator.ok()) return aggregator.status();
   PipelineDeps deps{store_.get(), producer_.get(), zmq_.get(), &models_, nullptr, nullptr, nullptr};
-  if (trainer_) {
-    deps.on_stored = [this](const std::string& key) { trainer_->Touch(key); };
+  if (trainer_) deps.on_stored = [this](const std::string& key) { trainer_->Touch(key); };
+  if (trainer_ && config_.teacher.enabled && config_.teacher.clicked_masks) {
+    // Only a trainer that learns from served masks needs to read new ones (every clicked image
+    // gets one per version).
     deps.on_mask_stored = [this](const std::string& key) { trainer_->TouchMask(key); };
   }
   deps.on_saturation = [this](bool saturated) {
