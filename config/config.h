@@ -130,6 +130,8 @@ struct ModelConfig {
   AugmentConfig augment;
   bool click_input = true;        // clicks as network inputs too (model/click_guidance.h)
   double simulated_clicks = 0.8;  // chance a dense mask is shown simulated clicks
+  // How the clicks are drawn as inputs: gaussian | geodesic (model/choices.h).
+  model::ClickGuidanceKind click_guidance = model::ClickGuidanceKind::kGeodesic;
 };
 
 struct SamplerConfig {

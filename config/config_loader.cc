@@ -401,6 +401,9 @@ const std::vector<FieldSpec>& Fields() {
         100));
     f.push_back(Boolean(
         "model.click_input", [](Config & c) -> auto& { return c.model.click_input; }));
+    f.push_back(Named(
+        "model.click_guidance", [](Config & c) -> auto& { return c.model.click_guidance; },
+        model::kClickGuidanceNames));
     f.push_back(Real(
         "model.simulated_clicks", [](Config & c) -> auto& { return c.model.simulated_clicks; }, 0,
         1));

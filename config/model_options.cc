@@ -40,6 +40,7 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   o.augment.intensity = m.augment.intensity;
   o.augment.noise = m.augment.noise;
   o.click_input = m.click_input;
+  o.click_guidance = m.click_guidance;
   o.simulated_clicks = m.simulated_clicks;
   o.seed = config.trainer.seed;
   Status valid = model::ValidateOptions(o);

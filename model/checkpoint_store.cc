@@ -79,6 +79,8 @@ void WriteArchive(const Segmenter& segmenter, torch::serialize::OutputArchive& a
   archive.write("format_version", c10::IValue(CheckpointStore::kFormatVersion));
   archive.write("options/method", c10::IValue(std::string(MethodName(o.method))));
   archive.write("options/loss.kind", c10::IValue(std::string(LossKindName(o.loss.kind))));
+  archive.write("options/click_guidance",
+                c10::IValue(std::string(ClickGuidanceName(o.click_guidance))));
   const auto write = [&](const char* name, const auto& field) {
     archive.write(std::string("options/") + name, ToIValue(field));
   };
@@ -133,6 +135,12 @@ Result<Segmenter> ReadArchive(torch::serialize::InputArchive& archive, const std
       auto kind = ParseLossKind(value.toStringRef());
       if (!kind.ok()) return kind.status().WithContext(what);
       options.loss.kind = *kind;
+    }
+    if (archive.try_read("options/click_guidance", value)) {
+      if (!value.isString()) return DataLoss(what + " has a malformed options/click_guidance");
+      auto kind = ParseClickGuidance(value.toStringRef());
+      if (!kind.ok()) return kind.status().WithContext(what);
+      options.click_guidance = *kind;
     }
   } catch (const std::exception& e) {
     return DataLoss(what + " has malformed options: " + e.what());

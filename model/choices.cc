@@ -29,6 +29,14 @@ Result<LossKind> ParseLossKind(const std::string& name) {
   return InvalidArgument("unknown loss '" + name + "' (expected " + OneOf(kLossKindNames) + ")");
 }
 
+const char* ClickGuidanceName(ClickGuidanceKind kind) { return NameOf(kClickGuidanceNames, kind); }
+
+Result<ClickGuidanceKind> ParseClickGuidance(const std::string& name) {
+  if (std::optional<ClickGuidanceKind> k = ValueOf(kClickGuidanceNames, name)) return *k;
+  return InvalidArgument("unknown click guidance '" + name + "' (expected " +
+                         OneOf(kClickGuidanceNames) + ")");
+}
+
 std::string DeviceName(const DeviceSpec& device) {
   switch (device.kind) {
     case DeviceSpec::Kind::kCpu:

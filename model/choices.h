@@ -1,6 +1,7 @@
 // model/choices.h — the model's named choices that a configuration selects: the method, the loss,
-// the aggregation rule and the compute device. Free of LibTorch, so config/config.h can hold them
-// as types; each has one table of names (base/enum_names.h) for parsing, printing and errors.
+// the aggregation rule, the click guidance and the compute device. Free of LibTorch, so
+// config/config.h can hold them as types; each has one table of names (base/enum_names.h) for
+// parsing, printing and errors.
 #pragma once
 
 #include <array>
@@ -59,6 +60,18 @@ inline constexpr std::array<EnumName<ColorMode>, 3> kColorModeNames{{
     {"gray", ColorMode::kGray},
     {"rgb", ColorMode::kRgb},
 }};
+
+// How a click_input model is shown its clicks (model/click_guidance.h): "gaussian", a bump of a
+// fixed width around each click; "geodesic", a wider bump that falls off with the geodesic distance
+// over the image, so it fills the click's region and stops at the image's edges.
+enum class ClickGuidanceKind { kGaussian, kGeodesic };
+inline constexpr std::array<EnumName<ClickGuidanceKind>, 2> kClickGuidanceNames{{
+    {"gaussian", ClickGuidanceKind::kGaussian},
+    {"geodesic", ClickGuidanceKind::kGeodesic},
+}};
+const char* ClickGuidanceName(ClickGuidanceKind kind);
+// Errors: kInvalidArgument naming the accepted spellings.
+Result<ClickGuidanceKind> ParseClickGuidance(const std::string& name);
 
 // Where the model runs: "cpu", "cuda" (the first GPU; the service spreads sampler shards over
 // every GPU), "cuda:N" (GPU N alone) or "auto" (CUDA when a device exists, else the CPU).

@@ -1,41 +1,158 @@
 #include "model/click_guidance.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
 namespace clickdiff::model {
 
+namespace {
+
+// exp(-x^2 / 2 sigma^2) for integer x in [-ceil(3 sigma), ceil(3 sigma)]: peak 1.
+torch::Tensor Bump(double sigma) {
+  const auto radius = static_cast<int64_t>(std::ceil(3 * sigma));
+  const auto offsets =
+      torch::arange(-radius, radius + 1, torch::TensorOptions().dtype(torch::kFloat));
+  return torch::exp(-offsets.square() / (2 * sigma * sigma));
+}
+
+// `maps` [N,1,H,W] convolved with the odd 1-D `kernel` along columns, then rows; `pad` the
+// padding of F::pad (zeros or the edge replicated) so the output keeps [N,1,H,W].
+torch::Tensor Separable(const torch::Tensor& maps, const torch::Tensor& kernel,
+                        torch::nn::functional::PadFuncOptions::mode_t pad) {
+  namespace F = torch::nn::functional;
+  const int64_t radius = (kernel.size(0) - 1) / 2;
+  const auto k = kernel.to(maps.device());
+  auto out = F::pad(maps, F::PadFuncOptions({0, 0, radius, radius}).mode(pad));
+  out = torch::conv2d(out, k.view({1, 1, -1, 1}));
+  out = F::pad(out, F::PadFuncOptions({radius, radius, 0, 0}).mode(pad));
+  return torch::conv2d(out, k.view({1, 1, 1, -1}));
+}
+
+// One-hot [B,K,H,W] float of the shown clicks.
+torch::Tensor ClickPoints(const torch::Tensor& labels, const torch::Tensor& shown,
+                          int64_t num_classes) {
+  return torch::one_hot(labels, num_classes)
+      .permute({0, 3, 1, 2})
+      .to(torch::kFloat)
+      .mul(shown.unsqueeze(1).to(torch::kFloat));
+}
+
+torch::Tensor GaussianGuidance(const torch::Tensor& labels, const torch::Tensor& shown,
+                               int64_t num_classes) {
+  const int64_t b = labels.size(0), h = labels.size(1), w = labels.size(2);
+  const auto points = ClickPoints(labels, shown, num_classes).reshape({b * num_classes, 1, h, w});
+  // Each click's bump keeps its peak of 1.
+  const auto maps = Separable(points, Bump(ClickGuidanceSigma(std::max(h, w))), torch::kConstant);
+  return maps.reshape({b, num_classes, h, w}).clamp_max(1);
+}
+
+torch::Tensor GeodesicGuidance(const torch::Tensor& labels, const torch::Tensor& shown,
+                               int64_t num_classes, const torch::Tensor& images) {
+  const int64_t b = labels.size(0), h = labels.size(1), w = labels.size(2);
+  if (!images.defined() || images.dim() != 4 || images.size(0) != b || images.size(2) != h ||
+      images.size(3) != w) {
+    throw std::invalid_argument("geodesic click guidance needs the images [B,C,H,W] of its clicks");
+  }
+  const double sigma = GeodesicGuidanceSigma(std::max(h, w));
+  std::vector<torch::Tensor> maps;
+  for (int64_t i = 0; i < b; ++i) {
+    const auto d = ClickDistances(images[i], labels[i], shown[i], num_classes);
+    maps.push_back(torch::exp(-d.square() / (2 * sigma * sigma)));  // 0 where d is inf
+  }
+  return torch::stack(maps).to(labels.device());
+}
+
+}  // namespace
+
 double ClickGuidanceSigma(int64_t resolution) {
   return std::max(1.0, static_cast<double>(resolution) / 32.0);
 }
 
+double GeodesicGuidanceSigma(int64_t resolution) {
+  return std::max(1.0, static_cast<double>(resolution) / 8.0);
+}
+
+torch::Tensor GeodesicDistance(const torch::Tensor& image, const torch::Tensor& seeds) {
+  const auto img = image.to(torch::kCPU, torch::kFloat).contiguous();
+  const int64_t c = img.size(0), h = img.size(1), w = img.size(2);
+  // The image's own scale of change: the mean colour difference between 4-neighbours.
+  const double across = w > 1 ? img.diff(1, 2).square().sum(0).sqrt().mean().item<double>() : 0;
+  const double down = h > 1 ? img.diff(1, 1).square().sum(0).sqrt().mean().item<double>() : 0;
+  const double scale = (across + down) / 2;
+  const float inverse = scale > 0 ? static_cast<float>(1 / scale) : 0.0F;
+  const float* pixels = img.data_ptr<float>();
+  const int64_t plane = h * w;
+  const auto cost = [&](int64_t p, int64_t q, float length) {
+    float sum = 0;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float diff = pixels[ch * plane + p] - pixels[ch * plane + q];
+      sum += diff * diff;
+    }
+    return length * (1 + std::sqrt(sum) * inverse);
+  };
+  auto distance = torch::full({h, w}, std::numeric_limits<float>::infinity());
+  distance.masked_fill_(seeds.to(torch::kCPU, torch::kBool), 0);
+  float* d = distance.data_ptr<float>();
+  const auto diagonal = static_cast<float>(std::sqrt(2.0));
+  struct Step {
+    int64_t dx, dy;
+    float length;
+  };
+  // The neighbours a forward raster scan has already visited; a backward scan mirrors them.
+  const std::array<Step, 4> before = {
+      {{-1, -1, diagonal}, {0, -1, 1.0F}, {1, -1, diagonal}, {-1, 0, 1.0F}}};
+  const auto relax = [&](int64_t x, int64_t y, int sign) {
+    const int64_t p = y * w + x;
+    for (const Step& s : before) {
+      const int64_t nx = x + sign * s.dx, ny = y + sign * s.dy;
+      if (nx < 0 || nx >= w || ny < 0 || ny >= h) continue;
+      const int64_t q = ny * w + nx;
+      d[p] = std::min(d[p], d[q] + cost(p, q, s.length));
+    }
+  };
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t x = 0; x < w; ++x) relax(x, y, 1);
+    }
+    for (int64_t y = h - 1; y >= 0; --y) {
+      for (int64_t x = w - 1; x >= 0; --x) relax(x, y, -1);
+    }
+  }
+  return distance;
+}
+
+torch::Tensor ClickDistances(const torch::Tensor& image, const torch::Tensor& labels,
+                             const torch::Tensor& shown, int64_t num_classes) {
+  const int64_t c = image.size(0), h = image.size(1), w = image.size(2);
+  const auto kernel = Bump(1.0);
+  const auto smooth = Separable(image.detach().to(torch::kCPU, torch::kFloat).reshape({c, 1, h, w}),
+                                kernel / kernel.sum(), torch::kReplicate)
+                          .reshape({c, h, w});
+  const auto points =
+      ClickPoints(labels.unsqueeze(0), shown.unsqueeze(0), num_classes).to(torch::kCPU)[0].gt(0);
+  auto out = torch::full({num_classes, h, w}, std::numeric_limits<float>::infinity());
+  for (int64_t k = 0; k < num_classes; ++k) {
+    if (points[k].any().item<bool>()) out[k].copy_(GeodesicDistance(smooth, points[k]));
+  }
+  return out;
+}
+
 torch::Tensor ClickGuidance(const torch::Tensor& labels, const torch::Tensor& shown,
-                            int64_t num_classes) {
-  const int64_t b = labels.size(0), h = labels.size(1), w = labels.size(2);
-  const auto points = torch::one_hot(labels, num_classes)
-                          .permute({0, 3, 1, 2})
-                          .to(torch::kFloat)
-                          .mul(shown.unsqueeze(1).to(torch::kFloat));
-  const double sigma = ClickGuidanceSigma(std::max(h, w));
-  const auto radius = static_cast<int64_t>(std::ceil(3 * sigma));
-  const auto offsets =
-      torch::arange(-radius, radius + 1, torch::TensorOptions().dtype(torch::kFloat));
-  const auto bump = torch::exp(-offsets.square() / (2 * sigma * sigma)).to(labels.device());
-  // Separable: rows, then columns; each click's bump keeps its peak of 1.
-  auto maps = points.reshape({b * num_classes, 1, h, w});
-  const torch::Tensor no_bias;
-  const std::vector<int64_t> stride = {1, 1}, rows = {radius, 0}, columns = {0, radius};
-  maps = torch::conv2d(maps, bump.view({1, 1, -1, 1}), no_bias, at::IntArrayRef(stride),
-                       at::IntArrayRef(rows));
-  maps = torch::conv2d(maps, bump.view({1, 1, 1, -1}), no_bias, at::IntArrayRef(stride),
-                       at::IntArrayRef(columns));
-  return maps.reshape({b, num_classes, h, w}).clamp_max(1);
+                            int64_t num_classes, ClickGuidanceKind kind,
+                            const torch::Tensor& images) {
+  if (kind == ClickGuidanceKind::kGeodesic) {
+    return GeodesicGuidance(labels, shown, num_classes, images);
+  }
+  return GaussianGuidance(labels, shown, num_classes);
 }
 
 torch::Tensor ClickGuidance(const std::vector<std::vector<Click>>& clicks, int64_t num_classes,
-                            int64_t resolution, torch::Device device) {
+                            int64_t resolution, torch::Device device, ClickGuidanceKind kind,
+                            const torch::Tensor& images) {
   // Each image's clicks as a click example paints them: its target (the classes) and known pixels.
   const auto grid = torch::zeros({1, resolution, resolution});
   std::vector<torch::Tensor> labels, shown;
@@ -46,8 +163,8 @@ torch::Tensor ClickGuidance(const std::vector<std::vector<Click>>& clicks, int64
     shown.push_back(painted->known);
   }
   if (clicks.empty()) return torch::zeros({0, num_classes, resolution, resolution}, device);
-  return ClickGuidance(torch::stack(labels).to(device), torch::stack(shown).to(device),
-                       num_classes);
+  return ClickGuidance(torch::stack(labels).to(device), torch::stack(shown).to(device), num_classes,
+                       kind, images);
 }
 
 std::vector<Click> ClicksToGrid(const std::vector<Click>& clicks, const GridMapping& mapping) {

@@ -2,8 +2,14 @@
 // channels, so a click changes its mask at once instead of only after training on it.
 //
 // Channel c of the guidance holds the clicks that say "class c here": positive clicks of class
-// c >= 1, and in channel 0 the negative clicks (background). Each click is a Gaussian bump of
-// peak 1 and standard deviation ClickGuidanceSigma(resolution); overlapping bumps are capped at 1.
+// c >= 1, and in channel 0 the negative clicks (background). Each click is a bump of peak 1;
+// overlapping bumps are capped at 1. Two kinds (model/choices.h ClickGuidanceKind):
+//   * gaussian: exp(-d^2 / 2 sigma^2) of the Euclidean distance d, sigma ClickGuidanceSigma(R);
+//   * geodesic: the same of the geodesic distance over the image (each step between neighbouring
+//     cells costs its length times 1 + |colour difference| / the image's mean difference between
+//     neighbours, on the image blurred by one cell), sigma GeodesicGuidanceSigma(R): wider, so a
+//     click's bump fills the homogeneous region around it and falls off at edges, as the
+//     geodesic click maps of DeepIGeoS (Wang et al., TPAMI 2019).
 // The image encoder takes the guidance after the image's own channels (UNetOptions::
 // guidance_channels), so it is paid once per image like the image.
 #pragma once
@@ -13,23 +19,44 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/choices.h"
 #include "model/preprocess.h"
 #include "model/training_example.h"
 
 namespace clickdiff::model {
 
-// The bump's standard deviation in grid cells: resolution / 32, at least 1 (2 at 64x64).
+// The gaussian bump's standard deviation in grid cells: resolution / 32, at least 1 (2 at 64x64).
 double ClickGuidanceSigma(int64_t resolution);
+// The geodesic bump's, in geodesic cells: resolution / 8, at least 1 (8 at 64x64).
+double GeodesicGuidanceSigma(int64_t resolution);
+
+// The geodesic distance [H,W] float from the `seeds` pixels [H,W] bool of `image` [C,H,W] float
+// (CPU), with the step cost above on `image` as given (GeodesicGuidance blurs it first); +inf
+// where no seed is. Two raster-scan passes each way over 8-neighbours (on a flat image the
+// chamfer distance of unit and diagonal steps: exact along rows, columns and diagonals, at most
+// 8% above the Euclidean elsewhere).
+torch::Tensor GeodesicDistance(const torch::Tensor& image, const torch::Tensor& seeds);
+
+// The geodesic distance [K,H,W] float of each pixel of `image` [C,H,W] float to the nearest shown
+// click of each class (`labels` [H,W] int64, `shown` [H,W] bool, as below), on the image blurred by
+// one cell; +inf for a class without a shown click. On the CPU.
+torch::Tensor ClickDistances(const torch::Tensor& image, const torch::Tensor& labels,
+                             const torch::Tensor& shown, int64_t num_classes);
 
 // The guidance [B,K,R,R] float of the clicks at the `shown` pixels [B,R,R] bool, whose classes
-// `labels` [B,R,R] int64 gives (0: a negative click). Same device as `labels`.
+// `labels` [B,R,R] int64 gives (0: a negative click). `images` [B,C,R,R] float, the network's
+// image input, is read by kGeodesic alone. Same device as `labels`.
 torch::Tensor ClickGuidance(const torch::Tensor& labels, const torch::Tensor& shown,
-                            int64_t num_classes);
+                            int64_t num_classes,
+                            ClickGuidanceKind kind = ClickGuidanceKind::kGaussian,
+                            const torch::Tensor& images = {});
 
 // The same for lists of clicks on an R x R grid, one list per image: [B,K,R,R] on `device`.
 // Clicks must lie on the grid and name a class in [1, K) (positive) — as MakeClickExample checks.
 torch::Tensor ClickGuidance(const std::vector<std::vector<Click>>& clicks, int64_t num_classes,
-                            int64_t resolution, torch::Device device);
+                            int64_t resolution, torch::Device device,
+                            ClickGuidanceKind kind = ClickGuidanceKind::kGaussian,
+                            const torch::Tensor& images = {});
 
 // Clicks in an image's own pixels placed on its model grid (GridMapping::ToGrid). Precondition:
 // every click lies inside the image.

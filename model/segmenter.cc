@@ -387,7 +387,9 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
                                                  options_.num_classes, options_.simulated_clicks,
                                                  gen, device_));
       }
-      input = torch::cat({image, ClickGuidance(target, shown, options_.num_classes)}, 1);
+      input = torch::cat({image, ClickGuidance(target, shown, options_.num_classes,
+                                               options_.click_guidance, image)},
+                         1);
     }
     if (!process_) {
       const int64_t r = options_.resolution;
@@ -478,7 +480,8 @@ Result<torch::Tensor> Segmenter::Sample(const torch::Tensor& images, int64_t num
       const std::vector<Click> none;
       const std::vector<Click>& shown = clicks.empty() ? none : clicks[static_cast<size_t>(b)];
       if (options_.click_input) {
-        input = torch::cat({input, ClickGuidance({shown}, k, r, device_)}, 1);
+        input = torch::cat(
+            {input, ClickGuidance({shown}, k, r, device_, options_.click_guidance, input)}, 1);
       }
       const auto features = net.Encode(input);
       torch::Tensor probs;  // "unet": one evaluation per image

@@ -1,6 +1,9 @@
 #include "model/training_example.h"
 
+#include <algorithm>
 #include <string>
+
+#include "model/click_guidance.h"
 
 namespace clickdiff::model {
 namespace {
@@ -58,6 +61,8 @@ Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
   return ex;
 }
 
+double ClickRegionRadius(int64_t resolution) { return GeodesicGuidanceSigma(resolution) / 2; }
+
 Result<TrainingExample> LabelUnclicked(const TrainingExample& clicks, const torch::Tensor& mask,
                                        int64_t num_classes) {
   if (clicks.dense || !clicks.known.defined() || !clicks.target.defined()) {
@@ -67,7 +72,16 @@ Result<TrainingExample> LabelUnclicked(const TrainingExample& clicks, const torc
   Result<torch::Tensor> ids = CheckMask(clicks.image, mask, num_classes, "unclicked pixels' mask");
   if (!ids.ok()) return ids.status();
   TrainingExample ex = clicks;
-  ex.target = torch::where(clicks.known.to(torch::kBool), clicks.target, *ids);
+  const auto known = clicks.known.to(torch::kBool);
+  // Around each click, what the click says beats the mask: the mask was drawn before the click
+  // could teach anything, and a lone click pixel inside a region the mask gets wrong would
+  // otherwise train against the whole region.
+  const auto distances = ClickDistances(clicks.image, clicks.target, known, num_classes);
+  const auto [nearest, click_class] = distances.min(0);
+  const auto near_click = nearest.le(ClickRegionRadius(std::max(mask.size(0), mask.size(1))));
+  ex.target =
+      torch::where(known, clicks.target,
+                   torch::where(near_click.to(ids->device()), click_class.to(ids->device()), *ids));
   return ex;
 }
 

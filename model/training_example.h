@@ -44,9 +44,15 @@ Result<TrainingExample> MakeClickExample(const torch::Tensor& image,
 Result<TrainingExample> MakeDenseExample(const torch::Tensor& image, const torch::Tensor& mask,
                                          int64_t num_classes);
 
+// The geodesic radius (grid cells, model/click_guidance.h) of a click's region in LabelUnclicked:
+// half the geodesic guidance's sigma (4 cells at 64x64), 0.5 at least.
+double ClickRegionRadius(int64_t resolution);
+
 // A click map whose unclicked pixels take their class from `mask` ([H,W], e.g. the mask the service
-// served for the image) instead of background: the clicks stay the only known pixels (weighed as
-// clicks, model/losses.h), the rest weigh as unclicked pixels do but with the mask's class. Errors:
+// served for the image) instead of background, except the click's region: the unclicked pixels
+// within ClickRegionRadius (geodesic, so it stops at the image's edges) of a click, and nearer to
+// it than to any click of another class, take that click's class. The clicks stay the only known
+// pixels (weighed as clicks, model/losses.h); the rest weigh as unclicked pixels do. Errors:
 // kInvalidArgument when `clicks` is not a click map, or `mask` does not match the image or holds
 // a class id outside [0, num_classes).
 Result<TrainingExample> LabelUnclicked(const TrainingExample& clicks, const torch::Tensor& mask,

@@ -37,9 +37,13 @@ TEST(ConfigLoaderTest, DefaultFileLoadsWithEmbeddedSettings) {
   // A dense pixel weighs what an unclicked one does: 1 - focal_alpha.
   EXPECT_NEAR(c->model.loss.dense_weight, 1 - c->model.loss.focal_alpha, 1e-12);
   EXPECT_TRUE(c->teacher.clicked_masks);
-  Result<Config> off = Load("teacher:\n  clicked_masks: false\n");
+  EXPECT_EQ(c->model.click_guidance, model::ClickGuidanceKind::kGeodesic);
+  Result<Config> off =
+      Load("teacher:\n  clicked_masks: false\nmodel:\n  click_guidance: gaussian\n");
   ASSERT_TRUE(off.ok()) << off.status().ToString();
   EXPECT_FALSE(off->teacher.clicked_masks);
+  EXPECT_EQ(off->model.click_guidance, model::ClickGuidanceKind::kGaussian);
+  EXPECT_THAT(ErrorOf("model:\n  click_guidance: disk\n"), HasSubstr("model.click_guidance"));
 }
 
 TEST(ConfigLoaderTest, ProductionExampleLoadsWithPassThroughKafkaProperties) {

@@ -38,6 +38,7 @@ TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   config.model.augment.intensity = 0.2;
   config.model.d3pm.prior_share = 0.3;
   config.model.loss.dense_weight = 0.02;
+  config.model.click_guidance = model::ClickGuidanceKind::kGaussian;
   Result<model::SegmenterOptions> o = SegmenterOptionsFrom(config);
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_EQ(o->method, model::Method::kGaussianX0);
@@ -49,6 +50,8 @@ TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   EXPECT_EQ(SegmenterOptionsFrom(Config{})->loss.dense_weight, 0.001);  // the library's is 1
   EXPECT_EQ(o->d3pm.prior_share, 0.3);
   EXPECT_EQ(o->loss.dense_weight, 0.02);
+  EXPECT_EQ(o->click_guidance, model::ClickGuidanceKind::kGaussian);
+  EXPECT_EQ(SegmenterOptionsFrom(Config{})->click_guidance, model::ClickGuidanceKind::kGeodesic);
   EXPECT_DOUBLE_EQ(o->augment.intensity, 0.2);
   EXPECT_EQ(TrainerOptionsFrom(config.trainer).seed, 9u);
   EXPECT_EQ(o->unet.image_channels, 3);  // color auto: the service cannot see its images first

@@ -368,43 +368,52 @@ TEST_P(ClickInputTest, TrainingShowsClicksOfClickExamplesAndSimulatesThemOnDense
 }
 
 TEST_P(ClickInputTest, ShownClicksChangeTheSamplesAndEveryMaskHoldsThem) {
-  auto seg = Segmenter::Create(ClickInputOptions(GetParam()), torch::kCPU);
-  ASSERT_TRUE(seg.ok());
-  // Train the guidance weights away from zero on images with two clicks.
-  std::vector<TrainingExample> clicked;
-  for (const auto& s : Shapes(4)) clicked.push_back(MakeClickExample(s.image, s.clicks, 3).value());
-  torch::optim::Adam adam(seg->Parameters(), torch::optim::AdamOptions(1e-2));
-  for (int step = 0; step < 6; ++step) ASSERT_TRUE(seg->TrainStep(clicked, adam).ok());
-  const auto shapes = Shapes(1);
-  const auto image = shapes[0].image.unsqueeze(0);
-  const std::vector<Click> clicks = {Click{4, 5, 2, true}, Click{12, 12, 1, false}};
-  auto plain = seg->Sample(image, 6, 0, 11);
-  auto with = seg->Sample(image, 6, 0, 11, 64, {clicks});
-  ASSERT_TRUE(plain.ok() && with.ok()) << with.status().ToString();
-  EXPECT_TRUE(with->select(3, 4).select(2, 5).eq(2).all().item<bool>());
-  EXPECT_TRUE(with->select(3, 12).select(2, 12).eq(0).all().item<bool>());
-  auto elsewhere = torch::ones({16, 16}, torch::kBool);
-  elsewhere[5][4] = false;
-  elsewhere[12][12] = false;
-  EXPECT_FALSE(torch::equal(plain->masked_select(elsewhere), with->masked_select(elsewhere)))
-      << "the network did not see the clicks";
-  // A saved model keeps its click input.
-  const std::string path = ::testing::TempDir() + "/click_input_" + MethodName(GetParam()) + ".pt";
-  ASSERT_TRUE(CheckpointStore::Save(*seg, path).ok());
-  auto loaded = CheckpointStore::Load(path, torch::kCPU);
-  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
-  EXPECT_TRUE(loaded->options().click_input);
-  auto again = loaded->Sample(image, 6, 0, 11, 64, {clicks});
-  ASSERT_TRUE(again.ok());
-  EXPECT_TRUE(torch::equal(*with, *again));
-  std::remove(path.c_str());
-  // Clicks off the grid, of an unknown class or not one list per image are refused.
-  EXPECT_EQ(seg->Sample(image, 2, 0, 1, 64, {{Click{16, 0, 1, true}}}).status().code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(seg->Sample(image, 2, 0, 1, 64, {{Click{1, 1, 3, true}}}).status().code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(seg->Sample(image, 2, 0, 1, 64, {{}, {}}).status().code(),
-            StatusCode::kInvalidArgument);
+  for (const ClickGuidanceKind kind :
+       {ClickGuidanceKind::kGaussian, ClickGuidanceKind::kGeodesic}) {
+    SCOPED_TRACE(ClickGuidanceName(kind));
+    SegmenterOptions options = ClickInputOptions(GetParam());
+    options.click_guidance = kind;
+    auto seg = Segmenter::Create(options, torch::kCPU);
+    ASSERT_TRUE(seg.ok());
+    // Train the guidance weights away from zero on images with two clicks.
+    std::vector<TrainingExample> clicked;
+    for (const auto& s : Shapes(4))
+      clicked.push_back(MakeClickExample(s.image, s.clicks, 3).value());
+    torch::optim::Adam adam(seg->Parameters(), torch::optim::AdamOptions(1e-2));
+    for (int step = 0; step < 6; ++step) ASSERT_TRUE(seg->TrainStep(clicked, adam).ok());
+    const auto shapes = Shapes(1);
+    const auto image = shapes[0].image.unsqueeze(0);
+    const std::vector<Click> clicks = {Click{4, 5, 2, true}, Click{12, 12, 1, false}};
+    auto plain = seg->Sample(image, 6, 0, 11);
+    auto with = seg->Sample(image, 6, 0, 11, 64, {clicks});
+    ASSERT_TRUE(plain.ok() && with.ok()) << with.status().ToString();
+    EXPECT_TRUE(with->select(3, 4).select(2, 5).eq(2).all().item<bool>());
+    EXPECT_TRUE(with->select(3, 12).select(2, 12).eq(0).all().item<bool>());
+    auto elsewhere = torch::ones({16, 16}, torch::kBool);
+    elsewhere[5][4] = false;
+    elsewhere[12][12] = false;
+    EXPECT_FALSE(torch::equal(plain->masked_select(elsewhere), with->masked_select(elsewhere)))
+        << "the network did not see the clicks";
+    // A saved model keeps its click input.
+    const std::string path =
+        ::testing::TempDir() + "/click_input_" + MethodName(GetParam()) + ".pt";
+    ASSERT_TRUE(CheckpointStore::Save(*seg, path).ok());
+    auto loaded = CheckpointStore::Load(path, torch::kCPU);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_TRUE(loaded->options().click_input);
+    EXPECT_EQ(loaded->options().click_guidance, kind);
+    auto again = loaded->Sample(image, 6, 0, 11, 64, {clicks});
+    ASSERT_TRUE(again.ok());
+    EXPECT_TRUE(torch::equal(*with, *again));
+    std::remove(path.c_str());
+    // Clicks off the grid, of an unknown class or not one list per image are refused.
+    EXPECT_EQ(seg->Sample(image, 2, 0, 1, 64, {{Click{16, 0, 1, true}}}).status().code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(seg->Sample(image, 2, 0, 1, 64, {{Click{1, 1, 3, true}}}).status().code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(seg->Sample(image, 2, 0, 1, 64, {{}, {}}).status().code(),
+              StatusCode::kInvalidArgument);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMethods, ClickInputTest,
@@ -477,6 +486,27 @@ TEST(TrainingExampleTest, AMaskLabelsOnlyTheUnclickedPixelsOfAClickMap) {
   EXPECT_EQ(LabelUnclicked(clicks, torch::zeros({8, 7}, torch::kLong), 2).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(LabelUnclicked(clicks, mask * 2, 2).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(TrainingExampleTest, AClicksRegionBeatsTheMaskUpToAnEdge) {
+  // 32x32: region radius 2 cells. The left half dark, the right half bright; the mask says
+  // "object" everywhere, a negative click at (8,16) and one at (12,16) say background.
+  ASSERT_EQ(ClickRegionRadius(32), 2.0);
+  ASSERT_EQ(ClickRegionRadius(64), 4.0);
+  auto image = torch::zeros({1, 32, 32});
+  image.slice(2, 16).fill_(1);
+  const TrainingExample clicks =
+      MakeClickExample(image, {{8, 4, 0, false}, {12, 16, 0, false}}, 2).value();
+  Result<TrainingExample> labelled = LabelUnclicked(clicks, torch::ones({32, 32}, torch::kLong), 2);
+  ASSERT_TRUE(labelled.ok()) << labelled.status().ToString();
+  const auto at = [&](int x, int y) { return labelled->target[y][x].item<int64_t>(); };
+  EXPECT_EQ(at(8, 4), 0);
+  EXPECT_EQ(at(10, 4), 0);  // two cells away on a flat stretch
+  EXPECT_EQ(at(8, 6), 0);
+  EXPECT_EQ(at(11, 4), 1);  // three: the mask's
+  EXPECT_EQ(at(10, 16), 0);
+  EXPECT_EQ(at(14, 16), 1);  // two cells away but at the edge: the mask's
+  EXPECT_TRUE(torch::equal(labelled->known, clicks.known));
 }
 
 TEST(SyntheticTest, IsSeededAndClicksLieInsideTheirObject) {
