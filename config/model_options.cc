@@ -70,6 +70,14 @@ Status CheckModelColor(const Config& config, const model::SegmenterOptions& load
                          " (set it to auto or to what the model takes)");
 }
 
+std::string ClickGuidanceWarning(const Config& config, const model::SegmenterOptions& loaded,
+                                 const std::string& what) {
+  if (!loaded.click_input || loaded.click_guidance == config.model.click_guidance) return "";
+  return what + " draws its clicks as " + model::ClickGuidanceName(loaded.click_guidance) +
+         " bumps, as it was trained; model.click_guidance " +
+         model::ClickGuidanceName(config.model.click_guidance) + " applies to new models only";
+}
+
 model::TrainerOptions TrainerOptionsFrom(const TrainerConfig& config) {
   model::TrainerOptions o;
   o.batch_size = config.batch_size;

@@ -25,6 +25,11 @@ int64_t ImageChannelsFor(model::ColorMode color);
 // takes any). Errors: kInvalidArgument naming `what` (the file) and model.color.
 Status CheckModelColor(const Config& config, const model::SegmenterOptions& loaded,
                        const std::string& what);
+// A loaded model draws its clicks as it was trained to (its file records it): a warning naming
+// `what` when that is not what model.click_guidance asks of new models; empty when they agree or
+// the model takes no clicks.
+std::string ClickGuidanceWarning(const Config& config, const model::SegmenterOptions& loaded,
+                                 const std::string& what);
 model::TrainerOptions TrainerOptionsFrom(const TrainerConfig& config);
 // `num_classes` comes from the model actually loaded, which may differ from the config's.
 model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config, int64_t num_classes);

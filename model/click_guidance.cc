@@ -77,13 +77,15 @@ double GeodesicGuidanceSigma(int64_t resolution) {
 }
 
 torch::Tensor GeodesicDistance(const torch::Tensor& image, const torch::Tensor& seeds) {
-  const auto img = image.to(torch::kCPU, torch::kFloat).contiguous();
+  // A non-finite pixel would poison the scale and block every path through it: read it as 0.
+  const auto img = torch::nan_to_num(image.to(torch::kCPU, torch::kFloat), 0, 0, 0).contiguous();
   const int64_t c = img.size(0), h = img.size(1), w = img.size(2);
-  // The image's own scale of change: the mean colour difference between 4-neighbours.
+  // The image's own scale of change: the mean colour difference between 4-neighbours, at least
+  // one 8-bit level, so the faint steps of a nearly flat image do not become walls.
   const double across = w > 1 ? img.diff(1, 2).square().sum(0).sqrt().mean().item<double>() : 0;
   const double down = h > 1 ? img.diff(1, 1).square().sum(0).sqrt().mean().item<double>() : 0;
-  const double scale = (across + down) / 2;
-  const float inverse = scale > 0 ? static_cast<float>(1 / scale) : 0.0F;
+  const double scale = std::max((across + down) / 2, 1.0 / 255);
+  const auto inverse = static_cast<float>(1 / scale);
   const float* pixels = img.data_ptr<float>();
   const int64_t plane = h * w;
   const auto cost = [&](int64_t p, int64_t q, float length) {

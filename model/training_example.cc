@@ -1,6 +1,7 @@
 #include "model/training_example.h"
 
 #include <algorithm>
+#include <exception>
 #include <string>
 
 #include "model/click_guidance.h"
@@ -28,6 +29,24 @@ Result<torch::Tensor> CheckMask(const torch::Tensor& image, const torch::Tensor&
                            ")");
   }
   return ids;
+}
+
+// The click map `clicks` with `ids` on its unclicked pixels, except the click regions
+// (LabelUnclicked). Ties between classes go to the lower class id.
+TrainingExample WithClickRegions(const TrainingExample& clicks, const torch::Tensor& ids,
+                                 int64_t num_classes) {
+  TrainingExample ex = clicks;
+  const auto known = clicks.known.to(torch::kBool);
+  // Around each click, what the click says beats the mask: the mask was drawn before the click
+  // could teach anything, and a lone click pixel inside a region the mask gets wrong would
+  // otherwise train against the whole region.
+  const auto distances = ClickDistances(clicks.image, clicks.target, known, num_classes);
+  const auto [nearest, click_class] = distances.min(0);
+  const auto near_click = nearest.le(ClickRegionRadius(std::max(ids.size(0), ids.size(1))));
+  ex.target =
+      torch::where(known, clicks.target,
+                   torch::where(near_click.to(ids.device()), click_class.to(ids.device()), ids));
+  return ex;
 }
 
 }  // namespace
@@ -71,18 +90,11 @@ Result<TrainingExample> LabelUnclicked(const TrainingExample& clicks, const torc
   CLICKDIFF_RETURN_IF_ERROR(CheckImage(clicks.image));
   Result<torch::Tensor> ids = CheckMask(clicks.image, mask, num_classes, "unclicked pixels' mask");
   if (!ids.ok()) return ids.status();
-  TrainingExample ex = clicks;
-  const auto known = clicks.known.to(torch::kBool);
-  // Around each click, what the click says beats the mask: the mask was drawn before the click
-  // could teach anything, and a lone click pixel inside a region the mask gets wrong would
-  // otherwise train against the whole region.
-  const auto distances = ClickDistances(clicks.image, clicks.target, known, num_classes);
-  const auto [nearest, click_class] = distances.min(0);
-  const auto near_click = nearest.le(ClickRegionRadius(std::max(mask.size(0), mask.size(1))));
-  ex.target =
-      torch::where(known, clicks.target,
-                   torch::where(near_click.to(ids->device()), click_class.to(ids->device()), *ids));
-  return ex;
+  try {
+    return WithClickRegions(clicks, *ids, num_classes);
+  } catch (const std::exception& e) {
+    return Internal(std::string("labelling the unclicked pixels failed: ") + e.what());
+  }
 }
 
 Result<TrainingExample> MakeDenseExample(const torch::Tensor& image, const torch::Tensor& mask,

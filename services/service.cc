@@ -163,6 +163,10 @@ Status Service::LoadModel() {
   if (stored_.model.has_value()) {
     spdlog::info("serving model version {} from the store", stored_.model->version);
     *serving = *stored_.model;
+    const std::string warning =
+        ClickGuidanceWarning(config_, serving->segmenter->options(),
+                             "stored model version " + std::to_string(serving->version));
+    if (!warning.empty()) spdlog::warn("{}", warning);
   } else if (config_.model.checkpoint.empty()) {
     Result<model::SegmenterOptions> options = SegmenterOptionsFrom(config_);
     if (!options.ok()) return options.status().WithContext("model");
@@ -186,6 +190,9 @@ Status Service::LoadModel() {
     }
     CLICKDIFF_RETURN_IF_ERROR(
         CheckModelColor(config_, loaded->options(), config_.model.checkpoint).WithContext("model"));
+    const std::string warning =
+        ClickGuidanceWarning(config_, loaded->options(), config_.model.checkpoint);
+    if (!warning.empty()) spdlog::warn("{}", warning);
     serving->segmenter = std::make_shared<model::Segmenter>(std::move(loaded).value());
     serving->version = 1;
     spdlog::info("serving {} ({}) as model version 1", config_.model.checkpoint,

@@ -99,6 +99,8 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
     segmenter = model::CheckpointStore::Load(args.init, device);
     if (!segmenter.ok()) return segmenter.status();
     CLICKDIFF_RETURN_IF_ERROR(CheckModelColor(*config, segmenter->options(), args.init));
+    const std::string warning = ClickGuidanceWarning(*config, segmenter->options(), args.init);
+    if (!warning.empty()) spdlog::warn("{}", warning);
     planned = segmenter->options();
   }
   if (!planned.ok()) return planned.status();

@@ -28,6 +28,18 @@ TEST(PlanServingTest, OneShardPerDeviceByDefaultAndExplicitCountsKept) {
   }
 }
 
+TEST(ModelOptionsTest, ALoadedModelDrawingItsClicksOtherwiseIsNamedInAWarning) {
+  Config config;  // geodesic
+  model::SegmenterOptions loaded = *SegmenterOptionsFrom(config);
+  EXPECT_EQ(ClickGuidanceWarning(config, loaded, "new.pt"), "");
+  loaded.click_guidance = model::ClickGuidanceKind::kGaussian;  // a file from before geodesic
+  const std::string warning = ClickGuidanceWarning(config, loaded, "old.pt");
+  EXPECT_NE(warning.find("old.pt draws its clicks as gaussian"), std::string::npos) << warning;
+  EXPECT_NE(warning.find("model.click_guidance geodesic"), std::string::npos) << warning;
+  loaded.click_input = false;  // takes no clicks: nothing to say
+  EXPECT_EQ(ClickGuidanceWarning(config, loaded, "old.pt"), "");
+}
+
 TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   Config config;
   config.model.method = model::Method::kGaussianX0;

@@ -490,7 +490,7 @@ TEST(TrainingExampleTest, AMaskLabelsOnlyTheUnclickedPixelsOfAClickMap) {
 
 TEST(TrainingExampleTest, AClicksRegionBeatsTheMaskUpToAnEdge) {
   // 32x32: region radius 2 cells. The left half dark, the right half bright; the mask says
-  // "object" everywhere, a negative click at (8,16) and one at (12,16) say background.
+  // "object" everywhere, negative clicks at (8,4) and (12,16) say background.
   ASSERT_EQ(ClickRegionRadius(32), 2.0);
   ASSERT_EQ(ClickRegionRadius(64), 4.0);
   auto image = torch::zeros({1, 32, 32});
