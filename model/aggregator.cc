@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "model/blur.h"
 #include "model/click_guidance.h"
 
 namespace clickdiff::model {
@@ -18,16 +19,8 @@ std::string ShapeString(const torch::Tensor& t) {
 
 // Separable Gaussian blur of x [B,C,H,W] (each channel independently), zero padding.
 torch::Tensor GaussianBlur(const torch::Tensor& x, double sigma) {
-  const int64_t radius = static_cast<int64_t>(std::ceil(3.0 * sigma));
-  torch::Tensor offsets = torch::arange(
-      -radius, radius + 1, torch::TensorOptions().dtype(torch::kFloat).device(x.device()));
-  torch::Tensor kernel = torch::exp(-offsets * offsets / static_cast<float>(2.0 * sigma * sigma));
-  kernel = kernel / kernel.sum();
-  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  torch::Tensor y = x.reshape({b * c, 1, h, w});
-  y = F::conv2d(y, kernel.view({1, 1, 1, -1}), F::Conv2dFuncOptions().padding({0, radius}));
-  y = F::conv2d(y, kernel.view({1, 1, -1, 1}), F::Conv2dFuncOptions().padding({radius, 0}));
-  return y.reshape({b, c, h, w});
+  const auto kernel = GaussianKernel(sigma);
+  return SeparableFilter(x, kernel / kernel.sum(), torch::kConstant);
 }
 
 torch::Tensor Resize(const torch::Tensor& x, int64_t height, int64_t width) {

@@ -7,30 +7,11 @@
 #include <stdexcept>
 #include <vector>
 
+#include "model/blur.h"
+
 namespace clickdiff::model {
 
 namespace {
-
-// exp(-x^2 / 2 sigma^2) for integer x in [-ceil(3 sigma), ceil(3 sigma)]: peak 1.
-torch::Tensor Bump(double sigma) {
-  const auto radius = static_cast<int64_t>(std::ceil(3 * sigma));
-  const auto offsets =
-      torch::arange(-radius, radius + 1, torch::TensorOptions().dtype(torch::kFloat));
-  return torch::exp(-offsets.square() / (2 * sigma * sigma));
-}
-
-// `maps` [N,1,H,W] convolved with the odd 1-D `kernel` along columns, then rows; `pad` the
-// padding of F::pad (zeros or the edge replicated) so the output keeps [N,1,H,W].
-torch::Tensor Separable(const torch::Tensor& maps, const torch::Tensor& kernel,
-                        torch::nn::functional::PadFuncOptions::mode_t pad) {
-  namespace F = torch::nn::functional;
-  const int64_t radius = (kernel.size(0) - 1) / 2;
-  const auto k = kernel.to(maps.device());
-  auto out = F::pad(maps, F::PadFuncOptions({0, 0, radius, radius}).mode(pad));
-  out = torch::conv2d(out, k.view({1, 1, -1, 1}));
-  out = F::pad(out, F::PadFuncOptions({radius, radius, 0, 0}).mode(pad));
-  return torch::conv2d(out, k.view({1, 1, 1, -1}));
-}
 
 // One-hot [B,K,H,W] float of the shown clicks.
 torch::Tensor ClickPoints(const torch::Tensor& labels, const torch::Tensor& shown,
@@ -43,11 +24,11 @@ torch::Tensor ClickPoints(const torch::Tensor& labels, const torch::Tensor& show
 
 torch::Tensor GaussianGuidance(const torch::Tensor& labels, const torch::Tensor& shown,
                                int64_t num_classes) {
-  const int64_t b = labels.size(0), h = labels.size(1), w = labels.size(2);
-  const auto points = ClickPoints(labels, shown, num_classes).reshape({b * num_classes, 1, h, w});
+  const int64_t h = labels.size(1), w = labels.size(2);
   // Each click's bump keeps its peak of 1.
-  const auto maps = Separable(points, Bump(ClickGuidanceSigma(std::max(h, w))), torch::kConstant);
-  return maps.reshape({b, num_classes, h, w}).clamp_max(1);
+  return SeparableFilter(ClickPoints(labels, shown, num_classes),
+                         GaussianKernel(ClickGuidanceSigma(std::max(h, w))), torch::kConstant)
+      .clamp_max(1);
 }
 
 torch::Tensor GeodesicGuidance(const torch::Tensor& labels, const torch::Tensor& shown,
@@ -129,11 +110,10 @@ torch::Tensor GeodesicDistance(const torch::Tensor& image, const torch::Tensor& 
 
 torch::Tensor ClickDistances(const torch::Tensor& image, const torch::Tensor& labels,
                              const torch::Tensor& shown, int64_t num_classes) {
-  const int64_t c = image.size(0), h = image.size(1), w = image.size(2);
-  const auto kernel = Bump(1.0);
-  const auto smooth = Separable(image.detach().to(torch::kCPU, torch::kFloat).reshape({c, 1, h, w}),
-                                kernel / kernel.sum(), torch::kReplicate)
-                          .reshape({c, h, w});
+  const auto kernel = GaussianKernel(1.0);
+  const auto smooth = SeparableFilter(image.detach().to(torch::kCPU, torch::kFloat).unsqueeze(0),
+                                      kernel / kernel.sum(), torch::kReplicate)[0];
+  const int64_t h = smooth.size(1), w = smooth.size(2);
   const auto points =
       ClickPoints(labels.unsqueeze(0), shown.unsqueeze(0), num_classes).to(torch::kCPU)[0].gt(0);
   auto out = torch::full({num_classes, h, w}, std::numeric_limits<float>::infinity());
