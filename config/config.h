@@ -51,10 +51,20 @@ struct KafkaConfig {
   int partitions = 1;  // partitions per topic created in embedded mode
   std::string group_id = "clickdiff";
   std::string client_id = "clickdiff";
+  // The consumer's group.instance.id (static membership, KIP-345): a restarted instance takes its
+  // partitions back at once instead of waiting for its dead self's session to time out. "auto":
+  // derived from client_id, the host name and the store's identity in external mode, none in
+  // embedded mode (the broker dies with the service); empty: dynamic membership; anything else:
+  // used as it is (Kafka's characters: letters, digits, '.', '_' and '-').
+  std::string instance_id = "auto";
   KafkaTopics topics;
   // Passed verbatim to librdkafka (security.protocol, sasl.*, ssl.*, ...); librdkafka validates
   // them.
   std::map<std::string, std::string> properties;
+  // librdkafka properties whose values are read from files when a client starts, for secrets
+  // kept out of the configuration (sasl.password: /run/secrets/kafka-password): the file's
+  // content, less one trailing newline. A name may not be in `properties` as well.
+  std::map<std::string, std::string> property_files;
 };
 
 struct StoreConfig {
@@ -66,8 +76,18 @@ struct StoreConfig {
 
 struct ZmqCurveConfig {
   bool enabled = false;
-  std::string server_public_key;  // Z85, 40 characters
-  std::string server_secret_key;  // Z85, 40 characters
+  // The server's key pair: a key file of `clickdiff keygen` (server_key_file), or inline in Z85
+  // (40 characters each). Clients need the public key only.
+  std::string server_public_key;
+  std::string server_secret_key;
+  std::string server_key_file;
+  // Who may connect (a ZAP handler checks every handshake): clients' public keys in Z85, and a
+  // directory of their .pub files. With CURVE on, the server refuses to start with neither.
+  std::vector<std::string> client_keys;
+  std::string client_keys_dir;
+  // The key pair this machine's CLI clients (subscribe, stats, annotate...) connect with, a key
+  // file of `clickdiff keygen`; empty: a fresh pair per connection, which no allow-list holds.
+  std::string client_key_file;
 };
 
 struct ZmqConfig {

@@ -277,6 +277,9 @@ const std::vector<FieldSpec>& Fields() {
         "kafka.client_id", [](Config & c) -> auto& { return c.kafka.client_id; }, "a client id",
         NonEmptyProblem));
     f.push_back(Text(
+        "kafka.instance_id", [](Config & c) -> auto& { return c.kafka.instance_id; },
+        "auto, empty (dynamic membership) or a group.instance.id", KafkaTopicProblem));
+    f.push_back(Text(
         "kafka.topics.images", [](Config & c) -> auto& { return c.kafka.topics.images; },
         "a Kafka topic name", RequiredTopicProblem));
     f.push_back(Text(
@@ -300,6 +303,8 @@ const std::vector<FieldSpec>& Fields() {
         "a topic name suffix", RequiredTopicProblem));
     f.push_back(TextMap(
         "kafka.properties", [](Config & c) -> auto& { return c.kafka.properties; }));
+    f.push_back(TextMap(
+        "kafka.property_files", [](Config & c) -> auto& { return c.kafka.property_files; }));
     f.push_back(Text(
         "store.path", [](Config & c) -> auto& { return c.store.path; }, "a directory path",
         NonEmptyProblem));
@@ -329,6 +334,20 @@ const std::vector<FieldSpec>& Fields() {
         "zmq.curve.server_secret_key",
         [](Config & c) -> auto& { return c.zmq.curve.server_secret_key; },
         "a Z85 key of 40 characters", Z85KeyProblem));
+    f.push_back(Text(
+        "zmq.curve.server_key_file",
+        [](Config & c) -> auto& { return c.zmq.curve.server_key_file; },
+        "a key pair file of clickdiff keygen"));
+    f.push_back(TextList(
+        "zmq.curve.client_keys", [](Config & c) -> auto& { return c.zmq.curve.client_keys; }));
+    f.push_back(Text(
+        "zmq.curve.client_keys_dir",
+        [](Config & c) -> auto& { return c.zmq.curve.client_keys_dir; },
+        "a directory of clients' .pub key files"));
+    f.push_back(Text(
+        "zmq.curve.client_key_file",
+        [](Config & c) -> auto& { return c.zmq.curve.client_key_file; },
+        "a key pair file of clickdiff keygen"));
     f.push_back(Named(
         "model.method", [](Config & c) -> auto& { return c.model.method; }, model::kMethodNames));
     f.push_back(Integer<int>(
@@ -718,10 +737,22 @@ Status ValidateCombination(const Config& c) {
         "trainer.held_out_images: 1 image cannot judge a version (the gate needs 2 or more; 0: no "
         "gate)");
   }
-  if (c.zmq.curve.enabled &&
-      (c.zmq.curve.server_public_key.empty() || c.zmq.curve.server_secret_key.empty())) {
+  for (const auto& [name, path] : c.kafka.property_files) {
+    if (c.kafka.properties.count(name) != 0) {
+      return InvalidArgument("kafka.property_files." + name +
+                             ": also in kafka.properties; give the value one way");
+    }
+  }
+  const ZmqCurveConfig& curve = c.zmq.curve;
+  if (!curve.server_key_file.empty() &&
+      !(curve.server_public_key.empty() && curve.server_secret_key.empty())) {
     return InvalidArgument(
-        "zmq.curve: enabled needs server_public_key and server_secret_key (Z85, 40 characters)");
+        "zmq.curve: server_key_file or server_public_key and server_secret_key, not both");
+  }
+  if (curve.enabled && curve.server_key_file.empty() && curve.server_public_key.empty()) {
+    return InvalidArgument(
+        "zmq.curve: enabled needs the server's key: server_key_file (clickdiff keygen), or "
+        "server_public_key (Z85, 40 characters; with server_secret_key where the server runs)");
   }
   return Status::Ok();
 }

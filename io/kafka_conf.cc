@@ -2,7 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <set>
+#include <utility>
+#include <vector>
 
 namespace clickdiff::kafka_internal {
 namespace {
@@ -19,6 +24,27 @@ void LogToSpdlog(const rd_kafka_t* rk, int level, const char* facility, const ch
     spd_level = spdlog::level::info;
   }
   spdlog::log(spd_level, "librdkafka {} {}: {}", rd_kafka_name(rk), facility, message);
+}
+
+// The value of kafka.property_files' `name`: the content of `path` less one trailing newline.
+// Errors name the key and the file, never the content (it is a secret).
+Result<std::string> ReadPropertyFile(const std::string& name, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return NotFound("kafka.property_files." + name + ": cannot read " + path + ": " +
+                    std::strerror(errno));
+  }
+  constexpr size_t kMaxBytes = 64 * 1024;  // a password or a token, not a data file
+  std::string value;
+  value.resize(kMaxBytes + 1);
+  in.read(value.data(), static_cast<std::streamsize>(value.size()));
+  value.resize(static_cast<size_t>(in.gcount()));
+  if (value.size() > kMaxBytes) {
+    return InvalidArgument("kafka.property_files." + name + ": " + path + " is over 64 KiB");
+  }
+  if (!value.empty() && value.back() == '\n') value.pop_back();
+  if (!value.empty() && value.back() == '\r') value.pop_back();
+  return value;
 }
 
 }  // namespace
@@ -57,7 +83,14 @@ Result<ConfPtr> BuildConf(const KafkaConfig& config, const std::string& bootstra
   }
   std::set<std::string> managed = {"bootstrap.servers", "client.id"};
   for (const auto& [name, value] : spec.managed) managed.insert(name);
-  for (const auto& [name, value] : config.properties) {
+  std::vector<std::pair<std::string, std::string>> properties(config.properties.begin(),
+                                                              config.properties.end());
+  for (const auto& [name, path] : config.property_files) {
+    Result<std::string> value = ReadPropertyFile(name, path);
+    if (!value.ok()) return value.status();
+    properties.emplace_back(name, std::move(value).value());
+  }
+  for (const auto& [name, value] : properties) {
     if (managed.count(name) != 0) {
       return InvalidArgument("kafka property \"" + name + "\" is set by the " + spec.client_kind +
                              " itself (bootstrap.servers and client.id come from "
@@ -71,7 +104,7 @@ Result<ConfPtr> BuildConf(const KafkaConfig& config, const std::string& bootstra
   }
   CLICKDIFF_RETURN_IF_ERROR(SetProperty(conf.get(), "client.id", config.client_id));
   CLICKDIFF_RETURN_IF_ERROR(SetProperty(conf.get(), "bootstrap.servers", bootstrap));
-  for (const auto& [name, value] : config.properties) {
+  for (const auto& [name, value] : properties) {
     CLICKDIFF_RETURN_IF_ERROR(SetProperty(conf.get(), name, value));
   }
   for (const auto& [name, value] : spec.managed) {

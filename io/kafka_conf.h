@@ -50,11 +50,14 @@ struct ConfSpec {
 
 // Returns a configuration with librdkafka's log routed to spdlog and, in order: spec.defaults,
 // client.id = config.client_id, bootstrap.servers = `bootstrap_override` if non-empty else
-// config.bootstrap_servers, config.properties verbatim, spec.managed.
+// config.bootstrap_servers, config.properties verbatim and those of config.property_files (read
+// now; NotFound naming the key and the file when one cannot be read, InvalidArgument for one over
+// 64 KiB), spec.managed.
 // Errors (InvalidArgument, naming the property): no bootstrap servers at all; a property
-// librdkafka rejects (unknown name, bad value); a property in config.properties that this class
-// manages itself (bootstrap.servers, client.id and spec.managed's keys), since silently
-// overriding either side would break the contract the class documents.
+// librdkafka rejects (unknown name, bad value); a property in config.properties or
+// config.property_files that this class manages itself (bootstrap.servers, client.id and
+// spec.managed's keys), since silently overriding either side would break the contract the class
+// documents.
 Result<ConfPtr> BuildConf(const KafkaConfig& config, const std::string& bootstrap_override,
                           const ConfSpec& spec);
 

@@ -1,9 +1,12 @@
 #include "io/kafka_consumer.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cctype>
 #include <deque>
 #include <exception>
 #include <map>
@@ -25,6 +28,13 @@ using kafka_internal::PartitionListPtr;
 using kafka_internal::TopicPartitionName;
 
 namespace {
+
+constexpr std::string_view kAutoInstanceId = "auto";
+// librdkafka's default is 45 s: the time a restart after kill -9 waits on a broker that does not
+// know instance ids. Heartbeats at a tenth of it.
+constexpr const char* kSessionTimeoutMs = "10000";
+constexpr const char* kHeartbeatIntervalMs = "1000";
+constexpr size_t kMaxInstanceIdLength = 249;  // as a topic name
 
 // How long one rd_kafka_consumer_poll may block: bounds how late a Pause/Resume is applied to
 // the partitions and how long Stop waits for the thread.
@@ -341,6 +351,16 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
     if (topic.empty()) return InvalidArgument("kafka consumer: a topic name is empty");
   }
   if (config.group_id.empty()) return InvalidArgument("kafka consumer: kafka.group_id is empty");
+  if (config.instance_id == kAutoInstanceId) {
+    return InvalidArgument(
+        "kafka consumer: kafka.instance_id is still 'auto' (ResolveInstanceId names the instance)");
+  }
+  if (config.properties.count("group.instance.id") != 0 ||
+      config.property_files.count("group.instance.id") != 0) {
+    return InvalidArgument(
+        "kafka consumer: kafka.properties.group.instance.id: the consumer sets it from "
+        "kafka.instance_id");
+  }
   if (!callbacks.stored_offset) {
     return InvalidArgument("kafka consumer: callbacks.stored_offset is not set");
   }
@@ -350,7 +370,9 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
 
   kafka_internal::ConfSpec spec;
   spec.client_kind = "consumer";
-  spec.defaults = {{"auto.offset.reset", "earliest"}};
+  spec.defaults = {{"auto.offset.reset", "earliest"},
+                   {"session.timeout.ms", kSessionTimeoutMs},
+                   {"heartbeat.interval.ms", kHeartbeatIntervalMs}};
   // The offsets the caller stored are the truth: librdkafka must neither commit nor store on its
   // own, and the rebalance callback below implements the eager protocol.
   spec.managed = {{"group.id", config.group_id},
@@ -358,6 +380,8 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
                   {"enable.auto.commit", "false"},
                   {"enable.auto.offset.store", "false"},
                   {"enable.partition.eof", "true"}};  // on_end
+  if (!config.instance_id.empty())
+    spec.managed.emplace_back("group.instance.id", config.instance_id);
   Result<ConfPtr> conf = kafka_internal::BuildConf(config, bootstrap_override, spec);
   if (!conf.ok()) return conf.status();
 
@@ -373,6 +397,22 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
   // One queue for records, rebalances and errors: everything is served by consumer_poll.
   rd_kafka_poll_set_consumer(impl->handle.get());
   return std::unique_ptr<KafkaConsumer>(new KafkaConsumer(std::move(impl)));
+}
+
+std::string ResolveInstanceId(const Config& config, std::string_view store_identity) {
+  if (config.kafka.instance_id != kAutoInstanceId) return config.kafka.instance_id;
+  if (config.mode == Mode::kEmbedded) return "";
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) != 0) host[0] = '\0';
+  // The store's identity is what keeps two instances apart: it stays whole, the rest is cut.
+  const std::string tail = "-" + std::string(store_identity).substr(0, kMaxInstanceIdLength / 2);
+  std::string id =
+      (config.kafka.client_id + "-" + host.data()).substr(0, kMaxInstanceIdLength - tail.size()) +
+      tail;
+  for (char& c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+  }
+  return id;
 }
 
 KafkaConsumer::KafkaConsumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -9,12 +9,19 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
 #include "config/config.h"
 
 namespace clickdiff {
+
+// kafka.instance_id as a consumer takes it (config.h): "auto" becomes
+// "<client_id>-<host name>-<store_identity>" in external mode, with characters Kafka refuses in an
+// instance id turned into '_' and at most 249 of them, and empty (dynamic membership) in embedded
+// mode; any other value comes back unchanged.
+std::string ResolveInstanceId(const Config& config, std::string_view store_identity);
 
 // One consumed record, copied out of librdkafka's buffer.
 struct KafkaMessage {
@@ -26,7 +33,11 @@ struct KafkaMessage {
   int64_t timestamp_ms = 0;
 };
 
-// Consumer in group config.group_id with the eager `range` assignor and auto commit off. A thread
+// Consumer in group config.group_id with the eager `range` assignor and auto commit off, a static
+// member named config.instance_id when that is not empty, and a session timeout of 10 s unless
+// config.properties sets session.timeout.ms (a broker that ignores instance ids, such as the
+// embedded one, then waits at most that long for a killed member before handing its partitions
+// on). A thread
 // it owns polls continuously (so group membership stays alive while paused) and hands each record
 // to `on_message`, in order per partition. Nothing is committed to Kafka: the caller's stored
 // offsets are the only position (auto.offset.reset=earliest applies when one is out of range).
@@ -54,9 +65,10 @@ class KafkaConsumer {
     std::function<void(const Status& error)> on_error;
   };
 
-  // Errors (InvalidArgument): no topics, empty group id, stored_offset/on_message unset, no
-  // bootstrap servers, a property librdkafka rejects (named), or one the consumer sets itself
-  // (bootstrap.servers, client.id, group.id, partition.assignment.strategy, enable.auto.commit,
+  // Errors (InvalidArgument): no topics, empty group id, an instance id still "auto" (see
+  // ResolveInstanceId), stored_offset/on_message unset, no bootstrap servers, a property
+  // librdkafka rejects (named), or one the consumer sets itself (bootstrap.servers, client.id,
+  // group.id, group.instance.id, partition.assignment.strategy, enable.auto.commit,
   // enable.auto.offset.store, enable.partition.eof) given in config.properties.
   static Result<std::unique_ptr<KafkaConsumer>> Create(const KafkaConfig& config,
                                                        const std::vector<std::string>& topics,

@@ -400,4 +400,11 @@ Status Store::Flush() {
 
 const std::string& Store::path() const { return impl_->config.path; }
 
+Result<std::string> Store::Identity() const {
+  std::string identity;
+  const rocksdb::Status s = impl_->db->GetDbIdentity(identity);
+  if (!s.ok()) return FromRocks(s, "reading the identity of store " + impl_->config.path);
+  return identity;
+}
+
 }  // namespace clickdiff

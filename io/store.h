@@ -92,6 +92,9 @@ class Store {
   // Flushes memtables (used before a clean exit so the next open replays nothing).
   Status Flush();
   const std::string& path() const;
+  // The database's own identity (RocksDB's IDENTITY file, a UUID written when it was created):
+  // the same across reopenings of this store, different for any other store, a copy aside.
+  Result<std::string> Identity() const;
 
  private:
   struct Impl;

@@ -33,17 +33,15 @@ Result<std::optional<ClientCurve>> MakeClientCurve(const ZmqClientOptions& optio
   Result<CurveKey> server = DecodeCurveKey(options.server_public_key, "server_public_key");
   if (!server.ok()) return server.status();
   curve.server_public = *server;
-  std::array<char, 41> public_z85{};
-  std::array<char, 41> secret_z85{};
-  if (zmq_curve_keypair(public_z85.data(), secret_z85.data()) != 0) {
-    return Internal(std::string("cannot generate a CURVE key pair: ") + zmq_strerror(errno));
+  CurveKeyPair own{options.client_public_key, options.client_secret_key};
+  if (own.public_key.empty() && own.secret_key.empty()) {
+    Result<CurveKeyPair> fresh = NewCurveKeyPair();
+    if (!fresh.ok()) return fresh.status();
+    own = std::move(fresh).value();
   }
-  Result<CurveKey> public_key = DecodeCurveKey(public_z85.data(), "generated public key");
-  Result<CurveKey> secret_key = DecodeCurveKey(secret_z85.data(), "generated secret key");
-  if (!public_key.ok()) return public_key.status();
-  if (!secret_key.ok()) return secret_key.status();
-  curve.public_key = *public_key;
-  curve.secret_key = *secret_key;
+  CLICKDIFF_RETURN_IF_ERROR(CheckCurveKeyPair(own, "client key pair"));
+  curve.public_key = *DecodeCurveKey(own.public_key, "client public key");
+  curve.secret_key = *DecodeCurveKey(own.secret_key, "client secret key");
   return std::optional<ClientCurve>(curve);
 }
 
@@ -197,7 +195,10 @@ Result<v1::QueryReply> QueryClient::Ask(const v1::Query& query, std::chrono::mil
       Status reopened = c.Reopen();
       if (!reopened.ok()) return reopened.WithContext("after a query to " + c.endpoint);
       return Unavailable("no reply from " + c.endpoint + " within " +
-                         std::to_string(timeout.count()) + " ms");
+                         std::to_string(timeout.count()) + " ms" +
+                         (c.curve ? " (CURVE: is this client's public key on the server's "
+                                    "allow-list, zmq.curve.client_keys or client_keys_dir?)"
+                                  : ""));
     }
   } catch (const zmq::error_t& e) {
     // A reply may still come: a fresh socket keeps it from being read as the next query's.

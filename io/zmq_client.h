@@ -15,9 +15,12 @@
 
 namespace clickdiff {
 
-// Client-side CURVE settings: the server's public key; the client's own key pair is generated.
+// Client-side CURVE settings: the server's public key, and the client's own key pair (Z85), which
+// the server's allow-list must hold; without one a fresh pair is generated per connection.
 struct ZmqClientOptions {
   std::string server_public_key;  // Z85; empty: no CURVE
+  std::string client_public_key;
+  std::string client_secret_key;
 };
 
 // Subscribes to masks published by ZmqServer. Not thread-safe: use it from one thread at a time.

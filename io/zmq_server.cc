@@ -7,10 +7,12 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -36,6 +38,13 @@ constexpr int kQueueHighWaterMark = 10000;
 // The largest message a peer may send the server (a subscription or a Query).
 constexpr int64_t kMaxIncomingBytes = 64 * 1024;
 constexpr char kQueueEndpoint[] = "inproc://clickdiff-zmq-server-publish-queue";
+// Where libzmq asks a context's ZAP handler about each handshake (RFC 27).
+constexpr char kZapEndpoint[] = "inproc://zeromq.zap.01";
+// Distinct prefixes whose late-subscriber resend may wait at once, and the longest prefix resent
+// (a mask topic is "mask.<dataset>.<image_id>", each id at most 128 characters); a subscription
+// beyond either gets no resend (counted and logged).
+constexpr size_t kMaxWaitingResends = 4096;
+constexpr size_t kMaxResentPrefix = 512;
 // First byte of an XPUB subscription message (0 is an unsubscription).
 constexpr uint8_t kSubscribe = 1;
 
@@ -65,27 +74,9 @@ Status BindSocket(zmq::socket_t& socket, const std::string& field, const std::st
   return Status::Ok();
 }
 
-// Checks the configured CURVE keys and returns the secret key's 32 bytes.
-Result<CurveKey> ServerSecretKey(const ZmqCurveConfig& curve) {
-  if (zmq_has("curve") == 0) {
-    return Unavailable("zmq.curve.enabled: this libzmq was built without CURVE (libsodium)");
-  }
-  Result<CurveKey> secret = DecodeCurveKey(curve.server_secret_key, "zmq.curve.server_secret_key");
-  if (!secret.ok()) return secret.status();
-  if (!curve.server_public_key.empty()) {
-    // A public key that does not belong to the secret would make every client handshake fail
-    // silently; say so at start instead.
-    CLICKDIFF_RETURN_IF_ERROR(
-        DecodeCurveKey(curve.server_public_key, "zmq.curve.server_public_key").status());
-    std::array<char, 41> derived{};
-    if (zmq_curve_public(derived.data(), curve.server_secret_key.c_str()) != 0 ||
-        curve.server_public_key != derived.data()) {
-      return InvalidArgument(
-          "zmq.curve.server_public_key: does not belong to zmq.curve.server_secret_key");
-    }
-  }
-  return secret;
-}
+// Whether the `count`th occurrence of something is logged: the 1st, 2nd, 4th, 8th..., so a peer
+// repeating it cannot fill the log.
+bool LogThisOne(uint64_t count) { return (count & (count - 1)) == 0; }
 
 zmq::message_t ToMessage(const std::string& bytes) {
   return zmq::message_t(bytes.data(), bytes.size());
@@ -123,7 +114,10 @@ struct ZmqServer::Impl {
   void Loop();
   void ForwardQueued();
   void AnswerSubscriptions();
+  void ResendSome();
+  bool Resending() const { return resend_prefix.has_value() || !resend_queue.empty(); }
   void AnswerQueries();
+  void AnswerHandshakes();
   v1::QueryReply Answer(const zmq::message_t& request);
   void Wake();
   // Queues [topic, bytes] for the socket thread without blocking. Caller holds `mu`.
@@ -137,8 +131,20 @@ struct ZmqServer::Impl {
   zmq::socket_t xpub;
   zmq::socket_t router;
   zmq::socket_t queue_out;  // PULL end of the Publish() queue
+  zmq::socket_t zap;        // REP: the ZAP handler, bound only with CURVE
+  std::set<CurveKey> allowed_clients;
+  uint64_t refused_clients = 0;
+  // Late-subscriber resends, paced (socket thread only): the prefix in progress goes out kBatch
+  // masks per poll round, from the topic after `resend_after` on; a prefix already waiting is not
+  // queued again, since one resend reaches every subscriber of it.
+  std::optional<std::string> resend_prefix;
+  std::optional<std::string> resend_after;
+  std::deque<std::string> resend_queue;
+  std::set<std::string> resend_waiting;
+  uint64_t resends_dropped = 0;
   std::string publish_endpoint;
   std::string query_endpoint;
+  std::string server_public_key;  // Z85; empty without CURVE
 
   std::mutex mu;
   // PUSH end of the Publish() queue. GUARDED_BY(mu): Publish() runs on any thread.
@@ -163,9 +169,21 @@ Status ZmqServer::Impl::Open(const ZmqConfig& config) {
   }
   std::optional<CurveKey> secret;
   if (config.curve.enabled) {
-    Result<CurveKey> key = ServerSecretKey(config.curve);
-    if (!key.ok()) return key.status();
-    secret = *key;
+    if (zmq_has("curve") == 0) {
+      return Unavailable("zmq.curve.enabled: this libzmq was built without CURVE (libsodium)");
+    }
+    Result<CurveKeyPair> pair = ServerKeyPair(config.curve);
+    if (!pair.ok()) return pair.status();
+    secret = *DecodeCurveKey(pair->secret_key, "zmq.curve.server_secret_key");
+    server_public_key = pair->public_key;
+    Result<std::set<CurveKey>> allowed = AllowedClientKeys(config.curve);
+    if (!allowed.ok()) return allowed.status();
+    if (allowed->empty()) {
+      return InvalidArgument(
+          "zmq.curve: no client may connect: list their public keys in zmq.curve.client_keys or "
+          "put their .pub files in zmq.curve.client_keys_dir (clickdiff keygen makes them)");
+    }
+    allowed_clients = std::move(allowed).value();
   }
   try {
     xpub = zmq::socket_t(context, zmq::socket_type::xpub);
@@ -184,6 +202,10 @@ Status ZmqServer::Impl::Open(const ZmqConfig& config) {
     // disconnects its sender instead of being buffered.
     for (zmq::socket_t* s : {&xpub, &router}) s->set(zmq::sockopt::maxmsgsize, kMaxIncomingBytes);
     if (secret) {
+      // Bound before any socket can take a handshake: from then on libzmq asks it about each one.
+      zap = zmq::socket_t(context, zmq::socket_type::rep);
+      zap.set(zmq::sockopt::linger, 0);
+      zap.bind(kZapEndpoint);
       for (zmq::socket_t* s : {&xpub, &router}) {
         s->set(zmq::sockopt::curve_server, 1);
         s->set(zmq::sockopt::curve_secretkey, zmq::const_buffer(secret->data(), secret->size()));
@@ -205,18 +227,24 @@ Status ZmqServer::Impl::Open(const ZmqConfig& config) {
 }
 
 void ZmqServer::Impl::Loop() {
-  std::array<zmq::pollitem_t, 3> items = {{
+  // Without CURVE there is no ZAP socket, and its item (a null socket means file descriptor 0)
+  // is left out of the poll.
+  std::array<zmq::pollitem_t, 4> items = {{
       {xpub.handle(), 0, ZMQ_POLLIN, 0},
       {router.handle(), 0, ZMQ_POLLIN, 0},
       {queue_out.handle(), 0, ZMQ_POLLIN, 0},
+      {zap.handle(), 0, ZMQ_POLLIN, 0},
   }};
+  const size_t polled = zap ? items.size() : items.size() - 1;
   while (!stop.load()) {
     try {
-      zmq::poll(items, kPollInterval);
+      zmq::poll(items.data(), polled, Resending() ? std::chrono::milliseconds(0) : kPollInterval);
+      if (polled == items.size() && (items[3].revents & ZMQ_POLLIN)) AnswerHandshakes();
       // Queued publishes first, so a subscription in the same round is answered after them and a
       // new subscriber's resent mask is rarely followed by an older live one.
       if (items[2].revents & ZMQ_POLLIN) ForwardQueued();
       if (items[0].revents & ZMQ_POLLIN) AnswerSubscriptions();
+      ResendSome();
       if (items[1].revents & ZMQ_POLLIN) AnswerQueries();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
@@ -246,12 +274,41 @@ void ZmqServer::Impl::AnswerSubscriptions() {
     zmq::message_t message;
     if (!xpub.recv(message, zmq::recv_flags::dontwait)) return;
     if (message.size() == 0 || message.data<uint8_t>()[0] != kSubscribe) continue;
-    const std::string prefix(message.data<char>() + 1, message.size() - 1);
+    std::string prefix(message.data<char>() + 1, message.size() - 1);
+    if (resend_waiting.count(prefix) != 0) continue;
+    if (resend_queue.size() >= kMaxWaitingResends || prefix.size() > kMaxResentPrefix) {
+      if (LogThisOne(++resends_dropped)) {
+        spdlog::warn(
+            "zmq server: {} late-subscriber resends dropped (a prefix over {} bytes, or {} "
+            "prefixes waiting already)",
+            resends_dropped, kMaxResentPrefix, kMaxWaitingResends);
+      }
+      continue;
+    }
+    resend_waiting.insert(prefix);
+    resend_queue.push_back(std::move(prefix));
+  }
+}
+
+void ZmqServer::Impl::ResendSome() {
+  size_t budget = kBatch;
+  while (budget > 0) {
+    if (!resend_prefix) {
+      if (resend_queue.empty()) return;
+      resend_prefix = std::move(resend_queue.front());
+      resend_queue.pop_front();
+      resend_waiting.erase(*resend_prefix);
+      resend_after.reset();
+    }
+    const std::string& prefix = *resend_prefix;
     std::vector<std::pair<std::string, std::shared_ptr<const std::string>>> matches;
     {
       std::lock_guard<std::mutex> lock(mu);
-      for (auto it = current.lower_bound(prefix);
-           it != current.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+      for (auto it = resend_after ? current.upper_bound(*resend_after)
+                                  : current.lower_bound(prefix);
+           it != current.end() && matches.size() < budget &&
+           it->first.compare(0, prefix.size(), prefix) == 0;
+           ++it) {
         matches.emplace_back(*it);
       }
     }
@@ -261,6 +318,12 @@ void ZmqServer::Impl::AnswerSubscriptions() {
       std::array<zmq::message_t, 2> parts = {ToMessage(topic), ToMessage(*bytes)};
       zmq::send_multipart(xpub, parts, zmq::send_flags::dontwait);
     }
+    if (matches.size() < budget) {
+      resend_prefix.reset();  // every match sent
+    } else {
+      resend_after = matches.back().first;
+    }
+    budget -= matches.size();
   }
 }
 
@@ -316,6 +379,40 @@ void ZmqServer::Impl::AnswerQueries() {
   }
 }
 
+// ZAP (RFC 27): request [version "1.0", request id, domain, address, routing id, mechanism,
+// credentials...], for CURVE one credential, the client's 32-byte public key; reply [version,
+// request id, status code, status text, user id, metadata]. Allowed keys get 200, the rest 400.
+void ZmqServer::Impl::AnswerHandshakes() {
+  std::vector<zmq::message_t> request;
+  for (int i = 0; i < kBatch; ++i) {
+    if (!ReceiveNow(zap, &request)) return;
+    const bool curve = request.size() == 7 && request[0].to_string_view() == "1.0" &&
+                       request[5].to_string_view() == "CURVE" &&
+                       request[6].size() == CurveKey().size();
+    CurveKey key{};
+    if (curve) std::copy_n(request[6].data<uint8_t>(), key.size(), key.begin());
+    const bool allowed = curve && allowed_clients.count(key) != 0;
+    if (!allowed) {
+      if (LogThisOne(++refused_clients)) {
+        std::array<char, 41> z85{};  // Z85: 40 characters and a terminating null
+        if (curve) zmq_z85_encode(z85.data(), key.data(), key.size());
+        spdlog::warn("zmq server: refused a client {} whose key {} is not allowed ({} so far)",
+                     request.size() > 3 ? request[3].to_string() : std::string("?"),
+                     curve ? std::string(z85.data()) : std::string("(none)"), refused_clients);
+      }
+    }
+    std::array<zmq::message_t, 6> reply = {
+        ToMessage("1.0"),
+        request.size() > 1 ? std::move(request[1]) : zmq::message_t(),
+        ToMessage(allowed ? "200" : "400"),
+        ToMessage(allowed ? "OK" : "client key not allowed"),
+        zmq::message_t(),
+        zmq::message_t(),
+    };
+    zmq::send_multipart(zap, reply);
+  }
+}
+
 void ZmqServer::Impl::Wake() {
   std::lock_guard<std::mutex> lock(mu);
   try {
@@ -348,6 +445,8 @@ void ZmqServer::SetQueryHandler(QueryHandler handler) {
 }
 
 const std::string& ZmqServer::publish_endpoint() const { return impl_->publish_endpoint; }
+
+const std::string& ZmqServer::server_public_key() const { return impl_->server_public_key; }
 
 const std::string& ZmqServer::query_endpoint() const { return impl_->query_endpoint; }
 

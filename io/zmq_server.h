@@ -33,7 +33,12 @@ std::string MetricsTopic(const std::string& dataset);
 //   already subscribed), the current mask of every topic matching the prefix is sent again
 //   (verbatim, with its original sequence number). XPUB sends it to every matching subscriber, so a
 //   subscriber may see a mask twice, or around its subscription an older mask after a newer one:
-//   keep the highest sequence per topic.
+//   keep the highest sequence per topic. Resends are paced (256 masks per round of the socket
+//   thread, between publishes and queries), and a subscription whose prefix already waits for its
+//   resend adds none, so a peer repeating a subscription cannot multiply the work; beyond 4096
+//   distinct prefixes waiting, a subscription gets no resend.
+// - With CURVE, a ZAP handler on the same thread lets in only clients whose public keys are on
+//   the allow-list (zmq.curve.client_keys, client_keys_dir); others get nothing on either socket.
 // - Queries: each Query on the ROUTER socket ([Query] or [empty delimiter, Query]; the reply uses
 //   the same envelope) is answered by `query_handler`, called on the owned thread (a slow handler
 //   delays publishing). A malformed request, or a handler that throws, gets a QueryReply with
@@ -59,6 +64,8 @@ class ZmqServer {
   // Endpoints actually bound, with the OS-chosen port ("tcp://127.0.0.1:41234").
   const std::string& publish_endpoint() const;
   const std::string& query_endpoint() const;
+  // The CURVE public key clients need (Z85), empty without CURVE.
+  const std::string& server_public_key() const;
   // Seeds the current-mask table (e.g. from RocksDB at start) without sending anything; replaces
   // the topic's current mask and keeps the mask's own sequence number, and later numbers are
   // stamped above it. Thread-safe.

@@ -70,6 +70,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   AddSubscribeCommand(app, context);
   AddStatsCommand(app, context);
   AddAnnotateCommand(app, context);
+  AddKeygenCommand(app, context);
 
   // Logging is set up before any subcommand runs (CLI11 runs the app's callback last).
   app.parse_complete_callback([&] {

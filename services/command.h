@@ -46,5 +46,6 @@ void AddProduceCommand(CLI::App& app, CommandContext& context);
 void AddSubscribeCommand(CLI::App& app, CommandContext& context);
 void AddStatsCommand(CLI::App& app, CommandContext& context);
 void AddAnnotateCommand(CLI::App& app, CommandContext& context);
+void AddKeygenCommand(CLI::App& app, CommandContext& context);
 
 }  // namespace clickdiff

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/curve_key.h"
+
 namespace clickdiff {
 
 namespace fs = std::filesystem;
@@ -69,19 +71,34 @@ Result<std::string> ResolveBootstrap(const Config& config, const std::string& fl
 }
 
 Result<ZmqTarget> ResolveZmq(const Config& config, const std::string& flag, ZmqSocket socket) {
+  const ZmqCurveConfig& curve = config.zmq.curve;
   ZmqTarget target;
   if (!flag.empty()) {
     target.endpoint = flag;
-    if (config.zmq.curve.enabled) {
-      target.options.server_public_key = config.zmq.curve.server_public_key;
+    if (curve.enabled) {
+      target.options.server_public_key = curve.server_public_key;
+      if (curve.server_public_key.empty()) {
+        // The public half (FILE.pub) where the server's secret file is not this user's to read.
+        const std::string pub = curve.server_key_file + ".pub";
+        Result<CurveKeyPair> server = ReadCurveKeyFile(pub);
+        if (!server.ok()) server = ReadCurveKeyFile(curve.server_key_file);
+        if (!server.ok()) return server.status().WithContext("zmq.curve.server_key_file");
+        target.options.server_public_key = server->public_key;
+      }
     }
-    return target;
+  } else {
+    Result<ServiceEndpoints> running = ReadRuntimeFile(config);
+    if (!running.ok()) return running.status();
+    target.endpoint =
+        socket == ZmqSocket::kPublish ? running->publish_endpoint : running->query_endpoint;
+    target.options.server_public_key = running->server_public_key;
   }
-  Result<ServiceEndpoints> running = ReadRuntimeFile(config);
-  if (!running.ok()) return running.status();
-  target.endpoint =
-      socket == ZmqSocket::kPublish ? running->publish_endpoint : running->query_endpoint;
-  target.options.server_public_key = running->server_public_key;
+  if (!target.options.server_public_key.empty() && !curve.client_key_file.empty()) {
+    Result<CurveKeyPair> own = ReadCurveKeyPairFile(curve.client_key_file);
+    if (!own.ok()) return own.status().WithContext("zmq.curve.client_key_file");
+    target.options.client_public_key = own->public_key;
+    target.options.client_secret_key = own->secret_key;
+  }
   return target;
 }
 

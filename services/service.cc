@@ -81,7 +81,7 @@ Status Service::StartParts() {
   zmq_ = std::move(zmq).value();
   endpoints_.publish_endpoint = zmq_->publish_endpoint();
   endpoints_.query_endpoint = zmq_->query_endpoint();
-  if (config_.zmq.curve.enabled) endpoints_.server_public_key = config_.zmq.curve.server_public_key;
+  endpoints_.server_public_key = zmq_->server_public_key();
   // Current masks from the store, so a subscriber gets them even before anything is redrawn.
   CLICKDIFF_RETURN_IF_ERROR(
       store_->Scan(Family::kMasks, "", [&](std::string_view, std::string_view value) {
@@ -260,8 +260,16 @@ Status Service::StartConsumer() {
     cv_.notify_all();
   };
   const KafkaTopics& t = config_.kafka.topics;
+  KafkaConfig kafka = config_.kafka;
+  Result<std::string> identity = store_->Identity();
+  if (!identity.ok()) return identity.status();
+  kafka.instance_id = ResolveInstanceId(config_, *identity);
+  if (!kafka.instance_id.empty()) {
+    spdlog::info("kafka consumer: static member '{}' of group '{}'", kafka.instance_id,
+                 kafka.group_id);
+  }
   Result<std::unique_ptr<KafkaConsumer>> created = KafkaConsumer::Create(
-      config_.kafka, {t.images, t.clicks, t.labels}, callbacks, endpoints_.bootstrap_servers);
+      kafka, {t.images, t.clicks, t.labels}, callbacks, endpoints_.bootstrap_servers);
   if (!created.ok()) return created.status().WithContext("kafka consumer");
   consumer_ = std::move(created).value();
   return consumer_->Start();

@@ -44,6 +44,10 @@ TEST(ConfigLoaderTest, DefaultFileLoadsWithEmbeddedSettings) {
   EXPECT_FALSE(off->teacher.clicked_masks);
   EXPECT_EQ(off->model.click_guidance, model::ClickGuidanceKind::kGaussian);
   EXPECT_THAT(ErrorOf("model:\n  click_guidance: disk\n"), HasSubstr("model.click_guidance"));
+  EXPECT_EQ(c->kafka.instance_id, "auto");
+  EXPECT_EQ(Load("kafka:\n  instance_id: \"\"\n")->kafka.instance_id, "");
+  EXPECT_EQ(Load("kafka:\n  instance_id: worker-3\n")->kafka.instance_id, "worker-3");
+  EXPECT_THAT(ErrorOf("kafka:\n  instance_id: a/b\n"), HasSubstr("kafka.instance_id"));
 }
 
 TEST(ConfigLoaderTest, ProductionExampleLoadsWithPassThroughKafkaProperties) {
@@ -54,9 +58,25 @@ TEST(ConfigLoaderTest, ProductionExampleLoadsWithPassThroughKafkaProperties) {
   EXPECT_EQ(c->kafka.properties.at("security.protocol"), "SASL_SSL");
   EXPECT_EQ(c->kafka.properties.at("sasl.mechanisms"), "SCRAM-SHA-512");
   EXPECT_EQ(c->model.num_classes, 4);
-  // Safe as shipped: the sockets hand out images, so they are not bound on every interface.
-  EXPECT_THAT(c->zmq.publish_endpoint, HasSubstr("tcp://127.0.0.1:"));
-  EXPECT_THAT(c->zmq.query_endpoint, HasSubstr("tcp://127.0.0.1:"));
+  // Safe as shipped: the sockets hand out images, so bound on every interface they encrypt and let
+  // in only the clients on an allow-list.
+  EXPECT_THAT(c->zmq.publish_endpoint, HasSubstr("tcp://0.0.0.0:"));
+  EXPECT_TRUE(c->zmq.curve.enabled);
+  EXPECT_FALSE(c->zmq.curve.server_key_file.empty());
+  EXPECT_FALSE(c->zmq.curve.client_keys_dir.empty());
+  EXPECT_TRUE(c->zmq.curve.server_secret_key.empty()) << "no secret in the example";
+  // Either the server's key file or its inline keys, not both.
+  EXPECT_THAT(ErrorOf("zmq:\n  curve:\n    server_key_file: /k\n    server_public_key: "
+                      "\"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\"\n"),
+              HasSubstr("not both"));
+  EXPECT_THAT(ErrorOf("zmq:\n  curve:\n    enabled: true\n"), HasSubstr("server_key_file"));
+  // A librdkafka property from a file, or inline: one way only.
+  EXPECT_EQ(Load("kafka:\n  property_files:\n    sasl.password: /run/secrets/kafka\n")
+                ->kafka.property_files.at("sasl.password"),
+            "/run/secrets/kafka");
+  EXPECT_THAT(ErrorOf("kafka:\n  properties:\n    sasl.password: x\n  property_files:\n    "
+                      "sasl.password: /run/secrets/kafka\n"),
+              HasSubstr("kafka.property_files.sasl.password"));
 }
 
 TEST(ConfigLoaderTest, EmptyDocumentGivesDefaults) {

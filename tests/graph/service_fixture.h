@@ -96,6 +96,7 @@ std::vector<KafkaMessage> ReadTopicsUntil(const KafkaConfig& kafka, const std::s
   };
   KafkaConfig reader = kafka;
   reader.group_id = group;
+  reader.instance_id = "";
   auto consumer = KafkaConsumer::Create(reader, topics, callbacks, bootstrap).value();
   EXPECT_TRUE(consumer->Start().ok());
   EXPECT_TRUE(Eventually([&] {

@@ -15,6 +15,7 @@
 #include "learning/continuous_trainer.h"
 #include "model/checkpoint_store.h"
 #include "model/trainer.h"
+#include "services/runtime_file.h"
 #include "tests/graph/service_fixture.h"
 #include "tests/nodes/node_test_util.h"
 #include "tests/services/run_cli.h"
@@ -89,6 +90,51 @@ class ServiceTest : public ::testing::Test {
   Config config_;
   std::unique_ptr<KafkaProducer> producer_;
 };
+
+TEST_F(ServiceTest, WithCurveOnlyClientsWhoseKeysItAllowsGetAnswers) {
+  // The keys as an operator makes them: `clickdiff keygen`, the client's .pub in the directory.
+  const std::string clients = dir_ + "/clients";
+  std::filesystem::create_directories(clients);
+  for (const char* name : {"server", "client"}) {
+    testutil::CliRun made = testutil::RunClickdiff({"keygen", "--out", dir_ + "/" + name + ".key"});
+    ASSERT_EQ(made.code, 0) << made.err;
+    EXPECT_EQ(made.out.size(), 41U) << "the public key and a newline: " << made.out;
+  }
+  std::filesystem::copy_file(dir_ + "/client.key.pub", clients + "/client.key.pub");
+  config_.zmq.curve.enabled = true;
+  config_.zmq.curve.server_key_file = dir_ + "/server.key";
+  config_.zmq.curve.client_keys_dir = clients;
+  InProcessService service(config_);
+  ASSERT_FALSE(service.endpoints().server_public_key.empty());
+
+  v1::Query status;
+  status.set_kind(v1::Query::KIND_STATUS);
+  // The CLI's way: the endpoint and the server's key from the runtime file, its own key pair from
+  // zmq.curve.client_key_file.
+  Config allowed = config_;
+  allowed.zmq.curve.client_key_file = dir_ + "/client.key";
+  Result<ZmqTarget> target = ResolveZmq(allowed, "", ZmqSocket::kQuery);
+  ASSERT_TRUE(target.ok()) << target.status().ToString();
+  auto client = QueryClient::Connect(target->endpoint, target->options).value();
+  Result<v1::QueryReply> answered = client->Ask(status, std::chrono::seconds(10));
+  ASSERT_TRUE(answered.ok()) << answered.status().ToString();
+  EXPECT_TRUE(answered->ok());
+  // Without its key file a client is a stranger, and so is the server's own key.
+  Result<ZmqTarget> stranger = ResolveZmq(config_, "", ZmqSocket::kQuery);
+  ASSERT_TRUE(stranger.ok()) << stranger.status().ToString();
+  auto refused = QueryClient::Connect(stranger->endpoint, stranger->options).value();
+  EXPECT_FALSE(refused->Ask(status, std::chrono::milliseconds(500)).ok());
+  Config wrong = config_;
+  wrong.zmq.curve.client_key_file = dir_ + "/server.key";
+  auto impostor = QueryClient::Connect(target->endpoint,
+                                       ResolveZmq(wrong, "", ZmqSocket::kQuery).value().options)
+                      .value();
+  EXPECT_FALSE(impostor->Ask(status, std::chrono::milliseconds(500)).ok());
+  // A .pub file given as the client's key pair is named as such.
+  wrong.zmq.curve.client_key_file = dir_ + "/client.key.pub";
+  Status no_secret = ResolveZmq(wrong, "", ZmqSocket::kQuery).status();
+  EXPECT_THAT(no_secret.message(), HasSubstr("zmq.curve.client_key_file")) << no_secret.ToString();
+}
 
 TEST_F(ServiceTest, ImagesAndClicksBecomeMasksTaggedWithVersionAndRevision) {
   InProcessService service(config_);

@@ -8,6 +8,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -150,6 +152,7 @@ class KafkaTest : public testing::Test {
     config.bootstrap_servers = broker_->bootstrap_servers();
     config.client_id = "test-consumer";
     config.group_id = group;
+    config.instance_id = "";  // dynamic membership: the mock broker ignores instance ids
     config.properties = {{"session.timeout.ms", "6000"},
                          {"heartbeat.interval.ms", "500"},
                          {"fetch.wait.max.ms", "50"},
@@ -254,6 +257,35 @@ TEST_F(KafkaTest, ProducerRejectsBadConfig) {
   EXPECT_TRUE(Contains(no_bootstrap, "bootstrap")) << no_bootstrap.ToString();
 }
 
+TEST_F(KafkaTest, PropertyFilesGiveLibrdkafkaTheirContent) {
+  const std::string dir = testing::TempDir() + "clickdiff_property_files_" + Topic();
+  std::filesystem::create_directories(dir);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+    return dir + "/" + name;
+  };
+  KafkaConfig config = ProducerConfig();
+  // A secret as Docker and Kubernetes mount it: one line.
+  config.property_files = {{"sasl.password", write("password", "s3cret\n")}};
+  EXPECT_TRUE(KafkaProducer::Create(config).ok());
+  // The content reaches librdkafka, which judges it like any other value.
+  config.property_files = {{"linger.ms", write("linger", "soon\n")}};
+  Status bad_value = KafkaProducer::Create(config).status();
+  EXPECT_EQ(bad_value.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(bad_value, "linger.ms")) << bad_value.ToString();
+  config.property_files = {{"linger.ms", write("linger", "7\n")}};
+  EXPECT_TRUE(KafkaProducer::Create(config).ok());
+  config.property_files = {{"sasl.password", dir + "/missing"}};
+  Status missing = KafkaProducer::Create(config).status();
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound);
+  EXPECT_TRUE(Contains(missing, "kafka.property_files.sasl.password")) << missing.ToString();
+  EXPECT_TRUE(Contains(missing, dir + "/missing")) << missing.ToString();
+  config.property_files = {{"client.id", write("id", "me\n")}};
+  EXPECT_EQ(KafkaProducer::Create(config).status().code(), StatusCode::kInvalidArgument)
+      << "a property the client sets itself";
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(KafkaTest, ProducerFlushReportsDeliveryFailureWhenBrokerIsGone) {
   Result<std::unique_ptr<EmbeddedBroker>> doomed = EmbeddedBroker::Start(1);
   ASSERT_TRUE(doomed.ok());
@@ -294,6 +326,52 @@ TEST_F(KafkaTest, ConsumerRejectsBadArguments) {
   no_handler.on_message = nullptr;
   EXPECT_EQ(KafkaConsumer::Create(ConsumerConfig("g"), {"t"}, no_handler).status().code(),
             StatusCode::kInvalidArgument);
+  KafkaConfig unresolved = ConsumerConfig("g");
+  unresolved.instance_id = "auto";
+  Status automatic = KafkaConsumer::Create(unresolved, {"t"}, Collecting(&sink)).status();
+  EXPECT_EQ(automatic.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(automatic, "kafka.instance_id")) << automatic.ToString();
+  KafkaConfig instance = ConsumerConfig("g");
+  instance.properties["group.instance.id"] = "mine";
+  Status instance_managed = KafkaConsumer::Create(instance, {"t"}, Collecting(&sink)).status();
+  EXPECT_EQ(instance_managed.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(instance_managed, "group.instance.id")) << instance_managed.ToString();
+}
+
+TEST_F(KafkaTest, AStaticMemberJoinsAndReceivesEverything) {
+  const std::string topic = Topic();
+  Produce(topic, 20);
+  Collector sink;
+  KafkaConfig config = ConsumerConfig("g-static");
+  config.instance_id = "clickdiff-test-static";
+  std::unique_ptr<KafkaConsumer> consumer = StartConsumer(config, topic, Collecting(&sink));
+  ASSERT_NE(consumer, nullptr);
+  ASSERT_TRUE(sink.WaitFor(20, seconds(60))) << "received " << sink.size();
+  consumer->Stop();
+}
+
+TEST(InstanceIdTest, AutoNamesTheInstanceInExternalModeOnly) {
+  Config config;
+  config.kafka.client_id = "click diff";  // a space Kafka refuses in an instance id
+  EXPECT_EQ(ResolveInstanceId(config, "5b1e-77"), "") << "embedded: the broker dies with us";
+  config.mode = Mode::kExternal;
+  const std::string id = ResolveInstanceId(config, "5b1e-77");
+  EXPECT_EQ(id.rfind("click_diff-", 0), 0U) << id;
+  EXPECT_EQ(id.substr(id.size() - 8), "-5b1e-77") << id;
+  EXPECT_EQ(
+      id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"),
+      std::string::npos)
+      << id;
+  EXPECT_EQ(ResolveInstanceId(config, "5b1e-77"), id) << "the same store: the same instance";
+  EXPECT_NE(ResolveInstanceId(config, "5b1e-78"), id) << "another store: another instance";
+  config.kafka.client_id = std::string(400, 'c');
+  const std::string long_id = ResolveInstanceId(config, "5b1e-77");
+  EXPECT_LE(long_id.size(), 249U);
+  EXPECT_EQ(long_id.substr(long_id.size() - 8), "-5b1e-77") << "the identity is kept whole";
+  config.kafka.instance_id = "";
+  EXPECT_EQ(ResolveInstanceId(config, "5b1e-77"), "");
+  config.kafka.instance_id = "worker-3";
+  EXPECT_EQ(ResolveInstanceId(config, "5b1e-77"), "worker-3");
 }
 
 TEST_F(KafkaTest, ConsumerReceivesAllRecordsInOrder) {

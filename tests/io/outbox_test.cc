@@ -71,6 +71,7 @@ class OutboxTest : public testing::Test {
     };
     KafkaConfig reader;
     reader.group_id = "reader-" + std::to_string(++readers_);
+    reader.instance_id = "";
     auto consumer =
         KafkaConsumer::Create(reader, {"letters"}, callbacks, broker_->bootstrap_servers()).value();
     EXPECT_TRUE(consumer->Start().ok());

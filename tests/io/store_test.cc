@@ -113,6 +113,26 @@ TEST_F(StoreTest, ANewStoreIsReadableByItsOwnerOnly) {
             fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec);
 }
 
+TEST_F(StoreTest, AStoreKeepsItsIdentityAcrossReopeningAndNoOtherHasIt) {
+  std::string first;
+  {
+    std::unique_ptr<Store> store = OpenOrDie();
+    ASSERT_NE(store, nullptr);
+    Result<std::string> identity = store->Identity();
+    ASSERT_TRUE(identity.ok()) << identity.status().ToString();
+    first = *identity;
+  }
+  EXPECT_FALSE(first.empty());
+  std::unique_ptr<Store> again = OpenOrDie();
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->Identity().value(), first);
+  StoreConfig other = config_;
+  other.path = (root_ / "other").string();
+  std::unique_ptr<Store> another = OpenOrDie(other);
+  ASSERT_NE(another, nullptr);
+  EXPECT_NE(another->Identity().value(), first);
+}
+
 TEST_F(StoreTest, LargeModelsGoToBlobFiles) {
   std::unique_ptr<Store> store = OpenOrDie();
   ASSERT_NE(store, nullptr);

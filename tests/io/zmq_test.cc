@@ -4,10 +4,14 @@
 // sleeping, tests seed a "sync" mask with Remember() before connecting and wait for its resend:
 // once it arrives the subscription is in place.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -15,6 +19,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "io/curve_key.h"
 #include "io/zmq_client.h"
 #include "io/zmq_server.h"
 
@@ -172,6 +177,48 @@ TEST(ZmqServerTest, LateSubscriberGetsCurrentMask) {
   EXPECT_EQ(got->sequence(), 41u);
   // Remember() sends nothing; numbering goes on above the remembered mask's number.
   EXPECT_EQ(server->Publish(Mask("ds", "C", 1)), 42u);
+}
+
+TEST(ZmqServerTest, ARepeatedSubscriptionCannotMultiplyTheResends) {
+  ZmqConfig config;
+  config.send_high_water_mark = 1000000;  // count every message sent, drop none
+  auto server = StartServer(config);
+  ASSERT_NE(server, nullptr);
+  constexpr int kMasks = 2000;  // several rounds of the paced resend
+  for (int i = 0; i < kMasks; ++i) server->Remember(Mask("ds", "img" + std::to_string(i), 1));
+
+  // An observer gets every current mask once its own subscription's resend is through.
+  zmq::context_t context;
+  zmq::socket_t observer(context, zmq::socket_type::sub);
+  observer.set(zmq::sockopt::rcvhwm, 0);
+  observer.connect(server->publish_endpoint());
+  observer.set(zmq::sockopt::subscribe, "mask.");
+  std::set<std::string> seen;
+  size_t received = 0;
+  auto drain = [&](std::chrono::milliseconds quiet) {
+    std::vector<zmq::message_t> parts;
+    for (;;) {
+      observer.set(zmq::sockopt::rcvtimeo, static_cast<int>(quiet.count()));
+      parts.clear();
+      if (!zmq::recv_multipart(observer, std::back_inserter(parts))) return;
+      ++received;
+      seen.insert(parts[0].to_string());
+    }
+  };
+  drain(milliseconds(1000));
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kMasks)) << "paced, the resend still covers all";
+  received = 0;
+
+  // A peer subscribing to the same prefix 300 times in a row: the resend in progress and one
+  // waiting go out (a few more if the subscriptions trickle in), not 300.
+  zmq::socket_t spammer(context, zmq::socket_type::xsub);
+  spammer.connect(server->publish_endpoint());
+  const std::string subscribe = std::string(1, '\x01') + "mask.";
+  for (int i = 0; i < 300; ++i) spammer.send(zmq::buffer(subscribe), zmq::send_flags::none);
+  drain(milliseconds(1000));
+  EXPECT_GE(received, static_cast<size_t>(kMasks)) << "the first of them is answered";
+  // Without the de-duplication: about 300 x kMasks.
+  EXPECT_LE(received, static_cast<size_t>(10 * kMasks)) << "the repeats are not";
 }
 
 TEST(ZmqServerTest, SequenceNumbersGoOnAboveTheLastRunsReservation) {
@@ -456,23 +503,55 @@ TEST(QueryClientTest, NoServerTimesOut) {
 
 // A config with CURVE on and a fresh server key pair.
 ZmqConfig CurveConfig() {
-  std::array<char, 41> public_key{};
-  std::array<char, 41> secret_key{};
-  EXPECT_EQ(zmq_curve_keypair(public_key.data(), secret_key.data()), 0);
+  const CurveKeyPair pair = NewCurveKeyPair().value();
   ZmqConfig config;
   config.curve.enabled = true;
-  config.curve.server_public_key = public_key.data();
-  config.curve.server_secret_key = secret_key.data();
+  config.curve.server_public_key = pair.public_key;
+  config.curve.server_secret_key = pair.secret_key;
   return config;
 }
 
+// A fresh client key pair, as options that connect with it to a server of `config`.
+ZmqClientOptions NewClient(const ZmqConfig& config) {
+  const CurveKeyPair pair = NewCurveKeyPair().value();
+  ZmqClientOptions options;
+  options.server_public_key = config.curve.server_public_key;
+  options.client_public_key = pair.public_key;
+  options.client_secret_key = pair.secret_key;
+  return options;
+}
+
+// A client the server of `config` lets in: its public key joins zmq.curve.client_keys.
+ZmqClientOptions AllowClient(ZmqConfig& config) {
+  ZmqClientOptions options = NewClient(config);
+  config.curve.client_keys.push_back(options.client_public_key);
+  return options;
+}
+
+// Whether a subscriber with `options` gets a mask remembered before it connects (the late-joiner
+// resend), within `wait`.
+bool SubscriberGetsMasks(ZmqServer& server, const ZmqClientOptions& options,
+                         std::chrono::milliseconds wait) {
+  server.Remember(Mask("ds", "current", 3));
+  auto sub = MaskSubscriber::Connect(server.publish_endpoint(), "mask.", options);
+  EXPECT_TRUE(sub.ok()) << sub.status().ToString();
+  if (!sub.ok()) return false;
+  Result<std::optional<v1::MaskResult>> got = (*sub)->Receive(wait);
+  return got.ok() && got->has_value();
+}
+
+bool QueriesAreAnswered(ZmqServer& server, const ZmqClientOptions& options,
+                        std::chrono::milliseconds wait) {
+  auto client = QueryClient::Connect(server.query_endpoint(), options);
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  return client.ok() && (*client)->Ask(MakeQuery(v1::Query::KIND_STATUS), wait).ok();
+}
+
 TEST(ZmqServerTest, CurveEncryptedPublishAndQuery) {
-  const ZmqConfig config = CurveConfig();
+  ZmqConfig config = CurveConfig();
+  const ZmqClientOptions curve = AllowClient(config);
   auto server = StartServer(config, Handle);
   ASSERT_NE(server, nullptr);
-
-  ZmqClientOptions curve;
-  curve.server_public_key = config.curve.server_public_key;
   auto plain = MaskSubscriber::Connect(server->publish_endpoint(), "mask.");
   ASSERT_TRUE(plain.ok());
   auto secure = ConnectSynced(*server, "mask.", "ds", "sync", curve);
@@ -496,6 +575,107 @@ TEST(ZmqServerTest, CurveEncryptedPublishAndQuery) {
   auto plain_client = QueryClient::Connect(server->query_endpoint());
   ASSERT_TRUE(plain_client.ok());
   EXPECT_FALSE((*plain_client)->Ask(MakeQuery(v1::Query::KIND_STATUS), milliseconds(100)).ok());
+}
+
+TEST(ZmqServerTest, OnlyClientsOnTheAllowListGetMasksAndAnswers) {
+  ZmqConfig config = CurveConfig();
+  const ZmqClientOptions allowed = AllowClient(config);
+  const ZmqClientOptions stranger = NewClient(config);
+  ZmqClientOptions fresh;  // a pair generated per connection, as clients without a key file
+  fresh.server_public_key = config.curve.server_public_key;
+  {
+    auto server = StartServer(config, Handle);
+    ASSERT_NE(server, nullptr);
+    EXPECT_TRUE(SubscriberGetsMasks(*server, allowed, kWait));
+    EXPECT_TRUE(QueriesAreAnswered(*server, allowed, kWait));
+    EXPECT_FALSE(SubscriberGetsMasks(*server, stranger, milliseconds(300)));
+    EXPECT_FALSE(QueriesAreAnswered(*server, stranger, milliseconds(300)));
+    EXPECT_FALSE(SubscriberGetsMasks(*server, fresh, milliseconds(300)));
+    EXPECT_FALSE(QueriesAreAnswered(*server, fresh, milliseconds(300)));
+  }
+  // The stranger's .pub file in the allow-list directory lets it in.
+  const std::string dir = testing::TempDir() + "clickdiff_zap_" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(WriteCurveKeyFiles({stranger.client_public_key, stranger.client_secret_key},
+                                 dir + "/stranger")
+                  .ok());
+  std::filesystem::remove(dir + "/stranger");  // a directory of .pub files: the secret stays away
+  config.curve.client_keys_dir = dir;
+  auto server = StartServer(config, Handle);
+  ASSERT_NE(server, nullptr);
+  EXPECT_TRUE(SubscriberGetsMasks(*server, stranger, kWait));
+  EXPECT_TRUE(QueriesAreAnswered(*server, stranger, kWait));
+  EXPECT_TRUE(QueriesAreAnswered(*server, allowed, kWait));
+  EXPECT_FALSE(QueriesAreAnswered(*server, fresh, milliseconds(300)));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ZmqServerTest, CurveWithNoAllowedClientDoesNotStart) {
+  ZmqConfig config = CurveConfig();
+  auto refused = ZmqServer::Bind(config, EchoStatus);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("zmq.curve.client_keys"), std::string::npos)
+      << refused.status().message();
+  config.curve.client_keys = {"not a key"};
+  refused = ZmqServer::Bind(config, EchoStatus);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("zmq.curve.client_keys[0]"), std::string::npos)
+      << refused.status().message();
+  config.curve.client_keys.clear();
+  config.curve.client_keys_dir = "/nonexistent/clickdiff-clients";
+  refused = ZmqServer::Bind(config, EchoStatus);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("client_keys_dir"), std::string::npos)
+      << refused.status().message();
+}
+
+TEST(CurveKeyFileTest, KeyFilesRoundTripKeepTheSecretPrivateAndAreNeverOverwritten) {
+  namespace fs = std::filesystem;
+  const std::string dir = testing::TempDir() + "clickdiff_keys_" + std::to_string(getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const CurveKeyPair pair = NewCurveKeyPair().value();
+  const std::string path = dir + "/server.key";
+  ASSERT_TRUE(WriteCurveKeyFiles(pair, path).ok());
+  EXPECT_EQ(fs::status(path).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(path + ".pub").permissions() & fs::perms::others_read,
+            fs::perms::others_read);
+  Result<CurveKeyPair> read = ReadCurveKeyPairFile(path);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->public_key, pair.public_key);
+  EXPECT_EQ(read->secret_key, pair.secret_key);
+  Result<CurveKeyPair> pub = ReadCurveKeyFile(path + ".pub");
+  ASSERT_TRUE(pub.ok()) << pub.status().ToString();
+  EXPECT_EQ(pub->public_key, pair.public_key);
+  EXPECT_TRUE(pub->secret_key.empty());
+  EXPECT_EQ(ReadCurveKeyPairFile(path + ".pub").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(WriteCurveKeyFiles(NewCurveKeyPair().value(), path).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadCurveKeyPairFile(path).value().secret_key, pair.secret_key) << "kept";
+  EXPECT_EQ(ReadCurveKeyFile(dir + "/missing.key").status().code(), StatusCode::kNotFound);
+  // Another pair's secret beside this public key is refused, naming the file.
+  {
+    std::ofstream bad(dir + "/mixed.key");
+    bad << "public_key: \"" << pair.public_key << "\"\nsecret_key: \""
+        << NewCurveKeyPair().value().secret_key << "\"\n";
+  }
+  Status mixed = ReadCurveKeyFile(dir + "/mixed.key").status();
+  EXPECT_EQ(mixed.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(mixed.message().find("mixed.key"), std::string::npos) << mixed.message();
+
+  // A server reads its keys from the file instead of the config.
+  ZmqConfig config;
+  config.curve.enabled = true;
+  config.curve.server_key_file = path;
+  ZmqClientOptions client = AllowClient(config);
+  client.server_public_key = pair.public_key;
+  auto server = StartServer(config, Handle);
+  ASSERT_NE(server, nullptr);
+  EXPECT_TRUE(QueriesAreAnswered(*server, client, kWait));
+  fs::remove_all(dir);
 }
 
 TEST(ZmqServerTest, BadCurveKeysAreRejectedByName) {
