@@ -744,6 +744,13 @@ Status ValidateCombination(const Config& c) {
     }
   }
   const ZmqCurveConfig& curve = c.zmq.curve;
+  for (size_t i = 0; i < curve.client_keys.size(); ++i) {
+    const std::string problem =
+        curve.client_keys[i].empty() ? "is empty" : Z85KeyProblem(curve.client_keys[i]);
+    if (!problem.empty()) {
+      return InvalidArgument("zmq.curve.client_keys[" + std::to_string(i) + "]: " + problem);
+    }
+  }
   if (!curve.server_key_file.empty() &&
       !(curve.server_public_key.empty() && curve.server_secret_key.empty())) {
     return InvalidArgument(

@@ -468,6 +468,14 @@ void KafkaConsumer::Stop() {
 
 uint64_t KafkaConsumer::received() const { return impl_->received.load(); }
 
+std::string KafkaConsumer::cluster_id(std::chrono::milliseconds timeout) const {
+  char* id = rd_kafka_clusterid(impl_->handle.get(), static_cast<int>(timeout.count()));
+  if (id == nullptr) return "";
+  std::string copy(id);
+  rd_kafka_mem_free(impl_->handle.get(), id);
+  return copy;
+}
+
 uint64_t KafkaConsumer::idle_polls() const { return impl_->idle_polls.load(); }
 
 }  // namespace clickdiff

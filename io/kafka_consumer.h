@@ -4,6 +4,7 @@
 // It passes config.kafka.properties verbatim to librdkafka (security, SASL, SSL...).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -93,6 +94,9 @@ class KafkaConsumer {
   void Stop();
   // Records handed to on_message so far.
   uint64_t received() const;
+  // The id of the cluster the consumer reads (from the broker's metadata; waits up to `timeout`
+  // for it), empty when the broker gives none. Thread-safe, and callable from stored_offset.
+  std::string cluster_id(std::chrono::milliseconds timeout) const;
   // Polls that returned no record (each waits up to 50 ms): once it has grown by a few, whatever
   // the broker had for this consumer was handed over (or held while paused). Tests wait on it to
   // show that nothing more comes.

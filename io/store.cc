@@ -352,6 +352,25 @@ Result<std::optional<int64_t>> Store::GetOffset(std::string_view topic, int32_t 
   return offset;
 }
 
+Result<std::optional<int64_t>> Store::StartingOffset(std::string_view topic, int32_t partition,
+                                                     const std::string& log_id, bool* changed) {
+  if (changed != nullptr) *changed = false;
+  Result<std::optional<int64_t>> offset = GetOffset(topic, partition);
+  if (!offset.ok() || log_id.empty()) return offset;
+  const std::string log_key = "offset-log:" + OffsetKey(topic, partition);
+  Result<std::optional<std::string>> stored_log = Get(Family::kMetadata, log_key);
+  if (!stored_log.ok()) return stored_log.status();
+  if (stored_log->has_value() && **stored_log == log_id) return offset;
+  Batch batch;
+  batch.Put(Family::kMetadata, log_key, log_id);
+  const bool other_log = stored_log->has_value() && offset->has_value();
+  if (other_log) batch.Delete(Family::kOffsets, OffsetKey(topic, partition));
+  CLICKDIFF_RETURN_IF_ERROR(Write(batch));
+  if (!other_log) return offset;  // a first read of this log, or an offset of before log ids
+  if (changed != nullptr) *changed = true;
+  return std::optional<int64_t>();
+}
+
 Status Store::Scan(
     Family family, std::string_view prefix,
     const std::function<bool(std::string_view key, std::string_view value)>& visit) const {

@@ -82,6 +82,15 @@ class Store {
   // value is not a decimal integer.
   Result<std::optional<std::string>> Get(Family family, std::string_view key) const;
   Result<std::optional<int64_t>> GetOffset(std::string_view topic, int32_t partition) const;
+  // Where to start reading topic/partition of the log `log_id` (the Kafka cluster's id): the
+  // stored offset when it was stored for that log (or when no log was recorded yet, which then
+  // records `log_id`); nullopt, to read from the start, when none is stored or it belongs to
+  // another log. In that case the old offset is deleted and `log_id` recorded in one write, so the
+  // new log is applied from its first record (ids make repeats idempotent) even if its end has
+  // passed the old offset; `*changed` (optional) tells. An empty `log_id` (unknown) checks
+  // nothing. Log ids are stored in kMetadata under "offset-log:" + the offset's key.
+  Result<std::optional<int64_t>> StartingOffset(std::string_view topic, int32_t partition,
+                                                const std::string& log_id, bool* changed = nullptr);
   // Visits records whose key starts with `prefix`, in bytewise key order, until `visit` returns
   // false. End `prefix` with a separator (see Family). The views passed to `visit` are valid only
   // during that call. Reads a consistent snapshot taken when the scan starts.

@@ -17,6 +17,8 @@ namespace {
 
 constexpr std::chrono::milliseconds kTickPeriod{200};
 constexpr std::chrono::seconds kReportPeriod{30};
+// How long an assignment waits for the cluster id its stored offsets are checked against.
+constexpr std::chrono::seconds kClusterIdWait{5};
 
 // Where the model versions come from: a service restarted with another model does not resume
 // them (it continues their numbering, so no cached mask of theirs passes for current).
@@ -245,7 +247,17 @@ Status Service::StartConsumer() {
     // store their offsets) first, or they would be read again from an older offset.
     pipeline_->WaitForIntake();
     if (topic == config_.kafka.topics.images) pipeline_->ImagesAssigned(partition);
-    return store_->GetOffset(topic, partition);
+    // An offset belongs to one log: a new broker, or another cluster, starts the partition over.
+    const std::string log = consumer_->cluster_id(kClusterIdWait);
+    bool changed = false;
+    Result<std::optional<int64_t>> start = store_->StartingOffset(topic, partition, log, &changed);
+    if (changed) {
+      spdlog::warn(
+          "kafka consumer: {} [{}] is a new log (cluster '{}') for its stored offset: reading it "
+          "from the start (events already applied are known by their ids)",
+          topic, partition, log);
+    }
+    return start;
   };
   callbacks.on_message = [this](KafkaMessage message) { pipeline_->Admit(std::move(message)); };
   callbacks.on_end = [this, images = config_.kafka.topics.images](const std::string& topic,

@@ -70,6 +70,8 @@ TEST(ConfigLoaderTest, ProductionExampleLoadsWithPassThroughKafkaProperties) {
                       "\"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\"\n"),
               HasSubstr("not both"));
   EXPECT_THAT(ErrorOf("zmq:\n  curve:\n    enabled: true\n"), HasSubstr("server_key_file"));
+  EXPECT_THAT(ErrorOf("zmq:\n  curve:\n    client_keys: [short]\n"),
+              HasSubstr("zmq.curve.client_keys[0]"));
   // A librdkafka property from a file, or inline: one way only.
   EXPECT_EQ(Load("kafka:\n  property_files:\n    sasl.password: /run/secrets/kafka\n")
                 ->kafka.property_files.at("sasl.password"),

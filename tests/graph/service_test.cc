@@ -91,6 +91,41 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<KafkaProducer> producer_;
 };
 
+TEST_F(ServiceTest, ANewBrokerIsReadFromItsStartWhateverOffsetsTheStoreHolds) {
+  auto stored_images = [](const InProcessService& service) -> int64_t {
+    auto client = QueryClient::Connect(service.endpoints().query_endpoint).value();
+    v1::Query query;
+    query.set_kind(v1::Query::KIND_STATUS);
+    Result<v1::QueryReply> reply = client->Ask(query, std::chrono::seconds(5));
+    return reply.ok() ? static_cast<int64_t>(reply->status().images()) : -1;
+  };
+  for (int i = 0; i < 3; ++i) {
+    Produce("images", PngImageEvent("a" + std::to_string(i)).SerializeAsString());
+  }
+  Flush();
+  {
+    InProcessService service(config_);
+    ASSERT_TRUE(Eventually([&] { return stored_images(service) == 3; }));
+    ASSERT_TRUE(service.Stop().ok());
+  }
+  // Broker B (A still runs, so the two clusters' ids differ): its log holds more records than
+  // the offset stored for A's, so an offset taken as B's would skip B's first three images.
+  auto other = EmbeddedBroker::Start(1).value();
+  for (const std::string& topic : ServiceTopics(config_.kafka)) {
+    ASSERT_TRUE(other->CreateTopic(topic, 1).ok());
+  }
+  auto producer = KafkaProducer::Create(config_.kafka, other->bootstrap_servers()).value();
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = "b" + std::to_string(i);
+    ASSERT_TRUE(producer->Produce("images", id, PngImageEvent(id).SerializeAsString()).ok());
+  }
+  ASSERT_TRUE(producer->Flush(std::chrono::seconds(20)).ok());
+  config_.kafka.bootstrap_servers = other->bootstrap_servers();
+  InProcessService service(config_);
+  EXPECT_TRUE(Eventually([&] { return stored_images(service) == 8; }))
+      << stored_images(service) << " images stored";
+}
+
 TEST_F(ServiceTest, WithCurveOnlyClientsWhoseKeysItAllowsGetAnswers) {
   // The keys as an operator makes them: `clickdiff keygen`, the client's .pub in the directory.
   const std::string clients = dir_ + "/clients";

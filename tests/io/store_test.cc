@@ -133,6 +133,36 @@ TEST_F(StoreTest, AStoreKeepsItsIdentityAcrossReopeningAndNoOtherHasIt) {
   EXPECT_NE(another->Identity().value(), first);
 }
 
+TEST_F(StoreTest, AnOffsetIsUsedOnlyOnTheLogItWasStoredFor) {
+  std::unique_ptr<Store> store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  auto set = [&](const std::string& topic, int64_t offset) {
+    Store::Batch batch;
+    batch.SetOffset(topic, 0, offset);
+    ASSERT_TRUE(store->Write(batch).ok());
+  };
+  bool changed = true;
+  EXPECT_FALSE(store->StartingOffset("images", 0, "cluster-A", &changed).value().has_value());
+  EXPECT_FALSE(changed) << "nothing stored: from the start, and the log is recorded";
+  set("images", 42);
+  EXPECT_EQ(store->StartingOffset("images", 0, "cluster-A", &changed).value(), 42);
+  EXPECT_FALSE(changed);
+  EXPECT_EQ(store->StartingOffset("images", 0, "", &changed).value(), 42) << "unknown: unchecked";
+  EXPECT_FALSE(store->StartingOffset("images", 0, "cluster-B", &changed).value().has_value());
+  EXPECT_TRUE(changed) << "another log: from its start";
+  EXPECT_FALSE(store->GetOffset("images", 0).value().has_value()) << "the old offset is gone";
+  set("images", 7);
+  EXPECT_EQ(store->StartingOffset("images", 0, "cluster-B", &changed).value(), 7);
+  EXPECT_FALSE(changed);
+  // An offset stored before logs were recorded is kept, and its log recorded from then on.
+  set("clicks", 9);
+  EXPECT_EQ(store->StartingOffset("clicks", 0, "cluster-B", &changed).value(), 9);
+  EXPECT_FALSE(changed);
+  EXPECT_FALSE(store->StartingOffset("clicks", 0, "cluster-C", &changed).value().has_value());
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(store->GetOffset("images", 0).value(), 7) << "each partition has its own log";
+}
+
 TEST_F(StoreTest, LargeModelsGoToBlobFiles) {
   std::unique_ptr<Store> store = OpenOrDie();
   ASSERT_NE(store, nullptr);
