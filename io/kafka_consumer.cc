@@ -358,8 +358,8 @@ Result<std::unique_ptr<KafkaConsumer>> KafkaConsumer::Create(
   if (config.properties.count("group.instance.id") != 0 ||
       config.property_files.count("group.instance.id") != 0) {
     return InvalidArgument(
-        "kafka consumer: kafka.properties.group.instance.id: the consumer sets it from "
-        "kafka.instance_id");
+        "kafka consumer: group.instance.id in kafka.properties or kafka.property_files: the "
+        "consumer sets it from kafka.instance_id");
   }
   if (!callbacks.stored_offset) {
     return InvalidArgument("kafka consumer: callbacks.stored_offset is not set");

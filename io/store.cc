@@ -157,7 +157,8 @@ struct Store::Batch::Impl {
     bool is_delete = false;
     Family family = Family::kMetadata;
     std::string key;
-    std::string value;
+    std::string value;  // a range deletion's end key
+    bool is_range = false;
   };
   std::vector<Op> ops;
 };
@@ -170,6 +171,11 @@ Store::Batch& Store::Batch::operator=(Batch&&) noexcept = default;
 void Store::Batch::Put(Family family, std::string_view key, std::string_view value) {
   if (!impl_) impl_ = std::make_unique<Impl>();  // a moved-from batch starts over empty
   impl_->ops.push_back({false, family, std::string(key), std::string(value)});
+}
+
+void Store::Batch::DeleteRange(Family family, std::string_view begin, std::string_view end) {
+  if (!impl_) impl_ = std::make_unique<Impl>();
+  impl_->ops.push_back({true, family, std::string(begin), std::string(end), true});
 }
 
 void Store::Batch::Delete(Family family, std::string_view key) {
@@ -315,8 +321,9 @@ Status Store::Write(Batch& batch) {
   for (const Batch::Impl::Op& op : batch.impl_->ops) {
     rocksdb::ColumnFamilyHandle* handle = impl_->Handle(op.family);
     if (handle == nullptr) return impl_->BadFamily(op.family);
-    const rocksdb::Status s = op.is_delete ? write_batch.Delete(handle, op.key)
-                                           : write_batch.Put(handle, op.key, op.value);
+    const rocksdb::Status s = op.is_range    ? write_batch.DeleteRange(handle, op.key, op.value)
+                              : op.is_delete ? write_batch.Delete(handle, op.key)
+                                             : write_batch.Put(handle, op.key, op.value);
     if (!s.ok()) return FromRocks(s, "building a batch for store " + impl_->config.path);
   }
   rocksdb::WriteOptions options;

@@ -60,6 +60,8 @@ class Store {
     Batch& operator=(Batch&&) noexcept;
     void Put(Family family, std::string_view key, std::string_view value);
     void Delete(Family family, std::string_view key);
+    // Deletes every key of `family` from `begin` up to, not including, `end` (bytewise order).
+    void DeleteRange(Family family, std::string_view begin, std::string_view end);
     // Records that every record of topic/partition before `next_offset` has been applied.
     // Stored in kOffsets under topic + '/' + the partition as 10 zero-padded decimal digits (its
     // uint32 bit pattern), so any topic name, including ones with '/' or digits, maps to a

@@ -98,7 +98,9 @@ Status VersionStore::Save(const VersionRecord& record,
     batch.Delete(Family::kMetadata, kTwinVersionKey);
   }
   if (keep_versions_ > 0 && version > keep_versions_) {
-    batch.Delete(Family::kModels, ModelKey(version - keep_versions_));
+    // Every version keep_versions back and older, not only that one: numbers may have gaps (a
+    // restart numbers above the newest) and keep_versions may have been larger before.
+    batch.DeleteRange(Family::kModels, ModelKey(0), ModelKey(version - keep_versions_ + 1));
   }
   if (also) also(batch);
   return store_->Write(batch);

@@ -58,7 +58,8 @@ class VersionStore {
   // reads (kDataLoss).
   Result<StoredVersions> LoadLatest(torch::Device device) const;
   // Writes the version, its update record, the current version and the lineage, the twin (or
-  // deletes a twin of an earlier run), and deletes the version keep_versions back, atomically;
+  // deletes a twin of an earlier run), and deletes every version keep_versions back and older,
+  // atomically;
   // `also` adds to the same batch (the version's announcement: io/outbox.h).
   Status Save(const VersionRecord& record, const std::function<void(Store::Batch&)>& also = {});
   // The twin stored with `version`: none when there is none, or it belongs to another version.

@@ -68,11 +68,26 @@ TEST_F(VersionStoreTest, RestartLoadsTheNewestVersionOfItsLineageAndPrunesOldOne
   EXPECT_EQ(latest->steps, 40);
   EXPECT_EQ(model::CheckpointStore::ToBytes(*latest->model->segmenter).value(), Checkpoint(4));
 
+  // A smaller keep_versions later, and a gap in the numbers: every older version goes.
+  VersionStore kept_more(store_.get(), "tiny", 5);
+  ASSERT_TRUE(kept_more.Save(Record(5, 50, std::string("twin"))).ok());
+  ASSERT_TRUE(kept_more.Save(Record(6, 60, std::string("twin"))).ok());
+  EXPECT_TRUE(HasVersion(3));
+  VersionStore keep_one(store_.get(), "tiny", 1);
+  ASSERT_TRUE(keep_one.Save(Record(9, 90, std::string("twin"))).ok());
+  for (uint64_t v = 1; v <= 8; ++v) EXPECT_FALSE(HasVersion(v)) << v;
+  EXPECT_TRUE(HasVersion(9));
+  EXPECT_TRUE(store_->Get(Family::kModels, VersionStore::kTwinKey).value().has_value())
+      << "the twin is no version";
+  latest = versions.LoadLatest(torch::kCPU);
+  ASSERT_TRUE(latest.ok()) << latest.status().ToString();
+  EXPECT_EQ(latest->model->version, 9u);
+
   // Another lineage learns the newest number but not the model.
   Result<StoredVersions> other = VersionStore(store_.get(), "other", 2).LoadLatest(torch::kCPU);
   ASSERT_TRUE(other.ok());
   EXPECT_FALSE(other->model.has_value());
-  EXPECT_EQ(other->newest, 4u);
+  EXPECT_EQ(other->newest, 9u);
 }
 
 TEST_F(VersionStoreTest, TheTwinBelongsToTheVersionItWasSavedWith) {
