@@ -175,6 +175,9 @@ struct AggregatorConfig {
   double density_sigma = 2.0;      // density rule: Gaussian smoothing of vote maps, model pixels
   double density_threshold = 0.6;  // density rule: fraction of the smoothed map's peak
   double otsu_floor = 0.05;        // otsu rule: least smoothed vote density that is foreground
+  // A click the drawn mask gets wrong corrects the pixels within click_reach times its geodesic
+  // distance to the mask's nearest pixel of its class (model::ClickCorrections); 0: off.
+  double click_reach = 2.0;
 };
 
 struct TrainerConfig {

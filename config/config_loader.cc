@@ -465,6 +465,9 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Real(
         "aggregator.otsu_floor", [](Config & c) -> auto& { return c.aggregator.otsu_floor; }, 0,
         0.99));
+    f.push_back(Real(
+        "aggregator.click_reach", [](Config & c) -> auto& { return c.aggregator.click_reach; }, 0,
+        8));
     f.push_back(Integer<int>(
         "trainer.batch_size", [](Config & c) -> auto& { return c.trainer.batch_size; }, 1, 4096));
     f.push_back(Real(

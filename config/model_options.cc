@@ -95,6 +95,7 @@ model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config,
   o.density_sigma = config.density_sigma;
   o.density_relative_threshold = config.density_threshold;
   o.otsu_floor = config.otsu_floor;
+  o.click_reach = config.click_reach;
   return o;
 }
 

@@ -176,7 +176,8 @@ Result<std::vector<model::Click>> StoredClicks(const Store& store, const std::st
           failed = DataLoss("a stored click of image " + image_id + " is corrupt");
           return false;
         }
-        clicks.push_back(model::Click{click.x(), click.y(), click.class_id(), click.positive()});
+        clicks.push_back(model::Click{click.x(), click.y(), click.class_id(), click.positive(),
+                                      click.correction_gap()});
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(clicks_read);

@@ -117,6 +117,10 @@ Result<Aggregator> Aggregator::Create(const AggregatorOptions& options) {
     return InvalidArgument("AggregatorOptions.otsu_floor must be in [0, 1), got " +
                            std::to_string(options.otsu_floor));
   }
+  if (!(options.click_reach >= 0.0 && options.click_reach <= 8.0)) {
+    return InvalidArgument("AggregatorOptions.click_reach must be in [0, 8], got " +
+                           std::to_string(options.click_reach));
+  }
   return Aggregator(options);
 }
 
@@ -252,7 +256,8 @@ Result<Aggregation> Aggregator::DecideAtSize(const torch::Tensor& fractions, int
 
 Result<Aggregation> Aggregator::AggregateOnImage(const torch::Tensor& samples,
                                                  const GridMapping& mapping,
-                                                 const std::vector<Click>& clicks) const {
+                                                 const std::vector<Click>& clicks,
+                                                 const torch::Tensor& grid_image) const {
   Result<torch::Tensor> fractions = VoteFractions(samples, options_.num_classes);
   if (!fractions.ok()) return fractions.status();
   Result<Aggregation> result =
@@ -265,8 +270,34 @@ Result<Aggregation> Aggregator::AggregateOnImage(const torch::Tensor& samples,
                              std::to_string(mapping.height) + " image");
     }
   }
+  if (options_.click_reach > 0 && grid_image.defined()) {
+    CLICKDIFF_RETURN_IF_ERROR(Correct(*fractions, mapping, clicks, grid_image, result->mask));
+  }
   ImposeClicks(result->mask.unsqueeze(0), clicks);
   return result;
+}
+
+Status Aggregator::Correct(const torch::Tensor& fractions, const GridMapping& mapping,
+                           const std::vector<Click>& clicks, const torch::Tensor& grid_image,
+                           torch::Tensor& mask) const {
+  if (grid_image.dim() != 3 || grid_image.size(1) != fractions.size(-2) ||
+      grid_image.size(2) != fractions.size(-1)) {
+    return InvalidArgument("the grid image of a click correction must be [C,R,R] like the samples");
+  }
+  Result<Aggregation> on_grid = Decide(fractions);
+  if (!on_grid.ok()) return on_grid.status();
+  try {
+    for (const ClickCorrection& c : ClickCorrections(
+             grid_image, on_grid->mask, ClicksToGrid(clicks, mapping), options_.click_reach)) {
+      const torch::Tensor reach = Resize(CropToImage(c.reach, mapping).unsqueeze(0).unsqueeze(0),
+                                         mapping.height, mapping.width)[0][0]
+                                      .to(mask.device());
+      mask.masked_fill_(reach.le(1), c.class_id);
+    }
+  } catch (const std::exception& e) {
+    return Internal(std::string("Aggregator: correcting the mask at its clicks: ") + e.what());
+  }
+  return Status::Ok();
 }
 
 }  // namespace clickdiff::model

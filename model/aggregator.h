@@ -65,6 +65,11 @@ struct AggregatorOptions {
 
   // kOtsu: the smallest smoothed vote density that can be foreground, in [0, 1).
   double otsu_floor = 0.05;
+
+  // AggregateOnImage: a click the drawn mask gets wrong corrects the pixels within this many times
+  // its geodesic distance to the mask's nearest pixel of its class (model::ClickCorrections), in
+  // [0, 8]; 0: clicks correct only their own pixel.
+  double click_reach = 2.0;
 };
 
 // The aggregation of one image (or a batch: every tensor gains a leading B dimension).
@@ -100,13 +105,23 @@ class Aggregator {
                                    int64_t width) const;
 
   // Samples [N,R,R] drawn on an image's model grid -> mask and uncertainty at the image's own size
-  // (the grid's padding is cropped away first, see model/preprocess.h). The mask then holds each of
-  // the image's `clicks` (its own pixels): the click's class there, 0 for a negative click.
+  // (the grid's padding is cropped away first, see model/preprocess.h). With the image's grid
+  // `grid_image` [C,R,R] (the network's input) and click_reach > 0, each of the image's `clicks`
+  // (its own pixels) the mask drawn on the grid gets wrong corrects its region
+  // (model::ClickCorrections, on the grid, resized bilinearly to the image's size), in click order.
+  // The mask then holds each click: its class there, 0 for a negative click.
   Result<Aggregation> AggregateOnImage(const torch::Tensor& samples, const GridMapping& mapping,
-                                       const std::vector<Click>& clicks = {}) const;
+                                       const std::vector<Click>& clicks = {},
+                                       const torch::Tensor& grid_image = {}) const;
 
  private:
   explicit Aggregator(AggregatorOptions options) : options_(std::move(options)) {}
+
+  // The click corrections of AggregateOnImage, written into `mask` (the image's own size), from
+  // the vote `fractions` [K,R,R] on the grid.
+  Status Correct(const torch::Tensor& fractions, const GridMapping& mapping,
+                 const std::vector<Click>& clicks, const torch::Tensor& grid_image,
+                 torch::Tensor& mask) const;
 
   AggregatorOptions options_;
 };

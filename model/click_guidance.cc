@@ -47,6 +47,21 @@ torch::Tensor GeodesicGuidance(const torch::Tensor& labels, const torch::Tensor&
   return torch::stack(maps).to(labels.device());
 }
 
+// `image` [C,H,W] on the CPU blurred by a Gaussian of one cell: what click distances are measured
+// on, so single-pixel noise is no wall.
+torch::Tensor GeodesicInput(const torch::Tensor& image) {
+  const auto kernel = GaussianKernel(1.0);
+  return SeparableFilter(image.detach().to(torch::kCPU, torch::kFloat).unsqueeze(0),
+                         kernel / kernel.sum(), torch::kReplicate)[0];
+}
+
+// An [h,w] bool map of the click's cell alone.
+torch::Tensor Seed(int64_t h, int64_t w, const Click& c) {
+  auto seed = torch::zeros({h, w}, torch::kBool);
+  seed[c.y][c.x] = true;
+  return seed;
+}
+
 }  // namespace
 
 double ClickGuidanceSigma(int64_t resolution) {
@@ -110,9 +125,7 @@ torch::Tensor GeodesicDistance(const torch::Tensor& image, const torch::Tensor& 
 
 torch::Tensor ClickDistances(const torch::Tensor& image, const torch::Tensor& labels,
                              const torch::Tensor& shown, int64_t num_classes) {
-  const auto kernel = GaussianKernel(1.0);
-  const auto smooth = SeparableFilter(image.detach().to(torch::kCPU, torch::kFloat).unsqueeze(0),
-                                      kernel / kernel.sum(), torch::kReplicate)[0];
+  const auto smooth = GeodesicInput(image);
   const int64_t h = smooth.size(1), w = smooth.size(2);
   const auto points =
       ClickPoints(labels.unsqueeze(0), shown.unsqueeze(0), num_classes).to(torch::kCPU)[0].gt(0);
@@ -154,9 +167,63 @@ std::vector<Click> ClicksToGrid(const std::vector<Click>& clicks, const GridMapp
   grid.reserve(clicks.size());
   for (const Click& c : clicks) {
     auto [gx, gy] = mapping.ToGrid(c.x, c.y);
-    grid.push_back(Click{gx, gy, c.class_id, c.positive});
+    grid.push_back(Click{gx, gy, c.class_id, c.positive, c.gap});
   }
   return grid;
+}
+
+std::vector<ClickCorrection> ClickCorrections(const torch::Tensor& image, const torch::Tensor& mask,
+                                              const std::vector<Click>& clicks, double reach) {
+  std::vector<ClickCorrection> out;
+  if (clicks.empty() || reach <= 0) return out;
+  const auto drawn = mask.to(torch::kCPU, torch::kLong);
+  const int64_t h = drawn.size(0), w = drawn.size(1);
+  const double cap = GeodesicGuidanceSigma(std::max(h, w));
+  const double own = ClickRegionRadius(std::max(h, w));
+  torch::Tensor smooth;
+  std::vector<int64_t> placed;  // classes whose first positive click has been seen
+  for (const Click& c : clicks) {
+    const int64_t wanted = c.positive ? c.class_id : 0;
+    if (c.gap >= 0) {  // measured when the click was made, on the mask it was made on
+      if (c.gap == 0) continue;
+      if (!smooth.defined()) smooth = GeodesicInput(image);
+      const auto distance = GeodesicDistance(smooth, Seed(h, w, c));
+      out.push_back({wanted, (distance / (reach * std::min(c.gap, cap))).clamp_max(2)});
+      continue;
+    }
+    if (c.positive && std::find(placed.begin(), placed.end(), wanted) == placed.end()) {
+      placed.push_back(wanted);  // says where the structure is, not where the mask errs
+      continue;
+    }
+    if (!smooth.defined()) smooth = GeodesicInput(image);
+    const auto distance = GeodesicDistance(smooth, Seed(h, w, c));
+    // A network that learnt from clicks draws each shown click's own region (ClickRegionRadius,
+    // as training labels it) whatever else it gets wrong: the click is held when the ring beyond
+    // that region mostly takes its class.
+    const auto beyond = distance.gt(own);
+    const auto ring = beyond.logical_and(distance.le(2 * own));
+    if (ring.any().item<bool>() &&
+        drawn.masked_select(ring).eq(wanted).to(torch::kFloat).mean().item<double>() >= 0.5) {
+      continue;
+    }
+    const auto same = drawn.eq(wanted).logical_and(beyond);
+    if (!same.any().item<bool>()) continue;
+    const double gap = std::min(distance.masked_select(same).min().item<double>(), cap);
+    out.push_back({wanted, (distance / (reach * gap)).clamp_max(2)});
+  }
+  return out;
+}
+
+double CorrectionGap(const torch::Tensor& image, const torch::Tensor& mask, const Click& click) {
+  const auto drawn = mask.to(torch::kCPU, torch::kLong);
+  const int64_t wanted = click.positive ? click.class_id : 0;
+  if (drawn[click.y][click.x].item<int64_t>() == wanted) return 0;
+  const auto same = drawn.eq(wanted);
+  if (!same.any().item<bool>()) return 0;
+  const int64_t h = drawn.size(0), w = drawn.size(1);
+  const auto distance = GeodesicDistance(GeodesicInput(image), Seed(h, w, click));
+  return std::min(distance.masked_select(same).min().item<double>(),
+                  GeodesicGuidanceSigma(std::max(h, w)));
 }
 
 void ImposeClicks(torch::Tensor samples, const std::vector<Click>& clicks) {

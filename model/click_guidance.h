@@ -58,6 +58,39 @@ torch::Tensor ClickGuidance(const std::vector<std::vector<Click>>& clicks, int64
                             ClickGuidanceKind kind = ClickGuidanceKind::kGaussian,
                             const torch::Tensor& images = {});
 
+// A click the network's mask gets wrong, and the pixels it corrects (ClickCorrections).
+struct ClickCorrection {
+  int64_t class_id = 0;  // what the click says: its class, 0 for a negative click
+  // [H,W] float: each pixel's geodesic distance from the click over the click's reach, at most 2;
+  // the click corrects the pixels at 1 or less.
+  torch::Tensor reach;
+};
+
+// The corrections the `clicks` (grid cells) make to `mask` [H,W] int64, drawn by the network for
+// `image` [C,H,W] float before any click was imposed on it, in click order. The first positive
+// click of a class says where its structure is and corrects nothing (paper 000's one click per
+// structure is left as drawn), nor does a click the mask already holds: beyond the click's own
+// region (ClickRegionRadius, which a network trained on clicks draws around every click it is
+// shown), most of the ring out to twice that radius takes the click's class. A further click, or a
+// negative one, the mask does not hold sits in a region the mask gets wrong (an annotator clicks
+// in the middle of an error): it claims the pixels within `reach` times its geodesic distance to
+// the nearest pixel beyond its own region that the mask gives the click's class (that distance
+// capped at GeodesicGuidanceSigma(R)), on the image blurred as ClickDistances does, so the region
+// fills the gap to the mask and as much beyond the click, and stops at the image's edges. A click
+// whose class the mask has nowhere else corrects nothing. On the CPU.
+// A click whose gap is known (Click::gap >= 0, measured by CorrectionGap when it was made, on the
+// mask the annotator then saw) skips all of this: it corrects the pixels within `reach` times its
+// gap (0: nothing), whatever the mask drawn now, so what a click fixed stays fixed while the
+// network learns only the click's own neighbourhood.
+std::vector<ClickCorrection> ClickCorrections(const torch::Tensor& image, const torch::Tensor& mask,
+                                              const std::vector<Click>& clicks, double reach);
+
+// The gap of `click` (grid cells) made on `mask` [H,W] int64, the mask served for `image` [C,H,W]
+// when it came: 0 when the mask holds the click or has its class nowhere, else the click's
+// geodesic distance to the mask's nearest pixel of its class, capped at GeodesicGuidanceSigma(R).
+// The caller passes 0 for a class's first positive click. On the CPU.
+double CorrectionGap(const torch::Tensor& image, const torch::Tensor& mask, const Click& click);
+
 // Clicks in an image's own pixels placed on its model grid (GridMapping::ToGrid). Precondition:
 // every click lies inside the image.
 std::vector<Click> ClicksToGrid(const std::vector<Click>& clicks, const GridMapping& mapping);

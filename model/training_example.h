@@ -19,6 +19,10 @@ struct Click {
   int64_t y = 0;
   int64_t class_id = 1;
   bool positive = true;
+  // Grid cells: how far the click was from the mask it corrected when it was made
+  // (ClickEvent.correction_gap; 0: it corrected nothing), or < 0 when unknown
+  // (model/click_guidance.h ClickCorrections).
+  double gap = -1;
 };
 
 struct TrainingExample {

@@ -35,7 +35,7 @@ Result<v1::MaskResult> Aggregate::Draw(const SampleSet& set) const {
       model::MakeGridMapping(set.image.width(), set.image.height(), r);
   if (!mapping.ok()) return mapping.status();
   Result<model::Aggregation> result =
-      aggregator_.AggregateOnImage(set.samples, *mapping, set.clicks);
+      aggregator_.AggregateOnImage(set.samples, *mapping, set.clicks, set.grid);
   if (!result.ok()) return result.status().WithContext(set.image.image_id());
   torch::Tensor mask = result->mask.to(torch::kUInt8).contiguous();
   torch::Tensor uncertainty = (result->uncertainty.to(torch::kFloat32).clamp(0, 1) * 255)

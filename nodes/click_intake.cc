@@ -3,8 +3,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <exception>
+#include <string>
+#include <vector>
 
 #include "io/keys.h"
+#include "learning/replay.h"
+#include "model/click_guidance.h"
 
 namespace clickdiff {
 namespace {
@@ -97,7 +102,14 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
       return outcome;
     }
     outcome.click_checks = std::move(checked).value();
-    batch.Put(Family::kClicks, click_key, click.SerializeAsString());
+    Result<float> gap = CorrectionGap(click, image, image_key);
+    if (!gap.ok()) {
+      outcome.failure = gap.status();
+      return outcome;
+    }
+    v1::ClickEvent stored = click;
+    stored.set_correction_gap(*gap);
+    batch.Put(Family::kClicks, click_key, stored.SerializeAsString());
     outcome.infer.push_back(PreviewFor(click.dataset(), click.image_id()));
     outcome.infer.push_back(RequestFor(click.dataset(), click.image_id()));
   }
@@ -123,18 +135,9 @@ Result<std::optional<v1::Metrics>> ClickIntake::CheckFresh(const v1::ClickEvent&
   // A negative click says the pixel is background (training takes it so: model/training_example.h),
   // whatever class it names.
   const bool hit = drawn == (click.positive() ? click.class_id() : 0);
-  bool first = click.positive();
-  if (first) {
-    CLICKDIFF_RETURN_IF_ERROR(store_->Scan(
-        Family::kClicks, keys::Under(image_key), [&](std::string_view, std::string_view value) {
-          v1::ClickEvent earlier;
-          if (earlier.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
-              earlier.positive() && earlier.class_id() == click.class_id()) {
-            first = false;
-          }
-          return first;
-        }));
-  }
+  Result<bool> first_of_class = FirstOfItsClass(click, image_key);
+  if (!first_of_class.ok()) return first_of_class.status();
+  const bool first = *first_of_class;
   const std::string key = keys::ClickChecks(click.dataset(), mask.model_version());
   Result<std::optional<std::string>> stored = store_->Get(Family::kMetrics, key);
   if (!stored.ok()) return stored.status();
@@ -156,6 +159,58 @@ Result<std::optional<v1::Metrics>> ClickIntake::CheckFresh(const v1::ClickEvent&
   }
   batch.Put(Family::kMetrics, key, record.SerializeAsString());
   return std::optional<v1::Metrics>(std::move(record));
+}
+
+Result<bool> ClickIntake::FirstOfItsClass(const v1::ClickEvent& click,
+                                          const std::string& image_key) const {
+  bool first = click.positive();
+  if (first) {
+    CLICKDIFF_RETURN_IF_ERROR(store_->Scan(
+        Family::kClicks, keys::Under(image_key), [&](std::string_view, std::string_view value) {
+          v1::ClickEvent earlier;
+          if (earlier.ParseFromArray(value.data(), static_cast<int>(value.size())) &&
+              earlier.positive() && earlier.class_id() == click.class_id()) {
+            first = false;
+          }
+          return first;
+        }));
+  }
+  return first;
+}
+
+Result<float> ClickIntake::CorrectionGap(const v1::ClickEvent& click, const v1::StoredImage& image,
+                                         const std::string& image_key) const {
+  Result<bool> first = FirstOfItsClass(click, image_key);
+  if (!first.ok()) return first.status();
+  if (*first) return 0.0F;
+  Result<std::optional<std::string>> cached = store_->Get(Family::kMasks, image_key);
+  if (!cached.ok()) return cached.status();
+  v1::MaskResult mask;
+  const v1::ImageEvent& event = image.event();
+  const auto pixels = static_cast<size_t>(event.width()) * event.height();
+  if (!cached->has_value() || !mask.ParseFromString(**cached) || mask.width() != event.width() ||
+      mask.height() != event.height() || mask.mask().size() != pixels) {
+    return 0.0F;  // no mask the annotator could have seen, or not one drawn for this image
+  }
+  Result<model::GridMapping> mapping =
+      model::MakeGridMapping(event.width(), event.height(), image.grid_resolution());
+  if (!mapping.ok()) return 0.0F;
+  Result<torch::Tensor> grid = StoredGrid(image, std::max<int64_t>(1, image.grid_channels()));
+  if (!grid.ok()) return 0.0F;  // unreadable: the sampler refuses the image and says why
+  std::vector<int64_t> ids(pixels);
+  std::transform(mask.mask().begin(), mask.mask().end(), ids.begin(),
+                 [](char c) { return static_cast<int64_t>(static_cast<unsigned char>(c)); });
+  Result<torch::Tensor> served = model::MaskToGrid(ids.data(), *mapping);
+  if (!served.ok()) return 0.0F;
+  const model::Click on_grid = model::ClicksToGrid(
+      {model::Click{click.x(), click.y(), click.class_id(), click.positive()}}, *mapping)[0];
+  try {
+    return static_cast<float>(model::CorrectionGap(*grid, *served, on_grid));
+  } catch (const std::exception& e) {  // derived data: the click is stored, correcting nothing
+    spdlog::warn("click {} of image {}: its correction not measured: {}", click.click_id(),
+                 click.image_id(), e.what());
+    return 0.0F;
+  }
 }
 
 Result<bool> ClickIntake::Park(v1::PendingEvent parked, const KafkaMessage& source,

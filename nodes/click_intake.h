@@ -64,6 +64,15 @@ class ClickIntake {
                                                 const std::string& image_key,
                                                 Store::Batch& batch) const;
 
+  // Whether `click` is positive and the first positive click of its class on the image.
+  Result<bool> FirstOfItsClass(const v1::ClickEvent& click, const std::string& image_key) const;
+
+  // ClickEvent.correction_gap of a new click on `image`: model::CorrectionGap on the grid of the
+  // final mask now served for it (0 without one that fits, for its class's first click, or when
+  // the measure fails, with a warning). Errors: the store's.
+  Result<float> CorrectionGap(const v1::ClickEvent& click, const v1::StoredImage& image,
+                              const std::string& image_key) const;
+
   Store* store_;
   DeadLetterSink* letters_;
   int64_t pending_timeout_ms_;

@@ -94,6 +94,7 @@ struct SampleSet {
   uint64_t model_version = 0;
   uint64_t click_revision = 0;
   std::vector<model::Click> clicks;  // the image's clicks (its own pixels): the mask holds them
+  torch::Tensor grid;                // [C,R,R] the image on the model grid (click corrections)
   uint32_t steps = 0;
   bool preview = false;  // drawn for request.preview: published but neither cached nor scored
   // Set instead of samples when the cache already holds the mask for this model version and

@@ -61,6 +61,7 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   Result<torch::Tensor> grid = StoredGrid(stored, model->segmenter->options().unet.image_channels);
   if (!grid.ok()) return grid.status();
   prepared.grid = grid->unsqueeze(0);
+  out.grid = *grid;
   prepared.model = std::move(model);
   prepared.grid_clicks = model::ClicksToGrid(*clicks, *mapping);
   out.clicks = std::move(clicks).value();

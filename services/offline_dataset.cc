@@ -88,7 +88,8 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
 Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator,
                                             const torch::Tensor& samples,
                                             const OfflineImage& image) {
-  Result<model::Aggregation> a = aggregator.AggregateOnImage(samples, image.mapping, image.clicks);
+  Result<model::Aggregation> a =
+      aggregator.AggregateOnImage(samples, image.mapping, image.clicks, image.grid_image);
   if (!a.ok()) return a.status().WithContext(image.name);
   return a;
 }

@@ -226,6 +226,40 @@ TEST(AggregatorTest, TheMaskOnTheImageHoldsItsClicks) {
             StatusCode::kInvalidArgument);
 }
 
+TEST(AggregatorTest, AClickTheMaskMissesCorrectsItsRegionAtTheImagesOwnSize) {
+  // A 64x32 image on a 32x32 grid (rows 8-23): a bright square at grid rows and columns 10-21,
+  // every sample drawing only its left half (columns 10-15).
+  Result<GridMapping> mapping = MakeGridMapping(64, 32, 32);
+  ASSERT_TRUE(mapping.ok());
+  auto grid_image = torch::full({1, 32, 32}, 0.2F);
+  grid_image.slice(1, 10, 22).slice(2, 10, 22).fill_(0.8F);
+  auto samples = torch::zeros({4, 32, 32}, torch::kLong);
+  samples.slice(1, 10, 22).slice(2, 10, 16).fill_(1);
+  // The first click in the drawn half, then one in grid cell (19, 15).
+  const std::vector<Click> clicks = {Click{25, 15, 1, true}, Click{39, 15, 1, true}};
+  AggregatorOptions o;
+  o.rule = AggregationRule::kMajority;
+  Result<Aggregation> corrected = Make(o).AggregateOnImage(samples, *mapping, clicks, grid_image);
+  ASSERT_TRUE(corrected.ok()) << corrected.status().ToString();
+  ASSERT_EQ(corrected->mask.sizes(), torch::IntArrayRef({32, 64}));
+  // Grid cell (x, y) covers image pixels 2x..2x+1 and 2(y-8)..2(y-8)+1: the missed half's inner
+  // cells (columns 16-20, rows 11-20) are corrected, the background around the square is not.
+  EXPECT_TRUE(corrected->mask.slice(0, 7, 23).slice(1, 33, 41).eq(1).all().item<bool>());
+  EXPECT_EQ(corrected->mask.slice(0, 0, 3).sum().item<int64_t>(), 0);
+  EXPECT_EQ(corrected->mask.slice(1, 46, 64).sum().item<int64_t>(), 0);
+  o.click_reach = 0;  // off: of the missed half the click holds its own pixel only
+  Result<Aggregation> plain = Make(o).AggregateOnImage(samples, *mapping, clicks, grid_image);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->mask.slice(0, 4, 28).slice(1, 33, 44).sum().item<int64_t>(), 1);
+  // Without the image nothing is corrected either; a reach beyond 8 is refused.
+  o.click_reach = 2;
+  Result<Aggregation> blind = Make(o).AggregateOnImage(samples, *mapping, clicks);
+  ASSERT_TRUE(blind.ok());
+  EXPECT_TRUE(blind->mask.equal(plain->mask));
+  o.click_reach = 9;
+  EXPECT_FALSE(Aggregator::Create(o).ok());
+}
+
 TEST(AggregatorTest, AggregatesABatchOfSampleStacks) {
   AggregatorOptions o;
   o.num_classes = 2;

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <iostream>
 #include <vector>
 
 namespace clickdiff::model {
@@ -70,6 +71,104 @@ TEST(ClickGuidanceTest, AGeodesicBumpIsWiderAndStopsAtAnEdge) {
   // Without its images a geodesic guidance is a caller's error.
   EXPECT_THROW(ClickGuidance(click, 2, 32, torch::kCPU, ClickGuidanceKind::kGeodesic),
                std::invalid_argument);
+}
+
+// A bright 12x12 square (rows and columns 10-21) on a dark 32x32 image.
+torch::Tensor SquareImage() {
+  auto image = torch::full({1, 32, 32}, 0.2F);
+  image.slice(1, 10, 22).slice(2, 10, 22).fill_(0.8F);
+  return image;
+}
+
+torch::Tensor Square() {
+  auto square = torch::zeros({32, 32}, torch::kBool);
+  square.slice(0, 10, 22).slice(1, 10, 22).fill_(true);
+  return square;
+}
+
+TEST(ClickGuidanceTest, AClickTheMaskMissesClaimsItsRegionUpToTheEdge) {
+  // The mask holds the square's left half, where the first click was; the annotator clicks again
+  // in the middle of the right half, and the mask holds only that click's own region (as a
+  // network trained on clicks draws it: LabelUnclicked).
+  auto mask = torch::zeros({32, 32}, torch::kLong);
+  mask.slice(0, 10, 22).slice(1, 10, 16).fill_(1);
+  const std::vector<Click> clicks = {Click{12, 15, 1, true}, Click{19, 15, 1, true}};
+  auto shown = torch::zeros({32, 32}, torch::kBool);
+  shown[15][19] = true;
+  const auto own =
+      ClickDistances(SquareImage(), shown.to(torch::kLong), shown, 2)[1].le(ClickRegionRadius(32));
+  ASSERT_GT(own.sum().item<int64_t>(), 5);
+  mask.masked_fill_(own, 1);
+  const std::vector<ClickCorrection> c = ClickCorrections(SquareImage(), mask, clicks, 2.0);
+  ASSERT_EQ(c.size(), 1U);
+  EXPECT_EQ(c[0].class_id, 1);
+  const auto claimed = c[0].reach.le(1);
+  // The missed half but its rim (blurred, the edge's cost starts two cells inside it).
+  EXPECT_TRUE(claimed.slice(0, 12, 20).slice(1, 16, 21).all().item<bool>());
+  EXPECT_FALSE(claimed.logical_and(Square().logical_not()).any().item<bool>());  // no background
+  EXPECT_LE(c[0].reach.max().item<float>(), 2.0F);
+  // At reach 1 the region stops about where the mask begins: the far corners stay out.
+  const auto near = ClickCorrections(SquareImage(), mask, clicks, 1.0)[0].reach.le(1);
+  EXPECT_FALSE(near[10][21].item<bool>());
+  // The same click alone is the structure's first: it corrects nothing.
+  EXPECT_TRUE(ClickCorrections(SquareImage(), mask, {clicks[1]}, 2.0).empty());
+}
+
+TEST(ClickGuidanceTest, ANegativeClickClearsTheLeakAndKeepsTheObject) {
+  // The mask holds the square and a 6-column leak of background to its right.
+  auto mask = Square().to(torch::kLong);
+  mask.slice(0, 10, 22).slice(1, 22, 28).fill_(1);
+  const std::vector<ClickCorrection> c =
+      ClickCorrections(SquareImage(), mask, {Click{25, 15, 1, false}}, 2.0);
+  ASSERT_EQ(c.size(), 1U);
+  EXPECT_EQ(c[0].class_id, 0);
+  const auto cleared = c[0].reach.le(1);
+  EXPECT_TRUE(cleared.slice(0, 12, 19).slice(1, 24, 28).all().item<bool>());
+  EXPECT_FALSE(cleared.logical_and(Square()).any().item<bool>());
+}
+
+TEST(ClickGuidanceTest, ClicksTheMaskHoldsOrWhoseClassItLacksCorrectNothing) {
+  const auto mask = Square().to(torch::kLong);
+  const Click first{15, 15, 1, true};
+  EXPECT_TRUE(ClickCorrections(SquareImage(), mask, {first, Click{12, 12, 1, true}}, 2.0).empty());
+  EXPECT_TRUE(ClickCorrections(SquareImage(), mask, {first, Click{2, 2, 1, false}}, 2.0).empty());
+  EXPECT_TRUE(ClickCorrections(SquareImage(), mask, {first, Click{2, 2, 2, true}}, 2.0).empty());
+  EXPECT_TRUE(ClickCorrections(SquareImage(), mask, {first, Click{2, 2, 1, true}}, 0.0).empty());
+  // One that does, in the background far from the object: its region is capped (R/8 = 4 cells
+  // to the mask, so 8 at reach 2) and stays in the background.
+  const auto far = ClickCorrections(SquareImage(), mask, {first, Click{2, 2, 1, true}}, 2.0);
+  ASSERT_EQ(far.size(), 1U);
+  const auto claimed = far[0].reach.le(1);
+  EXPECT_FALSE(claimed.logical_and(Square()).any().item<bool>());
+  EXPECT_FALSE(claimed[2][12].item<bool>());
+}
+
+TEST(ClickGuidanceTest, AClicksGapIsItsDistanceToTheMaskItWasMadeOn) {
+  auto mask = torch::zeros({32, 32}, torch::kLong);
+  mask.slice(0, 10, 22).slice(1, 10, 16).fill_(1);  // the square's left half
+  const double gap = CorrectionGap(SquareImage(), mask, Click{18, 15, 1, true});
+  EXPECT_GE(gap, 3.0);  // three cells from column 15, a little more on the blurred image
+  EXPECT_LE(gap, 4.0);  // capped at R/8
+  EXPECT_EQ(CorrectionGap(SquareImage(), mask, Click{12, 15, 1, true}), 0);   // held
+  EXPECT_EQ(CorrectionGap(SquareImage(), mask, Click{2, 2, 1, false}), 0);    // held
+  EXPECT_EQ(CorrectionGap(SquareImage(), mask, Click{19, 15, 2, true}), 0);   // class nowhere
+  EXPECT_GT(CorrectionGap(SquareImage(), mask, Click{12, 15, 1, false}), 0);  // a false region
+}
+
+TEST(ClickGuidanceTest, AKnownGapCorrectsWhateverTheMaskDrawsNow) {
+  // The network has since learnt the click's neighbourhood and more, but not the whole half: the
+  // click's recorded gap still claims it. Known gaps skip the first-click rule too.
+  auto mask = torch::zeros({32, 32}, torch::kLong);
+  mask.slice(0, 10, 22).slice(1, 10, 16).fill_(1);
+  mask.slice(0, 12, 19).slice(1, 16, 21).fill_(1);
+  Click click{19, 15, 1, true, 4.0};
+  const std::vector<ClickCorrection> c = ClickCorrections(SquareImage(), mask, {click}, 2.0);
+  ASSERT_EQ(c.size(), 1U);
+  const auto claimed = c[0].reach.le(1);
+  EXPECT_TRUE(claimed.slice(0, 12, 20).slice(1, 16, 21).all().item<bool>());
+  EXPECT_FALSE(claimed.logical_and(Square().logical_not()).any().item<bool>());
+  click.gap = 0;  // made on a mask that held it
+  EXPECT_TRUE(ClickCorrections(SquareImage(), mask, {click}, 2.0).empty());
 }
 
 TEST(ClickGuidanceTest, ImposedClicksHoldInEverySample) {

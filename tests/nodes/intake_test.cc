@@ -267,7 +267,8 @@ TEST_F(IntakeTest, FreshClicksAreTestedOnTheMaskTheirImageHadPerVersion) {
 
   v1::ClickEvent other_class = Click("a", "c1", 5, 5, /*class_id=*/2);  // first of class 2: miss
   v1::ClickEvent again = Click("a", "c2", 4, 9);                        // class 1 again: hit
-  v1::ClickEvent missed = Click("a", "c3", 20, 9);                      // class 1 again: miss
+  again.set_correction_gap(7);                        // a producer's value is replaced
+  v1::ClickEvent missed = Click("a", "c3", 20, 9);    // class 1 again: miss
   v1::ClickEvent negative = Click("a", "c4", 20, 2);  // no class 1 at (20, 2): hit
   negative.set_positive(false);
   // A negative click says background, whatever class it names: on class 1 it is a miss.
@@ -278,6 +279,21 @@ TEST_F(IntakeTest, FreshClicksAreTestedOnTheMaskTheirImageHadPerVersion) {
     ASSERT_FALSE(outcome.rejected);
     ASSERT_TRUE(outcome.click_checks) << c.click_id();
   }
+  // Each stored click carries its gap to the mask it was made on: 0 where it corrects nothing
+  // (before any mask, a class's first click, a click the mask holds).
+  auto gap = [&](const std::string& id) {
+    v1::ClickEvent stored;
+    EXPECT_TRUE(stored.ParseFromString(
+        store_->Get(Family::kClicks, keys::Child(keys::Image("ds", "a"), id)).value().value()));
+    return stored.correction_gap();
+  };
+  EXPECT_EQ(gap("c0"), 0);
+  EXPECT_EQ(gap("c1"), 0);
+  EXPECT_EQ(gap("c2"), 0);
+  EXPECT_GT(gap("c3"), 0);  // 8 pixels right of the mask: 5-6 cells on the 16-cell grid
+  EXPECT_LE(gap("c3"), 2);  //   capped at R/8
+  EXPECT_EQ(gap("c4"), 0);
+  EXPECT_GT(gap("c5"), 0);  // background inside the class-1 half
   IntakeOutcome duplicate = (*clicks_)(again, Record("clicks", "", 2));
   EXPECT_TRUE(duplicate.duplicate);
   EXPECT_FALSE(duplicate.click_checks);  // a click is tested once

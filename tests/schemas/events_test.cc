@@ -132,6 +132,7 @@ TEST(EventsTest, FieldNumbersAreStable) {
   EXPECT_EQ(click->FindFieldByName("click_id")->number(), 3);
   EXPECT_EQ(click->FindFieldByName("class_id")->number(), 6);
   EXPECT_EQ(click->FindFieldByName("positive")->number(), 7);
+  EXPECT_EQ(click->FindFieldByName("correction_gap")->number(), 10);  // stored clicks keep it
   const auto* mask = v1::MaskResult::descriptor();
   EXPECT_EQ(mask->FindFieldByName("model_version")->number(), 7);
   EXPECT_EQ(mask->FindFieldByName("click_revision")->number(), 8);
