@@ -245,9 +245,11 @@ Status ClickIntake::AdoptPending(const v1::ImageEvent& image, Store::Batch& batc
         if (parked.has_label()) {
           batch.Put(Family::kLabels, keys::Child(image_key, parked.label().label_id()),
                     parked.label().SerializeAsString());
-        } else {
-          batch.Put(Family::kClicks, keys::Child(image_key, parked.click().click_id()),
-                    parked.click().SerializeAsString());
+        } else {  // no mask was served before its image: the click corrects nothing
+          v1::ClickEvent click = parked.click();
+          click.set_correction_gap(0);
+          batch.Put(Family::kClicks, keys::Child(image_key, click.click_id()),
+                    click.SerializeAsString());
         }
         return true;
       });

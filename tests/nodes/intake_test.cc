@@ -148,7 +148,9 @@ TEST_F(IntakeTest, ClickOutsideItsImageIsRefusedAndNothingIsWritten) {
 }
 
 TEST_F(IntakeTest, ClickThatOvertookItsImageWaitsAndIsAdopted) {
-  IntakeOutcome parked = (*clicks_)(Click("b", "c1", 2, 2), Record("clicks", "", 0));
+  v1::ClickEvent early = Click("b", "c1", 2, 2);
+  early.set_correction_gap(7);  // a producer's value: replaced when the click is adopted
+  IntakeOutcome parked = (*clicks_)(early, Record("clicks", "", 0));
   EXPECT_FALSE(parked.rejected);
   EXPECT_TRUE(parked.infer.empty());
   EXPECT_EQ(Offset("clicks"), 1);
@@ -157,6 +159,10 @@ TEST_F(IntakeTest, ClickThatOvertookItsImageWaitsAndIsAdopted) {
   IntakeOutcome image = (*images_)(Image("b"), Record("images", "", 0));
   EXPECT_EQ(image.infer.size(), 1u);
   EXPECT_EQ(Clicks("b"), 1u);
+  v1::ClickEvent adopted;
+  ASSERT_TRUE(adopted.ParseFromString(
+      store_->Get(Family::kClicks, keys::Child(keys::Image("ds", "b"), "c1")).value().value()));
+  EXPECT_EQ(adopted.correction_gap(), 0);
   EXPECT_EQ(letters_->count(), 1u);  // c2, outside the image, was dead-lettered
   EXPECT_EQ(clicks_->ExpirePending(NowMs() + 120'000).value(), 0u);  // nothing left waiting
 }
