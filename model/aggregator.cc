@@ -1,5 +1,6 @@
 #include "model/aggregator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -284,11 +285,16 @@ Status Aggregator::Correct(const torch::Tensor& fractions, const GridMapping& ma
       grid_image.size(2) != fractions.size(-1)) {
     return InvalidArgument("the grid image of a click correction must be [C,R,R] like the samples");
   }
-  Result<Aggregation> on_grid = Decide(fractions);
-  if (!on_grid.ok()) return on_grid.status();
+  // The mask drawn on the grid is read only for clicks of unknown gap (offline ones).
+  torch::Tensor drawn;
+  if (std::any_of(clicks.begin(), clicks.end(), [](const Click& c) { return c.gap < 0; })) {
+    Result<Aggregation> on_grid = Decide(fractions);
+    if (!on_grid.ok()) return on_grid.status();
+    drawn = on_grid->mask;
+  }
   try {
-    for (const ClickCorrection& c : ClickCorrections(
-             grid_image, on_grid->mask, ClicksToGrid(clicks, mapping), options_.click_reach)) {
+    for (const ClickCorrection& c :
+         ClickCorrections(grid_image, drawn, ClicksToGrid(clicks, mapping), options_.click_reach)) {
       const torch::Tensor reach = Resize(CropToImage(c.reach, mapping).unsqueeze(0).unsqueeze(0),
                                          mapping.height, mapping.width)[0][0]
                                       .to(mask.device());

@@ -176,40 +176,38 @@ std::vector<ClickCorrection> ClickCorrections(const torch::Tensor& image, const 
                                               const std::vector<Click>& clicks, double reach) {
   std::vector<ClickCorrection> out;
   if (clicks.empty() || reach <= 0) return out;
-  const auto drawn = mask.to(torch::kCPU, torch::kLong);
-  const int64_t h = drawn.size(0), w = drawn.size(1);
+  const int64_t h = image.size(1), w = image.size(2);
   const double cap = GeodesicGuidanceSigma(std::max(h, w));
   const double own = ClickRegionRadius(std::max(h, w));
-  torch::Tensor smooth;
+  torch::Tensor smooth, drawn;
   std::vector<int64_t> placed;  // classes whose first positive click has been seen
   for (const Click& c : clicks) {
     const int64_t wanted = c.positive ? c.class_id : 0;
-    if (c.gap >= 0) {  // measured when the click was made, on the mask it was made on
-      if (c.gap == 0) continue;
-      if (!smooth.defined()) smooth = GeodesicInput(image);
-      const auto distance = GeodesicDistance(smooth, Seed(h, w, c));
-      out.push_back({wanted, (distance / (reach * std::min(c.gap, cap))).clamp_max(2)});
-      continue;
-    }
-    if (c.positive && std::find(placed.begin(), placed.end(), wanted) == placed.end()) {
+    const bool known = c.gap >= 0;  // measured when the click was made, on the mask it was made on
+    if (!known && c.positive && std::find(placed.begin(), placed.end(), wanted) == placed.end()) {
       placed.push_back(wanted);  // says where the structure is, not where the mask errs
       continue;
     }
+    if (known && c.gap == 0) continue;
     if (!smooth.defined()) smooth = GeodesicInput(image);
     const auto distance = GeodesicDistance(smooth, Seed(h, w, c));
-    // A network that learnt from clicks draws each shown click's own region (ClickRegionRadius,
-    // as training labels it) whatever else it gets wrong: the click is held when the ring beyond
-    // that region mostly takes its class.
-    const auto beyond = distance.gt(own);
-    const auto ring = beyond.logical_and(distance.le(2 * own));
-    if (ring.any().item<bool>() &&
-        drawn.masked_select(ring).eq(wanted).to(torch::kFloat).mean().item<double>() >= 0.5) {
-      continue;
+    double gap = c.gap;
+    if (!known) {
+      if (!drawn.defined()) drawn = mask.to(torch::kCPU, torch::kLong);
+      // A network that learnt from clicks draws each shown click's own region (ClickRegionRadius,
+      // as training labels it) whatever else it gets wrong: the click is held when the ring
+      // beyond that region mostly takes its class.
+      const auto beyond = distance.gt(own);
+      const auto ring = beyond.logical_and(distance.le(2 * own));
+      if (ring.any().item<bool>() &&
+          drawn.masked_select(ring).eq(wanted).to(torch::kFloat).mean().item<double>() >= 0.5) {
+        continue;
+      }
+      const auto same = drawn.eq(wanted).logical_and(beyond);
+      if (!same.any().item<bool>()) continue;
+      gap = distance.masked_select(same).min().item<double>();
     }
-    const auto same = drawn.eq(wanted).logical_and(beyond);
-    if (!same.any().item<bool>()) continue;
-    const double gap = std::min(distance.masked_select(same).min().item<double>(), cap);
-    out.push_back({wanted, (distance / (reach * gap)).clamp_max(2)});
+    out.push_back({wanted, (distance / (reach * std::min(gap, cap))).clamp_max(2)});
   }
   return out;
 }

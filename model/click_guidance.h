@@ -67,7 +67,8 @@ struct ClickCorrection {
 };
 
 // The corrections the `clicks` (grid cells) make to `mask` [H,W] int64, drawn by the network for
-// `image` [C,H,W] float before any click was imposed on it, in click order. The first positive
+// `image` [C,H,W] float before any click was imposed on it (read only for clicks whose gap is
+// unknown; undefined when there are none), in click order. The first positive
 // click of a class says where its structure is and corrects nothing (paper 000's one click per
 // structure is left as drawn), nor does a click the mask already holds: beyond the click's own
 // region (ClickRegionRadius, which a network trained on clicks draws around every click it is

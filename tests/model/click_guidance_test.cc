@@ -6,7 +6,6 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <iostream>
 #include <vector>
 
 namespace clickdiff::model {
