@@ -178,6 +178,9 @@ struct AggregatorConfig {
   // A click the drawn mask gets wrong corrects the pixels within click_reach times its geodesic
   // distance to the mask's nearest pixel of its class (model::ClickCorrections); 0: off.
   double click_reach = 2.0;
+  // The mask's boundaries move onto the image's edges within edge_band grid cells, at the image's
+  // own resolution (model::SnapToEdges); 0: off.
+  double edge_band = 1.0;
 };
 
 struct TrainerConfig {

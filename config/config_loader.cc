@@ -468,6 +468,8 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Real(
         "aggregator.click_reach", [](Config & c) -> auto& { return c.aggregator.click_reach; }, 0,
         8));
+    f.push_back(Real(
+        "aggregator.edge_band", [](Config & c) -> auto& { return c.aggregator.edge_band; }, 0, 4));
     f.push_back(Integer<int>(
         "trainer.batch_size", [](Config & c) -> auto& { return c.trainer.batch_size; }, 1, 4096));
     f.push_back(Real(

@@ -96,6 +96,7 @@ model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config,
   o.density_relative_threshold = config.density_threshold;
   o.otsu_floor = config.otsu_floor;
   o.click_reach = config.click_reach;
+  o.edge_band = config.edge_band;
   return o;
 }
 

@@ -6,6 +6,7 @@
 
 #include "model/blur.h"
 #include "model/click_guidance.h"
+#include "model/edge_snap.h"
 
 namespace clickdiff::model {
 namespace {
@@ -16,12 +17,6 @@ std::string ShapeString(const torch::Tensor& t) {
   std::string s = "[";
   for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
   return s + "]";
-}
-
-// Separable Gaussian blur of x [B,C,H,W] (each channel independently), zero padding.
-torch::Tensor GaussianBlur(const torch::Tensor& x, double sigma) {
-  const auto kernel = GaussianKernel(sigma);
-  return SeparableFilter(x, kernel / kernel.sum(), torch::kConstant);
 }
 
 torch::Tensor Resize(const torch::Tensor& x, int64_t height, int64_t width) {
@@ -122,6 +117,10 @@ Result<Aggregator> Aggregator::Create(const AggregatorOptions& options) {
     return InvalidArgument("AggregatorOptions.click_reach must be in [0, 8], got " +
                            std::to_string(options.click_reach));
   }
+  if (!(options.edge_band >= 0.0 && options.edge_band <= 4.0)) {
+    return InvalidArgument("AggregatorOptions.edge_band must be in [0, 4], got " +
+                           std::to_string(options.edge_band));
+  }
   return Aggregator(options);
 }
 
@@ -212,8 +211,9 @@ Result<Aggregation> Aggregator::DecideAtSize(const torch::Tensor& fractions, int
         break;
       }
       case AggregationRule::kDensity: {
-        const torch::Tensor smooth =
-            Resize(GaussianBlur(f.slice(1, 1).contiguous(), options_.density_sigma), height, width);
+        const torch::Tensor smooth = Resize(
+            GaussianBlur(f.slice(1, 1).contiguous(), options_.density_sigma, torch::kConstant),
+            height, width);
         torch::Tensor candidate;
         if (options_.density_absolute_threshold > 0.0) {
           candidate = smooth >= static_cast<float>(options_.density_absolute_threshold);
@@ -229,7 +229,7 @@ Result<Aggregation> Aggregator::DecideAtSize(const torch::Tensor& fractions, int
       }
       case AggregationRule::kOtsu: {
         const torch::Tensor small =
-            GaussianBlur(f.slice(1, 1).contiguous(), options_.density_sigma);
+            GaussianBlur(f.slice(1, 1).contiguous(), options_.density_sigma, torch::kConstant);
         const torch::Tensor cut = OtsuThresholds(small);
         const torch::Tensor smooth = Resize(small, height, width);
         // Bilinear resizing never exceeds the map's peak: a class whose peak is below the floor has
@@ -258,12 +258,8 @@ Result<Aggregation> Aggregator::DecideAtSize(const torch::Tensor& fractions, int
 Result<Aggregation> Aggregator::AggregateOnImage(const torch::Tensor& samples,
                                                  const GridMapping& mapping,
                                                  const std::vector<Click>& clicks,
-                                                 const torch::Tensor& grid_image) const {
-  Result<torch::Tensor> fractions = VoteFractions(samples, options_.num_classes);
-  if (!fractions.ok()) return fractions.status();
-  Result<Aggregation> result =
-      DecideAtSize(CropToImage(*fractions, mapping), mapping.height, mapping.width);
-  if (!result.ok() || clicks.empty()) return result;
+                                                 const torch::Tensor& grid_image,
+                                                 const torch::Tensor& image) const {
   for (const Click& c : clicks) {
     if (c.x < 0 || c.y < 0 || c.x >= mapping.width || c.y >= mapping.height) {
       return InvalidArgument("a click at (x=" + std::to_string(c.x) + ", y=" + std::to_string(c.y) +
@@ -271,6 +267,30 @@ Result<Aggregation> Aggregator::AggregateOnImage(const torch::Tensor& samples,
                              std::to_string(mapping.height) + " image");
     }
   }
+  const bool snap = options_.edge_band > 0 && image.defined();
+  if (snap &&
+      (image.dim() != 3 || image.size(1) != mapping.height || image.size(2) != mapping.width)) {
+    return InvalidArgument("the image a mask snaps to must be [C," +
+                           std::to_string(mapping.height) + "," + std::to_string(mapping.width) +
+                           "], its own size, not " + ShapeString(image));
+  }
+  Result<torch::Tensor> fractions = VoteFractions(samples, options_.num_classes);
+  if (!fractions.ok()) return fractions.status();
+  Result<Aggregation> result =
+      DecideAtSize(CropToImage(*fractions, mapping), mapping.height, mapping.width);
+  if (!result.ok()) return result;
+  if (snap) {
+    // Grid cells in the image's pixels.
+    const double cell = static_cast<double>(mapping.side) / static_cast<double>(mapping.resolution);
+    try {
+      result->mask = SnapToEdges(image, result->mask, options_.num_classes,
+                                 std::llround(options_.edge_band * cell), 0.5 * cell);
+    } catch (const std::exception& e) {
+      return Internal(std::string("Aggregator: snapping the mask to the image's edges: ") +
+                      e.what());
+    }
+  }
+  if (clicks.empty()) return result;
   if (options_.click_reach > 0 && grid_image.defined()) {
     CLICKDIFF_RETURN_IF_ERROR(Correct(*fractions, mapping, clicks, grid_image, result->mask));
   }

@@ -70,6 +70,10 @@ struct AggregatorOptions {
   // its geodesic distance to the mask's nearest pixel of its class (model::ClickCorrections), in
   // [0, 8]; 0: clicks correct only their own pixel.
   double click_reach = 2.0;
+
+  // AggregateOnImage with the image at its own size: the mask's boundaries move onto the image's
+  // edges within this many grid cells (model::SnapToEdges), in [0, 4]; 0: the mask as decided.
+  double edge_band = 1.0;
 };
 
 // The aggregation of one image (or a batch: every tensor gains a leading B dimension).
@@ -105,14 +109,19 @@ class Aggregator {
                                    int64_t width) const;
 
   // Samples [N,R,R] drawn on an image's model grid -> mask and uncertainty at the image's own size
-  // (the grid's padding is cropped away first, see model/preprocess.h). With the image's grid
-  // `grid_image` [C,R,R] (the network's input) and click_reach > 0, each of the image's `clicks`
-  // (its own pixels) the mask drawn on the grid gets wrong corrects its region
-  // (model::ClickCorrections, on the grid, resized bilinearly to the image's size), in click order.
-  // The mask then holds each click: its class there, 0 for a negative click.
+  // (the grid's padding is cropped away first, see model/preprocess.h). With the `image` itself
+  // [C,H,W] (its own size, any units) and edge_band > 0, the mask's boundaries move onto its edges
+  // (model::SnapToEdges, band edge_band cells, blur half a cell, in pixels of the image). With the
+  // image's grid `grid_image` [C,R,R] (the network's input) and click_reach > 0, each of the
+  // image's `clicks` (its own pixels) the mask drawn on the grid gets wrong then corrects its
+  // region (model::ClickCorrections, on the grid, resized bilinearly to the image's size), in click
+  // order. The mask then holds each click: its class there, 0 for a negative click. The
+  // uncertainty stays the votes'. Errors: kInvalidArgument for a click outside the image or an
+  // `image` not [C,H,W] of the image's own size; those of VoteFractions.
   Result<Aggregation> AggregateOnImage(const torch::Tensor& samples, const GridMapping& mapping,
                                        const std::vector<Click>& clicks = {},
-                                       const torch::Tensor& grid_image = {}) const;
+                                       const torch::Tensor& grid_image = {},
+                                       const torch::Tensor& image = {}) const;
 
  private:
   explicit Aggregator(AggregatorOptions options) : options_(std::move(options)) {}

@@ -1,5 +1,6 @@
-// model/blur.h — the separable Gaussian filter the aggregator (vote densities) and the click
-// guidance (click bumps, the image the geodesic distance runs on) share. Internal to model/.
+// model/blur.h — the separable Gaussian filter the aggregator (vote densities), the click
+// guidance (click bumps, the image the geodesic distance runs on) and edge snapping share. Internal
+// to model/.
 #pragma once
 
 #include <torch/torch.h>
@@ -31,6 +32,14 @@ inline torch::Tensor SeparableFilter(const torch::Tensor& x, const torch::Tensor
   y = F::pad(y, F::PadFuncOptions({0, 0, radius, radius}).mode(pad));
   y = torch::conv2d(y, k.view({1, 1, -1, 1}));
   return y.reshape({b, c, h, w});
+}
+
+// Each channel of `x` [B,C,H,W] blurred by a Gaussian of `sigma` (in pixels) that keeps the
+// mean, padded by `pad`; same shape.
+inline torch::Tensor GaussianBlur(const torch::Tensor& x, double sigma,
+                                  torch::nn::functional::PadFuncOptions::mode_t pad) {
+  const auto kernel = GaussianKernel(sigma);
+  return SeparableFilter(x, kernel / kernel.sum(), pad);
 }
 
 }  // namespace clickdiff::model

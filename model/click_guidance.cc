@@ -50,9 +50,8 @@ torch::Tensor GeodesicGuidance(const torch::Tensor& labels, const torch::Tensor&
 // `image` [C,H,W] on the CPU blurred by a Gaussian of one cell: what click distances are measured
 // on, so single-pixel noise is no wall.
 torch::Tensor GeodesicInput(const torch::Tensor& image) {
-  const auto kernel = GaussianKernel(1.0);
-  return SeparableFilter(image.detach().to(torch::kCPU, torch::kFloat).unsqueeze(0),
-                         kernel / kernel.sum(), torch::kReplicate)[0];
+  return GaussianBlur(image.detach().to(torch::kCPU, torch::kFloat).unsqueeze(0), 1.0,
+                      torch::kReplicate)[0];
 }
 
 // An [h,w] bool map of the click's cell alone.
@@ -73,9 +72,18 @@ double GeodesicGuidanceSigma(int64_t resolution) {
 }
 
 torch::Tensor GeodesicDistance(const torch::Tensor& image, const torch::Tensor& seeds) {
+  return GeodesicDistanceFrom(image,
+                              torch::full(seeds.sizes(), std::numeric_limits<float>::infinity())
+                                  .masked_fill_(seeds.to(torch::kCPU, torch::kBool), 0));
+}
+
+torch::Tensor GeodesicDistanceFrom(const torch::Tensor& image, const torch::Tensor& start) {
   // A non-finite pixel would poison the scale and block every path through it: read it as 0.
   const auto img = torch::nan_to_num(image.to(torch::kCPU, torch::kFloat), 0, 0, 0).contiguous();
   const int64_t c = img.size(0), h = img.size(1), w = img.size(2);
+  TORCH_CHECK(start.dim() == 2 && start.size(0) == h && start.size(1) == w,
+              "GeodesicDistanceFrom: the start ", start.sizes(), " is not [H,W] of the image ",
+              img.sizes());
   // The image's own scale of change: the mean colour difference between 4-neighbours, at least
   // one 8-bit level, so the faint steps of a nearly flat image do not become walls.
   const double across = w > 1 ? img.diff(1, 2).square().sum(0).sqrt().mean().item<double>() : 0;
@@ -92,8 +100,7 @@ torch::Tensor GeodesicDistance(const torch::Tensor& image, const torch::Tensor& 
     }
     return length * (1 + std::sqrt(sum) * inverse);
   };
-  auto distance = torch::full({h, w}, std::numeric_limits<float>::infinity());
-  distance.masked_fill_(seeds.to(torch::kCPU, torch::kBool), 0);
+  auto distance = start.to(torch::kCPU, torch::kFloat).clone().contiguous();
   float* d = distance.data_ptr<float>();
   const auto diagonal = static_cast<float>(std::sqrt(2.0));
   struct Step {

@@ -37,6 +37,11 @@ double GeodesicGuidanceSigma(int64_t resolution);
 // 8.2% above the Euclidean elsewhere).
 torch::Tensor GeodesicDistance(const torch::Tensor& image, const torch::Tensor& seeds);
 
+// The same from a start [H,W] float: each pixel's distance is the least over all pixels q of
+// start(q) plus the geodesic distance from q (start +inf: not a seed; a seed may start below 0).
+// Throws c10::Error when `start` is not [H,W] of the image.
+torch::Tensor GeodesicDistanceFrom(const torch::Tensor& image, const torch::Tensor& start);
+
 // The geodesic distance [K,H,W] float of each pixel of `image` [C,H,W] float to the nearest shown
 // click of each class (`labels` [H,W] int64, `shown` [H,W] bool, as below), on the image blurred by
 // one cell; +inf for a class without a shown click. On the CPU.

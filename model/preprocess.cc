@@ -59,14 +59,18 @@ Result<GridMapping> MakeGridMapping(int64_t width, int64_t height, int64_t resol
   return m;
 }
 
+torch::Tensor ImageTensor(const float* pixels, int64_t width, int64_t height, int64_t channels) {
+  // from_blob only reads here: the clone is the tensor's own memory.
+  return torch::from_blob(const_cast<float*>(pixels), {height, width, channels}, torch::kFloat32)
+      .permute({2, 0, 1})
+      .clone();
+}
+
 Result<torch::Tensor> ImageToGrid(const float* pixels, const GridMapping& m,
                                   const WindowOptions& window, int64_t channels) {
   if (pixels == nullptr) return InvalidArgument("no pixels");
   if (channels < 1) return InvalidArgument("channels must be >= 1");
-  torch::Tensor image =
-      torch::from_blob(const_cast<float*>(pixels), {m.height, m.width, channels}, torch::kFloat32)
-          .permute({2, 0, 1})
-          .clone();
+  torch::Tensor image = ImageTensor(pixels, m.width, m.height, channels);
   if (!torch::isfinite(image).all().item<bool>()) {
     return InvalidArgument("image has NaN or infinite pixels");
   }

@@ -48,6 +48,10 @@ struct WindowOptions {
 // Rec. 709 luma weights of R, G and B: how colour becomes gray.
 inline constexpr std::array<float, 3> kRec709{0.2126f, 0.7152f, 0.0722f};
 
+// Row-major pixels (width*height*channels floats, channels interleaved; `pixels` holds that many)
+// -> [C,H,W] float32, the same values at the image's own size (its own memory).
+torch::Tensor ImageTensor(const float* pixels, int64_t width, int64_t height, int64_t channels);
+
 // Row-major pixels (width*height*channels floats, channels interleaved, any units; `pixels` holds
 // that many) -> [C,R,R] float32 in [0,1] on the grid. All channels share one window (the
 // percentiles of all their samples), so colours keep their balance. A constant image maps to

@@ -1,9 +1,13 @@
 #include "nodes/aggregate.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "base/clock.h"
 #include "base/guard.h"
+#include "nodes/decode.h"
 
 namespace clickdiff {
 
@@ -16,6 +20,20 @@ double LatencyMs(const SampleSet& set) {
 }
 
 }  // namespace
+
+torch::Tensor Aggregate::EdgeImage(const v1::ImageEvent& image) const {
+  if (aggregator_.options().edge_band <= 0 || image.payload().empty()) return {};
+  // The image passed this decoder when it arrived (within its own size), so a failure here is a
+  // damaged record: its masks keep the grid's edges rather than fail.
+  Result<Image> pixels =
+      DecodePixels(image, static_cast<int>(std::max(image.width(), image.height())));
+  if (!pixels.ok()) {
+    spdlog::warn("image {}: {}; its masks keep the grid's edges", image.image_id(),
+                 pixels.status().message());
+    return {};
+  }
+  return model::ImageTensor(pixels->pixels.data(), pixels->width, pixels->height, pixels->channels);
+}
 
 Aggregate::Aggregate(model::Aggregator aggregator) : aggregator_(std::move(aggregator)) {}
 
@@ -34,8 +52,8 @@ Result<v1::MaskResult> Aggregate::Draw(const SampleSet& set) const {
   Result<model::GridMapping> mapping =
       model::MakeGridMapping(set.image.width(), set.image.height(), r);
   if (!mapping.ok()) return mapping.status();
-  Result<model::Aggregation> result =
-      aggregator_.AggregateOnImage(set.samples, *mapping, set.clicks, set.grid);
+  Result<model::Aggregation> result = aggregator_.AggregateOnImage(
+      set.samples, *mapping, set.clicks, set.grid, EdgeImage(set.image));
   if (!result.ok()) return result.status().WithContext(set.image.image_id());
   torch::Tensor mask = result->mask.to(torch::kUInt8).contiguous();
   torch::Tensor uncertainty = (result->uncertainty.to(torch::kFloat32).clamp(0, 1) * 255)

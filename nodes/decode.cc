@@ -40,6 +40,8 @@ Result<Image> DecodeRawInteger(const v1::ImageEvent& event, const ImageLimits& l
   return image;
 }
 
+}  // namespace
+
 Result<Image> DecodePixels(const v1::ImageEvent& event, int max_side) {
   ImageLimits limits;
   limits.max_width = limits.max_height = max_side;
@@ -65,8 +67,6 @@ Result<Image> DecodePixels(const v1::ImageEvent& event, int max_side) {
   }
   return DecodeRawInteger(event, limits);
 }
-
-}  // namespace
 
 DecodeLimits DecodeLimitsFrom(const Config& config) {
   DecodeLimits limits;

@@ -7,6 +7,7 @@
 
 #include "base/ids.h"
 #include "config/config.h"
+#include "io/image_codec.h"
 #include "nodes/messages.h"
 
 namespace clickdiff {
@@ -18,6 +19,10 @@ struct DecodeLimits {
   size_t max_id_bytes = kMaxIdBytes;
 };
 DecodeLimits DecodeLimitsFrom(const Config& config);
+
+// The pixels of an image event's payload (PNG, raw uint8/uint16/float32; colour kept), no side
+// longer than `max_side`. Errors name the payload and what is wrong with it.
+Result<Image> DecodePixels(const v1::ImageEvent& event, int max_side);
 
 // Stateless; safe under tbb::flow::unlimited. Never throws: every failure is a Rejected event.
 class Decode {

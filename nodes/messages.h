@@ -89,7 +89,7 @@ inline double ClickedPriority(int64_t last_click_ms) {
 // N samples drawn for one image, on the model grid.
 struct SampleSet {
   InferRequest request;
-  v1::ImageEvent image;   // the image's metadata (payload cleared)
+  v1::ImageEvent image;   // the image's event, payload included (the mask snaps to its edges)
   torch::Tensor samples;  // [N,R,R] int64 class ids, CPU
   uint64_t model_version = 0;
   uint64_t click_revision = 0;

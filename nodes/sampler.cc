@@ -67,8 +67,7 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   out.clicks = std::move(clicks).value();
   prepared.seed = std::hash<std::string>{}(key) ^ (revision * 0x9E3779B97F4A7C15ull) ^
                   (out.model_version << 32) ^ (request.preview ? 0x94D049BB133111EBull : 0);
-  stored.mutable_event()->clear_payload();
-  out.image = std::move(*stored.mutable_event());
+  out.image = std::move(*stored.mutable_event());  // payload kept: the mask snaps to its edges
   return prepared;
 }
 

@@ -214,6 +214,7 @@ Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
   spec.num_classes = static_cast<int>(num_classes);
   spec.resolution = static_cast<int>(segmenter->options().resolution);
   spec.image_channels = segmenter->options().unet.image_channels;
+  spec.keep_pixels = config->aggregator.edge_band > 0;
   Result<std::vector<OfflineImage>> loaded = LoadOfflineDataset(spec);
   if (!loaded.ok()) return loaded.status();
   std::vector<OfflineImage> images = std::move(loaded).value();

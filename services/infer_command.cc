@@ -65,6 +65,7 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
   spec.resolution = static_cast<int>(segmenter->options().resolution);
   spec.image_channels = segmenter->options().unet.image_channels;
   spec.limits.max_width = spec.limits.max_height = config->limits.max_image_side;
+  spec.keep_pixels = config->aggregator.edge_band > 0;
   Result<std::vector<OfflineImage>> dataset = LoadOfflineDataset(spec);
   if (!dataset.ok()) return dataset.status();
 

@@ -56,6 +56,10 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     if (grid.ok()) grid = model::MatchChannels(*grid, channels);
     if (!grid.ok()) return grid.status().WithContext(named.path);
     item.grid_image = grid->contiguous();
+    if (spec.keep_pixels) {
+      item.pixels =
+          model::ImageTensor(image.pixels.data(), image.width, image.height, image.channels);
+    }
     for (const Click& c : clicks_by_image[named.name]) {
       item.clicks.push_back(model::Click{c.x, c.y, c.class_id, c.positive});
     }
@@ -88,8 +92,8 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
 Result<model::Aggregation> AggregateOnImage(const model::Aggregator& aggregator,
                                             const torch::Tensor& samples,
                                             const OfflineImage& image) {
-  Result<model::Aggregation> a =
-      aggregator.AggregateOnImage(samples, image.mapping, image.clicks, image.grid_image);
+  Result<model::Aggregation> a = aggregator.AggregateOnImage(samples, image.mapping, image.clicks,
+                                                             image.grid_image, image.pixels);
   if (!a.ok()) return a.status().WithContext(image.name);
   return a;
 }

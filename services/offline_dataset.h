@@ -20,9 +20,10 @@
 namespace clickdiff {
 
 struct OfflineImage {
-  std::string name;                       // file name, e.g. "a.png"
-  model::GridMapping mapping;             // its own size and place on the grid
-  torch::Tensor grid_image;               // [C,R,R] float in [0,1]; C: 1 gray, 3 colour
+  std::string name;            // file name, e.g. "a.png"
+  model::GridMapping mapping;  // its own size and place on the grid
+  torch::Tensor grid_image;    // [C,R,R] float in [0,1]; C: 1 gray, 3 colour
+  torch::Tensor pixels;        // [C,H,W] float, the image at its own size, file units (keep_pixels)
   std::vector<model::Click> clicks;       // its clicks, in its own pixels
   std::vector<model::Click> grid_clicks;  // the same in grid cells
   torch::Tensor grid_mask;                // [R,R] int64 when a mask was given, else undefined
@@ -40,6 +41,8 @@ struct OfflineDatasetSpec {
   // The channels of every grid_image: a model's image_channels (1 or 3), or 0: 3 when any image
   // has colour, else 1.
   int64_t image_channels = 0;
+  // Keep each image's own pixels (OfflineImage::pixels), which the aggregator snaps masks to.
+  bool keep_pixels = false;
 };
 
 // Reads images (colour kept), clicks and masks and maps them onto the grid, every image with the

@@ -92,10 +92,12 @@ TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   config.aggregator.rule = model::AggregationRule::kOtsu;
   config.aggregator.otsu_floor = 0.1;
   config.aggregator.click_reach = 1.5;
+  config.aggregator.edge_band = 2.5;
   a = AggregatorOptionsFrom(config.aggregator, 2);
   EXPECT_EQ(a.rule, model::AggregationRule::kOtsu);
   EXPECT_DOUBLE_EQ(a.otsu_floor, 0.1);
   EXPECT_DOUBLE_EQ(a.click_reach, 1.5);
+  EXPECT_DOUBLE_EQ(a.edge_band, 2.5);
 }
 
 }  // namespace

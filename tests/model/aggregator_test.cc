@@ -260,6 +260,42 @@ TEST(AggregatorTest, AClickTheMaskMissesCorrectsItsRegionAtTheImagesOwnSize) {
   EXPECT_FALSE(Aggregator::Create(o).ok());
 }
 
+TEST(AggregatorTest, TheMaskSnapsToTheImagesEdgesAtItsOwnSize) {
+  // A 64x32 image on a 32x32 grid (2 pixels a cell): bright from column 30 on; every sample draws
+  // the object from grid column 16 (pixel 32), two pixels short of the edge.
+  Result<GridMapping> mapping = MakeGridMapping(64, 32, 32);
+  ASSERT_TRUE(mapping.ok());
+  auto image = torch::full({1, 32, 64}, 100.0F);  // any units
+  image.slice(2, 30).fill_(900.0F);
+  auto samples = torch::zeros({4, 32, 32}, torch::kLong);
+  samples.slice(2, 16).fill_(1);
+  AggregatorOptions o;
+  o.rule = AggregationRule::kMajority;
+  o.edge_band = 2;  // 4 pixels
+  Result<Aggregation> snapped = Make(o).AggregateOnImage(samples, *mapping, {}, {}, image);
+  ASSERT_TRUE(snapped.ok()) << snapped.status().ToString();
+  EXPECT_EQ(snapped->mask.slice(1, 0, 30).sum().item<int64_t>(), 0);
+  EXPECT_TRUE(snapped->mask.slice(1, 30).eq(1).all().item<bool>());
+  // Without the image, or with edge_band 0, the mask is the votes' own.
+  Result<Aggregation> plain = Make(o).AggregateOnImage(samples, *mapping);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->mask.slice(1, 0, 32).sum().item<int64_t>(), 0);
+  EXPECT_TRUE(plain->mask.slice(1, 32).eq(1).all().item<bool>());
+  o.edge_band = 0;
+  Result<Aggregation> off = Make(o).AggregateOnImage(samples, *mapping, {}, {}, image);
+  ASSERT_TRUE(off.ok());
+  EXPECT_TRUE(off->mask.equal(plain->mask));
+  // An image of another size is refused, as is a band beyond 4 cells.
+  o.edge_band = 1;
+  EXPECT_EQ(Make(o)
+                .AggregateOnImage(samples, *mapping, {}, {}, torch::zeros({1, 32, 32}))
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  o.edge_band = 4.5;
+  EXPECT_FALSE(Aggregator::Create(o).ok());
+}
+
 TEST(AggregatorTest, AggregatesABatchOfSampleStacks) {
   AggregatorOptions o;
   o.num_classes = 2;

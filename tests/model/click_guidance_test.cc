@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace clickdiff::model {
@@ -60,6 +61,15 @@ TEST(ClickGuidanceTest, AGeodesicBumpIsWiderAndStopsAtAnEdge) {
   EXPECT_TRUE(
       std::isinf(GeodesicDistance(torch::zeros({1, 8, 8}), torch::zeros({8, 8}, torch::kBool))[0][0]
                      .item<float>()));
+  // From start values: a seed may start below zero, and the lesser start plus distance wins.
+  auto start = torch::full({8, 8}, std::numeric_limits<float>::infinity());
+  start[0][0] = -5.0F;
+  start[0][7] = 0.0F;
+  const auto from = GeodesicDistanceFrom(torch::zeros({1, 8, 8}), start);
+  EXPECT_FLOAT_EQ(from[0][0].item<float>(), -5.0F);
+  EXPECT_FLOAT_EQ(from[0][4].item<float>(), -1.0F);  // 4 steps from the -5 seed, not 3 from the 0
+  EXPECT_FLOAT_EQ(from[0][7].item<float>(), 0.0F);   // its own start beats -5 + 7
+  EXPECT_THROW(GeodesicDistanceFrom(torch::zeros({1, 8, 8}), torch::zeros({4, 4})), c10::Error);
   // In colour an edge of hue alone stops it too: red on the left, blue on the right.
   auto colour = torch::zeros({1, 3, 32, 32});
   colour[0][0].slice(1, 0, 16).fill_(1);

@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "config/model_options.h"
+#include "io/image_codec.h"
 #include "io/keys.h"
 #include "nodes/aggregate.h"
 #include "nodes/intake.h"
@@ -36,6 +39,7 @@ class SamplerTest : public ::testing::Test {
   void StoreImage(const std::string& id, int resolution = 16) {
     v1::StoredImage image =
         testutil::StoredImageOnGrid(id, resolution, [](int, int) { return 0.5f; });
+    image.mutable_event()->set_payload("the image's bytes");
     Store::Batch batch;
     batch.Put(Family::kImages, keys::Image("ds", id), image.SerializeAsString());
     ASSERT_TRUE(store_->Write(batch).ok());
@@ -71,7 +75,7 @@ TEST_F(SamplerTest, DrawsNSamplesTaggedWithVersionAndClickRevisionThatHoldTheCli
   // (3, 4) of the 32x24 image is grid cell (1, 4) of 16x16 (padded to 32x32, 4 rows on top).
   EXPECT_TRUE(set->samples.select(2, 1).select(1, 4).eq(1).all().item<bool>());
   EXPECT_FALSE(set->cached.has_value());
-  EXPECT_TRUE(set->image.payload().empty());
+  EXPECT_EQ(set->image.payload(), "the image's bytes");  // kept: the aggregator snaps to them
   EXPECT_EQ(gate_.waiting(), 0u);  // starting the work lets the next request for "a" through
 }
 
@@ -238,6 +242,44 @@ TEST(AggregateTest, MajorityOfSamplesBecomesAMaskAtTheImageSize) {
   // All four samples agree: no uncertainty inside or far outside (edges blend when resized).
   EXPECT_EQ(mask->uncertainty()[8 * 32 + 12], 0);
   EXPECT_EQ(mask->uncertainty()[0], 0);
+}
+
+TEST(AggregateTest, TheMaskSnapsToTheEdgesOfTheImageInItsPayloadAndADamagedOneOnlyLosesThat) {
+  // A 32x16 gray PNG, bright from column 10 on; on a 16-cell grid (2 px a cell) every sample draws
+  // the object from grid column 6, image column 12.
+  std::vector<uint8_t> pixels(32 * 16, 50);
+  for (int y = 0; y < 16; ++y) {
+    for (int x = 10; x < 32; ++x) pixels[static_cast<size_t>(y) * 32 + x] = 200;
+  }
+  SampleSet set;
+  set.request = RequestFor("ds", "a");
+  set.image = testutil::PngImageEvent("a", 32, 16);
+  const std::vector<uint8_t> png = EncodePngGray8(pixels, 32, 16).value();
+  set.image.set_payload(png.data(), png.size());
+  set.samples = torch::zeros({4, 16, 16}, torch::kInt64);
+  set.samples.slice(2, 6).fill_(1);
+  model::AggregatorOptions options;
+  options.rule = model::AggregationRule::kMajority;
+  options.edge_band = 2;  // 4 px
+  const auto first_column = [](const v1::MaskResult& m) {
+    for (int x = 0; x < 32; ++x) {
+      if (m.mask()[8 * 32 + x] == 1) return x;
+    }
+    return -1;
+  };
+  Result<v1::MaskResult> snapped = Aggregate(model::Aggregator::Create(options).value())(set);
+  ASSERT_TRUE(snapped.ok()) << snapped.status().ToString();
+  EXPECT_EQ(first_column(*snapped), 10);
+  // A payload that no longer decodes: the mask is still published, with the grid's edges.
+  SampleSet damaged = set;
+  damaged.image.set_payload(set.image.payload().substr(0, 40));
+  Result<v1::MaskResult> plain = Aggregate(model::Aggregator::Create(options).value())(damaged);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(first_column(*plain), 12);
+  options.edge_band = 0;
+  Result<v1::MaskResult> off = Aggregate(model::Aggregator::Create(options).value())(set);
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(first_column(*off), 12);
 }
 
 }  // namespace
