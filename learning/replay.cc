@@ -14,16 +14,6 @@
 namespace clickdiff {
 namespace {
 
-// Row-major class-id bytes of an image (`mapping`'s size, checked by the caller) on the grid.
-Result<torch::Tensor> BytesToGrid(const std::string& bytes, const model::GridMapping& mapping) {
-  std::vector<int64_t> ids(bytes.size());
-  std::transform(bytes.begin(), bytes.end(), ids.begin(),
-                 [](char c) { return static_cast<int64_t>(static_cast<unsigned char>(c)); });
-  Result<torch::Tensor> grid = model::MaskToGrid(ids.data(), mapping);
-  if (!grid.ok()) return grid.status();
-  return grid->clone();
-}
-
 // The newest dense training label of an image as an [R,R] class map, or an undefined tensor.
 Result<torch::Tensor> DenseLabel(const Store& store, const std::string& image_key,
                                  const model::GridMapping& mapping, uint64_t& labels) {
@@ -116,6 +106,15 @@ Result<std::optional<StoredPseudo>> ReadPseudoLabel(const Store& store,
 }
 
 }  // namespace
+
+Result<torch::Tensor> BytesToGrid(const std::string& bytes, const model::GridMapping& mapping) {
+  std::vector<int64_t> ids(bytes.size());
+  std::transform(bytes.begin(), bytes.end(), ids.begin(),
+                 [](char c) { return static_cast<int64_t>(static_cast<unsigned char>(c)); });
+  Result<torch::Tensor> grid = model::MaskToGrid(ids.data(), mapping);
+  if (!grid.ok()) return grid.status();
+  return grid->clone();
+}
 
 std::string PseudoLabelKey(const std::string& image_key, Learner learner) {
   return learner == Learner::kStudent ? image_key : keys::Child(image_key, "twin");

@@ -81,6 +81,10 @@ struct Replay {
 // values or a value that is not finite; kInvalidArgument for grid_channels other than 1 or 3.
 Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels);
 
+// Row-major class-id bytes of a mask (`mapping`'s width x height, checked by the caller) ->
+// [R,R] int64 on the grid (model::MaskToGrid), a tensor of its own. Errors: MaskToGrid's.
+Result<torch::Tensor> BytesToGrid(const std::string& bytes, const model::GridMapping& mapping);
+
 // The stored clicks of an image (key `image_key`, id `image_id` for errors) in key order, in the
 // image's own pixels (model::ClicksToGrid places them on a grid). A click that does not parse is
 // kDataLoss, or with `corrupt` skipped (with a warning) and counted there. Errors: store failures.

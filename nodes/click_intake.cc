@@ -96,19 +96,17 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
       outcome.rejected = bad;
       return outcome;
     }
-    Result<std::optional<v1::Metrics>> checked = CheckFresh(click, image_key, batch);
+    Result<std::optional<v1::MaskResult>> mask = ServedMask(image_key);
+    Result<bool> first = mask.ok() ? FirstOfItsClass(click, image_key) : mask.status();
+    Result<std::optional<v1::Metrics>> checked =
+        first.ok() ? CheckFresh(click, *mask, *first, batch) : first.status();
     if (!checked.ok()) {
       outcome.failure = checked.status();
       return outcome;
     }
     outcome.click_checks = std::move(checked).value();
-    Result<float> gap = CorrectionGap(click, image, image_key);
-    if (!gap.ok()) {
-      outcome.failure = gap.status();
-      return outcome;
-    }
     v1::ClickEvent stored = click;
-    stored.set_correction_gap(*gap);
+    stored.set_correction_gap(CorrectionGap(click, image, *mask, *first));
     batch.Put(Family::kClicks, click_key, stored.SerializeAsString());
     outcome.infer.push_back(PreviewFor(click.dataset(), click.image_id()));
     outcome.infer.push_back(RequestFor(click.dataset(), click.image_id()));
@@ -117,13 +115,21 @@ IntakeOutcome ClickIntake::operator()(const v1::ClickEvent& click,
   return outcome;
 }
 
-Result<std::optional<v1::Metrics>> ClickIntake::CheckFresh(const v1::ClickEvent& click,
-                                                           const std::string& image_key,
-                                                           Store::Batch& batch) const {
+Result<std::optional<v1::MaskResult>> ClickIntake::ServedMask(const std::string& image_key) const {
   Result<std::optional<std::string>> cached = store_->Get(Family::kMasks, image_key);
   if (!cached.ok()) return cached.status();
   v1::MaskResult mask;
-  if (!cached->has_value() || !mask.ParseFromString(**cached)) return std::optional<v1::Metrics>();
+  if (!cached->has_value() || !mask.ParseFromString(**cached)) {
+    return std::optional<v1::MaskResult>();
+  }
+  return std::optional<v1::MaskResult>(std::move(mask));
+}
+
+Result<std::optional<v1::Metrics>> ClickIntake::CheckFresh(
+    const v1::ClickEvent& click, const std::optional<v1::MaskResult>& served, bool first,
+    Store::Batch& batch) const {
+  if (!served.has_value()) return std::optional<v1::Metrics>();
+  const v1::MaskResult& mask = *served;
   const auto x = static_cast<uint64_t>(click.x());
   const auto y = static_cast<uint64_t>(click.y());
   if (x >= mask.width() || y >= mask.height() ||
@@ -135,9 +141,6 @@ Result<std::optional<v1::Metrics>> ClickIntake::CheckFresh(const v1::ClickEvent&
   // A negative click says the pixel is background (training takes it so: model/training_example.h),
   // whatever class it names.
   const bool hit = drawn == (click.positive() ? click.class_id() : 0);
-  Result<bool> first_of_class = FirstOfItsClass(click, image_key);
-  if (!first_of_class.ok()) return first_of_class.status();
-  const bool first = *first_of_class;
   const std::string key = keys::ClickChecks(click.dataset(), mask.model_version());
   Result<std::optional<std::string>> stored = store_->Get(Family::kMetrics, key);
   if (!stored.ok()) return stored.status();
@@ -178,18 +181,13 @@ Result<bool> ClickIntake::FirstOfItsClass(const v1::ClickEvent& click,
   return first;
 }
 
-Result<float> ClickIntake::CorrectionGap(const v1::ClickEvent& click, const v1::StoredImage& image,
-                                         const std::string& image_key) const {
-  Result<bool> first = FirstOfItsClass(click, image_key);
-  if (!first.ok()) return first.status();
-  if (*first) return 0.0F;
-  Result<std::optional<std::string>> cached = store_->Get(Family::kMasks, image_key);
-  if (!cached.ok()) return cached.status();
-  v1::MaskResult mask;
+float ClickIntake::CorrectionGap(const v1::ClickEvent& click, const v1::StoredImage& image,
+                                 const std::optional<v1::MaskResult>& served, bool first) {
+  if (first) return 0.0F;
   const v1::ImageEvent& event = image.event();
   const auto pixels = static_cast<size_t>(event.width()) * event.height();
-  if (!cached->has_value() || !mask.ParseFromString(**cached) || mask.width() != event.width() ||
-      mask.height() != event.height() || mask.mask().size() != pixels) {
+  if (!served.has_value() || served->width() != event.width() ||
+      served->height() != event.height() || served->mask().size() != pixels) {
     return 0.0F;  // no mask the annotator could have seen, or not one drawn for this image
   }
   Result<model::GridMapping> mapping =
@@ -197,15 +195,12 @@ Result<float> ClickIntake::CorrectionGap(const v1::ClickEvent& click, const v1::
   if (!mapping.ok()) return 0.0F;
   Result<torch::Tensor> grid = StoredGrid(image, std::max<int64_t>(1, image.grid_channels()));
   if (!grid.ok()) return 0.0F;  // unreadable: the sampler refuses the image and says why
-  std::vector<int64_t> ids(pixels);
-  std::transform(mask.mask().begin(), mask.mask().end(), ids.begin(),
-                 [](char c) { return static_cast<int64_t>(static_cast<unsigned char>(c)); });
-  Result<torch::Tensor> served = model::MaskToGrid(ids.data(), *mapping);
-  if (!served.ok()) return 0.0F;
+  Result<torch::Tensor> on_mask = BytesToGrid(served->mask(), *mapping);
+  if (!on_mask.ok()) return 0.0F;
   const model::Click on_grid = model::ClicksToGrid(
       {model::Click{click.x(), click.y(), click.class_id(), click.positive()}}, *mapping)[0];
   try {
-    return static_cast<float>(model::CorrectionGap(*grid, *served, on_grid));
+    return static_cast<float>(model::CorrectionGap(*grid, *on_mask, on_grid));
   } catch (const std::exception& e) {  // derived data: the click is stored, correcting nothing
     spdlog::warn("click {} of image {}: its correction not measured: {}", click.click_id(),
                  click.image_id(), e.what());

@@ -57,21 +57,26 @@ class ClickIntake {
   static std::string CheckBounds(const v1::ClickEvent& click, const v1::ImageEvent& image);
 
  private:
-  // Tests a new click on its image's current mask and puts the updated fresh-click record of the
-  // mask's version in `batch`; nullopt when the image has no usable mask yet. A corrupt record
-  // starts again from zero (with a warning) rather than refuse the click.
+  // The final mask now served for the image (nodes/mask_cache.h); nullopt when there is none or it
+  // does not parse. Read once per click for both uses below. Errors: the store's.
+  Result<std::optional<v1::MaskResult>> ServedMask(const std::string& image_key) const;
+
+  // Tests a new click on its image's current `mask` and puts the updated fresh-click record of the
+  // mask's version in `batch`; nullopt when the image has no usable mask yet. `first`: the click
+  // is its class's first positive one. A corrupt record starts again from zero (with a warning)
+  // rather than refuse the click.
   Result<std::optional<v1::Metrics>> CheckFresh(const v1::ClickEvent& click,
-                                                const std::string& image_key,
-                                                Store::Batch& batch) const;
+                                                const std::optional<v1::MaskResult>& mask,
+                                                bool first, Store::Batch& batch) const;
 
   // Whether `click` is positive and the first positive click of its class on the image.
   Result<bool> FirstOfItsClass(const v1::ClickEvent& click, const std::string& image_key) const;
 
   // ClickEvent.correction_gap of a new click on `image`: model::CorrectionGap on the grid of the
-  // final mask now served for it (0 without one that fits, for its class's first click, or when
-  // the measure fails, with a warning). Errors: the store's.
-  Result<float> CorrectionGap(const v1::ClickEvent& click, const v1::StoredImage& image,
-                              const std::string& image_key) const;
+  // final `mask` now served for it (0 without one that fits, for its class's first click, or when
+  // the measure fails, with a warning).
+  static float CorrectionGap(const v1::ClickEvent& click, const v1::StoredImage& image,
+                             const std::optional<v1::MaskResult>& mask, bool first);
 
   Store* store_;
   DeadLetterSink* letters_;
