@@ -180,7 +180,7 @@ struct AggregatorConfig {
   double click_reach = 2.0;
   // The mask's boundaries move onto the image's edges within edge_band grid cells, at the image's
   // own resolution (model::SnapToEdges); 0: off.
-  double edge_band = 1.0;
+  double edge_band = 1.5;
 };
 
 struct TrainerConfig {

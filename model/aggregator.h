@@ -73,7 +73,7 @@ struct AggregatorOptions {
 
   // AggregateOnImage with the image at its own size: the mask's boundaries move onto the image's
   // edges within this many grid cells (model::SnapToEdges), in [0, 4]; 0: the mask as decided.
-  double edge_band = 1.0;
+  double edge_band = 1.5;
 };
 
 // The aggregation of one image (or a batch: every tensor gains a leading B dimension).
