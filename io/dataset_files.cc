@@ -8,6 +8,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "base/labels.h"
+
 namespace clickdiff {
 namespace {
 
@@ -198,7 +200,7 @@ Status ValidateClicks(const std::vector<Click>& clicks, const std::vector<NamedI
   return Status::Ok();
 }
 
-Result<NamedMask> MaskFromImage(const NamedImage& image, int num_classes) {
+Result<NamedMask> MaskFromImage(const NamedImage& image, int num_classes, bool allow_unknown) {
   NamedMask mask;
   mask.name = image.name;
   mask.path = image.path;
@@ -212,15 +214,23 @@ Result<NamedMask> MaskFromImage(const NamedImage& image, int num_classes) {
                            std::to_string(image.image.source_channels) + " channels");
   }
   mask.class_ids.resize(image.image.pixels.size());
+  bool labelled = false;
   for (size_t i = 0; i < image.image.pixels.size(); ++i) {
     const float v = image.image.pixels[i];
-    if (v < 0 || v >= static_cast<float>(num_classes)) {
+    const bool unknown = allow_unknown && v == static_cast<float>(kUnknownClass);
+    if (!unknown && (v < 0 || v >= static_cast<float>(num_classes))) {
       return OutOfRange(image.path + ": mask value " + std::to_string(static_cast<int64_t>(v)) +
                         " at x=" + std::to_string(i % mask.width) +
                         " y=" + std::to_string(i / mask.width) + " is not a class id in [0, " +
-                        std::to_string(num_classes) + ")");
+                        std::to_string(num_classes) + ")" +
+                        (allow_unknown ? " nor 255 (unknown)" : ""));
     }
+    labelled = labelled || !unknown;
     mask.class_ids[i] = static_cast<int64_t>(v);
+  }
+  if (!labelled) {
+    return InvalidArgument(image.path +
+                           ": every pixel is 255 (unknown): the label map labels none");
   }
   return mask;
 }
@@ -257,7 +267,7 @@ Result<std::vector<NamedMask>> ReadMaskDirectory(const std::string& dir,
                              std::to_string(named.image.height));
     }
     Result<NamedMask> mask = MaskFromImage(NamedImage{named.name, path, std::move(decoded).value()},
-                                           options.num_classes);
+                                           options.num_classes, options.allow_unknown);
     if (!mask.ok()) return mask.status();
     masks.push_back(std::move(mask).value());
   }

@@ -85,19 +85,26 @@ Status ValidateClicks(const std::vector<Click>& clicks, const std::vector<NamedI
 struct MaskDirectoryOptions {
   int num_classes = 2;      // every mask value must be an integer in [0, num_classes)
   bool require_all = true;  // every image must have a mask (otherwise missing ones are allowed)
+  // Partial label maps (scribbles): 255 (unknown) is allowed too, and at least one pixel must
+  // carry a class.
+  bool allow_unknown = false;
   ImageLimits limits;
 };
 
 // Reads the masks of `dir` for `images` (matched by file name), returned in `images` order (with
 // require_all = false, images without a mask are left out of the result). Errors naming the mask
 // file: a mask without a matching image, a missing mask (when required), a mask whose size differs
-// from its image's, a value outside [0, num_classes), an unreadable or truncated PNG.
+// from its image's, a value outside [0, num_classes) (and not 255 with allow_unknown; every pixel
+// 255), an unreadable or truncated PNG.
 Result<std::vector<NamedMask>> ReadMaskDirectory(const std::string& dir,
                                                  const std::vector<NamedImage>& images,
                                                  const MaskDirectoryOptions& options = {});
 
 // Converts a decoded mask image to class ids, checking that it is a single-channel integer image
-// and that every value lies in [0, num_classes). Messages name `image.path` and the pixel.
-Result<NamedMask> MaskFromImage(const NamedImage& image, int num_classes);
+// and that every value lies in [0, num_classes), or is 255 (unknown) with `allow_unknown` (a
+// partial label map, which must label at least one pixel). Messages name `image.path` and the
+// pixel.
+Result<NamedMask> MaskFromImage(const NamedImage& image, int num_classes,
+                                bool allow_unknown = false);
 
 }  // namespace clickdiff

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/labels.h"
 #include "io/keys.h"
 #include "model/click_guidance.h"
 #include "model/preprocess.h"
@@ -14,10 +15,16 @@
 namespace clickdiff {
 namespace {
 
-// The newest dense training label of an image as an [R,R] class map, or an undefined tensor.
-Result<torch::Tensor> DenseLabel(const Store& store, const std::string& image_key,
-                                 const model::GridMapping& mapping, uint64_t& labels) {
-  std::optional<std::string> newest;
+// An image's training label on the grid: the last one in key order (label id) of its full masks,
+// else of its partial ones (scribbles; kUnknownClass on their unmarked cells); an undefined grid
+// when it has none. Evaluation labels are never read.
+struct TrainingLabel {
+  torch::Tensor grid;  // [R,R] int64
+  bool partial = false;
+};
+Result<TrainingLabel> ReadTrainingLabel(const Store& store, const std::string& image_key,
+                                        const model::GridMapping& mapping, uint64_t& labels) {
+  std::optional<std::string> full, partial;
   Status failed = Status::Ok();
   Status scanned = store.Scan(
       Family::kLabels, keys::Under(image_key), [&](std::string_view, std::string_view value) {
@@ -32,14 +39,17 @@ Result<torch::Tensor> DenseLabel(const Store& store, const std::string& image_ke
           failed = InvalidArgument("label " + label.label_id() + " does not fit its image");
           return false;
         }
-        newest = bytes;
+        (HoldsUnknown(bytes) ? partial : full) = bytes;
         ++labels;
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
   CLICKDIFF_RETURN_IF_ERROR(failed);
-  if (!newest) return torch::Tensor();
-  return BytesToGrid(*newest, mapping);
+  const std::optional<std::string>& chosen = full ? full : partial;
+  if (!chosen) return TrainingLabel{};
+  Result<torch::Tensor> grid = BytesToGrid(*chosen, mapping);
+  if (!grid.ok()) return grid.status();
+  return TrainingLabel{*grid, !full};
 }
 
 // The final mask last served for a clicked image (nodes/mask_cache.h) on the grid, or an undefined
@@ -111,7 +121,7 @@ Result<torch::Tensor> BytesToGrid(const std::string& bytes, const model::GridMap
   std::vector<int64_t> ids(bytes.size());
   std::transform(bytes.begin(), bytes.end(), ids.begin(),
                  [](char c) { return static_cast<int64_t>(static_cast<unsigned char>(c)); });
-  Result<torch::Tensor> grid = model::MaskToGrid(ids.data(), mapping);
+  Result<torch::Tensor> grid = model::LabelMapToGrid(ids.data(), mapping);
   if (!grid.ok()) return grid.status();
   return grid->clone();
 }
@@ -229,14 +239,14 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
   if (!stored_clicks.ok()) return stored_clicks.status();
   const std::vector<model::Click> clicks = model::ClicksToGrid(*stored_clicks, *mapping);
   uint64_t labels = 0;
-  Result<torch::Tensor> mask = DenseLabel(store, image_key, *mapping, labels);
-  if (!mask.ok()) return mask.status().WithContext(event.image_id());
+  Result<TrainingLabel> label = ReadTrainingLabel(store, image_key, *mapping, labels);
+  if (!label.ok()) return label.status().WithContext(event.image_id());
 
   Result<torch::Tensor> stored_grid = StoredGrid(stored, image_channels_);
   if (!stored_grid.ok()) return stored_grid.status();
   const torch::Tensor& grid = *stored_grid;
   Result<std::optional<model::TrainingExample>> example =
-      model::MakeSupervisedExample(grid, clicks, *mask, num_classes_);
+      model::MakeSupervisedExample(grid, clicks, label->grid, num_classes_, label->partial);
   if (!example.ok()) return example.status().WithContext(event.image_id());
   Entry entry;
   if (!example->has_value()) {
@@ -262,7 +272,9 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
 
 Status ReplayCache::ReadServed(const Store& store, const std::string& image_key,
                                Entry& entry) const {
-  if (!entry.example || entry.example->example.dense) return Status::Ok();
+  if (!entry.example || entry.example->example.dense || entry.example->example.partial) {
+    return Status::Ok();
+  }
   ReplayExample& e = *entry.example;
   e.served.reset();
   Result<torch::Tensor> mask = ServedMask(store, image_key, entry.mapping, num_classes_);

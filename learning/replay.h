@@ -1,6 +1,6 @@
 // learning/replay.h — the continuous trainer's view of the store: every stored image that has
-// supervision (clicks, or a dense label not kept for evaluation) as a training example on the
-// model's grid, with a revision that grows whenever its supervision does.
+// supervision (clicks, or a dense or partial label not kept for evaluation) as a training example
+// on the model's grid, with a revision that grows whenever its supervision does.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +25,9 @@ struct ReplayExample {
   model::TrainingExample example;
   // A click map's image with the mask the service last served for it after a click (its stored
   // final mask, nodes/mask_cache.h, on the grid) on its unclicked pixels (model::LabelUnclicked);
-  // none without such a mask (no mask drawn with clicks yet, a dense label, or a stored mask that
-  // does not fit the image). The mask may predate the newest click, whose own pixel it then
-  // yields to, until the click's final mask replaces it.
+  // none without such a mask (no mask drawn with clicks yet, a dense or partial label, or a stored
+  // mask that does not fit the image). The mask may predate the newest click, whose own pixel it
+  // then yields to, until the click's final mask replaces it.
   std::optional<model::TrainingExample> served;
 };
 
@@ -66,7 +66,7 @@ struct Replay {
   std::vector<ReplayExample> examples;
   std::vector<UnsupervisedImage> unsupervised;
   uint64_t clicks = 0;  // clicks behind the examples
-  uint64_t labels = 0;  // dense training labels behind the examples
+  uint64_t labels = 0;  // training labels (dense or partial) behind the examples
   // Stored images left out because their records are unusable (kDataLoss or kInvalidArgument
   // from reading them: corrupt, truncated, non-finite grid, clicks or masks that do not fit).
   uint64_t unreadable = 0;
@@ -82,7 +82,8 @@ struct Replay {
 Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels);
 
 // Row-major class-id bytes of a mask (`mapping`'s width x height, checked by the caller) ->
-// [R,R] int64 on the grid (model::MaskToGrid), a tensor of its own. Errors: MaskToGrid's.
+// [R,R] int64 on the grid (model::LabelMapToGrid: a partial label map keeps its unknown pixels),
+// a tensor of its own. Errors: LabelMapToGrid's.
 Result<torch::Tensor> BytesToGrid(const std::string& bytes, const model::GridMapping& mapping);
 
 // The stored clicks of an image (key `image_key`, id `image_id` for errors) in key order, in the

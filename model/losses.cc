@@ -9,18 +9,24 @@
 namespace clickdiff::model {
 
 torch::Tensor PixelWeights(const torch::Tensor& targets, const torch::Tensor& known,
-                           const torch::Tensor& dense, const LossOptions& options) {
+                           const torch::Tensor& dense, const torch::Tensor& partial,
+                           const LossOptions& options) {
   const auto certain = known.to(torch::kBool);
-  auto weights = torch::where(
-      certain, torch::full({}, options.focal_alpha, targets.options().dtype(torch::kFloat)),
-      torch::full({}, 1.0 - options.focal_alpha, targets.options().dtype(torch::kFloat)));
+  const auto float_options = targets.options().dtype(torch::kFloat);
+  auto weights = torch::where(certain, torch::full({}, options.focal_alpha, float_options),
+                              torch::full({}, 1.0 - options.focal_alpha, float_options));
+  // A partial example's weights scaled to a dense example's total.
+  const auto pixels = static_cast<double>(certain.size(1) * certain.size(2));
+  const auto scale = options.dense_weight * pixels / weights.flatten(1).sum(1).clamp_min(1e-12);
+  weights = torch::where(partial.to(torch::kBool).view({-1, 1, 1}),
+                         weights * scale.view({-1, 1, 1}), weights);
   const auto dense_mask = dense.to(torch::kBool).view({-1, 1, 1}).expand_as(weights);
   return torch::where(dense_mask, torch::full_like(weights, options.dense_weight), weights);
 }
 
-torch::Tensor FocalGammas(const torch::Tensor& dense, const LossOptions& options) {
-  const auto float_options = dense.options().dtype(torch::kFloat);
-  return torch::where(dense.to(torch::kBool), torch::full({}, options.dense_gamma, float_options),
+torch::Tensor FocalGammas(const torch::Tensor& labels, const LossOptions& options) {
+  const auto float_options = labels.options().dtype(torch::kFloat);
+  return torch::where(labels.to(torch::kBool), torch::full({}, options.dense_gamma, float_options),
                       torch::full({}, options.focal_gamma, float_options));
 }
 

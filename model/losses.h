@@ -16,7 +16,9 @@
 //    z_k = Y_k * (I - c_k)^2 compared by cosine similarity at temperature cv_temperature; the
 //    positive of (image n, class k) is class k in another image of the batch, the negatives every
 //    other class in every other image) + tv_weight * total variation.
-// Dense masks under kFocal use plain cross-entropy (gamma 0, weight `dense_weight` on every pixel).
+// Dense masks under kFocal use plain cross-entropy (gamma 0, weight `dense_weight` on every pixel),
+// and so do partial label maps (scribbles), weighed as click maps are (PixelWeights). The partial
+// kinds score a partial label map's labelled pixels alone.
 // Pure functions (ContrastiveVarianceLoss draws from the generator it is given); thread-safe.
 #pragma once
 
@@ -46,13 +48,20 @@ struct LossOptions {
 
 // kFocal per-pixel weights [B,H,W] float: focal_alpha on the known pixels, 1 - focal_alpha on the
 // others whatever their target (background, or a mask's class: model::LabelUnclicked), and
-// dense_weight everywhere in a dense example. targets [B,H,W] int64; known [B,H,W] (bool/float:
-// pixels that carry a certain label, i.e. positive and negative clicks); dense [B] bool.
+// dense_weight everywhere in a dense example. A partial example (scribbles) weighs its pixels as a
+// click map does, scaled so that it counts as much as a dense mask in total (dense_weight x H W):
+// its unknown pixels are a weak background prior, 1 - focal_alpha against focal_alpha, as a click
+// map's are (at weight 0 every structure spread over the unmarked background on ACDC:
+// docs/experiments.md, "Scribbles, dense masks and clicks on ACDC"). targets [B,H,W] int64;
+// known [B,H,W] (bool/float: pixels that carry a certain label, i.e. positive and negative
+// clicks, a scribble's pixels); dense, partial [B] bool.
 torch::Tensor PixelWeights(const torch::Tensor& targets, const torch::Tensor& known,
-                           const torch::Tensor& dense, const LossOptions& options);
+                           const torch::Tensor& dense, const torch::Tensor& partial,
+                           const LossOptions& options);
 
-// Per-example focusing parameter [B] float: focal_gamma for click maps, dense_gamma for dense.
-torch::Tensor FocalGammas(const torch::Tensor& dense, const LossOptions& options);
+// Per-example focusing parameter [B] float: focal_gamma for click maps, dense_gamma for dense
+// masks and partial label maps (`labels`: dense or partial, [B] bool).
+torch::Tensor FocalGammas(const torch::Tensor& labels, const LossOptions& options);
 
 // Mean over all pixels of -w (1 - p_y)^gamma log p_y, p = softmax(logits).
 // logits [B,K,H,W]; targets [B,H,W] int64; weights [B,H,W]; gammas [B].

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -119,12 +120,12 @@ Result<torch::Tensor> ImageToModelGrid(const float* pixels, int64_t channels, co
   return ImageToGrid(gray.data_ptr<float>(), m, {}, 1);
 }
 
-Result<torch::Tensor> MaskToGrid(const int64_t* class_ids, const GridMapping& m) {
-  if (class_ids == nullptr) return InvalidArgument("no mask");
-  torch::Tensor mask =
-      torch::from_blob(const_cast<int64_t*>(class_ids), {1, m.height, m.width}, torch::kInt64);
-  // Nearest-neighbour sampling of the padded square at each grid cell's centre.
-  torch::Tensor square = PadToSquare(mask.to(torch::kFloat32), m, 0.0);
+namespace {
+
+// A [H,W] class map padded to the mapping's square with `pad`, sampled at each grid cell's centre
+// pixel (nearest neighbour): [R,R] int64.
+torch::Tensor SampleCellCentres(const torch::Tensor& map, const GridMapping& m, double pad) {
+  torch::Tensor square = PadToSquare(map.to(torch::kFloat32).unsqueeze(0), m, pad);
   torch::Tensor centres =
       ((torch::arange(m.resolution, torch::kFloat64) + 0.5) * m.side / m.resolution)
           .floor()
@@ -132,6 +133,52 @@ Result<torch::Tensor> MaskToGrid(const int64_t* class_ids, const GridMapping& m)
           .to(torch::kInt64);
   torch::Tensor grid = square[0].index_select(0, centres).index_select(1, centres);
   return grid.round().to(torch::kInt64).contiguous();
+}
+
+// The grid cell of each pixel coordinate (padded by `pad`), by the pixel's centre as
+// GridMapping::ToGrid places it.
+torch::Tensor CellOf(const torch::Tensor& pixels, int64_t pad, const GridMapping& m) {
+  return ((pixels + pad).to(torch::kFloat64) + 0.5)
+      .mul(static_cast<double>(m.resolution) / static_cast<double>(m.side))
+      .floor()
+      .clamp(0, m.resolution - 1)
+      .to(torch::kInt64);
+}
+
+}  // namespace
+
+Result<torch::Tensor> MaskToGrid(const int64_t* class_ids, const GridMapping& m) {
+  if (class_ids == nullptr) return InvalidArgument("no mask");
+  return SampleCellCentres(
+      torch::from_blob(const_cast<int64_t*>(class_ids), {m.height, m.width}, torch::kInt64), m,
+      0.0);
+}
+
+Result<torch::Tensor> LabelMapToGrid(const int64_t* class_ids, const GridMapping& m) {
+  if (class_ids == nullptr) return InvalidArgument("no label map");
+  const torch::Tensor map =
+      torch::from_blob(const_cast<int64_t*>(class_ids), {m.height, m.width}, torch::kInt64);
+  const torch::Tensor labelled = map.ne(kUnknownClass);
+  if (labelled.all().item<bool>()) return MaskToGrid(class_ids, m);
+  try {
+    // A cell no labelled pixel's centre falls in (an image smaller than the grid) keeps its
+    // nearest pixel's label, or unknown; the others take the class most of those pixels have.
+    torch::Tensor grid = SampleCellCentres(map, m, static_cast<double>(kUnknownClass));
+    const torch::Tensor where = labelled.nonzero();  // [n, 2]: y, x
+    if (where.size(0) == 0) return grid;
+    const torch::Tensor classes = map.index({where.select(1, 0), where.select(1, 1)});
+    const torch::Tensor cells = CellOf(where.select(1, 0), m.pad_y, m) * m.resolution +
+                                CellOf(where.select(1, 1), m.pad_x, m);
+    torch::Tensor counts = torch::zeros(
+        {classes.max().item<int64_t>() + 1, m.resolution * m.resolution}, torch::kInt64);
+    counts.index_put_({classes, cells}, torch::ones_like(classes), /*accumulate=*/true);
+    const auto [count, best] = counts.max(0);
+    return torch::where(count.gt(0), best, grid.flatten())
+        .view({m.resolution, m.resolution})
+        .contiguous();
+  } catch (const std::exception& e) {
+    return InvalidArgument(std::string("placing a label map on the grid failed: ") + e.what());
+  }
 }
 
 torch::Tensor CropToImage(const torch::Tensor& grid_maps, const GridMapping& m) {

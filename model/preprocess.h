@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "base/labels.h"
 #include "base/status.h"
 
 namespace clickdiff::model {
@@ -81,6 +82,15 @@ Result<torch::Tensor> MatchChannels(const torch::Tensor& image, int64_t channels
 // Row-major class ids (width*height) -> [R,R] int64 on the grid, nearest neighbour; padding is
 // background. Errors: kInvalidArgument for a size mismatch.
 Result<torch::Tensor> MaskToGrid(const int64_t* class_ids, const GridMapping& mapping);
+
+// A label map (row-major class ids, width*height) -> [R,R] int64 on the grid. Without a
+// kUnknownClass pixel (base/labels.h) it is a mask: MaskToGrid. With one it is a partial label
+// (scribbles), whose thin strokes nearest-neighbour sampling would break: a cell takes the class
+// most of the labelled pixels whose centre falls in it have; a cell with none (an image smaller
+// than the grid) its centre pixel's label, or kUnknownClass; the padding is unknown. The caller
+// has checked the ids are in [0, kUnknownClass]. Errors: kInvalidArgument for no map, or ids out
+// of that range.
+Result<torch::Tensor> LabelMapToGrid(const int64_t* class_ids, const GridMapping& mapping);
 
 // Per-class maps on the grid [K,R,R] (or [B,K,R,R]) -> the part covering the image, at grid
 // resolution; resize it to (height, width) to get back to the image's own size.

@@ -89,16 +89,18 @@ torch::Tensor ShownClicks(const torch::Tensor& known, const torch::Tensor& may_s
       .logical_and(held.logical_not());
 }
 
-// Clicks simulated on dense masks, which have no clicks of their own, for a click_input model,
-// [B,R,R] bool: with probability `chance` an example that `may_simulate` ([B,1,1] bool) gets, for
-// each class its mask holds, one positive click at a random pixel of the class a margin inside it
-// (anywhere in it when none is), with probability 1/2 a second one, and with probability 1/2 one
-// negative click on a background pixel near the object. An annotator's clicks fall anywhere in a
-// structure, so these are random rather than at its centre; the loss then asks for the whole
-// mask, which teaches what a click means: the object around it, not the pixel.
-torch::Tensor SimulatedClicks(const torch::Tensor& target, const torch::Tensor& may_simulate,
-                              int64_t num_classes, double chance, at::Generator& gen,
-                              torch::Device device) {
+// Clicks simulated on dense masks and partial label maps, which have no clicks of their own, for a
+// click_input model, [B,R,R] bool: with probability `chance` an example that `may_simulate`
+// ([B,1,1] bool) gets, for each class its mask holds, one positive click at a random pixel of the
+// class a margin inside it (anywhere in it when none is, as on a scribble's stroke), with
+// probability 1/2 a second one, and with probability 1/2 one negative click on a known background
+// pixel near the object (`known` [B,R,R]: every pixel of a dense mask, a scribble's pixels). An
+// annotator's clicks fall anywhere in a structure, so these are random rather than at its centre;
+// the loss then asks for the whole mask, which teaches what a click means: the object around it,
+// not the pixel.
+torch::Tensor SimulatedClicks(const torch::Tensor& target, const torch::Tensor& known,
+                              const torch::Tensor& may_simulate, int64_t num_classes, double chance,
+                              at::Generator& gen, torch::Device device) {
   const auto b = target.size(0);
   auto shown = torch::zeros_like(target, torch::kBool);
   if (chance <= 0) return shown;
@@ -117,7 +119,7 @@ torch::Tensor SimulatedClicks(const torch::Tensor& target, const torch::Tensor& 
     shown = shown.logical_or(RandomPixel(where.logical_and(second), gen, device));
   }
   const auto near = Dilated(target.gt(0).logical_and(simulate), reach);
-  const auto band = near.logical_and(target.eq(0)).logical_and(simulate);
+  const auto band = near.logical_and(target.eq(0)).logical_and(known).logical_and(simulate);
   const auto negative = RandUniform({b, 1, 1}, gen, device) < 0.5;
   return shown.logical_or(RandomPixel(band.logical_and(negative), gen, device));
 }
@@ -137,8 +139,10 @@ void ZeroGuidanceWeights(UNet& network) {
 struct Supervision {
   torch::Tensor image;           // [B,C,R,R] float
   torch::Tensor target;          // [B,R,R] int64
-  torch::Tensor known;           // [B,R,R] bool: clicked pixels (positive and negative)
+  torch::Tensor known;           // [B,R,R] bool: clicked pixels (positive and negative), a
+                                 // scribble's pixels, every pixel of a dense mask
   torch::Tensor dense;           // [B] bool
+  torch::Tensor partial;         // [B] bool: partial label maps (scribbles)
   torch::Tensor example_weight;  // [B] float
   torch::Tensor labelled;        // [B,R,R] bool: the known pixels and every pixel of a dense mask
   // [B,R,R] float, the per-pixel weights of the loss and of the diffusion process's own term: the
@@ -147,16 +151,18 @@ struct Supervision {
   torch::Tensor pixel_weights;
 
   Supervision(torch::Tensor image_in, torch::Tensor target_in, torch::Tensor known_in,
-              torch::Tensor dense_in, torch::Tensor example_weight_in, const LossOptions& options)
+              torch::Tensor dense_in, torch::Tensor partial_in, torch::Tensor example_weight_in,
+              const LossOptions& options)
       : image(std::move(image_in)),
         target(std::move(target_in)),
         known(std::move(known_in)),
         dense(std::move(dense_in)),
+        partial(std::move(partial_in)),
         example_weight(std::move(example_weight_in)),
         labelled(known.logical_or(dense.view({-1, 1, 1}).expand_as(known))) {
     const auto per_example = example_weight.view({-1, 1, 1});
     pixel_weights = options.kind == LossKind::kFocal
-                        ? PixelWeights(target, known, dense, options) * per_example
+                        ? PixelWeights(target, known, dense, partial, options) * per_example
                         : labelled.to(torch::kFloat) * per_example;
   }
 
@@ -172,7 +178,8 @@ struct Supervision {
 torch::Tensor SupervisionLoss(const torch::Tensor& logits, const Supervision& s,
                               const LossOptions& options, at::Generator& gen) {
   if (options.kind == LossKind::kFocal) {
-    return FocalLoss(logits, s.target, s.pixel_weights, FocalGammas(s.dense, options));
+    return FocalLoss(logits, s.target, s.pixel_weights,
+                     FocalGammas(s.dense.logical_or(s.partial), options));
   }
   auto loss = PartialCrossEntropy(logits, s.target, s.labelled, s.example_weight);
   if (options.kind == LossKind::kPce) return loss;
@@ -348,7 +355,7 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
   }
   try {
     std::vector<torch::Tensor> images, targets, known;
-    std::vector<uint8_t> dense, clickable;
+    std::vector<uint8_t> dense, partial, clickable;
     std::vector<float> example_weights;
     for (const auto& ex : batch) {
       example_weights.push_back(static_cast<float>(ex.weight));
@@ -356,15 +363,20 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
       targets.push_back(ex.target);
       known.push_back(ex.known.defined() ? ex.known.to(torch::kBool) : ex.target > 0);
       dense.push_back(ex.dense ? 1 : 0);
+      partial.push_back(ex.partial ? 1 : 0);
       clickable.push_back(ex.clicks_as_input && !ex.dense ? 1 : 0);
     }
     const int64_t b = static_cast<int64_t>(batch.size());
     auto image = torch::stack(images).to(device_);
     auto target = torch::stack(targets).to(device_);
     auto known_map = torch::stack(known).to(device_);
-    const auto dense_flags = torch::tensor(std::vector<int64_t>(dense.begin(), dense.end()))
-                                 .to(torch::kBool)
-                                 .to(device_);
+    const auto flags = [this](const std::vector<uint8_t>& values) {
+      return torch::tensor(std::vector<int64_t>(values.begin(), values.end()))
+          .to(torch::kBool)
+          .to(device_);
+    };
+    const auto dense_flags = flags(dense);
+    const auto partial_flags = flags(partial);
     if (augment) {
       AugmentBatch augmented{image, target, known_map};
       Augment(options_.augment, gen, augmented);
@@ -373,19 +385,17 @@ Result<torch::Tensor> Segmenter::LossWith(const std::vector<TrainingExample>& ba
       known_map = augmented.known;
     }
     const auto example_weight = torch::tensor(example_weights).to(device_);
-    const Supervision supervision(image, target, known_map, dense_flags, example_weight,
-                                  options_.loss);
+    const Supervision supervision(image, target, known_map, dense_flags, partial_flags,
+                                  example_weight, options_.loss);
     auto input = image;
     if (options_.click_input) {
-      const auto may_show = torch::tensor(std::vector<int64_t>(clickable.begin(), clickable.end()))
-                                .to(torch::kBool)
-                                .to(device_)
-                                .view({-1, 1, 1});
-      auto shown = ShownClicks(known_map, may_show, gen, device_);
-      if (std::find(dense.begin(), dense.end(), 1) != dense.end()) {
-        shown = shown.logical_or(SimulatedClicks(target, dense_flags.view({-1, 1, 1}),
-                                                 options_.num_classes, options_.simulated_clicks,
-                                                 gen, device_));
+      auto shown = ShownClicks(known_map, flags(clickable).view({-1, 1, 1}), gen, device_);
+      const auto simulates = [](uint8_t flag) { return flag != 0; };
+      if (std::any_of(dense.begin(), dense.end(), simulates) ||
+          std::any_of(partial.begin(), partial.end(), simulates)) {
+        shown = shown.logical_or(SimulatedClicks(
+            target, known_map, dense_flags.logical_or(partial_flags).view({-1, 1, 1}),
+            options_.num_classes, options_.simulated_clicks, gen, device_));
       }
       input = torch::cat({image, ClickGuidance(target, shown, options_.num_classes,
                                                options_.click_guidance, image)},

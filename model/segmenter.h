@@ -58,13 +58,15 @@ struct SegmenterOptions {
   // click example with probability kClickShownProbability, but holds one click of each example
   // back, and supervises on all of them: the held-back click teaches the network to follow the
   // ones it is shown, and it still segments an image without any. Examples with one click and
-  // pseudo-labels train with none shown, dense masks with simulated ones (simulated_clicks).
+  // pseudo-labels train with none shown, dense masks and partial label maps (scribbles) with
+  // simulated ones (simulated_clicks).
   bool click_input = false;
   // click_input: how the clicks are drawn (model/click_guidance.h); a model file records it.
   ClickGuidanceKind click_guidance = ClickGuidanceKind::kGaussian;
-  // click_input: the chance that a dense mask is shown clicks simulated from it (segmenter.cc,
-  // SimulatedClicks), so the network learns the whole object from a click; 0: none. Pseudo-labels
-  // are not: in the learning loop that made the masks worse (docs/experiments.md).
+  // click_input: the chance that a dense mask or a partial label map is shown clicks simulated
+  // from it (segmenter.cc, SimulatedClicks), so the network learns the whole object from a click;
+  // 0: none. Pseudo-labels are not: in the learning loop that made the masks worse
+  // (docs/experiments.md).
   double simulated_clicks = 0;
   uint64_t seed = 0;  // weight initialisation and training randomness
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/labels.h"
 #include "base/status.h"
 
 namespace clickdiff::model {
@@ -29,10 +30,16 @@ struct TrainingExample {
   torch::Tensor image;   // [C,R,R] float in [0,1] (C = image channels, usually 1)
   torch::Tensor target;  // [R,R] int64 class ids: the click map, or the dense mask when `dense`
   torch::Tensor known;   // [R,R] bool, optional: pixels whose label is certain (positive and
-                         // negative clicks). Undefined means "the non-background pixels of target".
+                         // negative clicks, a scribble's pixels). Undefined means "the
+                         // non-background pixels of target".
   bool dense = false;    // target is a full mask (every pixel known)
+  // target is a partial label map (scribbles): `known` pixels carry their class, the others are
+  // unknown (target 0: the focal loss weighs them as a click map's unclicked pixels, the partial
+  // losses not at all; model/losses.h); clicks for a click_input model are simulated on it as on
+  // a dense mask (model/segmenter.h).
+  bool partial = false;
   // The known pixels are clicks a click_input model may be shown (model/segmenter.h); false for
-  // dense masks and pseudo-labels.
+  // dense masks, partial label maps and pseudo-labels.
   bool clicks_as_input = false;
   double weight = 1;  // scales the example's loss (teacher-student: the pseudo-label weight)
 };
@@ -62,11 +69,23 @@ double ClickRegionRadius(int64_t resolution);
 Result<TrainingExample> LabelUnclicked(const TrainingExample& clicks, const torch::Tensor& mask,
                                        int64_t num_classes);
 
-// The supervision an image has: its dense mask when `mask` is defined (full supervision wins),
-// else the click map of `clicks`; nothing when it has neither. Errors: those of the two above.
+// Builds a partial-label example from a label map ([H,W] like the image) whose pixels are class
+// ids or kUnknownClass (base/labels.h), with `clicks` (positive: their class, negative: background)
+// marked known on top. Errors: kInvalidArgument when shapes disagree, a value is neither a class id
+// in [0, num_classes) nor kUnknownClass, no pixel is labelled, or a click is invalid (as in
+// MakeClickExample).
+Result<TrainingExample> MakePartialExample(const torch::Tensor& image, const torch::Tensor& labels,
+                                           const std::vector<Click>& clicks, int64_t num_classes);
+
+// The supervision an image has: its label map when `mask` is defined (full supervision, or with
+// `partial` a partial label with the clicks on top: MakePartialExample; whether a map is partial is
+// its source's to say, base/labels.h HoldsUnknown, since every grid cell of a dense scribble may
+// be labelled), else the click map of `clicks`; nothing when it has neither. Errors: those of the
+// builders above.
 Result<std::optional<TrainingExample>> MakeSupervisedExample(const torch::Tensor& image,
                                                              const std::vector<Click>& clicks,
                                                              const torch::Tensor& mask,
-                                                             int64_t num_classes);
+                                                             int64_t num_classes,
+                                                             bool partial = false);
 
 }  // namespace clickdiff::model

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "base/labels.h"
 #include "io/image_codec.h"
 
 namespace clickdiff {
@@ -188,11 +189,21 @@ Outcome Decode::DecodeRecord(const KafkaMessage& message) const {
         return Reject("dense: " + std::to_string(dense.class_ids().size()) + " class ids for " +
                       std::to_string(dense.width()) + "x" + std::to_string(dense.height()));
       }
+      // 255 marks a pixel whose class is unknown (a partial label: scribbles), which only
+      // training takes: the evaluator's ground truth must give every pixel a class.
+      size_t unknown = 0;
       for (unsigned char c : dense.class_ids()) {
-        if (c >= k) {
+        if (c == kUnknownClass) {
+          ++unknown;
+        } else if (c >= k) {
           return Reject("dense: class id " + std::to_string(c) + " unknown (0.." +
-                        std::to_string(k - 1) + ")");
+                        std::to_string(k - 1) + ", or 255 for an unlabelled pixel)");
         }
+      }
+      if (unknown == expected) return Reject("dense: every pixel is 255 (unlabelled)");
+      if (unknown > 0 && label.for_evaluation()) {
+        return Reject("dense: ground truth for evaluation leaves " + std::to_string(unknown) +
+                      " pixels unlabelled (255); only a training label may be partial");
       }
     } else if (label.has_image_level()) {
       for (int c : label.image_level().class_ids()) {

@@ -22,7 +22,8 @@ Result<v1::ImageEvent> ImageEventFromPng(const std::string& path, const std::str
 v1::ClickEvent ClickEventFrom(const Click& click, const std::string& dataset);
 
 // A LabelEvent carrying a dense class-id mask (`class_ids`: width * height, row-major): ground
-// truth for scoring when `for_evaluation` (label id "truth"), else a training label ("dense").
+// truth for scoring when `for_evaluation` (label id "truth"), else a training label ("dense";
+// `produce --scribbles` renames its partial ones "scribbles").
 template <typename T>
 v1::LabelEvent LabelEventFrom(const std::string& dataset, const std::string& image_id, int width,
                               int height, const std::vector<T>& class_ids, bool for_evaluation) {

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 
+#include "base/labels.h"
 #include "model/click_guidance.h"
 
 namespace clickdiff {
@@ -22,17 +24,21 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     for (const Click& c : *clicks) clicks_by_image[c.image].push_back(c);
   }
 
+  // Masks first: where an image has both, its mask wins over its scribbles.
   std::map<std::string, const NamedMask*> mask_by_image;
-  std::vector<NamedMask> masks;
-  if (!spec.masks_dir.empty()) {
+  std::vector<NamedMask> masks, scribbles;
+  for (const auto& [dir, read_into, partial] : {std::tuple{spec.masks_dir, &masks, false},
+                                                std::tuple{spec.scribbles_dir, &scribbles, true}}) {
+    if (dir.empty()) continue;
     MaskDirectoryOptions mask_options;
     mask_options.num_classes = spec.num_classes;
-    mask_options.require_all = spec.require_all_masks;
+    mask_options.require_all = spec.require_all_masks && !partial;
+    mask_options.allow_unknown = partial;
     mask_options.limits = spec.limits;
-    Result<std::vector<NamedMask>> read = ReadMaskDirectory(spec.masks_dir, *images, mask_options);
+    Result<std::vector<NamedMask>> read = ReadMaskDirectory(dir, *images, mask_options);
     if (!read.ok()) return read.status();
-    masks = std::move(read).value();
-    for (const NamedMask& m : masks) mask_by_image[m.name] = &m;
+    *read_into = std::move(read).value();
+    for (const NamedMask& m : *read_into) mask_by_image.emplace(m.name, &m);
   }
 
   int64_t channels = spec.image_channels;
@@ -67,10 +73,13 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     auto mask = mask_by_image.find(named.name);
     if (mask != mask_by_image.end()) {
       const NamedMask& m = *mask->second;
-      Result<torch::Tensor> grid_mask = model::MaskToGrid(m.class_ids.data(), item.mapping);
+      Result<torch::Tensor> grid_mask = model::LabelMapToGrid(m.class_ids.data(), item.mapping);
       if (!grid_mask.ok()) return grid_mask.status().WithContext(m.path);
       item.grid_mask = *grid_mask;
-      item.native_mask = torch::tensor(m.class_ids, torch::kInt64).view({m.height, m.width});
+      item.partial_mask = HoldsUnknown(m.class_ids);
+      if (!item.partial_mask) {
+        item.native_mask = torch::tensor(m.class_ids, torch::kInt64).view({m.height, m.width});
+      }
     }
     out.push_back(std::move(item));
   }
@@ -82,7 +91,7 @@ Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
   std::vector<model::TrainingExample> examples;
   for (const OfflineImage& image : images) {
     Result<std::optional<model::TrainingExample>> example = model::MakeSupervisedExample(
-        image.grid_image, image.grid_clicks, image.grid_mask, num_classes);
+        image.grid_image, image.grid_clicks, image.grid_mask, num_classes, image.partial_mask);
     if (!example.ok()) return example.status().WithContext(image.name);
     if (example->has_value()) examples.push_back(std::move(**example));
   }

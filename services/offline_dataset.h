@@ -26,14 +26,20 @@ struct OfflineImage {
   torch::Tensor pixels;        // [C,H,W] float, the image at its own size, file units (keep_pixels)
   std::vector<model::Click> clicks;       // its clicks, in its own pixels
   std::vector<model::Click> grid_clicks;  // the same in grid cells
-  torch::Tensor grid_mask;                // [R,R] int64 when a mask was given, else undefined
-  torch::Tensor native_mask;              // [H,W] int64 when a mask was given, else undefined
+  // [R,R] int64 when a mask or a partial label map (scribbles: kUnknownClass on unmarked cells)
+  // was given, else undefined.
+  torch::Tensor grid_mask;
+  bool partial_mask = false;  // grid_mask is a partial label map
+  torch::Tensor native_mask;  // [H,W] int64 when a (full) mask was given, else undefined
 };
 
 struct OfflineDatasetSpec {
   std::string images_dir;
   std::string clicks_file;  // optional
   std::string masks_dir;    // optional
+  // Optional: partial label maps (scribbles: class ids, 255 unknown) for any of the images; an
+  // image with a mask keeps the mask.
+  std::string scribbles_dir;
   int num_classes = 2;
   int resolution = 64;
   bool require_all_masks = true;
@@ -51,7 +57,8 @@ struct OfflineDatasetSpec {
 Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& spec);
 
 // Training examples: an image with a mask gives a dense example (full supervision); otherwise an
-// image with clicks gives a click-map example (paper 000); an image with neither gives none.
+// image with a partial label map a partial example with its clicks on top; otherwise an image with
+// clicks a click-map example (paper 000); an image with none of them gives none.
 Result<std::vector<model::TrainingExample>> MakeTrainingExamples(
     const std::vector<OfflineImage>& images, int num_classes);
 

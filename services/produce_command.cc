@@ -26,6 +26,7 @@ struct ProduceArgs {
   std::string clicks;
   std::string labels;
   bool labels_for_evaluation = false;
+  std::string scribbles;
   std::string dataset = "default";
   double rate = 0;  // events per second; 0: as fast as possible
   std::string bootstrap;
@@ -78,8 +79,12 @@ Status SendImages(const std::string& dir, Sender& sender) {
   return Status::Ok();
 }
 
-// Dense masks of class ids, as training labels or (`for_evaluation`) ground truth.
-Status SendLabels(const std::string& dir, bool for_evaluation, Sender& sender) {
+// What a directory of label PNGs holds.
+enum class LabelFiles { kDense, kTruth, kScribbles };
+
+// Label maps of class ids: dense masks as training labels or ground truth, or partial label maps
+// (scribbles, 255 unlabelled) as training labels (label id "scribbles", so an image may have both).
+Status SendLabels(const std::string& dir, LabelFiles kind, Sender& sender) {
   Result<std::vector<std::string>> masks = ListPngFiles(dir);
   if (!masks.ok()) return masks.status();
   for (const std::string& name : *masks) {
@@ -87,7 +92,8 @@ Status SendLabels(const std::string& dir, bool for_evaluation, Sender& sender) {
     Result<Image> mask = ReadPngFile(path);
     if (!mask.ok()) return mask.status();
     v1::LabelEvent label = LabelEventFrom(sender.dataset, name, mask->width, mask->height,
-                                          mask->pixels, for_evaluation);
+                                          mask->pixels, kind == LabelFiles::kTruth);
+    if (kind == LabelFiles::kScribbles) label.set_label_id("scribbles");
     CLICKDIFF_RETURN_IF_ERROR(
         sender.Send(sender.topics.labels, name, label.SerializeAsString(), path));
     ++sender.labels;
@@ -110,8 +116,8 @@ Status SendClicks(const std::string& file, int num_classes, Sender& sender) {
 }
 
 Status RunProduce(const ProduceArgs& args, std::ostream& out) {
-  if (args.images.empty() && args.labels.empty() && args.clicks.empty()) {
-    return InvalidArgument("nothing to send: give --images, --labels and/or --clicks");
+  if (args.images.empty() && args.labels.empty() && args.scribbles.empty() && args.clicks.empty()) {
+    return InvalidArgument("nothing to send: give --images, --labels, --scribbles and/or --clicks");
   }
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
@@ -125,7 +131,11 @@ Status RunProduce(const ProduceArgs& args, std::ostream& out) {
   // Images first: a click that overtakes its image still waits for it, but need not.
   CLICKDIFF_RETURN_IF_ERROR((*producer)->Flush(std::chrono::seconds(30)));
   if (!args.labels.empty()) {
-    CLICKDIFF_RETURN_IF_ERROR(SendLabels(args.labels, args.labels_for_evaluation, sender));
+    CLICKDIFF_RETURN_IF_ERROR(SendLabels(
+        args.labels, args.labels_for_evaluation ? LabelFiles::kTruth : LabelFiles::kDense, sender));
+  }
+  if (!args.scribbles.empty()) {
+    CLICKDIFF_RETURN_IF_ERROR(SendLabels(args.scribbles, LabelFiles::kScribbles, sender));
   }
   if (!args.clicks.empty()) {
     CLICKDIFF_RETURN_IF_ERROR(SendClicks(args.clicks, config->model.num_classes, sender));
@@ -145,13 +155,17 @@ Status RunProduce(const ProduceArgs& args, std::ostream& out) {
 void AddProduceCommand(CLI::App& app, CommandContext& context) {
   auto args = std::make_shared<ProduceArgs>();
   auto* cmd = app.add_subcommand(
-      "produce", "send images (then masks, then clicks) from files to the service's Kafka topics");
+      "produce",
+      "send images (then masks, scribbles, clicks) from files to the service's Kafka topics");
   AddConfigOptions(*cmd, args->config, false);
   cmd->add_option("--images", args->images, "directory of PNG images");
   cmd->add_option("--clicks", args->clicks, "clicks, JSON Lines");
   cmd->add_option("--labels", args->labels, "directory of class-id PNG masks to send as labels");
   cmd->add_flag("--for-evaluation", args->labels_for_evaluation,
                 "the --labels are ground truth for scoring, not for training");
+  cmd->add_option("--scribbles", args->scribbles,
+                  "directory of class-id PNG label maps, 255 where unlabelled, to send as "
+                  "partial training labels");
   cmd->add_option("--dataset", args->dataset, "dataset name the events carry")
       ->capture_default_str();
   cmd->add_option("--rate", args->rate, "events per second (default: as fast as possible)")

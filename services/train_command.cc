@@ -24,6 +24,7 @@ struct TrainArgs {
   std::string images;
   std::string clicks;
   std::string masks;
+  std::string scribbles;
   std::string out;
   std::string init;
   int64_t steps = 0;
@@ -71,6 +72,19 @@ void LogProgress(const model::TrainProgress& p) {
   }
 }
 
+// How many training examples come from clicks, dense masks and scribbles: {"clicks", "dense",
+// "scribbles"}.
+nlohmann::json ExampleKinds(const std::vector<model::TrainingExample>& examples) {
+  int64_t dense = 0, partial = 0;
+  for (const auto& e : examples) {
+    dense += e.dense ? 1 : 0;
+    partial += e.partial ? 1 : 0;
+  }
+  return {{"clicks", static_cast<int64_t>(examples.size()) - dense - partial},
+          {"dense", dense},
+          {"scribbles", partial}};
+}
+
 // "model.pt" saved after 500 steps: "model.step500.pt".
 std::string MilestonePath(const std::string& out, int64_t step) {
   std::filesystem::path path(out);
@@ -78,14 +92,22 @@ std::string MilestonePath(const std::string& out, int64_t step) {
   return path.string();
 }
 
-Status RunTrain(const TrainArgs& args, std::ostream& out) {
-  if (args.clicks.empty() && args.masks.empty()) {
-    return InvalidArgument("give --clicks FILE (single-click supervision) or --masks DIR (dense)");
+// The options' own errors: no supervision, no budget, milestones without steps.
+Status CheckTrainArgs(const TrainArgs& args) {
+  if (args.clicks.empty() && args.masks.empty() && args.scribbles.empty()) {
+    return InvalidArgument(
+        "give --clicks FILE (single-click supervision), --masks DIR (dense) and/or --scribbles DIR "
+        "(partial label maps)");
   }
   if (args.steps <= 0 && args.seconds <= 0) return InvalidArgument("give --steps N or --seconds S");
   if (!args.save_at.empty() && args.steps <= 0) {
     return InvalidArgument("--save-at counts steps: give --steps N with it");
   }
+  return Status::Ok();
+}
+
+Status RunTrain(const TrainArgs& args, std::ostream& out) {
+  CLICKDIFF_RETURN_IF_ERROR(CheckTrainArgs(args));
   Result<Config> config = LoadConfigFor(args.config);
   if (!config.ok()) return config.status();
   Result<Compute> compute = SetUpCompute(*config);
@@ -109,6 +131,7 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   spec.images_dir = args.images;
   spec.clicks_file = args.clicks;
   spec.masks_dir = args.masks;
+  spec.scribbles_dir = args.scribbles;
   spec.num_classes = static_cast<int>(planned->num_classes);
   spec.resolution = static_cast<int>(planned->resolution);
   spec.image_channels =
@@ -125,15 +148,18 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   Result<std::vector<model::TrainingExample>> examples =
       MakeTrainingExamples(*dataset, spec.num_classes);
   if (!examples.ok()) return examples.status();
-  if (examples->empty()) return InvalidArgument(args.images + ": no image has clicks or a mask");
+  if (examples->empty()) {
+    return InvalidArgument(args.images + ": no image has clicks, a mask or scribbles");
+  }
   const std::vector<model::TrainingExample> held_out = HoldOut(*examples, config->trainer);
-  int64_t dense = 0;
-  for (const auto& e : *examples) dense += e.dense ? 1 : 0;
-  spdlog::info("training {} on {} images ({} from clicks, {} dense) at {}x{}, {}, {} threads, {}",
-               model::MethodName(options.method), examples->size(),
-               static_cast<int64_t>(examples->size()) - dense, dense, options.resolution,
-               options.resolution, options.unet.image_channels == 3 ? "colour" : "gray",
-               compute->threads, device.str());
+  const nlohmann::json kinds = ExampleKinds(*examples);
+  spdlog::info(
+      "training {} on {} images ({} from clicks, {} dense, {} scribbled) at {}x{}, {}, {} "
+      "threads, {}",
+      model::MethodName(options.method), examples->size(), kinds["clicks"].get<int64_t>(),
+      kinds["dense"].get<int64_t>(), kinds["scribbles"].get<int64_t>(), options.resolution,
+      options.resolution, options.unet.image_channels == 3 ? "colour" : "gray", compute->threads,
+      device.str());
 
   model::TrainerOptions trainer_options = TrainerOptionsFrom(config->trainer);
   trainer_options.max_steps = args.steps;
@@ -173,7 +199,7 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
                               {"lowest_loss", last->lowest_held_out_loss}}},
                             {"seconds", last->elapsed_seconds},
                             {"steps_per_second", last->steps_per_second},
-                            {"examples", {{"clicks", examples->size() - dense}, {"dense", dense}}}};
+                            {"examples", kinds}};
   out << summary.dump() << "\n";
   return Status::Ok();
 }
@@ -182,12 +208,16 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
 
 void AddTrainCommand(CLI::App& app, CommandContext& context) {
   auto args = std::make_shared<TrainArgs>();
-  auto* cmd = app.add_subcommand("train", "train a model from single clicks (or dense masks)");
+  auto* cmd =
+      app.add_subcommand("train", "train a model from single clicks (or scribbles, dense masks)");
   AddConfigOptions(*cmd, args->config, false);
   cmd->add_option("--images", args->images, "directory of PNG images")->required();
   cmd->add_option("--clicks", args->clicks, "clicks, JSON Lines (one click a line)");
   cmd->add_option("--masks", args->masks,
                   "directory of class-id PNG masks: full supervision for the images they cover");
+  cmd->add_option("--scribbles", args->scribbles,
+                  "directory of class-id PNG label maps, 255 where unlabelled: partial supervision "
+                  "for the images they cover (with their clicks; a mask wins)");
   cmd->add_option("--out", args->out, "model file to write")->required();
   cmd->add_option("--init", args->init, "continue from this model file instead of a fresh one");
   cmd->add_option("--steps", args->steps, "training steps")->check(CLI::PositiveNumber);

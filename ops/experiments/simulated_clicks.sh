@@ -64,14 +64,6 @@ build_cli "${EXP_PRESET:-release}"
 longest=$(printf '%s\n' "${steps[@]}" | sort -n | tail -n 1)
 save_at=$(printf '%s\n' "${steps[@]}" | sort -n | head -n -1 | paste -sd, -)
 
-# The clicks of FILE whose image is in DIR, to OUT.
-clicks_of() {
-  "$PYTHON" -c 'import json, os, sys
-names = set(os.listdir(sys.argv[2]))
-for line in open(sys.argv[1]):
-    if line.strip() and json.loads(line)["image"] in names: print(line.strip())' "$1" "$2" >"$3"
-}
-
 for data in "${datasets[@]}"; do
   set_dir=$out/$data
   mkdir -p "$set_dir"

@@ -90,18 +90,31 @@ build_cli() {
 }
 
 # link_every DIR EVERY DEST: links every EVERY-th image of DIR/images (sorted) and its truth mask
-# DIR/truth/<name> into DEST/images and DEST/truth (DEST is made anew).
+# DIR/truth/<name> into DEST/images and DEST/truth, and its scribbles DIR/scribbles/<name> into
+# DEST/scribbles where DIR has them (DEST is made anew).
 link_every() {
   rm -rf "$3" && mkdir -p "$3/images" "$3/truth"
+  if [[ -d $1/scribbles ]]; then mkdir -p "$3/scribbles"; fi
   local i=0 name path
   for path in "$1"/images/*.png; do
     name=$(basename "$path")
     if ((i % $2 == 0)); then
       ln -s "$(realpath "$path")" "$3/images/$name"
       ln -s "$(realpath "$1/truth/$name")" "$3/truth/$name"
+      if [[ -f $1/scribbles/$name ]]; then
+        ln -s "$(realpath "$1/scribbles/$name")" "$3/scribbles/$name"
+      fi
     fi
     i=$((i + 1))
   done
+}
+
+# clicks_of FILE DIR OUT: the lines of the clicks file FILE whose image is in DIR, to OUT.
+clicks_of() {
+  "$PYTHON" -c 'import json, os, sys
+names = set(os.listdir(sys.argv[2]))
+for line in open(sys.argv[1]):
+    if line.strip() and json.loads(line)["image"] in names: print(line.strip())' "$1" "$2" >"$3"
 }
 
 # generated_sets [--color] DIR SET...: the experiments' generated binary-organ sets under DIR, each

@@ -358,6 +358,15 @@ TEST_F(ServiceTest, EveryKindOfBadInputIsDeadLetteredAndGoodEventsAroundItArePro
   v1::LabelEvent orphan = label;
   orphan.set_image_id("nowhere");
   bad.push_back({"labels", orphan.SerializeAsString(), "label for unknown image ds/nowhere"});
+  v1::LabelEvent partial_truth = label;  // scribbles (255: unlabelled) train, they do not score
+  partial_truth.set_for_evaluation(true);
+  partial_truth.mutable_dense()->set_width(24);
+  partial_truth.mutable_dense()->set_height(16);
+  std::string strokes(24 * 16, '\xff');
+  strokes.replace(0, 24, 24, '\0');
+  partial_truth.mutable_dense()->set_class_ids(strokes);
+  bad.push_back(
+      {"labels", partial_truth.SerializeAsString(), "only a training label may be partial"});
 
   // Good events around and between the bad ones.
   Produce("images", PngImageEvent("good1").SerializeAsString());

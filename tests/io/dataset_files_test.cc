@@ -228,6 +228,25 @@ TEST_F(DatasetFilesTest, MaskValueOutsideTheClassesIsAnError) {
   EXPECT_TRUE(Contains(m.status(), "a.png: mask value 5 at x=2 y=1")) << m.status().ToString();
 }
 
+TEST_F(DatasetFilesTest, ScribblesMayLeavePixelsUnlabelledButMustLabelOne) {
+  std::vector<int64_t> ids(15, 255);
+  ids[7] = 1;
+  ASSERT_TRUE(WriteMaskPng(masks() + "/a.png", ids, 5, 3).ok());
+  MaskDirectoryOptions options;
+  options.require_all = false;
+  Result<std::vector<NamedMask>> m = ReadMaskDirectory(masks(), LoadImages(), options);
+  ASSERT_FALSE(m.ok());  // a mask must label every pixel
+  EXPECT_TRUE(Contains(m.status(), "a.png: mask value 255 at x=0 y=0")) << m.status().ToString();
+  options.allow_unknown = true;
+  m = ReadMaskDirectory(masks(), LoadImages(), options);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ((*m)[0].class_ids, ids);
+  ASSERT_TRUE(WriteMaskPng(masks() + "/a.png", std::vector<int64_t>(15, 255), 5, 3).ok());
+  m = ReadMaskDirectory(masks(), LoadImages(), options);
+  ASSERT_FALSE(m.ok());
+  EXPECT_TRUE(Contains(m.status(), "a.png: every pixel is 255")) << m.status().ToString();
+}
+
 TEST_F(DatasetFilesTest, MissingOrExtraMasksAreErrors) {
   ASSERT_TRUE(WriteMaskPng(masks() + "/a.png", std::vector<int64_t>(15, 1), 5, 3).ok());
   Result<std::vector<NamedMask>> m = ReadMaskDirectory(masks(), LoadImages());

@@ -67,9 +67,11 @@ class ContinuousTrainerTest : public ::testing::Test {
     Put(Family::kClicks, keys::Child(keys::Image("ds", image), id),
         testutil::Click(image, id, x, y).SerializeAsString());
   }
-  // A 32x24 dense label: a 12x8 rectangle of class 1, or all background with `empty`.
+  // A 32x24 dense label: a 12x8 rectangle of class 1, or all background with `empty`; with
+  // `scribbles` a partial one: the rectangle's row 12 (class 1) and row 2 (background), 255 on the
+  // rest.
   void StoreLabel(const std::string& image, const std::string& id, bool for_evaluation,
-                  bool empty = false) {
+                  bool empty = false, bool scribbles = false) {
     v1::LabelEvent label;
     label.set_dataset("ds");
     label.set_image_id(image);
@@ -78,6 +80,9 @@ class ContinuousTrainerTest : public ::testing::Test {
     std::string ids(32 * 24, '\0');
     for (int y = 8; y < 16 && !empty; ++y) {
       for (int x = 8; x < 20; ++x) ids[y * 32 + x] = 1;
+    }
+    for (int i = 0; i < 32 * 24 && scribbles; ++i) {
+      if (i / 32 != 12 && i / 32 != 2) ids[i] = static_cast<char>(0xff);
     }
     label.mutable_dense()->set_width(32);
     label.mutable_dense()->set_height(24);
@@ -180,6 +185,32 @@ TEST_F(ContinuousTrainerTest, ReplayHoldsClickedAndLabelledImagesButNeverEvaluat
   EXPECT_TRUE(labelled.example.dense);  // the dense label wins over its click
   EXPECT_EQ(labelled.revision, 2u);
   EXPECT_EQ(labelled.example.target.sum().item<int64_t>(), 6 * 4);  // 12x8 px = 6x4 cells
+}
+
+TEST_F(ContinuousTrainerTest, ReplayTrainsScribblesAsPartialLabelsAndADenseLabelBeforeThem) {
+  StoreImage("scribbled");
+  StoreLabel("scribbled", "scribbles", false, false, /*scribbles=*/true);
+  StoreClick("scribbled", "c1", 10, 12);
+  StoreImage("both");  // "scribbles" sorts after "dense": the full mask wins all the same
+  StoreLabel("both", "dense", false);
+  StoreLabel("both", "scribbles", false, false, /*scribbles=*/true);
+  Result<Replay> replay = LoadReplay(*store_, kGrid, 2, kChannels);
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  ASSERT_EQ(replay->examples.size(), 2u);
+  EXPECT_EQ(replay->labels, 3u);
+  const ReplayExample& both = replay->examples[0];
+  EXPECT_TRUE(both.example.dense);
+  EXPECT_EQ(both.example.target.sum().item<int64_t>(), 6 * 4);
+  const ReplayExample& scribbled = replay->examples[1];
+  EXPECT_TRUE(scribbled.example.partial);
+  EXPECT_FALSE(scribbled.served.has_value());
+  // Grid rows 8 (image row 12, 4 rows of padding above: 2 px a cell) and 3 (image row 2) are
+  // known: 16 cells each; the stroke of class 1 covers 6 of them (x 8..19).
+  EXPECT_EQ(scribbled.example.known.sum().item<int64_t>(), 16 + 16);
+  EXPECT_EQ(scribbled.example.target.sum().item<int64_t>(), 6);
+  auto [gx, gy] = model::MakeGridMapping(32, 24, kGrid).value().ToGrid(10, 12);
+  EXPECT_EQ(scribbled.example.target[gy][gx].item<int64_t>(), 1);
+  EXPECT_FALSE(scribbled.example.known[gy + 2][gx].item<bool>());
 }
 
 TEST_F(ContinuousTrainerTest, ReplayCarriesTheMaskServedForAClickedImageWhenItFits) {

@@ -51,16 +51,24 @@ TEST(LossesTest, FocalWeightsClicksAlphaUnknownPixelsTheRestAndDenseMasksTheirOw
   LossOptions options;
   options.focal_alpha = 0.9;
   options.dense_weight = 0.25;
-  // Three examples of four pixels: a click map (a positive click, a negative click, two unknown
+  // Four examples of four pixels: a click map (a positive click, a negative click, two unknown
   // pixels), the same click map whose last pixel a served mask labels object
-  // (model::LabelUnclicked: it weighs as unknown, not as a click), and a dense mask.
-  const auto targets = torch::tensor({1, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 1}, torch::kLong);
-  const auto known = torch::tensor({true, true, false, false}).view({1, 1, 4}).expand({3, 1, 4});
-  const auto dense = torch::tensor({false, false, true});
-  const auto w = PixelWeights(targets.view({3, 1, 4}), known, dense, options).view({3, 4});
+  // (model::LabelUnclicked: it weighs as unknown, not as a click), a dense mask, and a partial
+  // label map (scribbles) labelling its first two pixels.
+  const auto targets =
+      torch::tensor({1, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0}, torch::kLong);
+  const auto known = torch::tensor({true, true, false, false}).view({1, 1, 4}).expand({4, 1, 4});
+  const auto dense = torch::tensor({false, false, true, false});
+  const auto partial = torch::tensor({false, false, false, true});
+  const auto w = PixelWeights(targets.view({4, 1, 4}), known, dense, partial, options).view({4, 4});
   EXPECT_TRUE(torch::allclose(w[0], torch::tensor({0.9f, 0.9f, 0.1f, 0.1f})));
   EXPECT_TRUE(torch::allclose(w[1], torch::tensor({0.9f, 0.9f, 0.1f, 0.1f})));
   EXPECT_TRUE(torch::allclose(w[2], torch::full({4}, 0.25f)));
+  // Weighed as the click map, scaled to the dense mask's total (4 x 0.25 = 1, against 2).
+  EXPECT_TRUE(torch::allclose(w[3], torch::tensor({0.45f, 0.45f, 0.05f, 0.05f})));
+  // Focusing: dense and partial label maps take dense_gamma, click maps focal_gamma.
+  const auto gammas = FocalGammas(dense.logical_or(partial), options);
+  EXPECT_TRUE(torch::allclose(gammas, torch::tensor({2.0f, 2.0f, 0.0f, 0.0f})));
 }
 
 TEST(LossesTest, MumfordShahIsTheVarianceOfEachRegionAroundItsMean) {

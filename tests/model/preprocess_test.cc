@@ -153,6 +153,41 @@ TEST(PreprocessTest, MaskFollowsTheSameMappingAsClicks) {
   EXPECT_NEAR(fraction, 0.04, 0.015);
 }
 
+TEST(PreprocessTest, ScribblesKeepTheirThinStrokesOnTheGrid) {
+  // A 256x128 label map: a one-pixel line of class 1 along row 40, one of class 2 down column 200,
+  // a one-pixel line of background along row 100; everything else unknown.
+  Result<GridMapping> m = MakeGridMapping(256, 128, 64);
+  ASSERT_TRUE(m.ok());
+  std::vector<int64_t> ids(256 * 128, kUnknownClass);
+  for (int x = 10; x < 150; ++x) ids[40 * 256 + x] = 1;
+  for (int y = 10; y < 90; ++y) ids[y * 256 + 200] = 2;
+  for (int x = 10; x < 250; ++x) ids[100 * 256 + x] = 0;
+  Result<torch::Tensor> grid = LabelMapToGrid(ids.data(), *m);
+  ASSERT_TRUE(grid.ok());
+  // Nearest-neighbour sampling sees one row or column in four; every cell a stroke crosses keeps
+  // its class here.
+  for (int x = 12; x < 148; x += 4) {
+    auto [gx, gy] = m->ToGrid(x, 40);
+    EXPECT_EQ((*grid)[gy][gx].item<int64_t>(), 1) << "x=" << x;
+  }
+  for (int y = 12; y < 88; y += 4) {
+    auto [gx, gy] = m->ToGrid(200, y);
+    EXPECT_EQ((*grid)[gy][gx].item<int64_t>(), 2) << "y=" << y;
+  }
+  auto [bx, by] = m->ToGrid(120, 100);
+  EXPECT_EQ((*grid)[by][bx].item<int64_t>(), 0);
+  // The rest, padding included, stays unknown: the cells the strokes touch (4 px a cell) alone.
+  EXPECT_EQ((*grid != kUnknownClass).sum().item<int64_t>(), 36 + 21 + 61);
+  EXPECT_EQ((*grid)[0][0].item<int64_t>(), kUnknownClass);
+  // A label map without unknown pixels is a mask: MaskToGrid's grid.
+  std::vector<int64_t> full(256 * 128, 0);
+  for (int y = 30; y < 60; ++y) full[y * 256 + 100] = 1;
+  Result<torch::Tensor> as_mask = LabelMapToGrid(full.data(), *m);
+  Result<torch::Tensor> nearest = MaskToGrid(full.data(), *m);
+  ASSERT_TRUE(as_mask.ok() && nearest.ok());
+  EXPECT_TRUE(torch::equal(*as_mask, *nearest));
+}
+
 TEST(PreprocessTest, CropReturnsTheImageRegionOfGridMaps) {
   Result<GridMapping> m = MakeGridMapping(200, 100, 64);
   ASSERT_TRUE(m.ok());

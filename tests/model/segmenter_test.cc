@@ -1,6 +1,7 @@
 // Segmenter, Trainer and CheckpointStore: shapes, determinism, gradients, checkpoints, errors.
 #include "model/segmenter.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -355,6 +356,15 @@ TEST_P(ClickInputTest, TrainingShowsClicksOfClickExamplesAndSimulatesThemOnDense
   ASSERT_TRUE(sim.ok());
   EXPECT_GT(GuidanceGradient(*sim, dense), 0.0);
   EXPECT_EQ(GuidanceGradient(*sim, pseudo), 0.0);
+  // So are partial label maps (scribbles: here the mask's class pixels and one background row).
+  std::vector<TrainingExample> scribbled;
+  for (const auto& s : Shapes(4)) {
+    auto labels = torch::where(s.mask > 0, s.mask, kUnknownClass);
+    labels[0].fill_(0);
+    scribbled.push_back(MakePartialExample(s.image, labels, {}, 3).value());
+  }
+  EXPECT_EQ(GuidanceGradient(*seg, scribbled), 0.0);
+  EXPECT_GT(GuidanceGradient(*sim, scribbled), 0.0);
   simulating.simulated_clicks = 1.5;
   EXPECT_EQ(Segmenter::Create(simulating, torch::kCPU).status().code(),
             StatusCode::kInvalidArgument);
@@ -462,6 +472,40 @@ TEST(TrainingExampleTest, ClickMapMarksClicksAndRejectsOutsideClicks) {
   EXPECT_EQ(MakeClickExample(image, {{8, 0, 1, true}}, 2).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(MakeClickExample(image, {{1, 1, 2, true}}, 2).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(TrainingExampleTest, APartialLabelMapKnowsItsMarkedPixelsAndItsClicksOnly) {
+  const auto image = torch::zeros({1, 8, 8});
+  auto labels = torch::full({8, 8}, kUnknownClass, torch::kLong);
+  labels[2].slice(0, 1, 5).fill_(1);  // a stroke of class 1
+  labels[7].fill_(0);                 // one of background
+  auto ex = MakeSupervisedExample(image, {{6, 4, 1, true}, {0, 0, 0, false}}, labels, 2,
+                                  /*partial=*/true);
+  ASSERT_TRUE(ex.ok()) << ex.status().ToString();
+  ASSERT_TRUE(ex->has_value());
+  const TrainingExample& e = **ex;
+  EXPECT_TRUE(e.partial);
+  EXPECT_FALSE(e.dense);
+  EXPECT_FALSE(e.clicks_as_input);  // its clicks are simulated, as on a dense mask
+  EXPECT_EQ(e.known.sum().item<int64_t>(), 4 + 8 + 2);
+  EXPECT_EQ(e.target.sum().item<int64_t>(), 4 + 1);  // the stroke and the positive click
+  EXPECT_EQ(e.target[3][3].item<int64_t>(), 0);      // unknown pixels hold no class id
+  EXPECT_FALSE(e.known[3][3].item<bool>());
+  EXPECT_TRUE(e.known[0][0].item<bool>());
+  // A map not said to be partial is a dense mask; a partial one with no labelled pixel or a bad id
+  // is an error, and no mask labels a partial map's unknown pixels (LabelUnclicked is for click
+  // maps).
+  auto dense = MakeSupervisedExample(image, {}, torch::zeros({8, 8}, torch::kLong), 2);
+  ASSERT_TRUE(dense.ok() && dense->has_value());
+  EXPECT_TRUE((*dense)->dense);
+  EXPECT_THAT(
+      MakePartialExample(image, torch::full({8, 8}, kUnknownClass), {}, 2).status().message(),
+      ::testing::HasSubstr("labels no pixel"));
+  labels[0][0] = 3;
+  EXPECT_THAT(MakePartialExample(image, labels, {}, 2).status().message(),
+              ::testing::HasSubstr("holds 3, not a class id in [0, 2) nor 255"));
+  EXPECT_EQ(LabelUnclicked(e, torch::zeros({8, 8}, torch::kLong), 2).status().code(),
             StatusCode::kInvalidArgument);
 }
 

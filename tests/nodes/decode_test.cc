@@ -196,6 +196,16 @@ TEST_F(DecodeTest, DenseLabelsAreChecked) {
   EXPECT_THAT(Reason("labels", label.SerializeAsString()), HasSubstr("class id 5 unknown"));
   label.mutable_dense()->set_class_ids(std::string("\0\1\2\1", 4));
   EXPECT_EQ(Reason("labels", label.SerializeAsString()), "");
+  // 255 marks an unlabelled pixel: a partial training label (scribbles)...
+  label.mutable_dense()->set_class_ids(std::string("\xff\1\xff\0", 4));
+  EXPECT_EQ(Reason("labels", label.SerializeAsString()), "");
+  // ...but not ground truth, nor a label of no pixel.
+  label.set_for_evaluation(true);
+  EXPECT_THAT(Reason("labels", label.SerializeAsString()),
+              HasSubstr("ground truth for evaluation leaves 2 pixels unlabelled"));
+  label.set_for_evaluation(false);
+  label.mutable_dense()->set_class_ids(std::string(4, '\xff'));
+  EXPECT_THAT(Reason("labels", label.SerializeAsString()), HasSubstr("every pixel is 255"));
 }
 
 TEST_F(DecodeTest, UnknownTopicIsRejected) {

@@ -3,11 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/image_codec.h"
@@ -139,6 +141,39 @@ TEST_F(OfflineCommandsTest, TrainHoldsOutImagesAndKeepsTheWeightsThatDoBestOnThe
   EXPECT_EQ(few_summary["held_out"]["images"], 0);
   EXPECT_EQ(few_summary["held_out"]["kept_step"], 0);
   EXPECT_EQ(few_summary["examples"]["clicks"], 6);
+}
+
+TEST_F(OfflineCommandsTest, TrainTakesScribblesBesideClicksAndMasks) {
+  // Scribbles for the first 4 of the 6 images: each one's truth, 255 (unknown) below row 5.
+  fs::create_directories(Path("scribbles"));
+  for (int i = 0; i < 4; ++i) {
+    const std::string name = "synthetic_000" + std::to_string(i) + ".png";
+    Result<Image> mask = ReadPngFile(Path("truth/" + name));
+    ASSERT_TRUE(mask.ok()) << mask.status().ToString();
+    std::vector<int64_t> ids(mask->pixels.begin(), mask->pixels.end());
+    std::fill(ids.begin() + 5 * mask->width, ids.end(), 255);
+    ASSERT_TRUE(WriteMaskPng(Path("scribbles/" + name), ids, mask->width, mask->height).ok());
+  }
+  // Scribbles alone; then with clicks (2 images have only clicks); a mask wins over scribbles.
+  for (const auto& [more, counts] :
+       std::vector<std::pair<std::vector<std::string>, std::vector<int>>>{
+           {{}, {0, 0, 4}},
+           {{"--clicks", Path("clicks.jsonl")}, {2, 0, 4}},
+           {{"--clicks", Path("clicks.jsonl"), "--masks", Path("truth")}, {0, 6, 0}}}) {
+    CliRun train = Cli(With(With({"train", "--images", Path("images"), "--scribbles",
+                                  Path("scribbles"), "--out", Path("m.pt"), "--steps", "2"},
+                                 more),
+                            kSmallModel));
+    ASSERT_EQ(train.code, 0) << train.err;
+    nlohmann::json examples = nlohmann::json::parse(train.out)["examples"];
+    EXPECT_EQ(examples["clicks"], counts[0]) << train.out;
+    EXPECT_EQ(examples["dense"], counts[1]) << train.out;
+    EXPECT_EQ(examples["scribbles"], counts[2]) << train.out;
+  }
+  // A mask directory with an unknown pixel is refused: masks are complete.
+  CliRun refused = Train("", Path("scribbles"));
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("mask value 255"));
 }
 
 TEST_F(OfflineCommandsTest, ColourImagesTrainAndInferAModelThatKeepsTheirColour) {
