@@ -149,14 +149,12 @@ Result<std::vector<NamedImage>> ReadImageDirectory(const std::string& dir,
   return images;
 }
 
-Result<std::vector<Click>> ReadClicksFile(const std::string& path,
-                                          const ClickFileOptions& options) {
+Result<std::vector<Click>> ParseClicks(std::istream& in, const std::string& source,
+                                       const ClickFileOptions& options) {
   if (options.num_classes < 1) {
     return InvalidArgument("ClickFileOptions.num_classes must be >= 1, got " +
                            std::to_string(options.num_classes));
   }
-  std::ifstream in(path);
-  if (!in) return NotFound(path + ": cannot open clicks file");
   std::vector<Click> clicks;
   std::string text;
   int line_number = 0;
@@ -164,7 +162,7 @@ Result<std::vector<Click>> ReadClicksFile(const std::string& path,
     ++line_number;
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank line
     Click click;
-    click.file = path;
+    click.file = source;
     click.line = line_number;
     json obj;
     try {
@@ -175,8 +173,15 @@ Result<std::vector<Click>> ReadClicksFile(const std::string& path,
     CLICKDIFF_RETURN_IF_ERROR(ParseClick(obj, options, &click));
     clicks.push_back(std::move(click));
   }
-  if (in.bad()) return DataLoss(path + ": read error after line " + std::to_string(line_number));
+  if (in.bad()) return DataLoss(source + ": read error after line " + std::to_string(line_number));
   return clicks;
+}
+
+Result<std::vector<Click>> ReadClicksFile(const std::string& path,
+                                          const ClickFileOptions& options) {
+  std::ifstream in(path);
+  if (!in) return NotFound(path + ": cannot open clicks file");
+  return ParseClicks(in, path, options);
 }
 
 Status ValidateClicks(const std::vector<Click>& clicks, const std::vector<NamedImage>& images) {

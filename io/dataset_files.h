@@ -9,6 +9,7 @@
 // (256x216)".
 #pragma once
 
+#include <istream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,6 +71,11 @@ Result<std::vector<std::string>> ListPngFiles(const std::string& dir);
 Result<std::vector<NamedImage>> ReadImageDirectory(const std::string& dir,
                                                    const ImageLimits& limits = {},
                                                    DecodeColor color = DecodeColor::kGray);
+
+// Parses clicks JSON Lines from `in` (blank lines allowed); errors name "source:line" and the
+// field. ReadClicksFile's parser, for text that is not in a file.
+Result<std::vector<Click>> ParseClicks(std::istream& in, const std::string& source,
+                                       const ClickFileOptions& options = {});
 
 // Parses a clicks JSON Lines file (blank lines allowed). Checks syntax, required fields, types and
 // the class range; errors name "path:line" and the field. Bounds and file names need the images:

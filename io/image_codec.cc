@@ -6,6 +6,7 @@
 #include <cmath>
 #include <csetjmp>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -25,8 +26,28 @@ namespace {
 
 struct PngErrorState {
   char message[512] = {0};
-  bool truncated = false;  // set by our read callback when the input ran out
+  bool truncated = false;    // set by our read callback when the input ran out
+  size_t refused_bytes = 0;  // the largest allocation PngMalloc refused
 };
+
+// The most libpng may allocate at once while reading. Its own buffers are rows (under 128 KiB at
+// the largest image side), zlib's state and ancillary chunks read whole (text, ICC profiles,
+// suggested palettes); pixels go to our buffers. Without this cap, a chunk header claiming 1.9 GB
+// in a 64-byte file made libpng allocate that much (found by ops/chaos/fuzz.sh): its own chunk
+// limit (8 MB in Debian's build) is only a warning when reading, and the chunk buffer is allocated
+// regardless. A refused ancillary chunk is skipped with a warning; a refused critical one fails.
+constexpr size_t kMaxPngAllocation = size_t{8} << 20;
+
+png_voidp PngMalloc(png_structp png, png_alloc_size_t size) {
+  if (size > kMaxPngAllocation) {
+    auto* state = static_cast<PngErrorState*>(png_get_mem_ptr(png));
+    if (state != nullptr) state->refused_bytes = std::max<size_t>(state->refused_bytes, size);
+    return nullptr;
+  }
+  return std::malloc(size);
+}
+
+void PngFree(png_structp /*png*/, png_voidp p) { std::free(p); }
 
 [[noreturn]] void PngErrorFn(png_structp png, png_const_charp msg) {
   auto* state = static_cast<PngErrorState*>(png_get_error_ptr(png));
@@ -230,8 +251,8 @@ Result<Image> DecodePng(const uint8_t* data, size_t size, const ImageLimits& lim
                            std::to_string(size) + " bytes)");
   }
   PngErrorState errors;
-  PngReadGuard guard(
-      png_create_read_struct(PNG_LIBPNG_VER_STRING, &errors, PngErrorFn, PngWarningFn));
+  PngReadGuard guard(png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &errors, PngErrorFn,
+                                              PngWarningFn, &errors, PngMalloc, PngFree));
   if (guard.png() == nullptr) return Internal(name + ": png_create_read_struct failed");
   guard.set_info(png_create_info_struct(guard.png()));
   if (guard.info() == nullptr) return Internal(name + ": png_create_info_struct failed");
@@ -240,7 +261,12 @@ Result<Image> DecodePng(const uint8_t* data, size_t size, const ImageLimits& lim
 
   PngReadOutput out;
   if (!RunPngRead(guard.png(), guard.info(), &limits, color == DecodeColor::kRgb, &out)) {
-    return DataLoss(name + ": " + (errors.truncated ? "" : "corrupt PNG: ") + errors.message);
+    std::string why = name + ": " + (errors.truncated ? "" : "corrupt PNG: ") + errors.message;
+    if (errors.refused_bytes > 0) {
+      why += " (a chunk asked for " + std::to_string(errors.refused_bytes) +
+             " bytes; one allocation may take at most " + std::to_string(kMaxPngAllocation) + ")";
+    }
+    return DataLoss(why);
   }
   if (out.over_limit) return CheckLimits(out.width, out.height, limits, name);
 

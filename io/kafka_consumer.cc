@@ -170,6 +170,19 @@ struct KafkaConsumer::Impl {
       spdlog::warn("kafka consumer: {} went back from offset {} to {}",
                    TopicPartitionName(topic, m.partition), it->second, m.offset);
     }
+    // Going forward past the position means the records between were never read: the broker
+    // no longer held them (its retention deleted them first) or they were transaction markers.
+    // Nothing can get them back; they are counted and said, not passed over silently.
+    if (it->second >= 0 && m.offset > it->second) {
+      const int64_t gap = m.offset - it->second;
+      skipped.fetch_add(static_cast<uint64_t>(gap));
+      if (gap > 1) {
+        spdlog::error(
+            "kafka consumer: {} jumped from offset {} to {}: {} records were never read (the "
+            "broker had deleted them, e.g. by retention, before this consumer reached them)",
+            TopicPartitionName(topic, m.partition), it->second, m.offset, gap);
+      }
+    }
     it->second = m.offset + 1;
     // A record after a held-back end: the partition is no longer at it.
     ends_held.erase(std::remove(ends_held.begin(), ends_held.end(), it->first), ends_held.end());
@@ -329,6 +342,7 @@ struct KafkaConsumer::Impl {
   std::atomic<bool> stop{false};
   std::atomic<bool> pause_requested{false};
   std::atomic<uint64_t> received{0};
+  std::atomic<uint64_t> skipped{0};
   std::atomic<uint64_t> idle_polls{0};
 
   // Owned by the poll thread (librdkafka runs the rebalance callback inside consumer_poll), and
@@ -467,6 +481,7 @@ void KafkaConsumer::Stop() {
 }
 
 uint64_t KafkaConsumer::received() const { return impl_->received.load(); }
+uint64_t KafkaConsumer::skipped() const { return impl_->skipped.load(); }
 
 std::string KafkaConsumer::cluster_id(std::chrono::milliseconds timeout) const {
   char* id = rd_kafka_clusterid(impl_->handle.get(), static_cast<int>(timeout.count()));

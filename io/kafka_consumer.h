@@ -94,6 +94,11 @@ class KafkaConsumer {
   void Stop();
   // Records handed to on_message so far.
   uint64_t received() const;
+  // Offsets passed over: a partition's next record came after the position (the stored offset,
+  // or the record before it), so the records between were never handed over - the broker had
+  // deleted them (retention) before they were read, or they were transaction markers. More than
+  // one at a time is logged as an error naming the partition and the offsets.
+  uint64_t skipped() const;
   // The id of the cluster the consumer reads (from the broker's metadata; waits up to `timeout`
   // for it), empty when the broker gives none. Thread-safe, and callable from stored_offset.
   std::string cluster_id(std::chrono::milliseconds timeout) const;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <deque>
 #include <exception>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -327,16 +328,17 @@ void ZmqServer::Impl::ResendSome() {
   }
 }
 
-v1::QueryReply ZmqServer::Impl::Answer(const zmq::message_t& request) {
+v1::QueryReply ZmqServer::AnswerRequest(const void* request, size_t size,
+                                        const QueryHandler& handler) {
   v1::QueryReply reply;
   v1::Query query;
-  if (!query.ParseFromArray(request.data(), static_cast<int>(request.size()))) {
+  if (size > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !query.ParseFromArray(request, static_cast<int>(size))) {
     reply.set_ok(false);
-    reply.set_error("malformed Query: " + std::to_string(request.size()) +
+    reply.set_error("malformed Query: " + std::to_string(size) +
                     " bytes that do not parse as clickdiff.v1.Query");
     return reply;
   }
-  std::lock_guard<std::mutex> lock(handler_mu);
   if (!handler) {
     reply.set_ok(false);
     reply.set_error("the service is not answering queries (starting or stopping)");
@@ -348,6 +350,11 @@ v1::QueryReply ZmqServer::Impl::Answer(const zmq::message_t& request) {
   reply.set_ok(false);
   reply.set_error(answered.status().message());
   return reply;
+}
+
+v1::QueryReply ZmqServer::Impl::Answer(const zmq::message_t& request) {
+  std::lock_guard<std::mutex> lock(handler_mu);
+  return AnswerRequest(request.data(), request.size(), handler);
 }
 
 void ZmqServer::Impl::AnswerQueries() {

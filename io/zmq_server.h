@@ -61,6 +61,12 @@ class ZmqServer {
   // from inside a handler.
   void SetQueryHandler(QueryHandler handler);
 
+  // One request's reply, as the query socket gives it: `request` parsed as a Query and passed to
+  // `handler`; ok=false naming the problem for bytes that are not a Query, an empty handler, or a
+  // handler that throws or fails. The socket thread's decoder, callable alone (the fuzz target).
+  static v1::QueryReply AnswerRequest(const void* request, size_t size,
+                                      const QueryHandler& handler);
+
   // Endpoints actually bound, with the OS-chosen port ("tcp://127.0.0.1:41234").
   const std::string& publish_endpoint() const;
   const std::string& query_endpoint() const;

@@ -160,6 +160,10 @@ Result<std::optional<v1::Metrics>> ClickIntake::CheckFresh(
     checks.set_first_tested(checks.first_tested() + 1);
     checks.set_first_hits(checks.first_hits() + (hit ? 1 : 0));
   }
+  if (!click.positive()) {
+    checks.set_negative_tested(checks.negative_tested() + 1);
+    checks.set_negative_hits(checks.negative_hits() + (hit ? 1 : 0));
+  }
   batch.Put(Family::kMetrics, key, record.SerializeAsString());
   return std::optional<v1::Metrics>(std::move(record));
 }

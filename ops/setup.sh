@@ -15,6 +15,8 @@ source ops/lib/common.sh
 PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config git ca-certificates clang-format clang-tidy
+  # ops/chaos/fuzz.sh: clang with its libFuzzer and sanitizer runtimes
+  clang libclang-rt-14-dev
   # libraries the code links against
   libtbb-dev libtorch-dev librdkafka-dev librocksdb-dev libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev

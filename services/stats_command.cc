@@ -51,7 +51,9 @@ nlohmann::json ToJson(const v1::Metrics& m) {
            {{"tested", m.fresh_clicks().tested()},
             {"hits", m.fresh_clicks().hits()},
             {"first_tested", m.fresh_clicks().first_tested()},
-            {"first_hits", m.fresh_clicks().first_hits()}}}};
+            {"first_hits", m.fresh_clicks().first_hits()},
+            {"negative_tested", m.fresh_clicks().negative_tested()},
+            {"negative_hits", m.fresh_clicks().negative_hits()}}}};
 }
 
 // "hits/tested", or "-" when no click was tested.
@@ -62,9 +64,9 @@ std::string HitCell(uint64_t hits, uint64_t tested) {
 
 void PrintTable(const std::vector<v1::Metrics>& metrics, std::ostream& out) {
   char line[256];
-  std::snprintf(line, sizeof line, "%-12s %7s %7s %6s %6s %6s %7s %16s %16s %11s %11s\n", "dataset",
-                "version", "clicks", "images", "Dice", "IoU", "HD95", "clicked (n) Dice",
-                "unclicked (n)", "click hits", "first hits");
+  std::snprintf(line, sizeof line, "%-12s %7s %7s %6s %6s %6s %7s %16s %16s %11s %11s %11s\n",
+                "dataset", "version", "clicks", "images", "Dice", "IoU", "HD95", "clicked (n) Dice",
+                "unclicked (n)", "click hits", "first hits", "neg. hits");
   out << line;
   auto part = [](uint32_t n, double dice) {
     char cell[32];
@@ -82,7 +84,7 @@ void PrintTable(const std::vector<v1::Metrics>& metrics, std::ostream& out) {
       if (m.images() > 0) std::snprintf(cell, sizeof cell, format, value);
       return std::string(cell);
     };
-    std::snprintf(line, sizeof line, "%-12s %7llu %7llu %6u %6s %6s %7s %16s %16s %11s %11s\n",
+    std::snprintf(line, sizeof line, "%-12s %7llu %7llu %6u %6s %6s %7s %16s %16s %11s %11s %11s\n",
                   m.dataset().c_str(), static_cast<unsigned long long>(m.model_version()),
                   static_cast<unsigned long long>(m.clicks_seen()), m.images(),
                   score("%.3f", m.mean_dice()).c_str(), score("%.3f", m.mean_iou()).c_str(),
@@ -90,7 +92,8 @@ void PrintTable(const std::vector<v1::Metrics>& metrics, std::ostream& out) {
                   part(m.clicked_images(), m.clicked_mean_dice()).c_str(),
                   part(m.unclicked_images(), m.unclicked_mean_dice()).c_str(),
                   HitCell(fresh.hits(), fresh.tested()).c_str(),
-                  HitCell(fresh.first_hits(), fresh.first_tested()).c_str());
+                  HitCell(fresh.first_hits(), fresh.first_tested()).c_str(),
+                  HitCell(fresh.negative_hits(), fresh.negative_tested()).c_str());
     out << line;
   }
   if (metrics.empty()) {

@@ -93,17 +93,8 @@ for data in "${datasets[@]}"; do
           "${fixed[@]}" \
           --set "trainer.seed=$seed" >/dev/null
       fi
-      for n in "${steps[@]}"; do
-        m=$model
-        [[ $n != "$longest" ]] && m=${model%.pt}.step$n.pt
-        scores=${m%.pt}.scores.json
-        [[ -s $scores && $scores -nt $m ]] && continue
-        "$CLI" infer "${classes[@]}" --model "$m" --images "$set_dir/test/images" \
-          --clicks "$set_dir/test/clicks.jsonl" --out "${m%.pt}.pred" --samples "$samples" \
-          --steps "$sample_steps" >/dev/null
-        "$CLI" eval --classes "$n_classes" --pred "${m%.pt}.pred" --truth "$set_dir/test/truth" \
-          >"$scores"
-      done
+      score_lengths "$model" "$set_dir" "$n_classes" "$longest" "${steps[*]}" "${classes[@]}" \
+        --samples "$samples" --steps "$sample_steps"
     done
   done
 done

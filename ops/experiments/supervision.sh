@@ -78,16 +78,8 @@ for kind in "${kinds[@]}"; do
       "$CLI" train "${classes[@]}" --images "$out/train/images" "${labels[@]}" --out "$model" \
         --steps "$longest" "${at[@]}" "${fixed[@]}" --set "trainer.seed=$seed" >/dev/null
     fi
-    for n in "${steps[@]}"; do
-      m=$model
-      [[ $n != "$longest" ]] && m=${model%.pt}.step$n.pt
-      scores=${m%.pt}.scores.json
-      [[ -s $scores && $scores -nt $m ]] && continue
-      "$CLI" infer "${classes[@]}" --model "$m" --images "$out/test/images" \
-        --clicks "$out/test/clicks.jsonl" --out "${m%.pt}.pred" --samples "$samples" \
-        --steps "$sample_steps" "${fixed[@]}" >/dev/null
-      "$CLI" eval --classes 4 --pred "${m%.pt}.pred" --truth "$out/test/truth" >"$scores"
-    done
+    score_lengths "$model" "$out" 4 "$longest" "${steps[*]}" "${classes[@]}" \
+      --samples "$samples" --steps "$sample_steps" "${fixed[@]}"
   done
 done
 

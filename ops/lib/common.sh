@@ -28,6 +28,13 @@
 #                            waits (up to 60 s) until the clickdiffd with process id PID has written
 #                            its runtime file VAR_DIR/clickdiffd.json; if it dies first, prints its
 #                            log (VAR_DIR/clickdiffd.log) and exits 1; after 60 s says so and exits 1.
+# score_lengths MODEL DIR NUM_CLASSES LONGEST "STEPS" [INFER_ARG...]
+#                            scores the checkpoints of one training run on DIR/test: for each length
+#                            in STEPS (space-separated), MODEL itself at LONGEST, otherwise the
+#                            checkpoint saved at it (MODEL without .pt, then .stepN.pt), infers
+#                            DIR/test/images from DIR/test/clicks.jsonl ($CLI infer INFER_ARG...)
+#                            and writes its scores against DIR/test/truth beside it (.scores.json);
+#                            skipped where the scores are newer than the checkpoint. Needs CLI.
 # link_every DIR EVERY DEST  links every EVERY-th image of DIR/images (sorted) and its mask
 #                            DIR/truth/<name> into DEST/images and DEST/truth (DEST made anew).
 
@@ -106,6 +113,20 @@ link_every() {
       fi
     fi
     i=$((i + 1))
+  done
+}
+
+score_lengths() {
+  local model=$1 dir=$2 num_classes=$3 longest=$4 steps=$5 n m scores
+  shift 5
+  for n in $steps; do
+    m=$model
+    [[ $n != "$longest" ]] && m=${model%.pt}.step$n.pt
+    scores=${m%.pt}.scores.json
+    [[ -s $scores && $scores -nt $m ]] && continue
+    "$CLI" infer "$@" --model "$m" --images "$dir/test/images" --clicks "$dir/test/clicks.jsonl" \
+      --out "${m%.pt}.pred" >/dev/null
+    "$CLI" eval --classes "$num_classes" --pred "${m%.pt}.pred" --truth "$dir/test/truth" >"$scores"
   done
 }
 

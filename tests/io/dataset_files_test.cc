@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -108,6 +109,19 @@ TEST_F(DatasetFilesTest, MalformedJsonNamesFileAndLine) {
       "{\"image\": \"a.png\", \"x\": 1, \"y\": 2, \"class\": 1}\n{\"image\": \"a.png\", \"x\": \n");
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(s, "clicks.jsonl:2: malformed JSON")) << s.ToString();
+}
+
+TEST_F(DatasetFilesTest, ClicksParsedFromAStreamNameTheirSource) {
+  std::istringstream in("\n{\"image\": \"a.png\", \"x\": 1, \"y\": 2, \"class\": 1}\n{\"x\": 1}\n");
+  Result<std::vector<Click>> clicks = ParseClicks(in, "request body");
+  ASSERT_FALSE(clicks.ok());
+  EXPECT_TRUE(Contains(clicks.status(), "request body:3: missing required field"))
+      << clicks.status().ToString();
+  std::istringstream good("{\"image\": \"a.png\", \"x\": 1, \"y\": 2, \"class\": 1}");
+  clicks = ParseClicks(good, "request body");
+  ASSERT_TRUE(clicks.ok()) << clicks.status().ToString();
+  ASSERT_EQ(clicks->size(), 1u);
+  EXPECT_EQ((*clicks)[0].Where(), "request body:1");
 }
 
 TEST_F(DatasetFilesTest, MissingFieldNamesTheField) {

@@ -160,6 +160,21 @@ TEST(ImageCodecTest, ReportsFileCutRightAfterTheHeader) {
   EXPECT_EQ(img.status().code(), StatusCode::kDataLoss);
 }
 
+// A 64-byte PNG (found by ops/chaos/fuzz.sh, kept in its png corpus) whose sPLT chunk header
+// claims 1,936,946,035 bytes: libpng asked for all of it at once before the allocation cap.
+TEST(ImageCodecTest, AChunkClaimingGigabytesIsRefusedNotAllocated) {
+  std::vector<uint8_t> png = NoisyPng(12, 10);
+  png.resize(8 + 25);  // signature + IHDR
+  const std::string splt = "\x73\x73\x73\x73sPLT";
+  png.insert(png.end(), splt.begin(), splt.end());
+  png.resize(64, 0x73);
+  Result<Image> img = DecodePng(png, {}, "splt.png");
+  ASSERT_FALSE(img.ok());
+  EXPECT_EQ(img.status().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(Contains(img.status(), "a chunk asked for 1936946036 bytes"))
+      << img.status().ToString();
+}
+
 TEST(ImageCodecTest, RejectsGarbageAndCorruptChunks) {
   std::vector<uint8_t> garbage(100);
   std::mt19937 rng(2);

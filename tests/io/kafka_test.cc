@@ -410,6 +410,32 @@ TEST_F(KafkaTest, ConsumerStartsAtStoredOffset) {
   EXPECT_EQ(Offsets(sink.messages()), Range(6, 10));
 }
 
+// The mock broker keeps about 5 MB a partition and deletes the oldest records beyond it, as a
+// retention limit would: a consumer whose stored offset points into the deleted part says how
+// many records it never read (found by ops/chaos/soak.sh, where a killed service fell behind).
+TEST_F(KafkaTest, RecordsTheBrokerDeletedBeforeTheyWereReadAreCountedAsSkipped) {
+  const std::string topic = Topic();
+  Result<std::unique_ptr<KafkaProducer>> producer = KafkaProducer::Create(ProducerConfig());
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  const std::string big(900 * 1000, 'x');
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE((*producer)->Produce(topic, "key-" + std::to_string(i), big).ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(seconds(60)).ok());
+  Collector sink;
+  std::unique_ptr<KafkaConsumer> consumer =
+      StartConsumer(ConsumerConfig("g-deleted"), topic, Collecting(&sink, 1));
+  ASSERT_NE(consumer, nullptr);
+  ASSERT_TRUE(sink.WaitFor(1, seconds(60)));
+  ASSERT_TRUE(Settles(*consumer));  // everything the broker still holds has come
+  consumer->Stop();
+  EXPECT_EQ(sink.messages().back().offset, 7);
+  const int64_t first = sink.messages().front().offset;
+  EXPECT_GT(first, 1) << "the broker deleted nothing: the test no longer shows a gap";
+  EXPECT_EQ(consumer->skipped(), static_cast<uint64_t>(first - 1));
+  EXPECT_EQ(consumer->received(), static_cast<uint64_t>(8 - first));
+}
+
 TEST_F(KafkaTest, ConsumerStoredOffsetErrorStopsIt) {
   const std::string topic = Topic();
   Collector sink;

@@ -455,6 +455,41 @@ TEST(QueryClientTest, MalformedQueryGetsReasonWithOrWithoutDelimiter) {
   EXPECT_NE(reply.error().find("got 3 frames"), std::string::npos) << reply.error();
 }
 
+TEST(QueryClientTest, AnswerRequestRefusesBytesThatAreNotAQueryAndHandlersThatThrow) {
+  int calls = 0;
+  ZmqServer::QueryHandler handler = [&](const v1::Query& query) {
+    ++calls;
+    if (query.image_id().empty()) throw std::runtime_error("no image id");
+    v1::QueryReply reply;
+    reply.set_ok(true);
+    reply.set_error(query.image_id());
+    return reply;
+  };
+  const std::string garbage("\xff\xff\xff\xff\xff", 5);
+  v1::QueryReply reply = ZmqServer::AnswerRequest(garbage.data(), garbage.size(), handler);
+  EXPECT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error(), "malformed Query: 5 bytes that do not parse as clickdiff.v1.Query");
+  EXPECT_EQ(calls, 0);
+
+  v1::Query query;
+  query.set_kind(v1::Query::KIND_IMAGE);
+  std::string bytes = query.SerializeAsString();
+  reply = ZmqServer::AnswerRequest(bytes.data(), bytes.size(), handler);
+  EXPECT_FALSE(reply.ok());
+  EXPECT_NE(reply.error().find("no image id"), std::string::npos) << reply.error();
+
+  query.set_image_id("a");
+  bytes = query.SerializeAsString();
+  reply = ZmqServer::AnswerRequest(bytes.data(), bytes.size(), handler);
+  EXPECT_TRUE(reply.ok());
+  EXPECT_EQ(reply.error(), "a");
+  EXPECT_EQ(calls, 2);
+
+  reply = ZmqServer::AnswerRequest(bytes.data(), bytes.size(), nullptr);
+  EXPECT_FALSE(reply.ok());
+  EXPECT_NE(reply.error().find("not answering queries"), std::string::npos) << reply.error();
+}
+
 TEST(QueryClientTest, AnOversizedQueryIsDroppedAndTheServerGoesOn) {
   auto server = StartServer({}, Handle);
   ASSERT_NE(server, nullptr);

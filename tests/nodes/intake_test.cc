@@ -312,6 +312,8 @@ TEST_F(IntakeTest, FreshClicksAreTestedOnTheMaskTheirImageHadPerVersion) {
   EXPECT_EQ(record.fresh_clicks().hits(), 2u);
   EXPECT_EQ(record.fresh_clicks().first_tested(), 1u);  // c0 came before the mask
   EXPECT_EQ(record.fresh_clicks().first_hits(), 0u);
+  EXPECT_EQ(record.fresh_clicks().negative_tested(), 2u);  // c4 and c5
+  EXPECT_EQ(record.fresh_clicks().negative_hits(), 1u);    // c4
 
   // The per-version metrics carry the checks, alone when no mask of the version was scored.
   std::vector<v1::Metrics> versions = Evaluator::VersionMetrics(*store_, "ds").value();
