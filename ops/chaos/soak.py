@@ -3,14 +3,15 @@
   soak.py bad OUT --images DIR --dataset NAME --count N --seed S
       writes N bad events of 13 kinds over the three input topics, one file each,
       OUT/<topic>/<nnnnn> (`kcat -P` sends a file as one message), and OUT/manifest.json.
-  soak.py status RUNTIME_FILE
-      the running service's STATUS (query socket) as one JSON line.
+  soak.py stored RUNTIME_FILE --expect JSON [--timeout S]
+      polls the running service's STATUS (query socket) every 5 s until it has stored the counts
+      in --expect (or S seconds have passed), then prints it as one JSON line.
   soak.py consuming RUNTIME_FILE [--timeout S]
       seconds until a freshly started service admits its first event ('-' if none within S).
   soak.py check --bootstrap HOST:PORT --bad OUT --expect JSON --status JSON
       reads every dead-letter topic and model-updates from the broker (kcat), prints the figures
-      and exits 1 when an event was lost or applied twice, a bad event was not dead-lettered
-      exactly once, a good one was, or model versions went back.
+      and exits 1 when an event was lost or stored twice, a bad event was not dead-lettered, a
+      good one was, the broker deleted input, or model versions went back.
 """
 import argparse
 import collections
@@ -122,11 +123,21 @@ def ask_status(runtime_file, timeout):
         context.destroy(linger=0)
 
 
-def cmd_status(args):
-    s = ask_status(args.runtime_file, args.timeout)
-    print(json.dumps({"images": s.images, "clicks": s.clicks, "labels": s.labels,
-                      "model_version": s.model_version, "dead_letters": s.dead_letters,
-                      "skipped_steps": s.skipped_steps, "unreadable_images": s.unreadable_images}))
+def cmd_stored(args):
+    expect = json.loads(args.expect)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        s = ask_status(args.runtime_file, 10)
+        counts = {"images": s.images, "clicks": s.clicks, "labels": s.labels}
+        if all(counts[k] >= expect[k] for k in expect):
+            break
+        if time.monotonic() >= deadline:
+            print(f"soak: the stream did not finish within {args.timeout} s", file=sys.stderr)
+            break
+        time.sleep(5)
+    print(json.dumps({**counts, "model_version": s.model_version,
+                      "dead_letters": s.dead_letters, "skipped_steps": s.skipped_steps,
+                      "unreadable_images": s.unreadable_images}))
 
 
 def cmd_consuming(args):
@@ -251,7 +262,7 @@ def cmd_check(args):
               f"{status['unreadable_images']} unreadable images")
     for problem in problems:
         print("PROBLEM:", problem)
-    print("soak:", "FAILED" if problems else "0 lost, 0 applied twice, every bad event "
+    print("soak:", "FAILED" if problems else "every good event stored once, every bad event "
           "dead-lettered and no good one, versions increasing")
     sys.exit(1 if problems else 0)
 
@@ -267,9 +278,10 @@ def main():
     bad.add_argument("--size", type=int, required=True)
     bad.add_argument("--count", type=int, required=True)
     bad.add_argument("--seed", type=int, default=1)
-    status = sub.add_parser("status")
-    status.add_argument("runtime_file")
-    status.add_argument("--timeout", type=int, default=10)
+    stored = sub.add_parser("stored")
+    stored.add_argument("runtime_file")
+    stored.add_argument("--expect", required=True, help='JSON {"images": n, "clicks": n, ...}')
+    stored.add_argument("--timeout", type=int, default=900)
     consuming = sub.add_parser("consuming")
     consuming.add_argument("runtime_file")
     consuming.add_argument("--timeout", type=int, default=60)
@@ -277,10 +289,10 @@ def main():
     check.add_argument("--bootstrap", required=True)
     check.add_argument("--bad", required=True)
     check.add_argument("--expect", required=True, help='JSON {"images": n, "clicks": n, ...}')
-    check.add_argument("--status", required=True, help="JSON from `soak.py status`")
+    check.add_argument("--status", required=True, help="JSON from `soak.py stored`")
     check.add_argument("--dlq-suffix", default=".dlq")
     args = parser.parse_args()
-    commands = {"bad": cmd_bad, "status": cmd_status, "consuming": cmd_consuming,
+    commands = {"bad": cmd_bad, "stored": cmd_stored, "consuming": cmd_consuming,
                 "check": cmd_check}
     commands[args.command](args)
 

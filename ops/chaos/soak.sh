@@ -18,7 +18,7 @@
 #   SOAK_IMAGES   good images (default 6400); each has one click and one training label, so the
 #                 stream holds 3 x SOAK_IMAGES good events, 20,000 with the bad ones by default
 #   SOAK_BAD      bad events (default SOAK_IMAGES x 3 / 19: 5% of the stream), 13 kinds in turn
-#   SOAK_KILLS    SIGKILLs (default 20), each after a random 1-8 s of running
+#   SOAK_KILLS    SIGKILLs (default 20), each 1-8 s (random) after the run starts consuming
 #   SOAK_RATE     events per second the producer sends (default 60: the stream lasts through the
 #                 kills, about 6 minutes for the default stream)
 #   SOAK_SEED     seed of the images, the bad events and the kill times (default 1)
@@ -149,15 +149,14 @@ unset "_OPS_TRACKED[$producer]"
 # time runs out: the check then says what is missing).
 want=$(grep -c . "$out/data/clicks.jsonl")
 expect="{\"images\": $images, \"clicks\": $want, \"labels\": $images}"
-deadline=$((SECONDS + drain_s))
-while :; do
-  status=$("$PYTHON" ops/chaos/soak.py status "$var/clickdiffd.json")
-  "$PYTHON" -c 'import json, sys
-s, e = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-sys.exit(0 if all(s[k] >= e[k] for k in e) else 1)' "$status" "$expect" && break
-  ((SECONDS < deadline)) || { echo "soak: the stream did not finish within $drain_s s"; break; }
-  sleep_for 5
-done
+# In the background and waited for, so that a signal to the script stops it at once.
+"$PYTHON" ops/chaos/soak.py stored "$var/clickdiffd.json" --expect "$expect" \
+  --timeout "$drain_s" >"$out/status.json" &
+poll=$!
+track_pid "$poll" "status poll"
+wait "$poll"
+unset "_OPS_TRACKED[$poll]"
+status=$(<"$out/status.json")
 sleep_for 15  # the last dead letters leave the outbox
 echo "soak: $kills kills, the stream finished $((SECONDS - start)) s after the first start"
 stop_pid "$service" || die "clickdiffd did not stop cleanly ($var/clickdiffd.log)"
