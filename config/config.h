@@ -140,6 +140,9 @@ struct ModelConfig {
   std::vector<std::string> class_names = {"background", "organ"};
   int resolution = 64;  // the model's own square grid; images are resized to it and back
   model::ColorMode color = model::ColorMode::kAuto;  // auto | gray | rgb (model/choices.h)
+  // Only the image's content goes on the grid (model::ContentRegion: its dark frame is cropped);
+  // a model file records it, so a trained model places images as it was trained.
+  bool crop_to_content = false;
   int levels = 4;
   int base_channels = 8;      // denoiser width at full resolution
   int encoder_channels = 16;  // image-encoder width at full resolution

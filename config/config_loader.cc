@@ -420,6 +420,8 @@ const std::vector<FieldSpec>& Fields() {
         100));
     f.push_back(Boolean(
         "model.click_input", [](Config & c) -> auto& { return c.model.click_input; }));
+    f.push_back(Boolean(
+        "model.crop_to_content", [](Config & c) -> auto& { return c.model.crop_to_content; }));
     f.push_back(Named(
         "model.click_guidance", [](Config & c) -> auto& { return c.model.click_guidance; },
         model::kClickGuidanceNames));

@@ -40,6 +40,7 @@ Result<model::SegmenterOptions> SegmenterOptionsFrom(const Config& config) {
   o.augment.intensity = m.augment.intensity;
   o.augment.noise = m.augment.noise;
   o.click_input = m.click_input;
+  o.crop_to_content = m.crop_to_content;
   o.click_guidance = m.click_guidance;
   o.simulated_clicks = m.simulated_clicks;
   o.seed = config.trainer.seed;
@@ -76,6 +77,18 @@ std::string ClickGuidanceWarning(const Config& config, const model::SegmenterOpt
   return what + " draws its clicks as " + model::ClickGuidanceName(loaded.click_guidance) +
          " bumps, as it was trained; model.click_guidance " +
          model::ClickGuidanceName(config.model.click_guidance) + " applies to new models only";
+}
+
+std::string ModelFileWarnings(const Config& config, const model::SegmenterOptions& loaded,
+                              const std::string& what) {
+  std::string warnings = ClickGuidanceWarning(config, loaded, what);
+  if (loaded.crop_to_content != config.model.crop_to_content) {
+    if (!warnings.empty()) warnings += "; ";
+    warnings += what + (loaded.crop_to_content ? " crops" : " does not crop") +
+                " images to their content, as it was trained; model.crop_to_content " +
+                (config.model.crop_to_content ? "true" : "false") + " applies to new models only";
+  }
+  return warnings;
 }
 
 model::TrainerOptions TrainerOptionsFrom(const TrainerConfig& config) {

@@ -30,6 +30,11 @@ Status CheckModelColor(const Config& config, const model::SegmenterOptions& load
 // the model takes no clicks.
 std::string ClickGuidanceWarning(const Config& config, const model::SegmenterOptions& loaded,
                                  const std::string& what);
+// What a loaded model's file fixes against the config: ClickGuidanceWarning, and a warning when
+// model.crop_to_content differs from how the model places its images (it keeps its own way);
+// the warnings joined by "; ", empty when everything agrees.
+std::string ModelFileWarnings(const Config& config, const model::SegmenterOptions& loaded,
+                              const std::string& what);
 model::TrainerOptions TrainerOptionsFrom(const TrainerConfig& config);
 // `num_classes` comes from the model actually loaded, which may differ from the config's.
 model::AggregatorOptions AggregatorOptionsFrom(const AggregatorConfig& config, int64_t num_classes);

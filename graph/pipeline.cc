@@ -47,7 +47,7 @@ struct Pipeline::Impl {
         images_topic(config.kafka.topics.images),
         outbox(std::move(opened)),
         decode(config.kafka.topics, DecodeLimitsFrom(config)),
-        preprocess(config.model.resolution, deps.models),
+        preprocess(config.model.resolution, deps.models, config.model.crop_to_content),
         intake(deps.store, deps.producer, outbox.get(), config.kafka.topics, config.limits, stored,
                std::move(deps.on_stored)),
         cache(deps.store),

@@ -49,6 +49,8 @@ Result<TrainingLabel> ReadTrainingLabel(const Store& store, const std::string& i
   if (!chosen) return TrainingLabel{};
   Result<torch::Tensor> grid = BytesToGrid(*chosen, mapping);
   if (!grid.ok()) return grid.status();
+  // Scribbles that all lie outside an image's cropped region mark nothing the model sees.
+  if (!full && !grid->ne(kUnknownClass).any().item<bool>()) return TrainingLabel{};
   return TrainingLabel{*grid, !full};
 }
 
@@ -151,6 +153,16 @@ v1::PseudoLabel MakePseudoLabel(const torch::Tensor& samples, int64_t num_classe
   return label;
 }
 
+Result<model::GridMapping> StoredGridMapping(const v1::StoredImage& stored) {
+  const v1::ImageEvent& event = stored.event();
+  Result<model::GridMapping> mapping =
+      model::MakeGridMapping(event.width(), event.height(), stored.grid_resolution(),
+                             model::ImageRegion{stored.region_x(), stored.region_y(),
+                                                stored.region_width(), stored.region_height()});
+  if (!mapping.ok()) return mapping.status().WithContext(event.image_id());
+  return mapping;
+}
+
 Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels) {
   const int64_t r = stored.grid_resolution();
   const int64_t have = std::max<int64_t>(1, stored.grid_channels());
@@ -229,9 +241,8 @@ Result<std::optional<ReplayCache::Entry>> ReplayCache::Read(const Store& store,
   }
   if (stored.grid_resolution() != resolution_) return std::optional<Entry>();
   const v1::ImageEvent& event = stored.event();
-  Result<model::GridMapping> mapping =
-      model::MakeGridMapping(event.width(), event.height(), resolution_);
-  if (!mapping.ok()) return mapping.status().WithContext(event.image_id());
+  Result<model::GridMapping> mapping = StoredGridMapping(stored);
+  if (!mapping.ok()) return mapping.status();
 
   uint64_t corrupt_clicks = 0;  // skipped with a warning each
   Result<std::vector<model::Click>> stored_clicks =

@@ -81,6 +81,10 @@ struct Replay {
 // values or a value that is not finite; kInvalidArgument for grid_channels other than 1 or 3.
 Result<torch::Tensor> StoredGrid(const v1::StoredImage& stored, int64_t channels);
 
+// Where a stored image sits on its grid: its size, the region preprocessing placed on the grid
+// (StoredImage.region_*) and grid_resolution. Errors: model::MakeGridMapping's, with the image id.
+Result<model::GridMapping> StoredGridMapping(const v1::StoredImage& stored);
+
 // Row-major class-id bytes of a mask (`mapping`'s width x height, checked by the caller) ->
 // [R,R] int64 on the grid (model::LabelMapToGrid: a partial label map keeps its unknown pixels),
 // a tensor of its own. Errors: LabelMapToGrid's.

@@ -267,6 +267,12 @@ Result<Aggregation> Aggregator::AggregateOnImage(const torch::Tensor& samples,
                              std::to_string(mapping.height) + " image");
     }
   }
+  if (samples.dim() < 2 || samples.size(-1) != mapping.resolution ||
+      samples.size(-2) != mapping.resolution) {
+    return InvalidArgument("samples " + ShapeString(samples) + " are not on the mapping's " +
+                           std::to_string(mapping.resolution) + "x" +
+                           std::to_string(mapping.resolution) + " grid");
+  }
   const bool snap = options_.edge_band > 0 && image.defined();
   if (snap &&
       (image.dim() != 3 || image.size(1) != mapping.height || image.size(2) != mapping.width)) {
@@ -277,8 +283,21 @@ Result<Aggregation> Aggregator::AggregateOnImage(const torch::Tensor& samples,
   Result<torch::Tensor> fractions = VoteFractions(samples, options_.num_classes);
   if (!fractions.ok()) return fractions.status();
   Result<Aggregation> result =
-      DecideAtSize(CropToImage(*fractions, mapping), mapping.height, mapping.width);
+      DecideAtSize(CropToImage(*fractions, mapping), mapping.region.height, mapping.region.width);
   if (!result.ok()) return result;
+  if (mapping.Cropped()) {
+    // Outside the region is background, certainly.
+    try {
+      const torch::Tensor& f = result->vote_fractions;
+      result->mask = PlaceInImage(result->mask, mapping, 0);
+      result->uncertainty = PlaceInImage(result->uncertainty, mapping, 0);
+      result->vote_fractions = torch::cat(
+          {PlaceInImage(f.slice(0, 0, 1), mapping, 1), PlaceInImage(f.slice(0, 1), mapping, 0)});
+    } catch (const std::exception& e) {
+      return Internal(std::string("Aggregator: placing the region's mask in the image: ") +
+                      e.what());
+    }
+  }
   if (snap) {
     // Grid cells in the image's pixels.
     const double cell = static_cast<double>(mapping.side) / static_cast<double>(mapping.resolution);
@@ -315,9 +334,11 @@ Status Aggregator::Correct(const torch::Tensor& fractions, const GridMapping& ma
   try {
     for (const ClickCorrection& c :
          ClickCorrections(grid_image, drawn, ClicksToGrid(clicks, mapping), options_.click_reach)) {
-      const torch::Tensor reach = Resize(CropToImage(c.reach, mapping).unsqueeze(0).unsqueeze(0),
-                                         mapping.height, mapping.width)[0][0]
-                                      .to(mask.device());
+      const torch::Tensor reach =
+          PlaceInImage(Resize(CropToImage(c.reach, mapping).unsqueeze(0).unsqueeze(0),
+                              mapping.region.height, mapping.region.width)[0][0],
+                       mapping, 2.0)
+              .to(mask.device());
       mask.masked_fill_(reach.le(1), c.class_id);
     }
   } catch (const std::exception& e) {

@@ -109,15 +109,17 @@ class Aggregator {
                                    int64_t width) const;
 
   // Samples [N,R,R] drawn on an image's model grid -> mask and uncertainty at the image's own size
-  // (the grid's padding is cropped away first, see model/preprocess.h). With the `image` itself
-  // [C,H,W] (its own size, any units) and edge_band > 0, the mask's boundaries move onto its edges
-  // (model::SnapToEdges, band edge_band cells, blur half a cell, in pixels of the image). With the
-  // image's grid `grid_image` [C,R,R] (the network's input) and click_reach > 0, each of the
-  // image's `clicks` (its own pixels) the mask drawn on the grid gets wrong then corrects its
-  // region (model::ClickCorrections, on the grid, resized bilinearly to the image's size), in click
-  // order. The mask then holds each click: its class there, 0 for a negative click. The
-  // uncertainty stays the votes'. Errors: kInvalidArgument for a click outside the image or an
-  // `image` not [C,H,W] of the image's own size; those of VoteFractions.
+  // (the grid's padding is cropped away first, see model/preprocess.h; a mapping cropped to a
+  // region gives the region's decision in place, background with no uncertainty around it). With
+  // the `image` itself [C,H,W] (its own size, any units) and edge_band > 0, the mask's boundaries
+  // move onto its edges (model::SnapToEdges, band edge_band cells, blur half a cell, in pixels of
+  // the image). With the image's grid `grid_image` [C,R,R] (the network's input) and
+  // click_reach > 0, each of the image's `clicks` (its own pixels) the mask drawn on the grid gets
+  // wrong then corrects its region (model::ClickCorrections, on the grid, resized bilinearly to the
+  // region's size), in click order. The mask then holds each click: its class there, 0 for a
+  // negative click. The uncertainty stays the votes'. Errors: kInvalidArgument for samples not on
+  // the mapping's grid, a click outside the image or an `image` not [C,H,W] of the image's own
+  // size; those of VoteFractions.
   Result<Aggregation> AggregateOnImage(const torch::Tensor& samples, const GridMapping& mapping,
                                        const std::vector<Click>& clicks = {},
                                        const torch::Tensor& grid_image = {},

@@ -53,6 +53,7 @@ void VisitLaterOptions(Options& o, Visitor&& visit) {
   visit("simulated_clicks", o.simulated_clicks);
   visit("d3pm.prior_share", o.d3pm.prior_share);
   visit("loss.dense_weight", o.loss.dense_weight);
+  visit("crop_to_content", o.crop_to_content);
 }
 
 template <typename T>

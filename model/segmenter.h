@@ -68,6 +68,9 @@ struct SegmenterOptions {
   // 0: none. Pseudo-labels are not: in the learning loop that made the masks worse
   // (docs/experiments.md).
   double simulated_clicks = 0;
+  // Images are cropped to their content before they go on the grid (model::ContentRegion); the
+  // segmenter itself only carries the choice, so a model file records how its images were placed.
+  bool crop_to_content = false;
   uint64_t seed = 0;  // weight initialisation and training randomness
 
   // The U-Net options actually used (label_channels = num_classes; latent_dim from gaussian;

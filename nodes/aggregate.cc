@@ -48,12 +48,8 @@ Result<v1::MaskResult> Aggregate::operator()(const SampleSet& set) const {
 }
 
 Result<v1::MaskResult> Aggregate::Draw(const SampleSet& set) const {
-  const int64_t r = set.samples.size(-1);
-  Result<model::GridMapping> mapping =
-      model::MakeGridMapping(set.image.width(), set.image.height(), r);
-  if (!mapping.ok()) return mapping.status();
   Result<model::Aggregation> result = aggregator_.AggregateOnImage(
-      set.samples, *mapping, set.clicks, set.grid, EdgeImage(set.image));
+      set.samples, set.mapping, set.clicks, set.grid, EdgeImage(set.image));
   if (!result.ok()) return result.status().WithContext(set.image.image_id());
   torch::Tensor mask = result->mask.to(torch::kUInt8).contiguous();
   torch::Tensor uncertainty = (result->uncertainty.to(torch::kFloat32).clamp(0, 1) * 255)

@@ -194,8 +194,7 @@ float ClickIntake::CorrectionGap(const v1::ClickEvent& click, const v1::StoredIm
       served->height() != event.height() || served->mask().size() != pixels) {
     return 0.0F;  // no mask the annotator could have seen, or not one drawn for this image
   }
-  Result<model::GridMapping> mapping =
-      model::MakeGridMapping(event.width(), event.height(), image.grid_resolution());
+  Result<model::GridMapping> mapping = StoredGridMapping(image);
   if (!mapping.ok()) return 0.0F;
   Result<torch::Tensor> grid = StoredGrid(image, std::max<int64_t>(1, image.grid_channels()));
   if (!grid.ok()) return 0.0F;  // unreadable: the sampler refuses the image and says why

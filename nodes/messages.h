@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "io/kafka_consumer.h"
+#include "model/preprocess.h"
 #include "model/training_example.h"
 #include "schemas/events.pb.h"
 
@@ -89,8 +90,9 @@ inline double ClickedPriority(int64_t last_click_ms) {
 // N samples drawn for one image, on the model grid.
 struct SampleSet {
   InferRequest request;
-  v1::ImageEvent image;   // the image's event, payload included (the mask snaps to its edges)
-  torch::Tensor samples;  // [N,R,R] int64 class ids, CPU
+  v1::ImageEvent image;        // the image's event, payload included (the mask snaps to its edges)
+  model::GridMapping mapping;  // where the image sits on the grid (learning/replay.h)
+  torch::Tensor samples;       // [N,R,R] int64 class ids, CPU
   uint64_t model_version = 0;
   uint64_t click_revision = 0;
   std::vector<model::Click> clicks;  // the image's clicks (its own pixels): the mask holds them

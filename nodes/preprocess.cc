@@ -11,8 +11,8 @@
 
 namespace clickdiff {
 
-Preprocess::Preprocess(int64_t resolution, const ModelSlot* models)
-    : resolution_(resolution), models_(models) {}
+Preprocess::Preprocess(int64_t resolution, const ModelSlot* models, bool crop_to_content)
+    : resolution_(resolution), models_(models), crop_to_content_(crop_to_content) {}
 
 Decoded Preprocess::operator()(Decoded decoded) const {
   auto* record = std::get_if<ImageRecord>(&decoded.event);
@@ -20,11 +20,18 @@ Decoded Preprocess::operator()(Decoded decoded) const {
   try {
     const v1::ImageEvent& event = record->stored.event();
     std::shared_ptr<const ServingModel> served = models_ != nullptr ? models_->Get() : nullptr;
-    const int64_t model_channels = served != nullptr && served->segmenter != nullptr
-                                       ? served->segmenter->options().unet.image_channels
-                                       : record->channels;
+    const bool has_model = served != nullptr && served->segmenter != nullptr;
+    const int64_t model_channels =
+        has_model ? served->segmenter->options().unet.image_channels : record->channels;
+    const bool crop = has_model ? served->segmenter->options().crop_to_content : crop_to_content_;
+    Result<model::ImageRegion> region = model::ImageRegion{};
+    if (crop) {
+      region = model::ContentRegion(record->pixels.data(), event.width(), event.height(),
+                                    record->channels);
+    }
     Result<model::GridMapping> mapping =
-        model::MakeGridMapping(event.width(), event.height(), resolution_);
+        region.ok() ? model::MakeGridMapping(event.width(), event.height(), resolution_, *region)
+                    : region.status();
     Result<torch::Tensor> grid =
         mapping.ok() ? model::ImageToModelGrid(record->pixels.data(), record->channels, *mapping,
                                                model_channels)
@@ -36,6 +43,12 @@ Decoded Preprocess::operator()(Decoded decoded) const {
     torch::Tensor values = grid->contiguous();
     record->stored.set_grid_resolution(static_cast<uint32_t>(resolution_));
     record->stored.set_grid_channels(static_cast<uint32_t>(values.size(0)));
+    if (mapping->Cropped()) {
+      record->stored.set_region_x(static_cast<uint32_t>(mapping->region.x));
+      record->stored.set_region_y(static_cast<uint32_t>(mapping->region.y));
+      record->stored.set_region_width(static_cast<uint32_t>(mapping->region.width));
+      record->stored.set_region_height(static_cast<uint32_t>(mapping->region.height));
+    }
     record->stored.mutable_grid()->Assign(values.data_ptr<float>(),
                                           values.data_ptr<float>() + values.numel());
     record->stored.set_received_ms(NowMs());

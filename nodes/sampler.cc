@@ -32,9 +32,8 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
                               std::to_string(stored.grid_resolution()) +
                               " but the model works at " + std::to_string(r));
   }
-  Result<model::GridMapping> mapping =
-      model::MakeGridMapping(stored.event().width(), stored.event().height(), r);
-  if (!mapping.ok()) return mapping.status().WithContext(request.image_id);
+  Result<model::GridMapping> mapping = StoredGridMapping(stored);
+  if (!mapping.ok()) return mapping.status();
   // A corrupt click still counts in the revision (the cache and the annotator key on it) but is
   // neither shown nor imposed: one bad record must not stop the image's masks.
   uint64_t corrupt = 0;
@@ -48,6 +47,7 @@ Result<PreparedRequest> Sampler::Prepare(const InferRequest& request) const {
   out.model_version = model->version;
   out.click_revision = revision;
   out.preview = request.preview;
+  out.mapping = *mapping;
   prepared.samples = request.preview ? config_.preview_samples : config_.samples;
   prepared.steps = request.preview ? config_.preview_steps : config_.steps;
   out.steps = static_cast<uint32_t>(prepared.steps);

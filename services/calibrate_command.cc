@@ -213,6 +213,7 @@ Status RunCalibrate(const CalibrateArgs& args, std::ostream& out) {
   spec.clicks_file = args.clicks;
   spec.num_classes = static_cast<int>(num_classes);
   spec.resolution = static_cast<int>(segmenter->options().resolution);
+  spec.crop_to_content = segmenter->options().crop_to_content;
   spec.image_channels = segmenter->options().unet.image_channels;
   spec.keep_pixels = config->aggregator.edge_band > 0;
   Result<std::vector<OfflineImage>> loaded = LoadOfflineDataset(spec);

@@ -63,6 +63,7 @@ Status RunInfer(const InferArgs& args, std::ostream& out) {
   spec.clicks_file = args.clicks;
   spec.num_classes = static_cast<int>(num_classes);
   spec.resolution = static_cast<int>(segmenter->options().resolution);
+  spec.crop_to_content = segmenter->options().crop_to_content;
   spec.image_channels = segmenter->options().unet.image_channels;
   spec.limits.max_width = spec.limits.max_height = config->limits.max_image_side;
   spec.keep_pixels = config->aggregator.edge_band > 0;

@@ -1,5 +1,7 @@
 #include "services/offline_dataset.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <map>
 #include <tuple>
@@ -53,8 +55,15 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     const Image& image = named.image;
     OfflineImage item;
     item.name = named.name;
+    model::ImageRegion region;
+    if (spec.crop_to_content) {
+      Result<model::ImageRegion> content =
+          model::ContentRegion(image.pixels.data(), image.width, image.height, image.channels);
+      if (!content.ok()) return content.status().WithContext(named.path);
+      region = *content;
+    }
     Result<model::GridMapping> mapping =
-        model::MakeGridMapping(image.width, image.height, spec.resolution);
+        model::MakeGridMapping(image.width, image.height, spec.resolution, region);
     if (!mapping.ok()) return mapping.status().WithContext(named.path);
     item.mapping = *mapping;
     Result<torch::Tensor> grid =
@@ -75,8 +84,17 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
       const NamedMask& m = *mask->second;
       Result<torch::Tensor> grid_mask = model::LabelMapToGrid(m.class_ids.data(), item.mapping);
       if (!grid_mask.ok()) return grid_mask.status().WithContext(m.path);
+      const bool partial = HoldsUnknown(m.class_ids);
+      // Scribbles that all lie outside the image's cropped region mark nothing the model sees:
+      // the image trains from its clicks, if any.
+      if (partial && !grid_mask->ne(kUnknownClass).any().item<bool>()) {
+        spdlog::warn("{}: every scribble lies outside the image's content region; not used",
+                     m.path);
+        out.push_back(std::move(item));
+        continue;
+      }
+      item.partial_mask = partial;
       item.grid_mask = *grid_mask;
-      item.partial_mask = HoldsUnknown(m.class_ids);
       if (!item.partial_mask) {
         item.native_mask = torch::tensor(m.class_ids, torch::kInt64).view({m.height, m.width});
       }

@@ -42,6 +42,7 @@ struct OfflineDatasetSpec {
   std::string scribbles_dir;
   int num_classes = 2;
   int resolution = 64;
+  bool crop_to_content = false;  // each image's content alone on the grid (model::ContentRegion)
   bool require_all_masks = true;
   ImageLimits limits;
   // The channels of every grid_image: a model's image_channels (1 or 3), or 0: 3 when any image

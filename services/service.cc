@@ -166,8 +166,8 @@ Status Service::LoadModel() {
     spdlog::info("serving model version {} from the store", stored_.model->version);
     *serving = *stored_.model;
     const std::string warning =
-        ClickGuidanceWarning(config_, serving->segmenter->options(),
-                             "stored model version " + std::to_string(serving->version));
+        ModelFileWarnings(config_, serving->segmenter->options(),
+                          "stored model version " + std::to_string(serving->version));
     if (!warning.empty()) spdlog::warn("{}", warning);
   } else if (config_.model.checkpoint.empty()) {
     Result<model::SegmenterOptions> options = SegmenterOptionsFrom(config_);
@@ -193,7 +193,7 @@ Status Service::LoadModel() {
     CLICKDIFF_RETURN_IF_ERROR(
         CheckModelColor(config_, loaded->options(), config_.model.checkpoint).WithContext("model"));
     const std::string warning =
-        ClickGuidanceWarning(config_, loaded->options(), config_.model.checkpoint);
+        ModelFileWarnings(config_, loaded->options(), config_.model.checkpoint);
     if (!warning.empty()) spdlog::warn("{}", warning);
     serving->segmenter = std::make_shared<model::Segmenter>(std::move(loaded).value());
     serving->version = 1;
@@ -284,6 +284,7 @@ Status Service::StartConsumer() {
       kafka, {t.images, t.clicks, t.labels}, callbacks, endpoints_.bootstrap_servers);
   if (!created.ok()) return created.status().WithContext("kafka consumer");
   consumer_ = std::move(created).value();
+  consuming_.store(true, std::memory_order_release);
   return consumer_->Start();
 }
 
@@ -447,6 +448,7 @@ v1::QueryReply Service::Answer(const v1::Query& query) const {
         s->set_withheld_versions(tc.withheld);
         s->set_unreadable_images(tc.unreadable);
       }
+      if (consuming_.load(std::memory_order_acquire)) s->set_skipped_records(consumer_->skipped());
       s->set_dead_letters(c.dead_letters);
       s->set_in_flight(c.in_flight);
       s->set_events(c.admitted);

@@ -15,6 +15,7 @@
 // its target lives, by the order of Start and Stop.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -90,6 +91,8 @@ class Service {
   std::unique_ptr<ContinuousTrainer> trainer_;  // null when trainer.continuous is off
   std::unique_ptr<Pipeline> pipeline_;          // touches trainer_; trainer_ asks it to redraw
   std::unique_ptr<KafkaConsumer> consumer_;     // pauses/resumes at the pipeline's request
+  // Set once consumer_ exists: the query thread, started before it, reads its counters after.
+  std::atomic<bool> consuming_{false};
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -121,7 +121,7 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
     segmenter = model::CheckpointStore::Load(args.init, device);
     if (!segmenter.ok()) return segmenter.status();
     CLICKDIFF_RETURN_IF_ERROR(CheckModelColor(*config, segmenter->options(), args.init));
-    const std::string warning = ClickGuidanceWarning(*config, segmenter->options(), args.init);
+    const std::string warning = ModelFileWarnings(*config, segmenter->options(), args.init);
     if (!warning.empty()) spdlog::warn("{}", warning);
     planned = segmenter->options();
   }
@@ -134,6 +134,7 @@ Status RunTrain(const TrainArgs& args, std::ostream& out) {
   spec.scribbles_dir = args.scribbles;
   spec.num_classes = static_cast<int>(planned->num_classes);
   spec.resolution = static_cast<int>(planned->resolution);
+  spec.crop_to_content = planned->crop_to_content;
   spec.image_channels =
       args.init.empty() ? ImageChannelsFor(config->model.color) : planned->unet.image_channels;
   spec.limits.max_width = spec.limits.max_height = config->limits.max_image_side;

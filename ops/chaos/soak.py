@@ -137,7 +137,8 @@ def cmd_stored(args):
         time.sleep(5)
     print(json.dumps({**counts, "model_version": s.model_version,
                       "dead_letters": s.dead_letters, "skipped_steps": s.skipped_steps,
-                      "unreadable_images": s.unreadable_images}))
+                      "unreadable_images": s.unreadable_images,
+                      "skipped_records": s.skipped_records}))
 
 
 def cmd_consuming(args):
@@ -255,6 +256,9 @@ def cmd_check(args):
         elif status[kind] > expect[kind]:
             problems.append(f"{status[kind] - expect[kind]} {kind} more than sent")
     check_retention(args, problems)
+    if status.get("skipped_records"):
+        problems.append(f"the last service passed over {status['skipped_records']} records the "
+                        "broker deleted before they were read")
     check_letters(args, pathlib.Path(args.bad), problems)
     check_versions(args, expect, problems)
     if status["skipped_steps"] or status["unreadable_images"]:

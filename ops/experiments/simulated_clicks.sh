@@ -11,8 +11,11 @@
 #
 #   ops/experiments/simulated_clicks.sh [OUT]   (default OUT: out/simulated_clicks)
 # Settings (environment):
-#   EXP_DATA      generated (24 training images, `generate --seed 21`; 32 test, seed 22) and/or
-#                 acdc (every EXP_ACDC_EVERY-th slice of train and of test, 4 classes; default both)
+#   EXP_DATA      generated (24 training images, `generate --seed 21`; 32 test, seed 22), framed
+#                 (the same images, each in a black frame 2-3 times its size: ops/lib/frame_images.py;
+#                 compare EXP_KEY=model.crop_to_content EXP_SIM="false true" on it)
+#                 and/or acdc (every EXP_ACDC_EVERY-th slice of train and of test, 4 classes;
+#                 default generated acdc)
 #   EXP_KEY       the configuration key compared (default model.simulated_clicks)
 #   EXP_SIM       its values (default "0 0.8")
 #   EXP_SET       further settings for every run, space-separated, e.g. "model.d3pm.prior_share=0"
@@ -52,7 +55,9 @@ acdc=${ACDC_DATA:-../shared/data/acdc}
 every=${EXP_ACDC_EVERY:-8}
 require_python
 for d in "${datasets[@]}"; do
-  [[ $d == generated || $d == acdc ]] || die "EXP_DATA: unknown data set '$d' (generated, acdc)"
+  [[ $d == generated || $d == framed || $d == acdc ]] ||
+    die "EXP_DATA: unknown data set '$d' (generated, framed, acdc)"
+  [[ $d == framed ]] && require_python_modules numpy PIL
   if [[ $d == acdc ]]; then
     for sub in train/images train/truth test/images test/truth; do
       [[ -d $acdc/$sub ]] || die "$acdc/$sub: no such directory (ACDC_DATA names the ACDC folder)"
@@ -71,6 +76,14 @@ for data in "${datasets[@]}"; do
   if [[ $data == generated ]]; then
     [[ -d $set_dir/train ]] || "$CLI" generate --out "$set_dir/train" --count 24 --seed 21 >/dev/null
     [[ -d $set_dir/test ]] || "$CLI" generate --out "$set_dir/test" --count 32 --seed 22 >/dev/null
+  elif [[ $data == framed ]]; then
+    for part in train test; do
+      [[ -d $set_dir/$part ]] && continue
+      if [[ $part == train ]]; then n=24 gen_seed=21; else n=32 gen_seed=22; fi
+      "$CLI" generate --out "$set_dir/plain_$part" --count "$n" --seed "$gen_seed" >/dev/null
+      "$PYTHON" ops/lib/frame_images.py "$set_dir/plain_$part" "$set_dir/$part.partial" "$gen_seed"
+      mv "$set_dir/$part.partial" "$set_dir/$part"
+    done
   else
     classes=(--set model.num_classes=4 --set "model.class_names=[background,rv,myo,lv]")
     [[ -d $set_dir/train ]] || link_every "$acdc/train" "$every" "$set_dir/train"

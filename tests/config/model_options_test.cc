@@ -40,6 +40,20 @@ TEST(ModelOptionsTest, ALoadedModelDrawingItsClicksOtherwiseIsNamedInAWarning) {
   EXPECT_EQ(ClickGuidanceWarning(config, loaded, "old.pt"), "");
 }
 
+TEST(ModelOptionsTest, ALoadedModelPlacingItsImagesOtherwiseIsNamedBesideItsClicks) {
+  Config config;
+  model::SegmenterOptions loaded = *SegmenterOptionsFrom(config);
+  EXPECT_EQ(ModelFileWarnings(config, loaded, "m.pt"), "");
+  config.model.crop_to_content = true;
+  std::string warning = ModelFileWarnings(config, loaded, "m.pt");
+  EXPECT_NE(warning.find("m.pt does not crop images to their content"), std::string::npos)
+      << warning;
+  loaded.click_guidance = model::ClickGuidanceKind::kGaussian;
+  warning = ModelFileWarnings(config, loaded, "m.pt");
+  EXPECT_NE(warning.find("draws its clicks as gaussian"), std::string::npos) << warning;
+  EXPECT_NE(warning.find("; m.pt does not crop"), std::string::npos) << warning;
+}
+
 TEST(ModelOptionsTest, ModelSectionsBecomeTheModelLibrarysOptions) {
   Config config;
   config.model.method = model::Method::kGaussianX0;

@@ -479,6 +479,91 @@ TEST_F(ServiceTest, ContinuousTrainingPublishesVersionsAndRedrawsEveryMaskWithTh
   EXPECT_TRUE(again.Stop().ok());
 }
 
+// The mock broker keeps about 5 MB a partition (KafkaTest.RecordsTheBrokerDeletedBefore...): a
+// service that was down while 7 MB arrived finds its next record gone, and STATUS says how many.
+TEST_F(ServiceTest, RecordsTheBrokerDeletedBeforeTheServiceReadThemAreCountedInStatus) {
+  {
+    InProcessService service(config_);
+    Produce("images", PngImageEvent("a").SerializeAsString());
+    Flush();
+    ASSERT_TRUE(Eventually([&] {
+      return Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS).status().images() == 1;
+    }));
+    v1::QueryReply status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+    EXPECT_EQ(status.status().skipped_records(), 0u);
+    ASSERT_TRUE(service.Stop().ok());
+  }
+  const std::string big(900 * 1000, 'x');  // not an event: each one is dead-lettered when read
+  for (int i = 0; i < 8; ++i) Produce("images", big);
+  Flush();
+  InProcessService again(config_);
+  v1::QueryReply status;
+  ASSERT_TRUE(Eventually([&] {
+    status = Ask(again.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+    return status.status().skipped_records() > 0 &&
+           status.status().skipped_records() + status.status().dead_letters() == 8;
+  })) << status.DebugString();
+  EXPECT_GT(status.status().dead_letters(), 0u);  // what the broker still held was read
+}
+
+// The service at the larger grids, with images cropped to their content.
+class ServiceGridTest : public ServiceTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(ServiceGridTest, ACroppedImageTrainsAVersionAndComesBackAsAMaskAtItsOwnSize) {
+  config_.model.resolution = GetParam();
+  config_.model.levels = 3;
+  config_.model.crop_to_content = true;
+  config_.trainer.continuous = true;
+  config_.trainer.snapshot_every_steps = 2;
+  config_.trainer.batch_size = 2;
+  // A 96x64 gray image, black but for a textured 48x32 box at (40, 8).
+  std::vector<uint8_t> pixels(96 * 64, 0);
+  for (int y = 8; y < 40; ++y) {
+    for (int x = 40; x < 88; ++x) pixels[static_cast<size_t>(y) * 96 + x] = 60 + (x * 7 + y) % 190;
+  }
+  v1::ImageEvent image = PngImageEvent("a", 96, 64);
+  const std::vector<uint8_t> png = EncodePngGray8(pixels, 96, 64).value();
+  image.set_payload(png.data(), png.size());
+  {
+    InProcessService service(config_);
+    Produce("images", image.SerializeAsString());
+    Produce("clicks", Click("a", "a1", 60, 20).SerializeAsString());
+    Flush();
+    auto masks =
+        CollectMasks(service.endpoints().publish_endpoint, "mask.ds.", [](const auto& got) {
+          auto it = got.find("a");
+          return it != got.end() && it->second.model_version() >= 1;
+        });
+    ASSERT_EQ(masks.count("a"), 1u);
+    const v1::MaskResult& mask = masks["a"];
+    EXPECT_GE(mask.model_version(), 1u);  // a version trained at this grid drew it
+    ASSERT_EQ(mask.width(), 96u);
+    ASSERT_EQ(mask.height(), 64u);
+    EXPECT_EQ(mask.mask()[20 * 96 + 60], 1);  // the click
+    // The region is the box and a 2-px margin, [38, 90) x [6, 42); the mask's edges may move a
+    // pixel onto the image's (aggregator.edge_band): outside that, background, certainly.
+    for (int y = 0; y < 64; ++y) {
+      for (int x = 0; x < 96; ++x) {
+        if (x >= 37 && x < 91 && y >= 5 && y < 43) continue;
+        ASSERT_EQ(mask.mask()[static_cast<size_t>(y) * 96 + x], 0) << x << "," << y;
+        ASSERT_EQ(mask.uncertainty()[static_cast<size_t>(y) * 96 + x], 0) << x << "," << y;
+      }
+    }
+    ASSERT_TRUE(service.Stop().ok());
+  }
+  auto store = Store::Open(config_.store).value();
+  v1::StoredImage stored;
+  ASSERT_TRUE(stored.ParseFromString(
+      store->Get(Family::kImages, keys::Image("ds", "a")).value().value_or("")));
+  EXPECT_EQ(stored.grid_resolution(), static_cast<uint32_t>(GetParam()));
+  EXPECT_EQ(stored.region_x(), 38u);
+  EXPECT_EQ(stored.region_y(), 6u);
+  EXPECT_EQ(stored.region_width(), 52u);
+  EXPECT_EQ(stored.region_height(), 36u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Grids, ServiceGridTest, ::testing::Values(128, 256));
+
 TEST_F(ServiceTest, ABacklogOfImagesAndClicksLosesNoClickToTheWaitingTimeout) {
   // Produced while the service was down: clicks are read far ahead of their images (tiny records,
   // while images queue behind the graph's in-flight limit), and wait much longer than the

@@ -226,6 +226,27 @@ TEST(AggregatorTest, TheMaskOnTheImageHoldsItsClicks) {
             StatusCode::kInvalidArgument);
 }
 
+TEST(AggregatorTest, ACroppedImagesMaskIsTheRegionsInPlaceAndBackgroundAroundIt) {
+  AggregatorOptions o;
+  o.rule = AggregationRule::kMajority;
+  // A 40x30 image whose 16x8 region at (20, 10) is on an 8x8 grid (rows 2-5): every sample says
+  // class 1 everywhere on the grid.
+  Result<GridMapping> mapping = MakeGridMapping(40, 30, 8, ImageRegion{20, 10, 16, 8});
+  ASSERT_TRUE(mapping.ok());
+  const auto samples = torch::ones({4, 8, 8}, torch::kLong);
+  Result<Aggregation> r = Make(o).AggregateOnImage(samples, *mapping, {Click{2, 2, 1, true}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->mask.sizes(), torch::IntArrayRef({30, 40}));
+  ASSERT_EQ(r->vote_fractions.sizes(), torch::IntArrayRef({2, 30, 40}));
+  EXPECT_TRUE(r->mask.slice(0, 10, 18).slice(1, 20, 36).eq(1).all().item<bool>());
+  // 16x8 region pixels and the click (outside the region: the annotator's word holds).
+  EXPECT_EQ(r->mask.sum().item<int64_t>(), 16 * 8 + 1);
+  EXPECT_EQ(r->mask[2][2].item<int64_t>(), 1);
+  EXPECT_EQ(r->vote_fractions[0][0][0].item<float>(), 1.0F);
+  EXPECT_EQ(r->vote_fractions[1][0][0].item<float>(), 0.0F);
+  EXPECT_EQ(r->uncertainty[0][0].item<float>(), 0.0F);
+}
+
 TEST(AggregatorTest, AClickTheMaskMissesCorrectsItsRegionAtTheImagesOwnSize) {
   // A 64x32 image on a 32x32 grid (rows 8-23): a bright square at grid rows and columns 10-21,
   // every sample drawing only its left half (columns 10-15).

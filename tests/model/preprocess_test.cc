@@ -198,5 +198,115 @@ TEST(PreprocessTest, CropReturnsTheImageRegionOfGridMaps) {
             (std::vector<int64_t>{2, 3, 32, 64}));
 }
 
+// A 300x200 image, dark (value 3 with noise below 1) but for a bright 100x60 box at (150, 40): an
+// ultrasound sector's black surround, in miniature.
+std::vector<float> FramedImage(int channels = 1) {
+  std::vector<float> pixels(static_cast<size_t>(300 * 200 * channels));
+  for (int y = 0; y < 200; ++y) {
+    for (int x = 0; x < 300; ++x) {
+      const bool content = x >= 150 && x < 250 && y >= 40 && y < 100;
+      for (int c = 0; c < channels; ++c) {
+        const size_t i = (static_cast<size_t>(y) * 300 + x) * channels + c;
+        pixels[i] =
+            content ? 100.0f + static_cast<float>((x + y) % 50) : 3.0f + ((x * y) % 7) / 8.0f;
+      }
+    }
+  }
+  return pixels;
+}
+
+TEST(PreprocessTest, TheContentRegionIsTheBoxOfWhatIsNotTheDarkFrameWithAMarginCaptionsLeftOut) {
+  const std::vector<float> gray = FramedImage();
+  Result<ImageRegion> region = ContentRegion(gray.data(), 300, 200, 1);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  // A margin of 2% of 300 px = 6 px around [150, 250) x [40, 100).
+  EXPECT_EQ(region->x, 144);
+  EXPECT_EQ(region->y, 34);
+  EXPECT_EQ(region->width, 112);
+  EXPECT_EQ(region->height, 72);
+  // A caption in the frame (a bright 8x4 label at (10, 180)) is not content.
+  std::vector<float> captioned = gray;
+  for (int y = 180; y < 184; ++y) {
+    for (int x = 10; x < 18; ++x) captioned[static_cast<size_t>(y) * 300 + x] = 250.0f;
+  }
+  Result<ImageRegion> without_caption = ContentRegion(captioned.data(), 300, 200, 1);
+  ASSERT_TRUE(without_caption.ok());
+  EXPECT_EQ(without_caption->x, 144);
+  EXPECT_EQ(without_caption->width, 112);
+  EXPECT_EQ(without_caption->height, 72);
+  // Colour: the brightest channel decides; here a box bright in blue alone.
+  std::vector<float> rgb = FramedImage(3);
+  for (size_t i = 0; i < rgb.size(); i += 3) rgb[i] = rgb[i + 1] = 3.0f;
+  Result<ImageRegion> coloured = ContentRegion(rgb.data(), 300, 200, 3);
+  ASSERT_TRUE(coloured.ok());
+  EXPECT_EQ(coloured->width, 112);
+  // Content everywhere, a flat image, or a crop that saves under 10% of the area: the whole image.
+  std::vector<float> busy(300 * 200);
+  for (size_t i = 0; i < busy.size(); ++i) busy[i] = static_cast<float>(i % 17);
+  EXPECT_EQ(ContentRegion(busy.data(), 300, 200, 1)->width, 0);
+  const std::vector<float> flat(300 * 200, 5.0f);
+  EXPECT_EQ(ContentRegion(flat.data(), 300, 200, 1)->width, 0);
+  std::vector<float> nearly = FramedImage();
+  for (int x = 3; x < 297; ++x) nearly[100 * 300 + x] = 200.0f;  // a bright line across
+  for (int y = 3; y < 197; ++y) nearly[static_cast<size_t>(y) * 300 + 200] = 200.0f;
+  EXPECT_EQ(ContentRegion(nearly.data(), 300, 200, 1)->width, 0);
+  EXPECT_FALSE(ContentRegion(nullptr, 300, 200, 1).ok());
+  EXPECT_FALSE(ContentRegion(gray.data(), 300, 0, 1).ok());
+}
+
+TEST(PreprocessTest, ACroppedImageFillsTheGridAndMasksComeBackAtTheImageSize) {
+  const std::vector<float> pixels = FramedImage();
+  const ImageRegion region = ContentRegion(pixels.data(), 300, 200, 1).value();
+  Result<GridMapping> m = MakeGridMapping(300, 200, 32, region);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(m->Cropped());
+  EXPECT_EQ(m->side, 112);  // the region's larger side, not the image's
+  EXPECT_EQ(m->pad_y, 20);
+  EXPECT_EQ(m->GridX0(), 0);
+  EXPECT_EQ(m->GridX1(), 32);
+  // The region's corners are the grid's; a pixel outside takes the nearest edge cell.
+  EXPECT_EQ(m->ToGrid(144, 34), std::make_pair(int64_t{0}, m->GridY0()));
+  EXPECT_EQ(m->ToGrid(255, 105), std::make_pair(int64_t{31}, m->GridY1() - 1));
+  EXPECT_EQ(m->ToGrid(0, 199), std::make_pair(int64_t{0}, m->GridY1() - 1));
+  EXPECT_EQ(m->ToGrid(299, 0), std::make_pair(int64_t{31}, m->GridY0()));
+  // The grid holds the region alone: the same as the cropped pixels placed on their own grid.
+  std::vector<float> cropped;
+  for (int64_t y = region.y; y < region.y + region.height; ++y) {
+    for (int64_t x = region.x; x < region.x + region.width; ++x) {
+      cropped.push_back(pixels[static_cast<size_t>(y * 300 + x)]);
+    }
+  }
+  Result<torch::Tensor> grid = ImageToGrid(pixels.data(), *m);
+  Result<torch::Tensor> alone =
+      ImageToGrid(cropped.data(), MakeGridMapping(region.width, region.height, 32).value());
+  ASSERT_TRUE(grid.ok() && alone.ok());
+  EXPECT_TRUE(torch::allclose(*grid, *alone));
+  // Masks and clicks follow the region.
+  std::vector<int64_t> ids(300 * 200, 0);
+  for (int y = 50; y < 80; ++y) {
+    for (int x = 170; x < 230; ++x) ids[static_cast<size_t>(y) * 300 + x] = 1;
+  }
+  torch::Tensor on_grid = MaskToGrid(ids.data(), *m).value();
+  auto [gx, gy] = m->ToGrid(200, 65);
+  EXPECT_EQ(on_grid[gy][gx].item<int64_t>(), 1);
+  // 1800 of the region's 112x72 pixels: 22% of its cells (4% of the whole image's).
+  const double cells =
+      static_cast<double>((m->GridX1() - m->GridX0()) * (m->GridY1() - m->GridY0()));
+  EXPECT_NEAR(on_grid.eq(1).sum().item<int64_t>() / cells, 1800.0 / (112 * 72), 0.03);
+  // Back at the image's size: the region's values in place, the fill around them.
+  torch::Tensor region_maps = torch::ones({2, region.height, region.width});
+  torch::Tensor placed = PlaceInImage(region_maps, *m, 0.0);
+  EXPECT_EQ(placed.sizes(), (std::vector<int64_t>{2, 200, 300}));
+  EXPECT_EQ(placed.sum().item<double>(), 2.0 * 112 * 72);
+  EXPECT_EQ(placed[0][34][144].item<double>(), 1.0);
+  EXPECT_EQ(placed[0][33][144].item<double>(), 0.0);
+  // A region that leaves the image is refused, naming it.
+  Result<GridMapping> outside = MakeGridMapping(300, 200, 32, ImageRegion{250, 0, 100, 50});
+  ASSERT_FALSE(outside.ok());
+  EXPECT_NE(outside.status().message().find("not inside the 300x200 image"), std::string::npos);
+  // Width 0: the whole image, as without a region.
+  EXPECT_FALSE(MakeGridMapping(300, 200, 32, ImageRegion{}).value().Cropped());
+}
+
 }  // namespace
 }  // namespace clickdiff::model

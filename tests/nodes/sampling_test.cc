@@ -220,6 +220,7 @@ TEST(AggregateTest, MajorityOfSamplesBecomesAMaskAtTheImageSize) {
   set.image.set_image_id("a");
   set.image.set_width(32);
   set.image.set_height(16);  // on a 16-cell grid: 2 px per cell, rows 4..11 of the grid hold it
+  set.mapping = model::MakeGridMapping(32, 16, 16).value();
   set.samples = torch::zeros({4, 16, 16}, torch::kInt64);
   set.samples.index_put_(
       {torch::indexing::Slice(), torch::indexing::Slice(6, 10), torch::indexing::Slice(4, 8)}, 1);
@@ -254,6 +255,7 @@ TEST(AggregateTest, TheMaskSnapsToTheEdgesOfTheImageInItsPayloadAndADamagedOneOn
   SampleSet set;
   set.request = RequestFor("ds", "a");
   set.image = testutil::PngImageEvent("a", 32, 16);
+  set.mapping = model::MakeGridMapping(32, 16, 16).value();
   const std::vector<uint8_t> png = EncodePngGray8(pixels, 32, 16).value();
   set.image.set_payload(png.data(), png.size());
   set.samples = torch::zeros({4, 16, 16}, torch::kInt64);

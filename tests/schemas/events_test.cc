@@ -145,6 +145,12 @@ TEST(EventsTest, FieldNumbersAreStable) {
   EXPECT_EQ(status->FindFieldByName("skipped_steps")->number(), 15);
   EXPECT_EQ(status->FindFieldByName("withheld_versions")->number(), 16);
   EXPECT_EQ(status->FindFieldByName("unreadable_images")->number(), 17);
+  EXPECT_EQ(status->FindFieldByName("skipped_records")->number(), 18);
+  const auto* stored = v1::StoredImage::descriptor();
+  EXPECT_EQ(stored->FindFieldByName("region_x")->number(), 6);
+  EXPECT_EQ(stored->FindFieldByName("region_y")->number(), 7);
+  EXPECT_EQ(stored->FindFieldByName("region_width")->number(), 8);
+  EXPECT_EQ(stored->FindFieldByName("region_height")->number(), 9);
   // Records a store keeps across upgrades.
   EXPECT_EQ(v1::PendingEvent::descriptor()->FindFieldByName("source_timestamp_ms")->number(), 7);
   const auto* outbox = v1::OutboxRecord::descriptor();

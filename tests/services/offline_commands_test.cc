@@ -219,6 +219,67 @@ TEST_F(OfflineCommandsTest, ColourImagesTrainAndInferAModelThatKeepsTheirColour)
   EXPECT_TRUE(nlohmann::json::parse(calibrate.out).contains("best")) << calibrate.out;
 }
 
+TEST_F(OfflineCommandsTest, GridsOf128And256TrainAndInferImagesCroppedToTheirContent) {
+  // The 40x40 generated images in a black 100x80 frame at (30, 20), their clicks moved with them.
+  fs::create_directories(Path("framed/images"));
+  for (int i = 0; i < 6; ++i) {
+    const std::string name = "synthetic_000" + std::to_string(i) + ".png";
+    Result<Image> image = ReadPngFile(Path("images/" + name));
+    ASSERT_TRUE(image.ok()) << image.status().ToString();
+    std::vector<uint8_t> framed(100 * 80, 0);
+    for (int y = 0; y < 40; ++y) {
+      for (int x = 0; x < 40; ++x) {
+        framed[static_cast<size_t>(y + 20) * 100 + x + 30] =
+            static_cast<uint8_t>(1 + 254 * image->At(x, y) / image->NominalMax());
+      }
+    }
+    ASSERT_TRUE(
+        WriteBinaryFile(Path("framed/images/" + name), EncodePngGray8(framed, 100, 80).value())
+            .ok());
+  }
+  std::vector<std::string> clicks;
+  for (const std::string& line : ReadLines("clicks.jsonl")) {
+    nlohmann::json click = nlohmann::json::parse(line);
+    click["x"] = click["x"].get<int>() + 30;
+    click["y"] = click["y"].get<int>() + 20;
+    clicks.push_back(click.dump());
+  }
+  WriteLines("framed/clicks.jsonl", clicks);
+
+  for (const char* resolution : {"128", "256"}) {
+    SCOPED_TRACE(resolution);
+    const std::string model = Path(std::string("crop") + resolution + ".pt");
+    CliRun train = Cli(With(With({"train", "--images", Path("framed/images"), "--clicks",
+                                  Path("framed/clicks.jsonl"), "--out", model, "--steps", "1"},
+                                 kSmallModel),
+                            {"--set", std::string("model.resolution=") + resolution, "--set",
+                             "model.crop_to_content=true"}));
+    ASSERT_EQ(train.code, 0) << train.err;
+    auto loaded = model::CheckpointStore::Load(model, torch::kCPU);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_EQ(loaded->options().resolution, std::stoi(resolution));
+    EXPECT_TRUE(loaded->options().crop_to_content);  // the model file says how it places images
+    // The configuration does not crop; the model does, and its masks come back at 100x80.
+    const std::string pred = Path(std::string("pred") + resolution);
+    CliRun infer = Cli({"infer", "--model", model, "--images", Path("framed/images"), "--clicks",
+                        Path("framed/clicks.jsonl"), "--out", pred, "--samples", "2", "--steps",
+                        "2", "--set", "compute.torch_threads=1"});
+    ASSERT_EQ(infer.code, 0) << infer.err;
+    Result<Image> mask = ReadPngFile(pred + "/synthetic_0000.png");
+    ASSERT_TRUE(mask.ok()) << mask.status().ToString();
+    ASSERT_EQ(mask->width, 100);
+    ASSERT_EQ(mask->height, 80);
+    // Outside the content and its 2-px margin ([28, 72) x [18, 62)) every pixel is background.
+    int outside = 0;
+    for (int y = 0; y < 80; ++y) {
+      for (int x = 0; x < 100; ++x) {
+        if ((x < 28 || x >= 72 || y < 18 || y >= 62) && mask->At(x, y) != 0) ++outside;
+      }
+    }
+    EXPECT_EQ(outside, 0);
+  }
+}
+
 TEST_F(OfflineCommandsTest, EvalOfTruthAgainstItselfIsPerfect) {
   CliRun eval = Cli({"eval", "--pred", Path("truth"), "--truth", Path("truth")});
   ASSERT_EQ(eval.code, 0) << eval.err;
