@@ -247,6 +247,29 @@ TEST(AggregatorTest, ACroppedImagesMaskIsTheRegionsInPlaceAndBackgroundAroundIt)
   EXPECT_EQ(r->uncertainty[0][0].item<float>(), 0.0F);
 }
 
+TEST(AggregatorTest, ACroppedImageIsCorrectedAtItsClicksAsTheRegionAloneWouldBe) {
+  // The 64x32 image of the test below, as the region at (20, 10) of a 100x60 image: the same
+  // samples, grid image and clicks (moved with it) give the same mask there, background around.
+  Result<GridMapping> alone = MakeGridMapping(64, 32, 32);
+  Result<GridMapping> framed = MakeGridMapping(100, 60, 32, ImageRegion{20, 10, 64, 32});
+  ASSERT_TRUE(alone.ok() && framed.ok());
+  auto grid_image = torch::full({1, 32, 32}, 0.2F);
+  grid_image.slice(1, 10, 22).slice(2, 10, 22).fill_(0.8F);
+  auto samples = torch::zeros({4, 32, 32}, torch::kLong);
+  samples.slice(1, 10, 22).slice(2, 10, 16).fill_(1);
+  AggregatorOptions o;
+  o.rule = AggregationRule::kMajority;
+  Result<Aggregation> plain = Make(o).AggregateOnImage(
+      samples, *alone, {Click{25, 15, 1, true}, Click{39, 15, 1, true}}, grid_image);
+  Result<Aggregation> cropped = Make(o).AggregateOnImage(
+      samples, *framed, {Click{45, 25, 1, true}, Click{59, 25, 1, true}}, grid_image);
+  ASSERT_TRUE(plain.ok() && cropped.ok()) << cropped.status().ToString();
+  ASSERT_EQ(cropped->mask.sizes(), torch::IntArrayRef({60, 100}));
+  EXPECT_GT(plain->mask.sum().item<int64_t>(), 100);  // the correction reached past the clicks
+  EXPECT_TRUE(cropped->mask.slice(0, 10, 42).slice(1, 20, 84).equal(plain->mask));
+  EXPECT_EQ(cropped->mask.sum().item<int64_t>(), plain->mask.sum().item<int64_t>());
+}
+
 TEST(AggregatorTest, AClickTheMaskMissesCorrectsItsRegionAtTheImagesOwnSize) {
   // A 64x32 image on a 32x32 grid (rows 8-23): a bright square at grid rows and columns 10-21,
   // every sample drawing only its left half (columns 10-15).
