@@ -94,6 +94,10 @@ struct ZmqConfig {
   std::string publish_endpoint = "tcp://127.0.0.1:*";  // "*" port: the OS picks one
   std::string query_endpoint = "tcp://127.0.0.1:*";
   int send_high_water_mark = 1000;  // messages queued per slow subscriber before dropping
+  // Memory for the current masks resent to late subscribers (MiB of serialized masks): beyond it
+  // the masks published longest ago are no longer resent (the query socket still answers them
+  // from the store), so a million images do not need a million masks in RAM. 0: none resent.
+  int late_joiner_budget_mb = 256;
   ZmqCurveConfig curve;
 };
 

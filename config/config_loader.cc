@@ -324,6 +324,9 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "zmq.send_high_water_mark", [](Config & c) -> auto& { return c.zmq.send_high_water_mark; },
         1, 1000000));
+    f.push_back(Integer<int>(
+        "zmq.late_joiner_budget_mb",
+        [](Config & c) -> auto& { return c.zmq.late_joiner_budget_mb; }, 0, 1 << 20));
     f.push_back(Boolean(
         "zmq.curve.enabled", [](Config & c) -> auto& { return c.zmq.curve.enabled; }));
     f.push_back(Text(

@@ -7,6 +7,7 @@
 // clang-format on
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -34,6 +35,7 @@ struct EmbeddedBroker::Impl {
   HandlePtr handle;
   MockClusterPtr cluster;
   std::string bootstrap_servers;
+  int brokers = 0;
 };
 
 Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(int brokers) {
@@ -59,6 +61,7 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(int brokers) {
                        std::to_string(brokers) + " broker(s) on 127.0.0.1");
   }
   impl->bootstrap_servers = rd_kafka_mock_cluster_bootstraps(impl->cluster.get());
+  impl->brokers = brokers;
   return std::unique_ptr<EmbeddedBroker>(new EmbeddedBroker(std::move(impl)));
 }
 
@@ -82,12 +85,51 @@ Status EmbeddedBroker::CreateTopic(const std::string& topic, int partitions) {
   return Status::Ok();
 }
 
+int EmbeddedBroker::brokers() const { return impl_->brokers; }
+
+Status EmbeddedBroker::ForEachBroker(int broker, const char* what,
+                                     const std::function<int(int32_t)>& apply) {
+  if (broker < 0 || broker > impl_->brokers) {
+    return InvalidArgument("embedded broker: no broker " + std::to_string(broker) + " (ids 1.." +
+                           std::to_string(impl_->brokers) + ", 0: every broker)");
+  }
+  const int first = broker == 0 ? 1 : broker;
+  const int last = broker == 0 ? impl_->brokers : broker;
+  for (int id = first; id <= last; ++id) {
+    const auto err = static_cast<rd_kafka_resp_err_t>(apply(id));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Internal(std::string("embedded broker: ") + what + " broker " + std::to_string(id) +
+                      ": " + rd_kafka_err2str(err));
+    }
+  }
+  return Status::Ok();
+}
+
+Status EmbeddedBroker::SetDown(int broker, bool down) {
+  rd_kafka_mock_cluster_t* cluster = impl_->cluster.get();
+  return ForEachBroker(broker, down ? "setting down" : "setting up", [&](int32_t id) {
+    return down ? rd_kafka_mock_broker_set_down(cluster, id)
+                : rd_kafka_mock_broker_set_up(cluster, id);
+  });
+}
+
+Status EmbeddedBroker::SetRoundTrip(int broker, int rtt_ms) {
+  rd_kafka_mock_cluster_t* cluster = impl_->cluster.get();
+  return ForEachBroker(broker, "slowing", [&](int32_t id) {
+    return rd_kafka_mock_broker_set_rtt(cluster, id, std::max(rtt_ms, 0));
+  });
+}
+
+void EmbeddedBroker::PushRequestErrors(int16_t api_key, int error, int count) {
+  const std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(std::max(count, 0)),
+                                                static_cast<rd_kafka_resp_err_t>(error));
+  rd_kafka_mock_push_request_errors_array(impl_->cluster.get(), api_key, errors.size(),
+                                          errors.data());
+}
+
 void EmbeddedBroker::RefuseProduces(int count) {
   constexpr int16_t kProduceApiKey = 0;  // the Kafka protocol's Produce request
-  const std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(std::max(count, 0)),
-                                                RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-  rd_kafka_mock_push_request_errors_array(impl_->cluster.get(), kProduceApiKey, errors.size(),
-                                          errors.data());
+  PushRequestErrors(kProduceApiKey, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, count);
 }
 
 }  // namespace clickdiff

@@ -121,6 +121,10 @@ struct ZmqServer::Impl {
   void AnswerHandshakes();
   v1::QueryReply Answer(const zmq::message_t& request);
   void Wake();
+  // Makes `bytes` the current mask of `topic` (sequence `seq`), then lets the masks published
+  // longest ago go until the table fits its budget. Caller holds `mu`.
+  void RememberLocked(const std::string& topic, std::shared_ptr<const std::string> bytes,
+                      uint64_t seq);
   // Queues [topic, bytes] for the socket thread without blocking. Caller holds `mu`.
   void QueueLocked(const std::string& topic, const std::string& bytes);
 
@@ -151,8 +155,19 @@ struct ZmqServer::Impl {
   // PUSH end of the Publish() queue. GUARDED_BY(mu): Publish() runs on any thread.
   zmq::socket_t queue_in;
   // Topic -> serialized current MaskResult. GUARDED_BY(mu). Values are shared so the socket
-  // thread can copy a mask out without holding `mu`.
-  std::map<std::string, std::shared_ptr<const std::string>> current;
+  // thread can copy a mask out without holding `mu`. Bounded by `table_budget` bytes: beyond it
+  // the masks of the lowest sequence numbers (published longest ago) leave (`by_sequence`).
+  struct Current {
+    std::shared_ptr<const std::string> bytes;
+    uint64_t sequence = 0;
+  };
+  std::map<std::string, Current> current;
+  // GUARDED_BY(mu): (sequence, topic) of every mask in `current`, oldest first (masks reloaded
+  // from an old store may share a number).
+  std::set<std::pair<uint64_t, std::string>> by_sequence;
+  size_t table_bytes = 0;      // GUARDED_BY(mu): the masks' bytes in `current`
+  size_t table_budget = 0;     // set by Open
+  uint64_t table_evicted = 0;  // GUARDED_BY(mu)
   uint64_t sequence = 0;     // GUARDED_BY(mu): stamped with the table update and queueing, in order
   uint64_t reserved = 0;     // GUARDED_BY(mu): numbers up to this one are persisted as used
   SequenceReserve reserve;   // GUARDED_BY(mu); empty: numbers are not persisted
@@ -168,6 +183,11 @@ Status ZmqServer::Impl::Open(const ZmqConfig& config) {
     return InvalidArgument("zmq.send_high_water_mark: must be at least 1, got " +
                            std::to_string(config.send_high_water_mark));
   }
+  if (config.late_joiner_budget_mb < 0) {
+    return InvalidArgument("zmq.late_joiner_budget_mb: must be 0 or more, got " +
+                           std::to_string(config.late_joiner_budget_mb));
+  }
+  table_budget = static_cast<size_t>(config.late_joiner_budget_mb) << 20;
   std::optional<CurveKey> secret;
   if (config.curve.enabled) {
     if (zmq_has("curve") == 0) {
@@ -291,6 +311,31 @@ void ZmqServer::Impl::AnswerSubscriptions() {
   }
 }
 
+void ZmqServer::Impl::RememberLocked(const std::string& topic,
+                                     std::shared_ptr<const std::string> bytes, uint64_t seq) {
+  if (auto it = current.find(topic); it != current.end()) {
+    table_bytes -= it->second.bytes->size();
+    by_sequence.erase({it->second.sequence, topic});
+  }
+  table_bytes += bytes->size();
+  current[topic] = Current{std::move(bytes), seq};
+  by_sequence.emplace(seq, topic);
+  while (table_bytes > table_budget && !by_sequence.empty()) {
+    auto oldest = by_sequence.begin();
+    auto it = current.find(oldest->second);
+    table_bytes -= it->second.bytes->size();
+    if (table_evicted++ == 0) {
+      spdlog::warn(
+          "zmq server: the current masks outgrew zmq.late_joiner_budget_mb ({} MiB): those "
+          "published longest ago are no longer resent to late subscribers (the query socket "
+          "still answers them from the store)",
+          table_budget >> 20);
+    }
+    current.erase(it);
+    by_sequence.erase(oldest);
+  }
+}
+
 void ZmqServer::Impl::ResendSome() {
   size_t budget = kBatch;
   while (budget > 0) {
@@ -310,7 +355,7 @@ void ZmqServer::Impl::ResendSome() {
            it != current.end() && matches.size() < budget &&
            it->first.compare(0, prefix.size(), prefix) == 0;
            ++it) {
-        matches.emplace_back(*it);
+        matches.emplace_back(it->first, it->second.bytes);
       }
     }
     // XPUB sends these to every subscriber whose prefix matches, so an earlier subscriber may see
@@ -464,9 +509,12 @@ void ZmqServer::Remember(const v1::MaskResult& mask) {
                   mask.image_id());
     return;
   }
-  std::string topic = MaskTopic(mask.dataset(), mask.image_id());
+  const std::string topic = MaskTopic(mask.dataset(), mask.image_id());
   std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->current[std::move(topic)] = std::move(bytes);
+  auto known = impl_->current.find(topic);
+  if (known == impl_->current.end() || known->second.sequence <= mask.sequence()) {
+    impl_->RememberLocked(topic, std::move(bytes), mask.sequence());
+  }
   impl_->sequence = std::max(impl_->sequence, mask.sequence());
 }
 
@@ -501,7 +549,7 @@ uint64_t ZmqServer::Publish(v1::MaskResult mask) {
     spdlog::error("zmq server: cannot serialize mask {} for {}; not published", sequence, topic);
     return sequence;
   }
-  if (!mask.preview()) s.current[topic] = bytes;  // a late subscriber gets the final mask
+  if (!mask.preview()) s.RememberLocked(topic, bytes, sequence);  // late subscribers get finals
   s.QueueLocked(topic, *bytes);
   return sequence;
 }

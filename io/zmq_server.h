@@ -36,7 +36,10 @@ std::string MetricsTopic(const std::string& dataset);
 //   keep the highest sequence per topic. Resends are paced (256 masks per round of the socket
 //   thread, between publishes and queries), and a subscription whose prefix already waits for its
 //   resend adds none, so a peer repeating a subscription cannot multiply the work; beyond 4096
-//   distinct prefixes waiting, a subscription gets no resend.
+//   distinct prefixes waiting, a subscription gets no resend. The table of current masks holds
+//   at most zmq.late_joiner_budget_mb of them: beyond it the masks published longest ago (lowest
+//   sequence numbers) leave it and are no longer resent; the query socket answers them from the
+//   store.
 // - With CURVE, a ZAP handler on the same thread lets in only clients whose public keys are on
 //   the allow-list (zmq.curve.client_keys, client_keys_dir); others get nothing on either socket.
 // - Queries: each Query on the ROUTER socket ([Query] or [empty delimiter, Query]; the reply uses
@@ -47,7 +50,8 @@ class ZmqServer {
  public:
   using QueryHandler = std::function<v1::QueryReply(const v1::Query& query)>;
   // Errors name the config field and endpoint: InvalidArgument for a malformed endpoint, a bad
-  // CURVE key (or a public key that does not match the secret one) or send_high_water_mark < 1;
+  // CURVE key (or a public key that does not match the secret one), send_high_water_mark < 1 or
+  // late_joiner_budget_mb < 0;
   // Unavailable for an address in use or not local. `handler` answers queries on the socket
   // thread; while it is empty, queries are answered with an error (not ready).
   static Result<std::unique_ptr<ZmqServer>> Bind(const ZmqConfig& config,
@@ -73,8 +77,10 @@ class ZmqServer {
   // The CURVE public key clients need (Z85), empty without CURVE.
   const std::string& server_public_key() const;
   // Seeds the current-mask table (e.g. from RocksDB at start) without sending anything; replaces
-  // the topic's current mask and keeps the mask's own sequence number, and later numbers are
-  // stamped above it. Thread-safe.
+  // the topic's current mask unless that has a higher sequence number, keeps the mask's own
+  // number, and later numbers are stamped above it. Within the table's budget (the masks' bytes;
+  // each entry also costs its topic twice and some map nodes) the masks of the highest sequence
+  // numbers stay, whatever the order of the calls. Thread-safe.
   void Remember(const v1::MaskResult& mask);
   // Numbering that survives restarts, so a client keeping the highest sequence per topic never
   // drops a new mask after one: later numbers are stamped above `after` (the reservation the

@@ -175,6 +175,17 @@ Result<ImageRegion> ContentRegion(const float* pixels, int64_t width, int64_t he
   return ImageRegion{x0, y0, x1 - x0, y1 - y0};
 }
 
+Result<GridMapping> PlaceOnGrid(const float* pixels, int64_t width, int64_t height,
+                                int64_t channels, int64_t resolution, bool crop_to_content) {
+  ImageRegion region;  // width 0: the whole image
+  if (crop_to_content) {
+    Result<ImageRegion> content = ContentRegion(pixels, width, height, channels);
+    if (!content.ok()) return content.status();
+    region = *content;
+  }
+  return MakeGridMapping(width, height, resolution, region);
+}
+
 torch::Tensor ImageTensor(const float* pixels, int64_t width, int64_t height, int64_t channels) {
   // from_blob only reads here: the clone is the tensor's own memory.
   return torch::from_blob(const_cast<float*>(pixels), {height, width, channels}, torch::kFloat32)

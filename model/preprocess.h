@@ -81,6 +81,11 @@ struct ContentOptions {
 Result<ImageRegion> ContentRegion(const float* pixels, int64_t width, int64_t height,
                                   int64_t channels, const ContentOptions& options = {});
 
+// Where an image goes on the grid: all of it, or (`crop_to_content`) its ContentRegion. Pixels as
+// ContentRegion's. Errors: those of ContentRegion and MakeGridMapping.
+Result<GridMapping> PlaceOnGrid(const float* pixels, int64_t width, int64_t height,
+                                int64_t channels, int64_t resolution, bool crop_to_content);
+
 struct WindowOptions {
   double low_percentile = 0.5;    // intensities at or below map to 0
   double high_percentile = 99.5;  // at or above map to 1

@@ -24,14 +24,8 @@ Decoded Preprocess::operator()(Decoded decoded) const {
     const int64_t model_channels =
         has_model ? served->segmenter->options().unet.image_channels : record->channels;
     const bool crop = has_model ? served->segmenter->options().crop_to_content : crop_to_content_;
-    Result<model::ImageRegion> region = model::ImageRegion{};
-    if (crop) {
-      region = model::ContentRegion(record->pixels.data(), event.width(), event.height(),
-                                    record->channels);
-    }
-    Result<model::GridMapping> mapping =
-        region.ok() ? model::MakeGridMapping(event.width(), event.height(), resolution_, *region)
-                    : region.status();
+    Result<model::GridMapping> mapping = model::PlaceOnGrid(
+        record->pixels.data(), event.width(), event.height(), record->channels, resolution_, crop);
     Result<torch::Tensor> grid =
         mapping.ok() ? model::ImageToModelGrid(record->pixels.data(), record->channels, *mapping,
                                                model_channels)

@@ -55,15 +55,9 @@ Result<std::vector<OfflineImage>> LoadOfflineDataset(const OfflineDatasetSpec& s
     const Image& image = named.image;
     OfflineImage item;
     item.name = named.name;
-    model::ImageRegion region;
-    if (spec.crop_to_content) {
-      Result<model::ImageRegion> content =
-          model::ContentRegion(image.pixels.data(), image.width, image.height, image.channels);
-      if (!content.ok()) return content.status().WithContext(named.path);
-      region = *content;
-    }
     Result<model::GridMapping> mapping =
-        model::MakeGridMapping(image.width, image.height, spec.resolution, region);
+        model::PlaceOnGrid(image.pixels.data(), image.width, image.height, image.channels,
+                           spec.resolution, spec.crop_to_content);
     if (!mapping.ok()) return mapping.status().WithContext(named.path);
     item.mapping = *mapping;
     Result<torch::Tensor> grid =

@@ -31,6 +31,7 @@ import events_proto  # noqa: E402  pylint: disable=wrong-import-position
 
 pb = events_proto.load()
 TOPICS = ("images", "clicks", "labels")
+STALL_S = 3  # seconds without a stored event that `stored` reports as a stall
 
 
 def bad_events(images, dataset, size, rng):
@@ -124,21 +125,35 @@ def ask_status(runtime_file, timeout):
 
 
 def cmd_stored(args):
+    """Polls STATUS until it holds --expect; prints the last counts as JSON. With --clock-start (a
+    Unix time) also when it was all stored and the stalls: the spans of over STALL_S seconds in
+    which nothing more was stored, in seconds since then."""
     expect = json.loads(args.expect)
     deadline = time.monotonic() + args.timeout
+    clock = args.clock_start or time.time()
+    stalls, last_total, last_change = [], None, time.time() - clock
     while True:
         s = ask_status(args.runtime_file, 10)
+        now = time.time() - clock
         counts = {"images": s.images, "clicks": s.clicks, "labels": s.labels}
+        total = sum(counts.values())
+        if total != last_total:
+            if last_total is not None and now - last_change > STALL_S:
+                stalls.append([round(last_change, 1), round(now, 1)])
+            last_total, last_change = total, now
         if all(counts[k] >= expect[k] for k in expect):
             break
         if time.monotonic() >= deadline:
             print(f"soak: the stream did not finish within {args.timeout} s", file=sys.stderr)
+            now = None  # not all stored
             break
-        time.sleep(5)
-    print(json.dumps({**counts, "model_version": s.model_version,
-                      "dead_letters": s.dead_letters, "skipped_steps": s.skipped_steps,
-                      "unreadable_images": s.unreadable_images,
-                      "skipped_records": s.skipped_records}))
+        time.sleep(args.every)
+    report = {**counts, "model_version": s.model_version, "dead_letters": s.dead_letters,
+              "skipped_steps": s.skipped_steps, "unreadable_images": s.unreadable_images,
+              "skipped_records": s.skipped_records}
+    if args.clock_start:
+        report.update(stalls=stalls, finished_s=None if now is None else round(now, 1))
+    print(json.dumps(report))
 
 
 def cmd_consuming(args):
@@ -255,6 +270,12 @@ def cmd_check(args):
             problems.append(f"{expect[kind] - status[kind]} {kind} lost")
         elif status[kind] > expect[kind]:
             problems.append(f"{status[kind] - expect[kind]} {kind} more than sent")
+    if "stalls" in status:
+        spans = ", ".join(f"{a:.1f}-{b:.1f} s ({b - a:.1f} s)" for a, b in status["stalls"])
+        finished = status["finished_s"]
+        print(("stored everything at " + f"{finished:.1f} s" if finished is not None
+               else "the stream was not all stored") +
+              f"; stalls over {STALL_S} s (nothing stored): {spans or 'none'}")
     check_retention(args, problems)
     if status.get("skipped_records"):
         problems.append(f"the last service passed over {status['skipped_records']} records the "
@@ -286,6 +307,8 @@ def main():
     stored.add_argument("runtime_file")
     stored.add_argument("--expect", required=True, help='JSON {"images": n, "clicks": n, ...}')
     stored.add_argument("--timeout", type=int, default=900)
+    stored.add_argument("--every", type=float, default=5, help="seconds between polls")
+    stored.add_argument("--clock-start", type=float, help="Unix time the stalls are counted from")
     consuming = sub.add_parser("consuming")
     consuming.add_argument("runtime_file")
     consuming.add_argument("--timeout", type=int, default=60)

@@ -24,6 +24,13 @@
 #   SOAK_SEED     seed of the images, the bad events and the kill times (default 1)
 #   SOAK_PRESET   the CMake preset whose build runs (default release)
 #   SOAK_DRAIN_S  how long the last run may take to finish the stream (default 900)
+#   SOAK_BROKERS  brokers in the cluster (default 1)
+#   SOAK_FAULTS   a plan of broker faults (`clickdiff broker --faults`, times from the broker's
+#                 start; ops/chaos/faults.sh passes ops/chaos/faults.yaml); the check waits for
+#                 the plan to end. With SOAK_KILLS=0 the service's progress is polled every second
+#                 from its start (SOAK_DRAIN_S then counts from there), and the stalls (no event
+#                 stored for over 3 s before the stream was done) are printed against the
+#                 broker's clock, to be read beside the plan
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=ops/lib/common.sh
@@ -36,11 +43,14 @@ rate=${SOAK_RATE:-60}
 seed=${SOAK_SEED:-1}
 preset=${SOAK_PRESET:-release}
 drain_s=${SOAK_DRAIN_S:-900}
+brokers=${SOAK_BROKERS:-1}
+faults=${SOAK_FAULTS:-}
 size=32
-for n in "$images" "$bad" "$kills" "$rate" "$seed" "$drain_s"; do
+for n in "$images" "$bad" "$kills" "$rate" "$seed" "$drain_s" "$brokers"; do
   [[ $n =~ ^[0-9]+$ ]] || die "SOAK_* settings are whole numbers, got '$n'"
 done
 ((images > 0)) || die "SOAK_IMAGES must be at least 1"
+[[ -z $faults || -f $faults ]] || die "SOAK_FAULTS: no plan at '$faults'"
 
 require_commands kcat protoc
 require_python_modules zmq google.protobuf
@@ -52,7 +62,7 @@ RANDOM=$seed
 rm -rf "$out"
 mkdir -p "$out/var"
 var=$out/var
-echo "soak: $images images (+ a click and a label each), $bad bad events, $kills kills"
+echo "soak: $images images (+ a click and a label each), $bad bad events, $kills kills${faults:+," broker faults from $faults"}"
 "$CLI" generate --out "$out/data" --count "$images" --size "$size" --seed "$seed" >/dev/null
 "$PYTHON" ops/chaos/soak.py bad "$out/bad" --images "$out/data/images" --dataset soak \
   --size "$size" --count "$bad" --seed "$seed"
@@ -61,12 +71,15 @@ echo "soak: $images images (+ a click and a label each), $bad bad events, $kills
 # the mock broker keeps about 5 MB a partition and deletes older records (the check says if it
 # did), and a key's image, click and label share a partition number, as in production.
 : >"$out/broker.log"
-"$CLI" broker --partitions 4 >>"$out/broker.log" 2>&1 &
+broker_args=(--partitions 4 --brokers "$brokers")
+[[ -n $faults ]] && broker_args+=(--faults "$faults")
+broker_start=$(date +%s.%N)  # the plan's clock
+"$CLI" broker "${broker_args[@]}" >>"$out/broker.log" 2>&1 &
 broker=$!
 track_pid "$broker" broker
 bootstrap=
 for _ in $(seq 200); do
-  bootstrap=$(grep -m1 -oE '^127\.0\.0\.1:[0-9]+' "$out/broker.log" || true)
+  bootstrap=$(grep -m1 -oE '^127\.0\.0\.1:[0-9]+(,127\.0\.0\.1:[0-9]+)*' "$out/broker.log" || true)
   [[ -n $bootstrap ]] && break
   kill -0 "$broker" 2>/dev/null || { cat "$out/broker.log"; die "the broker did not start"; }
   sleep 0.1
@@ -124,6 +137,20 @@ done
 # once the stream is all read ("-": nothing within 30 s), it hits training and version writes.
 start=$SECONDS
 resumed=$("$PYTHON" ops/chaos/soak.py consuming "$var/clickdiffd.json" --timeout 30)
+# Until the stream is stored (or the drain time runs out: the check then says what is missing),
+# in the background and waited for, so that a signal to the script stops it at once. Without
+# kills it polls from now, every second, and prints the stalls; a killed service cannot answer,
+# so with kills it starts once the producer is done.
+want=$(grep -c . "$out/data/clicks.jsonl")
+expect="{\"images\": $images, \"clicks\": $want, \"labels\": $images}"
+poll=
+poll_stored() {
+  "$PYTHON" ops/chaos/soak.py stored "$var/clickdiffd.json" --expect "$expect" \
+    --timeout "$drain_s" "$@" >"$out/status.json" &
+  poll=$!
+  track_pid "$poll" "status poll"
+}
+((kills > 0)) || poll_stored --every 1 --clock-start "$broker_start"
 for ((k = 1; k <= kills; k++)); do
   sleep_for "$((1 + RANDOM % 8)).$((RANDOM % 10))"
   # A service that stopped by itself is what the soak looks for: say so, with its log.
@@ -145,20 +172,22 @@ done
 wait "$producer" || die "the producer failed: $(tail -3 "$out/produce.log")"
 unset "_OPS_TRACKED[$producer]"
 
-# The whole stream, then the dead letters: wait until STATUS holds every good event (or the drain
-# time runs out: the check then says what is missing).
-want=$(grep -c . "$out/data/clicks.jsonl")
-expect="{\"images\": $images, \"clicks\": $want, \"labels\": $images}"
-# In the background and waited for, so that a signal to the script stops it at once.
-"$PYTHON" ops/chaos/soak.py stored "$var/clickdiffd.json" --expect "$expect" \
-  --timeout "$drain_s" >"$out/status.json" &
-poll=$!
-track_pid "$poll" "status poll"
+# The whole stream, then the dead letters.
+[[ -n $poll ]] || poll_stored
 wait "$poll"
 unset "_OPS_TRACKED[$poll]"
 status=$(<"$out/status.json")
 sleep_for 15  # the last dead letters leave the outbox
 echo "soak: $kills kills, the stream finished $((SECONDS - start)) s after the first start"
+if [[ -n $faults ]]; then
+  # The check reads the topics: not while a fault is still on (a short stream ends before the plan).
+  for ((t = 0; t < drain_s; t++)); do
+    grep -q 'broker faults: the plan is over' "$out/broker.log" && break
+    sleep_for 1
+  done
+  grep -h 'broker faults: at' "$out/broker.log" | sed 's/^.*broker faults: /  fault /' ||
+    echo "  (no fault of the plan was applied)"
+fi
 stop_pid "$service" || die "clickdiffd did not stop cleanly ($var/clickdiffd.log)"
 "$PYTHON" ops/chaos/soak.py check --bootstrap "$bootstrap" --bad "$out/bad" --expect "$expect" \
   --status "$status"

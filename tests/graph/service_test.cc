@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "io/broker_faults.h"
 #include "io/keys.h"
 #include "learning/continuous_trainer.h"
 #include "model/checkpoint_store.h"
@@ -504,6 +505,68 @@ TEST_F(ServiceTest, RecordsTheBrokerDeletedBeforeTheServiceReadThemAreCountedInS
            status.status().skipped_records() + status.status().dead_letters() == 8;
   })) << status.DebugString();
   EXPECT_GT(status.status().dead_letters(), 0u);  // what the broker still held was read
+}
+
+TEST_F(ServiceTest, TheServiceRidesOutBrokerFaultsLosingNothingAndRecoversByItself) {
+  // The broker goes down for 3 s, then answers fetches and heartbeats with errors and is slow
+  // (no produce errors: see ops/chaos/faults.yaml), while images, clicks and bad events stream in:
+  // every good event is stored, every bad one dead-lettered once, and a click after the faults gets
+  // its mask.
+  const std::vector<BrokerFault> plan = ParseBrokerFaults(R"(
+- {at: 1, down: 3}
+- {at: 6, errors: 5, request: fetch, error: NOT_LEADER_FOR_PARTITION}
+- {at: 6.5, errors: 3, request: heartbeat, error: NOT_COORDINATOR}
+- {at: 8, slow: 2, rtt_ms: 200}
+)",
+                                                          1)
+                                            .value();
+  InProcessService service(config_);
+  std::thread faults(
+      [&] { EXPECT_TRUE(RunBrokerFaults(*broker_, plan, [] { return false; }).ok()); });
+  constexpr int kImages = 40;
+  std::set<std::string> bad;
+  for (int i = 0; i < kImages; ++i) {  // over 10 s, through every fault
+    const std::string id = "f" + std::to_string(i);
+    Produce("images", PngImageEvent(id).SerializeAsString());
+    Produce("clicks", Click(id, "c" + std::to_string(i), 3, 4).SerializeAsString());
+    if (i % 8 == 0) {
+      const std::string garbage = "bad event " + std::to_string(i);
+      bad.insert(garbage);
+      Produce("images", garbage);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  faults.join();
+  Flush();
+  v1::QueryReply status;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        status = Ask(service.endpoints().query_endpoint, v1::Query::KIND_STATUS);
+        return status.status().images() == kImages && status.status().clicks() == kImages &&
+               status.status().dead_letters() == bad.size();
+      },
+      std::chrono::minutes(2)))
+      << status.DebugString();
+  EXPECT_EQ(status.status().skipped_records(), 0u);
+  std::vector<KafkaMessage> letters = ReadTopics({"images.dlq"}, bad.size(), "dlq-reader");
+  std::multiset<std::string> payloads;
+  for (const KafkaMessage& m : letters) {
+    v1::DeadLetter letter;
+    ASSERT_TRUE(letter.ParseFromString(m.value));
+    payloads.insert(letter.payload());
+  }
+  EXPECT_EQ(payloads, std::multiset<std::string>(bad.begin(), bad.end()));
+  // Working after the faults: a new click on a stored image comes back as its mask.
+  auto subscriber =
+      MaskSubscriber::Connect(service.endpoints().publish_endpoint, "mask.ds.f0").value();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the subscription takes hold
+  Produce("clicks", Click("f0", "after", 10, 8).SerializeAsString());
+  Flush();
+  EXPECT_TRUE(Eventually([&] {
+    auto mask = subscriber->Receive(std::chrono::milliseconds(100));
+    return mask.ok() && mask->has_value() && (*mask)->click_revision() >= 2;
+  }));
+  EXPECT_TRUE(service.Stop().ok());
 }
 
 // The service at the larger grids, with images cropped to their content.

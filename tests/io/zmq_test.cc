@@ -179,6 +179,73 @@ TEST(ZmqServerTest, LateSubscriberGetsCurrentMask) {
   EXPECT_EQ(server->Publish(Mask("ds", "C", 1)), 42u);
 }
 
+// The images whose masks a new subscriber to `prefix` is resent: the first may take until kWait
+// (the subscription has to reach the server), the rest come within 500 ms of each other.
+std::set<std::string> ResentImages(const ZmqServer& server, const std::string& prefix) {
+  auto sub = MaskSubscriber::Connect(server.publish_endpoint(), prefix);
+  EXPECT_TRUE(sub.ok()) << sub.status().ToString();
+  std::set<std::string> images;
+  if (!sub.ok()) return images;
+  milliseconds quiet = kWait;
+  for (;;) {
+    Result<std::optional<v1::MaskResult>> r = (*sub)->Receive(quiet);
+    if (!r.ok() || !r->has_value()) return images;
+    images.insert((*r)->image_id());
+    quiet = milliseconds(500);
+  }
+}
+
+TEST(ZmqServerTest, TheLateSubscribersTableKeepsTheNewestMasksThatFitItsBudget) {
+  ZmqConfig config;
+  config.late_joiner_budget_mb = 1;
+  auto server = StartServer(config);
+  ASSERT_NE(server, nullptr);
+  constexpr size_t kBig = 400 * 1024;  // two fit in 1 MiB, three do not
+  v1::MaskResult a = Mask("ds", "A", 1, kBig);
+  a.set_sequence(10);
+  server->Remember(a);
+  server->Publish(Mask("ds", "B", 1, kBig));
+  server->Publish(Mask("ds", "C", 1, kBig));  // A, published longest ago, leaves the table
+  v1::MaskResult older = Mask("ds", "D", 1, kBig);
+  older.set_sequence(5);  // read back from the store after newer ones: it is the one to go
+  server->Remember(older);
+  WaitUntilSent(*server, 2);
+  EXPECT_EQ(ResentImages(*server, "mask.ds."), (std::set<std::string>{"B", "C"}));
+  // A new mask of B makes C the oldest: E pushes C out. Masks of any size keep the count right.
+  server->Publish(Mask("ds", "B", 2, kBig));
+  server->Publish(Mask("ds", "E", 1, kBig));
+  server->Publish(Mask("ds", "F", 1, 16));
+  WaitUntilSent(*server, 5);
+  EXPECT_EQ(ResentImages(*server, "mask.ds."), (std::set<std::string>{"B", "E", "F"}));
+
+  config.late_joiner_budget_mb = 0;  // nothing resent
+  auto none = StartServer(config);
+  ASSERT_NE(none, nullptr);
+  none->Publish(Mask("ds", "A", 1));
+  WaitUntilSent(*none, 1);
+  // A subscriber that gets live masks (so its subscription arrived) is never resent A's.
+  auto sub = MaskSubscriber::Connect(none->publish_endpoint(), "mask.ds.");
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  std::set<std::string> got;
+  const auto deadline = Clock::now() + kWait;
+  while (got.count("live") == 0 && Clock::now() < deadline) {
+    none->Publish(Mask("ds", "live", 1));
+    Result<std::optional<v1::MaskResult>> r = (*sub)->Receive(milliseconds(100));
+    if (r.ok() && r->has_value()) got.insert((*r)->image_id());
+  }
+  for (;;) {  // and whatever else comes
+    Result<std::optional<v1::MaskResult>> r = (*sub)->Receive(milliseconds(300));
+    if (!r.ok() || !r->has_value()) break;
+    got.insert((*r)->image_id());
+  }
+  EXPECT_EQ(got, (std::set<std::string>{"live"}));
+  config.late_joiner_budget_mb = -1;
+  Result<std::unique_ptr<ZmqServer>> refused = ZmqServer::Bind(config);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("zmq.late_joiner_budget_mb"), std::string::npos)
+      << refused.status().ToString();
+}
+
 TEST(ZmqServerTest, ARepeatedSubscriptionCannotMultiplyTheResends) {
   ZmqConfig config;
   config.send_high_water_mark = 1000000;  // count every message sent, drop none

@@ -56,11 +56,16 @@ class ContinuousTrainerTest : public ::testing::Test {
     return model::Segmenter::Create(SegmenterOptionsFrom(config_).value(), torch::kCPU).value();
   }
 
-  // A 32x24 image on the grid: a bright square on a dark background.
-  void StoreImage(const std::string& id, int resolution = kGrid) {
+  // A 32x24 image on the grid: a bright square on a dark background; with a `region` (width > 0)
+  // only that part of it is on the grid, as a crop to the content leaves it.
+  void StoreImage(const std::string& id, int resolution = kGrid, model::ImageRegion region = {}) {
     v1::StoredImage image = testutil::StoredImageOnGrid(id, resolution, [](int x, int y) {
       return x >= 4 && x < 10 && y >= 5 && y < 11 ? 0.9f : 0.1f;
     });
+    image.set_region_x(static_cast<uint32_t>(region.x));
+    image.set_region_y(static_cast<uint32_t>(region.y));
+    image.set_region_width(static_cast<uint32_t>(region.width));
+    image.set_region_height(static_cast<uint32_t>(region.height));
     Put(Family::kImages, keys::Image("ds", id), image.SerializeAsString());
   }
   void StoreClick(const std::string& image, const std::string& id, int x, int y) {
@@ -211,6 +216,31 @@ TEST_F(ContinuousTrainerTest, ReplayTrainsScribblesAsPartialLabelsAndADenseLabel
   auto [gx, gy] = model::MakeGridMapping(32, 24, kGrid).value().ToGrid(10, 12);
   EXPECT_EQ(scribbled.example.target[gy][gx].item<int64_t>(), 1);
   EXPECT_FALSE(scribbled.example.known[gy + 2][gx].item<bool>());
+}
+
+TEST_F(ContinuousTrainerTest, ScribblesOfACroppedImageCountOnlyInsideItsRegion) {
+  // The scribbles mark rows 12 (class 1 at x 8..19, background elsewhere) and 2 (background).
+  const model::ImageRegion lower{0, 8, 32, 16};  // rows 8..23: row 12 is in it, row 2 is not
+  StoreImage("half", kGrid, lower);
+  StoreLabel("half", "scribbles", false, false, /*scribbles=*/true);
+  StoreImage("outside", kGrid, model::ImageRegion{0, 14, 32, 10});  // rows 14..23: neither
+  StoreLabel("outside", "scribbles", false, false, /*scribbles=*/true);
+  Result<Replay> replay = LoadReplay(*store_, kGrid, 2, kChannels);
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  // Strokes that all lie outside the region mark nothing the model sees: no example.
+  ASSERT_EQ(replay->examples.size(), 1u);
+  const ReplayExample& half = replay->examples[0];
+  EXPECT_EQ(half.image_key, keys::Image("ds", "half"));
+  EXPECT_TRUE(half.example.partial);
+  // The region's 32 px span the grid's 16 cells: row 12 is one grid row, 16 cells known, 6 of
+  // them (x 8..19) class 1; row 2, outside, marks nothing.
+  const model::GridMapping mapping = model::MakeGridMapping(32, 24, kGrid, lower).value();
+  EXPECT_EQ(half.example.known.sum().item<int64_t>(), 16);
+  EXPECT_EQ(half.example.target.sum().item<int64_t>(), 6);
+  auto [gx, gy] = mapping.ToGrid(10, 12);
+  EXPECT_EQ(gy, 6);  // (12 - 8) / 2 + 4 rows of padding above the 32x16 region in its square
+  EXPECT_EQ(half.example.target[gy][gx].item<int64_t>(), 1);
+  EXPECT_TRUE(half.example.known[gy].all().item<bool>());
 }
 
 TEST_F(ContinuousTrainerTest, ReplayCarriesTheMaskServedForAClickedImageWhenItFits) {
