@@ -146,7 +146,7 @@ struct ModelConfig {
   model::ColorMode color = model::ColorMode::kAuto;  // auto | gray | rgb (model/choices.h)
   // Only the image's content goes on the grid (model::ContentRegion: its dark frame is cropped);
   // a model file records it, so a trained model places images as it was trained.
-  bool crop_to_content = false;
+  bool crop_to_content = true;
   int levels = 4;
   int base_channels = 8;      // denoiser width at full resolution
   int encoder_channels = 16;  // image-encoder width at full resolution

@@ -42,6 +42,7 @@ TEST(ModelOptionsTest, ALoadedModelDrawingItsClicksOtherwiseIsNamedInAWarning) {
 
 TEST(ModelOptionsTest, ALoadedModelPlacingItsImagesOtherwiseIsNamedBesideItsClicks) {
   Config config;
+  config.model.crop_to_content = false;  // a model file from before the crop
   model::SegmenterOptions loaded = *SegmenterOptionsFrom(config);
   EXPECT_EQ(ModelFileWarnings(config, loaded, "m.pt"), "");
   config.model.crop_to_content = true;
