@@ -72,6 +72,9 @@ struct StoreConfig {
   bool sync = false;                // fsync every write batch
   std::string compression = "lz4";  // lz4 | zstd | none
   int block_cache_mb = 64;
+  // Every family's memtables together (RocksDB's db_write_buffer_size): writes flush to disk
+  // beyond it. 0: RocksDB's own bound, per family.
+  int write_buffer_mb = 128;
 };
 
 struct ZmqCurveConfig {
@@ -201,6 +204,9 @@ struct TrainerConfig {
   double snapshot_seconds = 60;
   double recent_weight = 4;  // weight of examples whose clicks changed since the last version
   int keep_versions = 10;    // model versions kept in RocksDB (older ones are deleted); 0: all
+  // What the trainer's replay holds in memory (learning/replay.h): beyond it images wait in the
+  // store and take turns. 0: no limit.
+  int replay_budget_mb = 256;
   // Training is tied to supervision: at most this many steps per click or training label received
   // in all, after which the trainer waits for more; 0: no limit. Training on a few clicks without
   // end overfits them (masks shrink to the clicks).
@@ -256,7 +262,10 @@ struct ComputeConfig {
 struct LimitsConfig {
   int64_t max_payload_bytes = 16 << 20;
   int max_image_side = 4096;
-  int max_in_flight = 64;  // events inside the graph before the consumer pauses
+  // Events inside the graph, and their records' bytes in MiB, at either of which the consumer
+  // pauses (it resumes at half of both).
+  int max_in_flight = 1024;
+  int max_in_flight_mb = 64;
   // A click may overtake its image (topics are read independently): it waits until the images
   // topic was read this far past the click's time, or was at its end this long, then goes to the
   // dead-letter topic as a click for an unknown image (nodes/click_intake.h).

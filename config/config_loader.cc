@@ -315,6 +315,9 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "store.block_cache_mb", [](Config & c) -> auto& { return c.store.block_cache_mb; }, 0,
         1 << 20));
+    f.push_back(Integer<int>(
+        "store.write_buffer_mb", [](Config & c) -> auto& { return c.store.write_buffer_mb; }, 0,
+        1 << 20));
     f.push_back(Text(
         "zmq.publish_endpoint", [](Config & c) -> auto& { return c.zmq.publish_endpoint; },
         "tcp://, ipc:// or inproc:// endpoint", EndpointProblem));
@@ -494,6 +497,9 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "trainer.keep_versions", [](Config & c) -> auto& { return c.trainer.keep_versions; }, 0,
         1 << 30));
+    f.push_back(Integer<int>(
+        "trainer.replay_budget_mb", [](Config & c) -> auto& { return c.trainer.replay_budget_mb; },
+        0, 1 << 20));
     f.push_back(Real(
         "trainer.recent_weight", [](Config & c) -> auto& { return c.trainer.recent_weight; }, 1,
         1000));
@@ -550,6 +556,9 @@ const std::vector<FieldSpec>& Fields() {
     f.push_back(Integer<int>(
         "limits.max_in_flight", [](Config & c) -> auto& { return c.limits.max_in_flight; }, 1,
         kIntMax));
+    f.push_back(Integer<int>(
+        "limits.max_in_flight_mb", [](Config & c) -> auto& { return c.limits.max_in_flight_mb; }, 1,
+        1 << 20));
     f.push_back(Integer<int64_t>(
         "limits.pending_click_timeout_ms",
         [](Config & c) -> auto& { return c.limits.pending_click_timeout_ms; }, 0,

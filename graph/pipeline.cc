@@ -33,6 +33,11 @@ using GateNode = flow::multifunction_node<InferRequest, std::tuple<InferRequest>
 using SamplerNode = flow::async_node<InferRequest, SampleSet>;
 using AggregateNode = flow::multifunction_node<SampleSet, std::tuple<v1::MaskResult>>;
 
+// What a record holds in memory, as backpressure counts it.
+uint64_t RecordBytes(const KafkaMessage& m) {
+  return m.topic.size() + m.key.size() + m.value.size();
+}
+
 }  // namespace
 
 // The node bodies (nodes/) and the graph that connects them. Members are declared in dependency
@@ -43,6 +48,8 @@ struct Pipeline::Impl {
       : models(deps.models),
         on_saturation(std::move(deps.on_saturation)),
         max_in_flight(static_cast<uint64_t>(std::max(1, config.limits.max_in_flight))),
+        max_in_flight_bytes(static_cast<uint64_t>(std::max(1, config.limits.max_in_flight_mb))
+                            << 20),
         previews_on(config.sampler.preview_samples > 0),
         images_topic(config.kafka.topics.images),
         outbox(std::move(opened)),
@@ -69,7 +76,7 @@ struct Pipeline::Impl {
                     [this](const Decoded& d, IntakeNode::output_ports_type& ports) {
                       for (const InferRequest& r : intake(d)) std::get<0>(ports).try_put(r);
                       std::get<1>(ports).try_put(flow::continue_msg());
-                      Applied();
+                      Applied(RecordBytes(d.source));
                     }),
         gate_node(graph, flow::unlimited,
                   [this](const InferRequest& r, GateNode::output_ports_type& ports) {
@@ -143,20 +150,25 @@ struct Pipeline::Impl {
     // The sequence number is taken only once the envelope is in the graph: if try_put throws (out
     // of memory), the sequencer must not wait for it forever. The caller hears of the exception
     // (the consumer then stops).
+    const uint64_t bytes =
+        std::holds_alternative<KafkaMessage>(what) ? RecordBytes(std::get<KafkaMessage>(what)) : 0;
     Envelope envelope{next_seq, std::move(what)};
     input.try_put(envelope);
     ++next_seq;
-    if (++in_flight >= max_in_flight && !saturated) {
+    in_flight_bytes += bytes;
+    if ((++in_flight >= max_in_flight || in_flight_bytes >= max_in_flight_bytes) && !saturated) {
       saturated = true;
       if (on_saturation) on_saturation(true);
     }
   }
 
-  // One event is through intake.
-  void Applied() {
+  // One event is through intake; `bytes` its record's (RecordBytes, 0 for a tick).
+  void Applied(uint64_t bytes) {
     {
       std::lock_guard<std::mutex> lock(admit_mu);
-      if (--in_flight <= max_in_flight / 2 && saturated) {
+      in_flight_bytes -= std::min(bytes, in_flight_bytes);
+      if (--in_flight <= max_in_flight / 2 && in_flight_bytes <= max_in_flight_bytes / 2 &&
+          saturated) {
         saturated = false;
         if (on_saturation) on_saturation(false);
       }
@@ -168,6 +180,7 @@ struct Pipeline::Impl {
   const ModelSlot* models;
   std::function<void(bool)> on_saturation;
   const uint64_t max_in_flight;
+  const uint64_t max_in_flight_bytes;
   const bool previews_on;
   const std::string images_topic;
   std::mutex admit_mu;
@@ -176,9 +189,10 @@ struct Pipeline::Impl {
   // when all of them are (0: not all). GUARDED_BY(admit_mu).
   std::map<int32_t, bool> images_at_end;
   int64_t images_at_end_since_ms = 0;
-  uint64_t in_flight = 0;  // GUARDED_BY(admit_mu)
-  bool saturated = false;  // GUARDED_BY(admit_mu)
-  std::mutex intake_mu;    // with intake_cv: WaitForIntake
+  uint64_t in_flight = 0;        // GUARDED_BY(admit_mu)
+  uint64_t in_flight_bytes = 0;  // GUARDED_BY(admit_mu): their records' (RecordBytes)
+  bool saturated = false;        // GUARDED_BY(admit_mu)
+  std::mutex intake_mu;          // with intake_cv: WaitForIntake
   std::condition_variable intake_cv;
   std::atomic<uint64_t> admitted{0}, masks{0}, previews{0}, evaluated{0}, cache_hits{0},
       aggregate_errors{0};
@@ -298,6 +312,7 @@ PipelineCounters Pipeline::counters() const {
   {
     std::lock_guard<std::mutex> lock(impl_->admit_mu);
     c.in_flight = impl_->in_flight;
+    c.in_flight_bytes = impl_->in_flight_bytes;
   }
   c.infer_waiting = impl_->gate.waiting();
   return c;

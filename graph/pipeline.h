@@ -12,8 +12,9 @@
 // is serial because it reads-then-writes the store and must store offsets in order (the sequencer
 // restores the order the parallel stages lose); publishing is serial so an image's masks reach the
 // cache and subscribers in the order they finish. Backpressure: events admitted but not through
-// intake are counted; at limits.max_in_flight `on_saturation(true)` asks the consumer to pause, and
-// at half of it `on_saturation(false)` to resume.
+// intake are counted, with their records' bytes; at limits.max_in_flight events or
+// limits.max_in_flight_mb MiB `on_saturation(true)` asks the consumer to pause, and at half of both
+// `on_saturation(false)` to resume.
 #pragma once
 
 #include <functional>
@@ -42,9 +43,10 @@ struct PipelineDeps {
   // that image's records (the image, a click or a label; also one still waiting for its image):
   // the continuous trainer reads them again (ContinuousTrainer::Touch). Must not block.
   std::function<void(const std::string& image_key)> on_stored;
-  // Optional. Called with true when the events in flight reach limits.max_in_flight and false when
-  // they are back to half of it, in decision order, under an internal lock: it must not block or
-  // call back into the Pipeline (KafkaConsumer::Pause/Resume only set a flag).
+  // Optional. Called with true when the events in flight reach limits.max_in_flight or their bytes
+  // limits.max_in_flight_mb, and false when both are back to half, in decision order, under an
+  // internal lock: it must not block or call back into the Pipeline (KafkaConsumer::Pause/Resume
+  // only set a flag).
   std::function<void(bool saturated)> on_saturation;
   // Optional. Called from the publish stage with an image's key after a final mask drawn with
   // clicks became its current mask (ContinuousTrainer::TouchMask). Must not block; it may run
@@ -63,7 +65,8 @@ struct PipelineCounters {
   uint64_t evaluated = 0;  // published masks scored against an evaluation label
   uint64_t cache_hits = 0;
   uint64_t sample_errors = 0;
-  uint64_t in_flight = 0;  // admitted, not through intake
+  uint64_t in_flight = 0;        // admitted, not through intake
+  uint64_t in_flight_bytes = 0;  // their records' bytes (topic, key and value)
   uint64_t infer_waiting = 0;
 };
 

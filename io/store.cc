@@ -238,6 +238,10 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreConfig& config) {
     return InvalidArgument("store.block_cache_mb: must be >= 0, got " +
                            std::to_string(config.block_cache_mb));
   }
+  if (config.write_buffer_mb < 0) {
+    return InvalidArgument("store.write_buffer_mb: must be >= 0, got " +
+                           std::to_string(config.write_buffer_mb));
+  }
   Result<rocksdb::CompressionType> compression = ParseCompression(config.compression);
   if (!compression.ok()) return compression.status();
 
@@ -289,6 +293,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreConfig& config) {
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
+  // Every family's memtables together: a flood of writes flushes instead of growing memory.
+  db_options.db_write_buffer_size = static_cast<size_t>(config.write_buffer_mb) << 20;
 
   auto impl = std::make_unique<Impl>();
   impl->config = config;

@@ -43,7 +43,8 @@ ContinuousTrainer::ContinuousTrainer(ContinuousTrainerDeps deps, model::Segmente
       teacher_(options_.teacher, options_.teacher_memory_budget_mb, deps.store),
       gate_(GateOptionsFrom(options_.trainer)),
       replay_cache_(segmenter_.options().resolution, segmenter_.options().num_classes,
-                    segmenter_.options().unet.image_channels),
+                    segmenter_.options().unet.image_channels,
+                    static_cast<uint64_t>(std::max(0, options_.trainer.replay_budget_mb)) << 20),
       snapshot_time_(std::chrono::steady_clock::now()) {
   counters_.version = start_version;
   counters_.steps = options_.start_steps;
@@ -135,6 +136,12 @@ void ContinuousTrainer::Idle() {
 // Reads the supervision again and weights it: examples whose supervision changed since the last
 // snapshot are repeated `recent_weight` times (rounded; at least once), so they are drawn more.
 Status ContinuousTrainer::Reload() {
+  // The last replay goes first: the images it held that wait now are freed before the next one is
+  // read, so the replay stays within its budget.
+  replay_ = Replay();
+  data_.clear();
+  twin_data_.clear();
+  trained_examples_ = 0;
   Result<Replay> replay = replay_cache_.Refresh(*deps_.store, teacher_.has_twin());
   if (!replay.ok()) return replay.status().WithContext("trainer replay");
   replay_ = std::move(replay).value();
@@ -238,7 +245,8 @@ Status ContinuousTrainer::Round() {
     replay_time_.reset();
     return Status::Ok();
   }
-  snapshotted_revisions_.clear();
+  // Images waiting in the store over the replay's budget keep theirs: back at their turn, they are
+  // not new.
   for (const ReplayExample& e : replay_.examples) snapshotted_revisions_[e.image_key] = e.revision;
   replay_time_.reset();  // re-weight: what the new version learnt is no longer new
   return teacher_.Round(

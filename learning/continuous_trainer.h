@@ -159,7 +159,9 @@ class ContinuousTrainer {
   uint64_t refused_since_ = 0;    // snapshots refused since the last version; trainer thread only
   int64_t retry_credit_ = 0;      // steps added to the budget by refusals; trainer thread only
 
-  std::map<std::string, uint64_t> snapshotted_revisions_;  // trainer thread only
+  // Each supervised image's revision at the last snapshot it was held for (a key and a number for
+  // every one: those waiting over the replay's budget keep theirs). Trainer thread only.
+  std::map<std::string, uint64_t> snapshotted_revisions_;
   ReplayCache replay_cache_;                  // Touch*: any thread; Refresh: trainer thread only
   Replay replay_;                             // trainer thread only
   std::vector<model::TrainingExample> data_;  // trainer thread only: weighted replay

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <tuple>
 #include <vector>
 
 #include "base/clock.h"
@@ -14,6 +15,9 @@
 
 namespace clickdiff {
 namespace {
+
+// Touched images read between two checks of the replay's budget (ReplayCache::LetWait).
+constexpr size_t kTouchedBetweenChecks = 16;
 
 // An image's training label on the grid: the last one in key order (label id) of its full masks,
 // else of its partial ones (scribbles; kUnknownClass on their unmarked cells); an undefined grid
@@ -211,8 +215,58 @@ Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_cl
   return ReplayCache(resolution, num_classes, image_channels).Refresh(store, twin_labels);
 }
 
-ReplayCache::ReplayCache(int64_t resolution, int64_t num_classes, int64_t image_channels)
-    : resolution_(resolution), num_classes_(num_classes), image_channels_(image_channels) {}
+ReplayCache::ReplayCache(int64_t resolution, int64_t num_classes, int64_t image_channels,
+                         uint64_t budget_bytes)
+    : resolution_(resolution),
+      num_classes_(num_classes),
+      image_channels_(image_channels),
+      budget_bytes_(budget_bytes) {}
+
+uint64_t ReplayCache::Bytes(const std::string& image_key, const Entry& entry) {
+  auto size = [](const torch::Tensor& t) -> uint64_t { return t.defined() ? t.nbytes() : 0; };
+  uint64_t bytes = sizeof(Entry) + (2 * image_key.size());  // the key twice: the entry's and map's
+  // The image's grid is shared by its examples: counted once.
+  auto labels = [&](const model::TrainingExample& x) { bytes += size(x.target) + size(x.known); };
+  if (entry.example) {
+    bytes += size(entry.example->example.image);
+    labels(entry.example->example);
+    if (entry.example->served) labels(*entry.example->served);
+  }
+  if (entry.unsupervised) {
+    bytes += size(entry.unsupervised->grid);
+    for (const auto* pseudo : {&entry.unsupervised->for_student, &entry.unsupervised->for_twin}) {
+      if (pseudo->has_value()) labels((*pseudo)->example);
+    }
+  }
+  return bytes;
+}
+
+void ReplayCache::Hold(const std::string& image_key, Entry entry, bool or_wait) {
+  entry.bytes = Bytes(image_key, entry);
+  entry.held_since = refreshes_;
+  if (or_wait && budget_bytes_ > 0 && !entries_.empty() &&
+      held_bytes_ + entry.bytes > budget_bytes_) {
+    waiting_[image_key] = Waiting{entry.clicks, entry.labels};
+    waiting_clicks_ += entry.clicks;
+    waiting_labels_ += entry.labels;
+    return;
+  }
+  held_bytes_ += entry.bytes;
+  peak_bytes_ = std::max(peak_bytes_, held_bytes_);
+  entries_.insert_or_assign(image_key, std::move(entry));
+}
+
+void ReplayCache::Forget(const std::string& image_key) {
+  if (auto held = entries_.find(image_key); held != entries_.end()) {
+    held_bytes_ -= held->second.bytes;
+    entries_.erase(held);
+  }
+  if (auto waits = waiting_.find(image_key); waits != waiting_.end()) {
+    waiting_clicks_ -= waits->second.clicks;
+    waiting_labels_ -= waits->second.labels;
+    waiting_.erase(waits);
+  }
+}
 
 void ReplayCache::Touch(const std::string& image_key) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -330,6 +384,9 @@ void ReplayCache::LeaveOut(const std::string& image_key, const Status& why,
 
 Status ReplayCache::ReadAll(const Store& store, bool twin_labels) {
   entries_.clear();
+  waiting_.clear();
+  held_bytes_ = waiting_clicks_ = waiting_labels_ = 0;
+  turn_.clear();
   std::map<std::string, std::string> unreadable;
   Status failed = Status::Ok();
   Status scanned =
@@ -345,7 +402,7 @@ Status ReplayCache::ReadAll(const Store& store, bool twin_labels) {
           LeaveOut(image_key, entry.status(), unreadable);
           return true;
         }
-        if (entry->has_value()) entries_.emplace(image_key, std::move(**entry));
+        if (entry->has_value()) Hold(image_key, std::move(**entry), /*or_wait=*/true);
         return true;
       });
   CLICKDIFF_RETURN_IF_ERROR(scanned);
@@ -363,29 +420,83 @@ Status ReplayCache::ReadTouched(const Store& store, bool twin_labels) {
   }
   // A new served mask alone: only that record is read again (every clicked image gets one per
   // model version).
+  // A waiting image's mask is read with the rest of it at its turn.
   for (const std::string& image_key : mask_touched) {
     auto entry = entries_.find(image_key);
     if (touched.count(image_key) > 0 || entry == entries_.end()) continue;
     CLICKDIFF_RETURN_IF_ERROR(ReadServed(store, image_key, entry->second));
+    held_bytes_ -= entry->second.bytes;
+    entry->second.bytes = Bytes(image_key, entry->second);
+    held_bytes_ += entry->second.bytes;
+    peak_bytes_ = std::max(peak_bytes_, held_bytes_);
   }
   std::map<std::string, std::string> unreadable = unreadable_;
+  size_t read = 0;
   for (const std::string& image_key : touched) {
-    entries_.erase(image_key);
-    unreadable.erase(image_key);
-    Result<std::optional<std::string>> value = store.Get(Family::kImages, image_key);
-    if (!value.ok()) return value.status();
-    if (!value->has_value()) continue;  // a click or label still waiting for its image
-    Result<std::optional<Entry>> entry = Read(store, image_key, **value, twin_labels);
-    ++last_read_;
-    if (!entry.ok()) {
-      if (!RecordProblem(entry.status())) return entry.status();
-      LeaveOut(image_key, entry.status(), unreadable);
-      continue;
-    }
-    if (entry->has_value()) entries_.emplace(image_key, std::move(**entry));
+    CLICKDIFF_RETURN_IF_ERROR(ReadAgain(store, image_key, twin_labels, unreadable));
+    if (auto held = entries_.find(image_key); held != entries_.end()) held->second.touched = true;
+    // A flood touches thousands of images between two reloads: the budget holds while they are
+    // read, not only after.
+    if (++read % kTouchedBetweenChecks == 0) LetWait();
   }
+  CLICKDIFF_RETURN_IF_ERROR(TakeTurns(store, twin_labels, unreadable));
   unreadable_.swap(unreadable);
   return Status::Ok();
+}
+
+Status ReplayCache::ReadAgain(const Store& store, const std::string& image_key, bool twin_labels,
+                              std::map<std::string, std::string>& unreadable) {
+  Forget(image_key);
+  unreadable.erase(image_key);
+  Result<std::optional<std::string>> value = store.Get(Family::kImages, image_key);
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return Status::Ok();  // a click or label still waiting for its image
+  Result<std::optional<Entry>> entry = Read(store, image_key, **value, twin_labels);
+  ++last_read_;
+  if (!entry.ok()) {
+    if (!RecordProblem(entry.status())) return entry.status();
+    LeaveOut(image_key, entry.status(), unreadable);
+    return Status::Ok();
+  }
+  if (entry->has_value()) Hold(image_key, std::move(**entry), /*or_wait=*/false);
+  return Status::Ok();
+}
+
+Status ReplayCache::TakeTurns(const Store& store, bool twin_labels,
+                              std::map<std::string, std::string>& unreadable) {
+  if (budget_bytes_ == 0) return Status::Ok();
+  // The next waiting images, after the last one read back (in key order, wrapping around).
+  const size_t turns = std::min(waiting_.size(), std::max<size_t>(8, entries_.size() / 8));
+  std::vector<std::string> next;
+  for (auto it = waiting_.upper_bound(turn_); next.size() < turns; ++it) {
+    if (it == waiting_.end()) it = waiting_.begin();
+    next.push_back(it->first);
+  }
+  for (const std::string& image_key : next) {
+    CLICKDIFF_RETURN_IF_ERROR(ReadAgain(store, image_key, twin_labels, unreadable));
+    turn_ = image_key;
+  }
+  LetWait();
+  return Status::Ok();
+}
+
+void ReplayCache::LetWait() {
+  if (budget_bytes_ == 0 || held_bytes_ <= budget_bytes_) return;
+  // Over the budget: those held longest wait; of those read by one Refresh, the touched last.
+  std::vector<std::tuple<uint64_t, bool, std::string>> order;
+  order.reserve(entries_.size());
+  for (const auto& [key, entry] : entries_)
+    order.emplace_back(entry.held_since, entry.touched, key);
+  std::sort(order.begin(), order.end());
+  for (const auto& [since, touched, key] : order) {
+    if (held_bytes_ <= budget_bytes_ || entries_.size() <= 1) break;
+    const Entry& entry = entries_.at(key);
+    const Waiting waits{entry.clicks, entry.labels};
+    Forget(key);
+    waiting_[key] = waits;
+    waiting_clicks_ += waits.clicks;
+    waiting_labels_ += waits.labels;
+  }
 }
 
 Result<Replay> ReplayCache::Refresh(const Store& store, bool twin_labels) {
@@ -401,17 +512,36 @@ Result<Replay> ReplayCache::Refresh(const Store& store, bool twin_labels) {
     }
   }
   last_read_ = 0;
+  peak_bytes_ = held_bytes_;
+  ++refreshes_;
   Status read = full ? ReadAll(store, twin_labels) : ReadTouched(store, twin_labels);
   if (!read.ok()) {
     Invalidate();
     twin_labels_.reset();
     entries_.clear();
+    waiting_.clear();
+    held_bytes_ = waiting_clicks_ = waiting_labels_ = 0;
     unreadable_.clear();
     return read;
   }
   twin_labels_ = twin_labels;
+  if (waiting_.empty() != !said_waiting_) {
+    said_waiting_ = !waiting_.empty();
+    if (said_waiting_) {
+      spdlog::info(
+          "replay: {} images held in memory ({:.0f} MiB, trainer.replay_budget_mb {}), {} more "
+          "waiting in the store to take turns",
+          entries_.size(), static_cast<double>(held_bytes_) / (1 << 20), budget_bytes_ >> 20,
+          waiting_.size());
+    } else {
+      spdlog::info("replay: every image held in memory again ({})", entries_.size());
+    }
+  }
   Replay replay;
   replay.unreadable = unreadable_.size();
+  replay.waiting = waiting_.size();
+  replay.clicks = waiting_clicks_;
+  replay.labels = waiting_labels_;
   for (const auto& [key, entry] : entries_) {
     replay.clicks += entry.clicks;
     replay.labels += entry.labels;

@@ -70,6 +70,10 @@ struct Replay {
   // Stored images left out because their records are unusable (kDataLoss or kInvalidArgument
   // from reading them: corrupt, truncated, non-finite grid, clicks or masks that do not fit).
   uint64_t unreadable = 0;
+  // Usable images not in `examples` or `unsupervised` because the replay's memory budget is
+  // spent (ReplayCache): they wait in the store for their turn. Their clicks and labels are in
+  // `clicks` and `labels`.
+  uint64_t waiting = 0;
 };
 
 // The model's input for a stored image: its grid as a [channels,R,R] tensor of its own, gray or
@@ -114,10 +118,19 @@ Result<Replay> LoadReplay(const Store& store, int64_t resolution, int64_t num_cl
 // what is stored: the first Refresh reads every image (as LoadReplay), later ones read again only
 // the images touched since (whoever writes an image's record, clicks, labels, pseudo-labels or a
 // clicked image's final mask touches its key after the write). The replay it returns equals
-// LoadReplay's on the same store as long as every write was touched.
+// LoadReplay's on the same store as long as every write was touched and the images fit the budget.
+//
+// Memory: with `budget_bytes` > 0 the images' tensors held stay within it (1M stored images must
+// not need 1M grids in memory). The rest wait, their keys and click and label counts alone in
+// memory: each Refresh reads back the next eighth as many as it holds (8 at least; in key order,
+// wrapping around) and lets go of those held longest (of those read by one Refresh, the touched
+// last), so every image takes its turn and stays about eight Refreshes; a touched image is read at
+// once, checking the budget every 16 read. Everything within the budget, the replay is the whole
+// store.
 class ReplayCache {
  public:
-  ReplayCache(int64_t resolution, int64_t num_classes, int64_t image_channels);
+  ReplayCache(int64_t resolution, int64_t num_classes, int64_t image_channels,
+              uint64_t budget_bytes = 0);
 
   // Thread-safe. The image's records changed: the next Refresh reads them again.
   void Touch(const std::string& image_key);
@@ -131,8 +144,11 @@ class ReplayCache {
   // Not thread-safe against itself. Errors: those of LoadReplay.
   Result<Replay> Refresh(const Store& store, bool twin_labels = false);
 
-  // Images read by the last Refresh (for tests and benchmarks).
+  // Images read by the last Refresh, the bytes of the tensors held, and the most held during the
+  // last Refresh (for tests and benchmarks; Refresh's thread only).
   uint64_t last_read() const { return last_read_; }
+  uint64_t held_bytes() const { return held_bytes_; }
+  uint64_t peak_held_bytes() const { return peak_bytes_; }
 
  private:
   // One image's part of the replay: a training example, or an unsupervised image.
@@ -142,13 +158,35 @@ class ReplayCache {
     uint64_t clicks = 0;
     uint64_t labels = 0;
     model::GridMapping mapping;  // where the image sits on the grid
+    uint64_t bytes = 0;          // of its tensors (Bytes), while held
+    uint64_t held_since = 0;     // the Refresh that read it
+    bool touched = false;        // read because it was touched (not at the full read or its turn)
   };
+  // An image that waits in the store (over the budget): what the replay's totals need of it.
+  struct Waiting {
+    uint64_t clicks = 0;
+    uint64_t labels = 0;
+  };
+  static uint64_t Bytes(const std::string& image_key, const Entry& entry);
   // The entry's served example (ReplayExample::served) from the image's stored mask now.
   Status ReadServed(const Store& store, const std::string& image_key, Entry& entry) const;
   Result<std::optional<Entry>> Read(const Store& store, const std::string& image_key,
                                     std::string_view stored_image, bool twin_labels) const;
   Status ReadAll(const Store& store, bool twin_labels);
   Status ReadTouched(const Store& store, bool twin_labels);
+  // Reads one image's records again (touched, or its turn): held, or gone from the replay when it
+  // no longer belongs there (no image yet, another grid, unreadable).
+  Status ReadAgain(const Store& store, const std::string& image_key, bool twin_labels,
+                   std::map<std::string, std::string>& unreadable);
+  // Holds `entry`, or lets it wait when the budget is spent (the full read's images past it).
+  void Hold(const std::string& image_key, Entry entry, bool or_wait);
+  void Forget(const std::string& image_key);  // neither held nor waiting
+  // Over the budget: the next waiting images in, those held longest out (LetWait).
+  Status TakeTurns(const Store& store, bool twin_labels,
+                   std::map<std::string, std::string>& unreadable);
+  // Over the budget, those held longest wait until it holds (of those read by one Refresh, the
+  // touched last).
+  void LetWait();
 
   int64_t resolution_;
   int64_t num_classes_;
@@ -157,9 +195,17 @@ class ReplayCache {
   void LeaveOut(const std::string& image_key, const Status& why,
                 std::map<std::string, std::string>& unreadable) const;
 
-  std::map<std::string, Entry> entries_;           // by image key; Refresh only
+  uint64_t budget_bytes_;                          // 0: no limit
+  std::map<std::string, Entry> entries_;           // held, by image key; Refresh only
+  std::map<std::string, Waiting> waiting_;         // over the budget, by image key; Refresh only
   std::map<std::string, std::string> unreadable_;  // image key -> why it is left out; Refresh only
-  std::optional<bool> twin_labels_;                // of the entries; none: read everything next
+  uint64_t held_bytes_ = 0;                        // Entry::bytes of entries_; Refresh only
+  uint64_t peak_bytes_ = 0;                        // of held_bytes_ in the last Refresh
+  uint64_t waiting_clicks_ = 0, waiting_labels_ = 0;  // of waiting_; Refresh only
+  std::string turn_;                 // the last waiting image read back; Refresh only
+  uint64_t refreshes_ = 0;           // Refresh only
+  bool said_waiting_ = false;        // Refresh only
+  std::optional<bool> twin_labels_;  // of the entries; none: read everything next
   uint64_t last_read_ = 0;
   std::mutex mu_;
   std::set<std::string> touched_;       // GUARDED_BY(mu_)

@@ -2,11 +2,20 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
+
 #include "base/clock.h"
 #include "base/guard.h"
 #include "io/keys.h"
 
 namespace clickdiff {
+namespace {
+
+// The longest wait between two expiry scans, however long one takes.
+constexpr std::chrono::seconds kLongestExpiryGap{10};
+
+}  // namespace
 
 IntakeStage::IntakeStage(Store* store, KafkaProducer* producer, Outbox* outbox,
                          const KafkaTopics& topics, const LimitsConfig& limits, StoredCounts stored,
@@ -48,8 +57,13 @@ Result<std::vector<InferRequest>> IntakeStage::Apply(const Decoded& d) {
   CLICKDIFF_RETURN_IF_ERROR(d.failure);  // halts: the record is read again after a restart
   if (const auto* tick = std::get_if<Tick>(&d.event)) {
     click_intake_.ImagesAtEnd(tick->images_at_end_since_ms);
-    Result<size_t> expired = click_intake_.ExpirePending(NowMs());
-    if (!expired.ok()) return expired.status();
+    if (const auto start = std::chrono::steady_clock::now(); start >= next_expiry_) {
+      Result<size_t> expired = click_intake_.ExpirePending(NowMs());
+      if (!expired.ok()) return expired.status();
+      const auto end = std::chrono::steady_clock::now();
+      next_expiry_ =
+          end + std::min<std::chrono::steady_clock::duration>(9 * (end - start), kLongestExpiryGap);
+    }
     // Deliveries acknowledged since, and letters a failure or an earlier run left, go out.
     CLICKDIFF_RETURN_IF_ERROR(dead_letters_.Pump());
     return std::vector<InferRequest>();

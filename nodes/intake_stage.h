@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -75,6 +76,10 @@ class IntakeStage {
   LabelIntake label_intake_;
   OnStored on_stored_;
   std::atomic<bool> halted_{false};
+  // Ticks expire pending clicks by scanning every one; with many waiting (a backlog whose clicks
+  // outran their images) the scans are spaced so that they take at most a tenth of intake's time
+  // (10 s apart at most). Apply only (serial).
+  std::chrono::steady_clock::time_point next_expiry_;
   mutable std::mutex mu_;
   IntakeCounters counters_;  // GUARDED_BY(mu_), but dead_letters (the sink's own count)
   Status failure_;           // GUARDED_BY(mu_): the first failure

@@ -20,6 +20,9 @@
 namespace clickdiff {
 namespace {
 
+// How long a full local queue may stay full before a send fails.
+constexpr std::chrono::seconds kLongestFullQueue{60};
+
 struct ProduceArgs {
   ConfigOptions config;
   std::string images;
@@ -58,7 +61,23 @@ struct Sender {
 
   Status Send(const std::string& topic, const std::string& key, const std::string& value,
               const std::string& where) {
-    CLICKDIFF_RETURN_IF_ERROR(producer->Produce(topic, key, value).WithContext(where));
+    // Sending as fast as it can, the producer outruns the broker: its local queue fills, and the
+    // poll thread's deliveries make room again (or fail records past message.timeout.ms). A queue
+    // that stays full (a broker taking nothing, a record larger than the whole queue) is an error.
+    Status sent = producer->Produce(topic, key, value);
+    const auto deadline = std::chrono::steady_clock::now() + kLongestFullQueue;
+    while (sent.code() == StatusCode::kResourceExhausted &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      sent = producer->Produce(topic, key, value);
+    }
+    if (sent.code() == StatusCode::kResourceExhausted) {
+      sent = ResourceExhausted("the producer's local queue stayed full for " +
+                               std::to_string(kLongestFullQueue.count()) +
+                               " s: the broker takes nothing, or a record is larger than "
+                               "queue.buffering.max.kbytes");
+    }
+    CLICKDIFF_RETURN_IF_ERROR(sent.WithContext(where));
     pacer.Next();
     return Status::Ok();
   }

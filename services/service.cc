@@ -334,8 +334,11 @@ Status Service::ContinueMaskSequence() {
 
 void Service::Report() const {
   PipelineCounters c = pipeline_->counters();
-  spdlog::info("events {} (duplicates {}, dead letters {}), masks {} ({} previews), in flight {}",
-               c.admitted, c.duplicates, c.dead_letters, c.masks, c.previews, c.in_flight);
+  spdlog::info(
+      "events {} (duplicates {}, dead letters {}), masks {} ({} previews), in flight {} ({:.1f} "
+      "MiB)",
+      c.admitted, c.duplicates, c.dead_letters, c.masks, c.previews, c.in_flight,
+      static_cast<double>(c.in_flight_bytes) / (1 << 20));
   if (!trainer_) return;
   TrainerCounters tc = trainer_->counters();
   Status trouble = trainer_->failure();

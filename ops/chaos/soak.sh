@@ -70,21 +70,11 @@ echo "soak: $images images (+ a click and a label each), $bad bad events, $kills
 # The broker outlives every run of the service, as a real cluster would. Four partitions a topic:
 # the mock broker keeps about 5 MB a partition and deletes older records (the check says if it
 # did), and a key's image, click and label share a partition number, as in production.
-: >"$out/broker.log"
 broker_args=(--partitions 4 --brokers "$brokers")
 [[ -n $faults ]] && broker_args+=(--faults "$faults")
 broker_start=$(date +%s.%N)  # the plan's clock
-"$CLI" broker "${broker_args[@]}" >>"$out/broker.log" 2>&1 &
-broker=$!
-track_pid "$broker" broker
-bootstrap=
-for _ in $(seq 200); do
-  bootstrap=$(grep -m1 -oE '^127\.0\.0\.1:[0-9]+(,127\.0\.0\.1:[0-9]+)*' "$out/broker.log" || true)
-  [[ -n $bootstrap ]] && break
-  kill -0 "$broker" 2>/dev/null || { cat "$out/broker.log"; die "the broker did not start"; }
-  sleep 0.1
-done
-[[ -n $bootstrap ]] || die "the broker printed no address within 20 s ($out/broker.log)"
+start_broker "$out/broker.log" "${broker_args[@]}"
+bootstrap=$BOOTSTRAP
 
 # A small model, so that the stream (every image gets a mask, and a new one for each click) goes
 # through in minutes on 2 cores; training stays on, with the shipped version cadence.

@@ -35,6 +35,11 @@
 #                            DIR/test/images from DIR/test/clicks.jsonl ($CLI infer INFER_ARG...)
 #                            and writes its scores against DIR/test/truth beside it (.scores.json);
 #                            skipped where the scores are newer than the checkpoint. Needs CLI.
+# start_broker LOG ARG...    starts `$CLI broker ARG...` in the background (registered with
+#                            track_pid), its output in LOG (made anew), and waits up to 20 s for
+#                            the address it prints: sets BROKER (its process id) and BOOTSTRAP
+#                            (host:port[,host:port...]); prints LOG and exits 1 if it dies first.
+#                            Needs CLI.
 # link_every DIR EVERY DEST  links every EVERY-th image of DIR/images (sorted) and its mask
 #                            DIR/truth/<name> into DEST/images and DEST/truth (DEST made anew).
 
@@ -94,6 +99,23 @@ build_cli() {
   cmake --preset "$1" >/dev/null
   cmake --build --preset "$1" --target clickdiff >/dev/null
   CLI=build/$1/services/clickdiff
+}
+
+start_broker() {
+  local log=$1
+  shift
+  : >"$log"
+  "$CLI" broker "$@" >>"$log" 2>&1 &
+  BROKER=$!
+  track_pid "$BROKER" broker
+  BOOTSTRAP=
+  for _ in $(seq 200); do
+    BOOTSTRAP=$(grep -m1 -oE '^127\.0\.0\.1:[0-9]+(,127\.0\.0\.1:[0-9]+)*' "$log" || true)
+    [[ -n $BOOTSTRAP ]] && return 0
+    kill -0 "$BROKER" 2>/dev/null || { cat "$log"; die "the broker did not start"; }
+    sleep 0.1
+  done
+  die "the broker printed no address within 20 s ($log)"
 }
 
 # link_every DIR EVERY DEST: links every EVERY-th image of DIR/images (sorted) and its truth mask

@@ -147,6 +147,38 @@ TEST_F(PipelineTest, SaturationPausesThenResumesAndEveryEventIsApplied) {
   EXPECT_EQ(store_->GetOffset("images", 0).value(), kImages);
 }
 
+TEST_F(PipelineTest, TheRecordsBytesInFlightPauseTheConsumerBeforeTheirCount) {
+  // Ten records of 600 KiB each pass 1 MiB many times over (unless each were through intake before
+  // the next was admitted); their count (10) is far under the limit.
+  config_.limits.max_in_flight = 1000;
+  config_.limits.max_in_flight_mb = 1;
+  MakePipeline();
+  const std::string big(600 << 10, 'x');  // not an image: each goes to the dead-letter topic
+  for (int i = 0; i < 10; ++i) pipeline_->Admit(Record("images", big, i));
+  pipeline_->WaitForIntake();
+  size_t paused = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    paused = saturation_.size();
+    ASSERT_GE(paused, 2u) << "6 MiB admitted under a 1 MiB limit never paused the consumer";
+    EXPECT_TRUE(saturation_.front());
+    EXPECT_FALSE(saturation_.back());  // resumed once intake caught up
+    for (size_t i = 1; i < paused; ++i) EXPECT_NE(saturation_[i], saturation_[i - 1]);
+  }
+  EXPECT_EQ(pipeline_->counters().in_flight, 0u);
+  EXPECT_EQ(pipeline_->counters().in_flight_bytes, 0u);
+  EXPECT_EQ(pipeline_->counters().applied, 10u);
+
+  // Small records under both limits never pause it.
+  for (int i = 3; i < 23; ++i) {
+    pipeline_->Admit(
+        Record("images", PngImageEvent("s" + std::to_string(i)).SerializeAsString(), i));
+  }
+  pipeline_->WaitForIntake();
+  std::lock_guard<std::mutex> lock(mu_);
+  EXPECT_EQ(saturation_.size(), paused);
+}
+
 TEST_F(PipelineTest, MasksCarryTheServedModelVersionAndAreCached) {
   MakePipeline();
   pipeline_->Admit(Record("images", PngImageEvent("a").SerializeAsString(), 0));

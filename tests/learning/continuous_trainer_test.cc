@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -441,6 +443,68 @@ TEST_F(ContinuousTrainerTest, ReplayCacheReadsAgainOnlyWhatWasTouchedAndMatchesA
   ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
   EXPECT_EQ(Describe(*repaired), full());
   EXPECT_EQ(repaired->unreadable, 1u);
+}
+
+TEST_F(ContinuousTrainerTest, AReplayOverItsBudgetHoldsPartAndEveryImageTakesItsTurn) {
+  constexpr int kClicked = 40, kBare = 10, kImages = kClicked + kBare;
+  auto key = [](int i) { return keys::Image("ds", "i" + std::to_string(100 + i)); };
+  for (int i = 0; i < kImages; ++i) {
+    StoreImage("i" + std::to_string(100 + i));
+    if (i < kClicked) StoreClick("i" + std::to_string(100 + i), "c", 2 + (i % 12), 3);
+  }
+  constexpr uint64_t kBudget = 48 << 10;  // about 8 clicked images at 16 x 16 with 3 channels
+  ReplayCache cache(kGrid, 2, kChannels, kBudget);
+  size_t most_held = 0, last_held = 0;
+  uint64_t clicks = kClicked;
+  // Every image (clicked or not) that was in one of `refreshes` replays.
+  auto turns = [&](int refreshes) {
+    std::set<std::string> seen;
+    for (int refresh = 0; refresh < refreshes; ++refresh) {
+      Result<Replay> replay = cache.Refresh(*store_);
+      EXPECT_TRUE(replay.ok()) << replay.status().ToString();
+      if (!replay.ok()) break;
+      const size_t held = replay->examples.size() + replay->unsupervised.size();
+      EXPECT_GT(held, 0u);
+      EXPECT_EQ(held + replay->waiting, static_cast<size_t>(kImages));
+      EXPECT_EQ(replay->clicks, clicks) << "waiting images' clicks count";
+      EXPECT_LE(cache.held_bytes(), kBudget);
+      most_held = std::max(most_held, held);
+      last_held = held;
+      for (const ReplayExample& e : replay->examples) seen.insert(e.image_key);
+      for (const UnsupervisedImage& u : replay->unsupervised) seen.insert(u.image_key);
+    }
+    return seen;
+  };
+  EXPECT_EQ(turns(40).size(), static_cast<size_t>(kImages)) << "some image never had a turn";
+  EXPECT_LT(most_held, static_cast<size_t>(kClicked)) << "the budget held everything";
+
+  // Every image touched at once (a flood between two reloads): the budget holds while they are
+  // read, give or take the 16 read between two checks; then they take turns as before.
+  const uint64_t entry_bytes = cache.held_bytes() / last_held + 1;
+  for (int i = 0; i < kImages; ++i) cache.Touch(key(i));
+  ASSERT_TRUE(cache.Refresh(*store_).ok());
+  EXPECT_EQ(cache.last_read(), static_cast<uint64_t>(kImages) + 8);  // and 8 turns
+  EXPECT_LE(cache.peak_held_bytes(), kBudget + (17 * entry_bytes));
+  EXPECT_LE(cache.held_bytes(), kBudget);
+  EXPECT_EQ(turns(40).size(), static_cast<size_t>(kImages)) << "turns stopped after the flood";
+
+  // A new click on a waiting image is read at once, and counted.
+  StoreClick("i145", "c", 5, 5);  // one of the unclicked ones
+  cache.Touch(key(45));
+  clicks = kClicked + 1;
+  Result<Replay> replay = cache.Refresh(*store_);
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  EXPECT_EQ(replay->clicks, clicks);
+  EXPECT_TRUE(std::any_of(replay->examples.begin(), replay->examples.end(),
+                          [&](const ReplayExample& e) { return e.image_key == key(45); }));
+  EXPECT_EQ(turns(40).size(), static_cast<size_t>(kImages));
+
+  // Unlimited, the same store is one replay of everything, as a full read.
+  ReplayCache unlimited(kGrid, 2, kChannels);
+  Result<Replay> all = unlimited.Refresh(*store_);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(all->waiting, 0u);
+  EXPECT_EQ(Describe(*all), Describe(LoadReplay(*store_, kGrid, 2, kChannels).value()));
 }
 
 TEST_F(ContinuousTrainerTest, GateRefusesSnapshotsThatDoWorseOnTheHeldOutImages) {

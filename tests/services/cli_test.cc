@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "io/embedded_broker.h"
 #include "tests/services/run_cli.h"
 
 namespace clickdiff {
@@ -56,6 +57,22 @@ TEST(CliTest, StatsAndSubscribeWithoutARunningServiceNameTheRuntimeFile) {
   CliRun nothing = Cli({"produce", "--set", store, "--bootstrap", "127.0.0.1:1"});
   EXPECT_EQ(nothing.code, 1);
   EXPECT_THAT(nothing.err, HasSubstr("nothing to send"));
+}
+
+TEST(CliTest, ProduceWaitsForRoomWhenItOutrunsTheBroker) {
+  // A local queue of 5 records and 400 clicks sent as fast as it can: each full queue is waited
+  // out (the flood found `produce` failing at its first), nothing is dropped.
+  std::unique_ptr<EmbeddedBroker> broker = EmbeddedBroker::Start(1).value();
+  std::ostringstream clicks;
+  for (int i = 0; i < 400; ++i) {
+    clicks << R"({"image": "img)" << i << R"(.png", "x": 1, "y": 2, "class": 1})"
+           << "\n";
+  }
+  CliRun run =
+      Cli({"produce", "--set", "kafka.properties.queue.buffering.max.messages=5", "--bootstrap",
+           broker->bootstrap_servers(), "--clicks", WriteTemp("flood_clicks.jsonl", clicks.str())});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(nlohmann::json::parse(run.out).at("clicks"), 400) << run.out;
 }
 
 TEST(CliTest, ConfigCheckAcceptsTheShippedConfigs) {
