@@ -246,14 +246,18 @@ void ReplayCache::Hold(const std::string& image_key, Entry entry, bool or_wait) 
   entry.held_since = refreshes_;
   if (or_wait && budget_bytes_ > 0 && !entries_.empty() &&
       held_bytes_ + entry.bytes > budget_bytes_) {
-    waiting_[image_key] = Waiting{entry.clicks, entry.labels};
-    waiting_clicks_ += entry.clicks;
-    waiting_labels_ += entry.labels;
+    Wait(image_key, Waiting{entry.clicks, entry.labels});
     return;
   }
   held_bytes_ += entry.bytes;
   peak_bytes_ = std::max(peak_bytes_, held_bytes_);
   entries_.insert_or_assign(image_key, std::move(entry));
+}
+
+void ReplayCache::Wait(const std::string& image_key, Waiting waits) {
+  waiting_clicks_ += waits.clicks;
+  waiting_labels_ += waits.labels;
+  waiting_[image_key] = waits;
 }
 
 void ReplayCache::Forget(const std::string& image_key) {
@@ -493,9 +497,7 @@ void ReplayCache::LetWait() {
     const Entry& entry = entries_.at(key);
     const Waiting waits{entry.clicks, entry.labels};
     Forget(key);
-    waiting_[key] = waits;
-    waiting_clicks_ += waits.clicks;
-    waiting_labels_ += waits.labels;
+    Wait(key, waits);
   }
 }
 

@@ -180,7 +180,8 @@ class ReplayCache {
                    std::map<std::string, std::string>& unreadable);
   // Holds `entry`, or lets it wait when the budget is spent (the full read's images past it).
   void Hold(const std::string& image_key, Entry entry, bool or_wait);
-  void Forget(const std::string& image_key);  // neither held nor waiting
+  void Wait(const std::string& image_key, Waiting waits);  // neither held nor waiting before
+  void Forget(const std::string& image_key);               // neither held nor waiting
   // Over the budget: the next waiting images in, those held longest out (LetWait).
   Status TakeTurns(const Store& store, bool twin_labels,
                    std::map<std::string, std::string>& unreadable);

@@ -8,9 +8,10 @@
                  [--every S]
       polls the service's STATUS and its resident memory (/proc/PID/status) until it has stored
       the counts in --expect or S seconds have passed; prints a line at each tenth of the stream,
-      then the figures as one JSON line, and the samples (seconds, events consumed, images and clicks
-      stored, resident MiB) to the TSV file --samples. Exits 1 when the stream was not all stored, the broker
-      deleted records before they were read, or the peak resident memory passed MB.
+      then the figures as one JSON line, and the samples (seconds, events consumed, images and
+      clicks stored, resident MiB) to the TSV file --samples. Exits 1 when the stream was not all
+      stored, the broker deleted records before they were read, or the peak resident memory
+      passed MB.
 """
 import argparse
 import json
