@@ -203,7 +203,12 @@ struct TrainerConfig {
   int snapshot_every_steps = 200;
   double snapshot_seconds = 60;
   double recent_weight = 4;  // weight of examples whose clicks changed since the last version
-  int keep_versions = 10;    // model versions kept in RocksDB (older ones are deleted); 0: all
+  // Model versions kept in RocksDB (older ones are deleted, with their model-update records and
+  // per-image metrics); 0: all.
+  int keep_versions = 10;
+  // Model versions whose learning-curve records (per-version metrics and fresh-click checks, one
+  // per dataset and version) are kept; older ones are deleted. 0: all.
+  int keep_curve_versions = 10000;
   // What the trainer's replay holds in memory (learning/replay.h): beyond it images wait in the
   // store and take turns. 0: no limit.
   int replay_budget_mb = 256;

@@ -498,6 +498,9 @@ const std::vector<FieldSpec>& Fields() {
         "trainer.keep_versions", [](Config & c) -> auto& { return c.trainer.keep_versions; }, 0,
         1 << 30));
     f.push_back(Integer<int>(
+        "trainer.keep_curve_versions",
+        [](Config & c) -> auto& { return c.trainer.keep_curve_versions; }, 0, 1 << 30));
+    f.push_back(Integer<int>(
         "trainer.replay_budget_mb", [](Config & c) -> auto& { return c.trainer.replay_budget_mb; },
         0, 1 << 20));
     f.push_back(Real(

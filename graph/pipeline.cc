@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "base/clock.h"
 #include "base/guard.h"
@@ -33,6 +34,11 @@ using GateNode = flow::multifunction_node<InferRequest, std::tuple<InferRequest>
 using SamplerNode = flow::async_node<InferRequest, SampleSet>;
 using AggregateNode = flow::multifunction_node<SampleSet, std::tuple<v1::MaskResult>>;
 
+// A sweep of stale masks goes to the samplers a page at a time (nodes/stale_masks.h): the next
+// page once fewer than kSweepLowWater requests wait.
+constexpr size_t kSweepPage = 1024;
+constexpr size_t kSweepLowWater = kSweepPage / 4;
+
 // What a record holds in memory, as backpressure counts it.
 uint64_t RecordBytes(const KafkaMessage& m) {
   return m.topic.size() + m.key.size() + m.value.size();
@@ -56,7 +62,8 @@ struct Pipeline::Impl {
         decode(config.kafka.topics, DecodeLimitsFrom(config)),
         preprocess(config.model.resolution, deps.models, config.model.crop_to_content),
         intake(deps.store, deps.producer, outbox.get(), config.kafka.topics, config.limits, stored,
-               std::move(deps.on_stored)),
+               std::move(deps.on_stored),
+               static_cast<uint64_t>(config.trainer.keep_curve_versions)),
         cache(deps.store),
         stale_masks(deps.store, &cache),
         sampler(deps.store, deps.models, &gate, &cache, config.sampler),
@@ -64,7 +71,9 @@ struct Pipeline::Impl {
         aggregate(std::move(aggregator)),
         publisher(deps.zmq, deps.producer, config.kafka.topics.masks),
         evaluator(deps.store, deps.producer, deps.zmq,
-                  EvaluatorOptions{config.model.num_classes, config.kafka.topics.metrics}),
+                  EvaluatorOptions{config.model.num_classes, config.kafka.topics.metrics,
+                                   static_cast<uint64_t>(config.trainer.keep_versions),
+                                   static_cast<uint64_t>(config.trainer.keep_curve_versions)}),
         publish(&cache, &publisher, &evaluator, std::move(deps.on_mask_stored)),
         input(graph),
         limiter(graph, max_in_flight),
@@ -162,6 +171,23 @@ struct Pipeline::Impl {
     }
   }
 
+  // Puts the sweep's next page in when few requests wait (whatever waits: `force`); the caller
+  // holds sweep_mu.
+  Status TopUpSweep(bool force) {
+    if (!sweeping || (!force && gate.waiting() >= kSweepLowWater)) return Status::Ok();
+    Result<SweepPage> page = stale_masks.Page(sweep_version, sweep_after, kSweepPage);
+    if (!page.ok()) return page.status();
+    sweeping = page->next.has_value();
+    sweep_after = std::move(page->next);
+    if (force || !page->requests.empty()) {
+      spdlog::info("{} stored images need a mask drawn for model version {}{}",
+                   page->requests.size(), sweep_version,
+                   sweeping ? " (and more: the next ones once the samplers have taken these)" : "");
+    }
+    for (const InferRequest& r : page->requests) gate_node.try_put(r);
+    return Status::Ok();
+  }
+
   // One event is through intake; `bytes` its record's (RecordBytes, 0 for a tick).
   void Applied(uint64_t bytes) {
     {
@@ -197,6 +223,11 @@ struct Pipeline::Impl {
   std::atomic<uint64_t> admitted{0}, masks{0}, previews{0}, evaluated{0}, cache_hits{0},
       aggregate_errors{0};
   bool drained = false;
+
+  std::mutex sweep_mu;                     // with TopUpSweep: the sweep of stale masks under way
+  uint64_t sweep_version = 0;              // GUARDED_BY(sweep_mu)
+  bool sweeping = false;                   // GUARDED_BY(sweep_mu): pages are left
+  std::optional<SweepCursor> sweep_after;  // GUARDED_BY(sweep_mu): where the next page starts
 
   std::unique_ptr<Outbox> outbox;  // dead letters owed to Kafka (intake's)
   Decode decode;
@@ -251,7 +282,13 @@ void Pipeline::Admit(KafkaMessage message) {
 
 Status Pipeline::SettleOutbox() { return impl_->outbox->Settle(); }
 
-void Pipeline::Tick() { impl_->Put(clickdiff::Tick{}); }
+void Pipeline::Tick() {
+  impl_->Put(clickdiff::Tick{});
+  std::lock_guard<std::mutex> lock(impl_->sweep_mu);
+  if (Status s = impl_->TopUpSweep(false); !s.ok()) {
+    spdlog::error("redrawing stale masks: {}", s.ToString());
+  }
+}
 
 void Pipeline::ImagesAssigned(int32_t partition) {
   std::lock_guard<std::mutex> lock(impl_->admit_mu);
@@ -270,12 +307,11 @@ void Pipeline::ImagesAtEnd(int32_t partition) {
 
 Status Pipeline::RequestStaleMasks() {
   std::shared_ptr<const ServingModel> model = impl_->models->Get();
-  const uint64_t version = model ? model->version : 0;
-  Result<std::vector<InferRequest>> stale = impl_->stale_masks(version);
-  if (!stale.ok()) return stale.status();
-  spdlog::info("{} stored images need a mask drawn for model version {}", stale->size(), version);
-  for (const InferRequest& r : *stale) impl_->gate_node.try_put(r);
-  return Status::Ok();
+  std::lock_guard<std::mutex> lock(impl_->sweep_mu);
+  impl_->sweep_version = model ? model->version : 0;
+  impl_->sweeping = true;
+  impl_->sweep_after.reset();
+  return impl_->TopUpSweep(true);
 }
 
 void Pipeline::WaitForIntake() {

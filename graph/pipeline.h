@@ -83,7 +83,8 @@ class Pipeline {
 
   // Thread-safe. Hands one consumed record to the graph (the consumer's poll thread calls it).
   void Admit(KafkaMessage message);
-  // Thread-safe. Lets intake expire clicks that waited too long for their image.
+  // Thread-safe. Lets intake expire clicks that waited too long for their image, and puts the
+  // next page of a sweep of stale masks in when few requests wait (RequestStaleMasks).
   void Tick();
   // Thread-safe. The consumer read images partition `partition` to its end (an end-of-partition
   // event): once every images partition is, ticks tell intake since when, and pending clicks
@@ -95,6 +96,8 @@ class Pipeline {
   void ImagesAssigned(int32_t partition);
   // Thread-safe. Asks for the masks of every stored image whose cached mask is missing or stale
   // for the served model version (nodes/stale_masks.h): at start, and after each new version.
+  // The first page of the sweep goes in now, the next ones from Tick as the samplers take them;
+  // a new sweep replaces the one under way.
   Status RequestStaleMasks();
   // Waits until intake has applied everything admitted (samplers keep working).
   void WaitForIntake();

@@ -5,12 +5,25 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 namespace clickdiff::keys {
 
 inline std::string Image(const std::string& dataset, const std::string& image_id) {
   return dataset + '\0' + image_id;
+}
+// The dataset and image id an Image key joins; nullopt for a key that joins none.
+inline std::optional<std::pair<std::string, std::string>> ImageIds(std::string_view image_key) {
+  const size_t split = image_key.find('\0');
+  if (split == std::string_view::npos ||
+      image_key.find('\0', split + 1) != std::string_view::npos) {
+    return std::nullopt;
+  }
+  return std::make_pair(std::string(image_key.substr(0, split)),
+                        std::string(image_key.substr(split + 1)));
 }
 // Prefix of every per-image record under `image` (clicks, labels, pending clicks).
 inline std::string Under(const std::string& image_key) { return image_key + '\0'; }
@@ -37,7 +50,8 @@ inline std::string OutboxKey(const std::string& outbox, uint64_t sequence) {
   return OutboxPrefix(outbox) + Version(sequence);
 }
 // kMetadata: the ModelUpdate of a version the service trained (clicks seen, steps, loss).
-inline std::string ModelUpdate(uint64_t version) { return "model:update:" + Version(version); }
+inline std::string ModelUpdatePrefix() { return "model:update:"; }
+inline std::string ModelUpdate(uint64_t version) { return ModelUpdatePrefix() + Version(version); }
 
 // kMetrics: the fresh-click checks (a v1::Metrics holding fresh_clicks) of the masks a model
 // version drew for a dataset's images, written by the click intake; under ClickChecksPrefix("")

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/decimal.h"
+#include "io/keys.h"
 
 namespace clickdiff {
 namespace {
@@ -176,6 +177,13 @@ void Store::Batch::Put(Family family, std::string_view key, std::string_view val
 void Store::Batch::DeleteRange(Family family, std::string_view begin, std::string_view end) {
   if (!impl_) impl_ = std::make_unique<Impl>();
   impl_->ops.push_back({true, family, std::string(begin), std::string(end), true});
+}
+
+void Store::Batch::DeleteOldVersions(Family family, std::string_view prefix, uint64_t version,
+                                     uint64_t keep) {
+  if (keep == 0 || version <= keep) return;
+  const std::string head(prefix);
+  DeleteRange(family, head + keys::Version(0), head + keys::Version(version - keep + 1));
 }
 
 void Store::Batch::Delete(Family family, std::string_view key) {

@@ -62,6 +62,10 @@ class Store {
     void Delete(Family family, std::string_view key);
     // Deletes every key of `family` from `begin` up to, not including, `end` (bytewise order).
     void DeleteRange(Family family, std::string_view begin, std::string_view end);
+    // Deletes every key of `family` under prefix + keys::Version(n) for each model version n
+    // `keep` back from `version` and older (n < version - keep + 1): the records of versions a
+    // store keeps only the last `keep` of. Nothing when keep is 0 (all kept) or version <= keep.
+    void DeleteOldVersions(Family family, std::string_view prefix, uint64_t version, uint64_t keep);
     // Records that every record of topic/partition before `next_offset` has been applied.
     // Stored in kOffsets under topic + '/' + the partition as 10 zero-padded decimal digits (its
     // uint32 bit pattern), so any topic name, including ones with '/' or digits, maps to a

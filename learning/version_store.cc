@@ -12,8 +12,12 @@
 
 namespace clickdiff {
 
-VersionStore::VersionStore(Store* store, std::string lineage, uint64_t keep_versions)
-    : store_(store), lineage_(std::move(lineage)), keep_versions_(keep_versions) {}
+VersionStore::VersionStore(Store* store, std::string lineage, uint64_t keep_versions,
+                           uint64_t keep_curve_versions)
+    : store_(store),
+      lineage_(std::move(lineage)),
+      keep_versions_(keep_versions),
+      keep_curve_versions_(keep_curve_versions) {}
 
 std::string VersionStore::ModelKey(uint64_t version) { return keys::Version(version); }
 
@@ -97,11 +101,14 @@ Status VersionStore::Save(const VersionRecord& record,
     batch.Delete(Family::kModels, kTwinKey);  // a twin of another mode's run would be stale
     batch.Delete(Family::kMetadata, kTwinVersionKey);
   }
-  if (keep_versions_ > 0 && version > keep_versions_) {
-    // Every version keep_versions back and older, not only that one: numbers may have gaps (a
-    // restart numbers above the newest) and keep_versions may have been larger before.
-    batch.DeleteRange(Family::kModels, ModelKey(0), ModelKey(version - keep_versions_ + 1));
-  }
+  // Every version keep_versions back and older, not only that one: numbers may have gaps (a
+  // restart numbers above the newest) and keep_versions may have been larger before.
+  batch.DeleteOldVersions(Family::kModels, "", version, keep_versions_);
+  // A kept model keeps its record too.
+  const uint64_t keep_updates = keep_versions_ == 0 || keep_curve_versions_ == 0
+                                    ? 0
+                                    : std::max(keep_versions_, keep_curve_versions_);
+  batch.DeleteOldVersions(Family::kMetadata, keys::ModelUpdatePrefix(), version, keep_updates);
   if (also) also(batch);
   return store_->Write(batch);
 }

@@ -40,8 +40,11 @@ struct VersionRecord {
 class VersionStore {
  public:
   // `store` is not owned and must outlive this. `lineage` is stored with every version; a store
-  // whose versions have another lineage is not resumed. keep_versions 0 keeps every version.
-  VersionStore(Store* store, std::string lineage, uint64_t keep_versions);
+  // whose versions have another lineage is not resumed. keep_versions 0 keeps every version;
+  // keep_curve_versions (0: all) is how many versions' ModelUpdate records are kept (the learning
+  // curve's clicks seen), never fewer than keep_versions.
+  VersionStore(Store* store, std::string lineage, uint64_t keep_versions,
+               uint64_t keep_curve_versions = 0);
 
   // The kModels key of a version's checkpoint.
   static std::string ModelKey(uint64_t version);
@@ -72,6 +75,7 @@ class VersionStore {
   Store* store_;
   std::string lineage_;
   uint64_t keep_versions_;
+  uint64_t keep_curve_versions_;
 };
 
 }  // namespace clickdiff

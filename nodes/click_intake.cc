@@ -43,10 +43,12 @@ std::string ClickIntake::DenseSizeProblem(const v1::LabelEvent& label,
          std::to_string(image.width()) + "x" + std::to_string(image.height());
 }
 
-ClickIntake::ClickIntake(Store* store, DeadLetterSink* letters, int64_t pending_timeout_ms)
+ClickIntake::ClickIntake(Store* store, DeadLetterSink* letters, int64_t pending_timeout_ms,
+                         uint64_t keep_curve_versions)
     : store_(store),
       letters_(letters),
       pending_timeout_ms_(pending_timeout_ms),
+      keep_curve_versions_(keep_curve_versions),
       started_ms_(NowMs()) {}
 
 std::string ClickIntake::CheckBounds(const v1::ClickEvent& click, const v1::ImageEvent& image) {
@@ -149,6 +151,10 @@ Result<std::optional<v1::Metrics>> ClickIntake::CheckFresh(
     spdlog::warn("the fresh-click record of {} version {} is corrupt; counting again from zero",
                  click.dataset(), mask.model_version());
     record.Clear();
+  }
+  if (!stored->has_value()) {  // a version's first check: the dataset's older curve goes
+    batch.DeleteOldVersions(Family::kMetrics, keys::ClickChecksPrefix(click.dataset()),
+                            mask.model_version(), keep_curve_versions_);
   }
   record.set_dataset(click.dataset());
   record.set_model_version(mask.model_version());

@@ -20,8 +20,11 @@ namespace clickdiff {
 // serial intake node. The store is not owned and must outlive the node.
 class ClickIntake {
  public:
-  // `letters` receives clicks refused after they were parked; it is not owned.
-  ClickIntake(Store* store, DeadLetterSink* letters, int64_t pending_timeout_ms);
+  // `letters` receives clicks refused after they were parked; it is not owned. The fresh-click
+  // records of a dataset's versions `keep_curve_versions` back from the newest it checks are
+  // deleted (0: all kept).
+  ClickIntake(Store* store, DeadLetterSink* letters, int64_t pending_timeout_ms,
+              uint64_t keep_curve_versions = 0);
   IntakeOutcome operator()(const v1::ClickEvent& click, const KafkaMessage& source) const;
 
   // The images stream's progress, which decides when a pending click's image is not coming
@@ -81,6 +84,7 @@ class ClickIntake {
   Store* store_;
   DeadLetterSink* letters_;
   int64_t pending_timeout_ms_;
+  uint64_t keep_curve_versions_;
   int64_t started_ms_;
   std::map<int32_t, int64_t> images_time_ms_;  // per images partition: its newest record timestamp
   int64_t images_at_end_since_ms_ = 0;         // see Tick; 0: not at its end

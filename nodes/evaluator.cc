@@ -228,7 +228,17 @@ Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& m
   batch.Put(Family::kMetrics, prefix + mask.image_id(), image.SerializeAsString());
   batch.Put(Family::kMetrics, VersionKey(mask.dataset(), mask.model_version()),
             version.SerializeAsString());
+  uint64_t& newest = newest_[mask.dataset()];
+  const bool newer = mask.model_version() > newest;
+  if (newer) {  // the records of versions no longer kept go (since start: every older one)
+    const std::string dataset = mask.dataset() + '\0';
+    batch.DeleteOldVersions(Family::kMetrics, kImagePrefix + dataset, mask.model_version(),
+                            options_.keep_versions);
+    batch.DeleteOldVersions(Family::kMetrics, kVersionPrefix + dataset, mask.model_version(),
+                            options_.keep_curve_versions);
+  }
   CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
+  if (newer) newest = mask.model_version();
   if (previous->has_value()) (*sums)->Add(replaced, -1);  // only once the store has it
   (*sums)->Add(image, 1);
   Emit(image, mask.dataset() + "/" + mask.image_id());

@@ -30,6 +30,11 @@ namespace clickdiff {
 struct EvaluatorOptions {
   int64_t num_classes = 2;
   std::string metrics_topic;  // empty: not produced to Kafka
+  // When a dataset's first mask of a newer version is scored, the per-image records of its
+  // versions keep_versions back and older, and the per-version records keep_curve_versions back
+  // and older, are deleted (0: all kept).
+  uint64_t keep_versions = 0;
+  uint64_t keep_curve_versions = 0;
 };
 
 // Called by the serial publish stage only (not thread-safe against itself); store, producer and
@@ -65,6 +70,7 @@ class Evaluator {
   // Running sums per dataset and version (keyed by the records' prefix), so scoring a mask costs
   // the same however many images the version has.
   std::map<std::string, std::unique_ptr<Sums>> sums_;
+  std::map<std::string, uint64_t> newest_;  // per dataset: the newest version scored
 };
 
 }  // namespace clickdiff

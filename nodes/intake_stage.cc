@@ -19,12 +19,12 @@ constexpr std::chrono::seconds kLongestExpiryGap{10};
 
 IntakeStage::IntakeStage(Store* store, KafkaProducer* producer, Outbox* outbox,
                          const KafkaTopics& topics, const LimitsConfig& limits, StoredCounts stored,
-                         OnStored on_stored)
+                         OnStored on_stored, uint64_t keep_curve_versions)
     : producer_(producer),
       metrics_topic_(topics.metrics),
       images_topic_(topics.images),
       dead_letters_(outbox, store, topics.dlq_suffix),
-      click_intake_(store, &dead_letters_, limits.pending_click_timeout_ms),
+      click_intake_(store, &dead_letters_, limits.pending_click_timeout_ms, keep_curve_versions),
       image_intake_(store, &click_intake_),
       label_intake_(store, &click_intake_),
       on_stored_(std::move(on_stored)) {

@@ -48,9 +48,10 @@ class IntakeStage {
 
   // Store, producer (for the fresh-click metrics; may be null) and outbox (dead letters) are not
   // owned and must outlive the stage. `stored` is what the store holds now (CountStored).
-  // `on_stored` may be empty.
+  // `on_stored` may be empty. keep_curve_versions: ClickIntake's.
   IntakeStage(Store* store, KafkaProducer* producer, Outbox* outbox, const KafkaTopics& topics,
-              const LimitsConfig& limits, StoredCounts stored, OnStored on_stored);
+              const LimitsConfig& limits, StoredCounts stored, OnStored on_stored,
+              uint64_t keep_curve_versions = 0);
 
   // The records of the reported kinds in `store` (a scan of each family: call it at start only).
   static Result<StoredCounts> CountStored(const Store& store);

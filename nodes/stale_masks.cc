@@ -1,6 +1,8 @@
 #include "nodes/stale_masks.h"
 
 #include <algorithm>
+#include <limits>
+#include <queue>
 
 #include "io/keys.h"
 #include "nodes/intake.h"
@@ -37,31 +39,67 @@ double MeanUncertainty(const v1::MaskResult& mask) {
   return sum / (255.0 * static_cast<double>(u.size()));
 }
 
+// Sweep order: the higher priority first, then the lower key.
+bool Precedes(const SweepCursor& a, const SweepCursor& b) {
+  return a.priority != b.priority ? a.priority > b.priority : a.key < b.key;
+}
+
+struct Stale {
+  SweepCursor at;
+  InferRequest request;
+};
+struct LaterLast {
+  bool operator()(const Stale& a, const Stale& b) const { return Precedes(a.at, b.at); }
+};
+
 }  // namespace
 
 StaleMasks::StaleMasks(const Store* store, const MaskCache* cache) : store_(store), cache_(cache) {}
 
-Result<std::vector<InferRequest>> StaleMasks::operator()(uint64_t version) const {
-  std::vector<InferRequest> stale;
-  Status scanned =
-      store_->Scan(Family::kImages, "", [&](std::string_view key, std::string_view value) {
-        v1::StoredImage image;
-        if (!image.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
-        const v1::ImageEvent& e = image.event();
-        Result<std::optional<v1::MaskResult>> current = cache_->Current(e.dataset(), e.image_id());
-        Result<ClickSummary> clicks = ClicksOf(*store_, std::string(key));
-        if (!current.ok() || !clicks.ok() || !current->has_value() ||
-            (*current)->click_revision() != clicks->count) {
-          stale.push_back(RequestFor(e.dataset(), e.image_id(), kPriorityStale));
-        } else if ((*current)->model_version() != version) {
-          stale.push_back(RequestFor(
-              e.dataset(), e.image_id(),
-              clicks->count > 0 ? ClickedPriority(clicks->last_ms) : MeanUncertainty(**current)));
-        }
-        return true;
-      });
+Result<SweepPage> StaleMasks::Page(uint64_t version, const std::optional<SweepCursor>& after,
+                                   size_t limit) const {
+  // The best `limit` after the cursor, the one that comes last on top (it goes first when a
+  // better one is found).
+  limit = std::max<size_t>(limit, 1);
+  std::priority_queue<Stale, std::vector<Stale>, LaterLast> best;
+  bool more = false;
+  Status scanned = store_->Scan(Family::kImages, "", [&](std::string_view key, std::string_view) {
+    std::optional<std::pair<std::string, std::string>> ids = keys::ImageIds(key);
+    if (!ids.has_value()) return true;
+    const auto& [dataset, image_id] = *ids;
+    Result<std::optional<v1::MaskResult>> current = cache_->Current(dataset, image_id);
+    Result<ClickSummary> clicks = ClicksOf(*store_, std::string(key));
+    double priority = 0;
+    if (!current.ok() || !clicks.ok() || !current->has_value() ||
+        (*current)->click_revision() != clicks->count) {
+      priority = kPriorityStale;
+    } else if ((*current)->model_version() != version) {
+      priority = clicks->count > 0 ? ClickedPriority(clicks->last_ms) : MeanUncertainty(**current);
+    } else {
+      return true;  // current
+    }
+    SweepCursor at{priority, std::string(key)};
+    if (after.has_value() && !Precedes(*after, at)) return true;  // an earlier page's
+    if (best.size() == limit) {
+      more = true;
+      if (!Precedes(at, best.top().at)) return true;
+      best.pop();
+    }
+    best.push({std::move(at), RequestFor(dataset, image_id, priority)});
+    return true;
+  });
   if (!scanned.ok()) return scanned;
-  return stale;
+  SweepPage page;
+  if (more) page.next = best.top().at;
+  page.requests.resize(best.size());
+  for (size_t i = best.size(); i-- > 0; best.pop()) page.requests[i] = best.top().request;
+  return page;
+}
+
+Result<std::vector<InferRequest>> StaleMasks::operator()(uint64_t version) const {
+  Result<SweepPage> all = Page(version, std::nullopt, std::numeric_limits<size_t>::max());
+  if (!all.ok()) return all.status();
+  return std::move(all->requests);
 }
 
 }  // namespace clickdiff

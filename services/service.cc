@@ -156,8 +156,9 @@ Status Service::StartBroker() {
 // The newest version the service trained itself, from the configured model, wins over that model;
 // versions of another lineage are not resumed, and the configured model continues their numbering.
 Status Service::LoadModel() {
-  versions_ = std::make_unique<VersionStore>(store_.get(), lineage_,
-                                             static_cast<uint64_t>(config_.trainer.keep_versions));
+  versions_ = std::make_unique<VersionStore>(
+      store_.get(), lineage_, static_cast<uint64_t>(config_.trainer.keep_versions),
+      static_cast<uint64_t>(config_.trainer.keep_curve_versions));
   Result<StoredVersions> stored = versions_->LoadLatest(device_);
   if (!stored.ok()) return stored.status().WithContext("model");
   stored_ = std::move(stored).value();

@@ -249,5 +249,34 @@ TEST_F(PipelineTest, StaleMasksAreRequestedAfterARestartAndFreshOnesAreNot) {
   EXPECT_GE(zmq_->published(), before + 1);
 }
 
+TEST_F(PipelineTest, AStaleSweepGoesToTheSamplersAPageAtATimeAndAsksForEachImageOnce) {
+  // More stored images than a sweep's page (1024), none readable: a sampler is done with each at
+  // once, with an error that counts its request.
+  constexpr uint64_t kImages = 1500;
+  Store::Batch batch;
+  for (uint64_t i = 0; i < kImages; ++i) {
+    batch.Put(Family::kImages, keys::Image("ds", "img" + std::to_string(i)), "not an image");
+  }
+  ASSERT_TRUE(store_->Write(batch).ok());
+  MakePipeline();
+  auto errors = [&] { return pipeline_->counters().sample_errors; };
+  ASSERT_TRUE(pipeline_->RequestStaleMasks().ok());
+  ASSERT_TRUE(Eventually([&] { return errors() >= 1024; }));
+  // Without a tick no further page goes in.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(errors(), 1024u);
+  // Ticks put the rest in, each image once, and then nothing more.
+  ASSERT_TRUE(Eventually([&] {
+    pipeline_->Tick();
+    return errors() >= kImages;
+  }));
+  for (int i = 0; i < 5; ++i) pipeline_->Tick();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(errors(), kImages);
+  // A new sweep starts over.
+  ASSERT_TRUE(pipeline_->RequestStaleMasks().ok());
+  ASSERT_TRUE(Eventually([&] { return errors() >= kImages + 1024; }));
+}
+
 }  // namespace
 }  // namespace clickdiff

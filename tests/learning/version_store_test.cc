@@ -90,6 +90,25 @@ TEST_F(VersionStoreTest, RestartLoadsTheNewestVersionOfItsLineageAndPrunesOldOne
   EXPECT_EQ(other->newest, 9u);
 }
 
+TEST_F(VersionStoreTest, ModelUpdatesAreKeptForTheLearningCurveAndAtLeastWithTheirModel) {
+  auto has_update = [&](uint64_t v) {
+    return store_->Get(Family::kMetadata, keys::ModelUpdate(v)).value().has_value();
+  };
+  VersionStore versions(store_.get(), "tiny", 2, 4);
+  for (uint64_t v = 1; v <= 6; ++v) ASSERT_TRUE(versions.Save(Record(v, 10 * v, {})).ok());
+  for (uint64_t v = 1; v <= 6; ++v) EXPECT_EQ(HasVersion(v), v >= 5) << v;
+  for (uint64_t v = 1; v <= 6; ++v) EXPECT_EQ(has_update(v), v >= 3) << v;
+  // Fewer curve versions than models: a kept model keeps its record.
+  VersionStore short_curve(store_.get(), "tiny", 3, 1);
+  ASSERT_TRUE(short_curve.Save(Record(7, 70, {})).ok());
+  for (uint64_t v = 1; v <= 7; ++v) EXPECT_EQ(has_update(v), v >= 5) << v;
+  // 0: every record kept (whatever the models).
+  VersionStore all(store_.get(), "tiny", 1, 0);
+  ASSERT_TRUE(all.Save(Record(8, 80, {})).ok());
+  for (uint64_t v = 5; v <= 8; ++v) EXPECT_TRUE(has_update(v)) << v;
+  EXPECT_FALSE(HasVersion(7));
+}
+
 TEST_F(VersionStoreTest, TheTwinBelongsToTheVersionItWasSavedWith) {
   VersionStore versions(store_.get(), "tiny", 0);
   ASSERT_TRUE(versions.Save(Record(1, 5, Checkpoint(77))).ok());

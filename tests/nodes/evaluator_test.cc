@@ -152,6 +152,45 @@ TEST_F(EvaluatorTest, ScoresMasksOfImagesWithGroundTruthAndAggregatesEachVersion
   EXPECT_EQ(curve->size(), 3u);
 }
 
+TEST_F(EvaluatorTest, ScoringANewerVersionDeletesTheRecordsOfVersionsNoLongerKept) {
+  StoreLabel("a", true);
+  StoreLabel("b", true);
+  // Per-image records of the 2 newest versions a dataset was scored at, its curve of the 3 newest.
+  Evaluator evaluator(store_.get(), nullptr, nullptr, EvaluatorOptions{2, "", 2, 3});
+  auto images_at = [&](uint64_t version) {
+    const std::string prefix = std::string("image") + '\0' + "ds" + '\0' + keys::Version(version);
+    return store_->Count(Family::kMetrics, prefix).value();
+  };
+  auto curve = [&] {
+    const std::vector<v1::Metrics> metrics = Evaluator::VersionMetrics(*store_, "ds").value();
+    std::vector<uint64_t> versions;
+    for (const v1::Metrics& m : metrics) versions.push_back(m.model_version());
+    return versions;
+  };
+  for (uint64_t v = 1; v <= 5; ++v) {
+    ASSERT_TRUE(evaluator(Mask("a", kTruth, v, 0)).ok());
+    ASSERT_TRUE(evaluator(Mask("b", kTruth, v, 0)).ok());
+  }
+  for (uint64_t v = 1; v <= 5; ++v) EXPECT_EQ(images_at(v), v >= 4 ? 2u : 0u) << v;
+  EXPECT_EQ(curve(), (std::vector<uint64_t>{3, 4, 5}));
+  // A late mask of a version no longer kept is scored; the next newer version deletes it again.
+  ASSERT_TRUE(evaluator(Mask("a", kTruth, 2, 0)).ok());
+  EXPECT_EQ(images_at(2), 1u);
+  ASSERT_TRUE(evaluator(Mask("a", kTruth, 6, 0)).ok());
+  EXPECT_EQ(images_at(2), 0u);
+  EXPECT_EQ(images_at(4), 0u);
+  EXPECT_EQ(images_at(5), 2u);
+  EXPECT_EQ(curve(), (std::vector<uint64_t>{4, 5, 6}));
+
+  // A new evaluator (a restart) deletes at its first score; a curve of 0 versions keeps them all.
+  Evaluator restarted(store_.get(), nullptr, nullptr, EvaluatorOptions{2, "", 1, 0});
+  ASSERT_TRUE(restarted(Mask("a", kTruth, 7, 0)).ok());
+  EXPECT_EQ(images_at(5), 0u);
+  EXPECT_EQ(images_at(6), 0u);
+  EXPECT_EQ(images_at(7), 1u);
+  EXPECT_EQ(curve(), (std::vector<uint64_t>{4, 5, 6, 7}));
+}
+
 TEST_F(EvaluatorTest, GroundTruthOfAnotherSizeIsAnErrorNamingTheImage) {
   StoreLabel("a", true, /*width=*/5);
   Evaluator evaluator(store_.get(), nullptr, nullptr, EvaluatorOptions{2, ""});

@@ -323,6 +323,34 @@ TEST_F(IntakeTest, FreshClicksAreTestedOnTheMaskTheirImageHadPerVersion) {
   EXPECT_TRUE(Evaluator::VersionMetrics(*store_, "other").value().empty());
 }
 
+TEST_F(IntakeTest, FreshClickRecordsOfVersionsBeyondTheCurveAreDeleted) {
+  ClickIntake clicks(store_.get(), letters_.get(), /*pending_timeout_ms=*/60'000,
+                     /*keep_curve_versions=*/2);
+  (void)(*images_)(Image("a"), Record("images", "", 0));
+  auto checked = [&](uint64_t version) {
+    return store_->Get(Family::kMetrics, keys::ClickChecks("ds", version)).value().has_value();
+  };
+  for (uint64_t v = 1; v <= 4; ++v) {
+    v1::MaskResult mask;
+    mask.set_dataset("ds");
+    mask.set_image_id("a");
+    mask.set_width(24);
+    mask.set_height(16);
+    mask.set_model_version(v);
+    mask.set_mask(std::string(24 * 16, '\1'));
+    ASSERT_TRUE(MaskCache(store_.get())(mask).ok());
+    for (int i = 0; i < 2; ++i) {  // the second check of a version deletes nothing more
+      const std::string id = "c" + std::to_string(v) + "_" + std::to_string(i);
+      ASSERT_TRUE(
+          clicks(Click("a", id, 3, 4), Record("clicks", "", static_cast<int64_t>(2 * v + i)))
+              .click_checks);
+    }
+  }
+  for (uint64_t v = 1; v <= 4; ++v) EXPECT_EQ(checked(v), v >= 3) << v;
+  ASSERT_EQ(Evaluator::VersionMetrics(*store_, "ds").value().size(), 2u);
+  EXPECT_EQ(Evaluator::VersionMetrics(*store_, "ds").value()[1].fresh_clicks().tested(), 2u);
+}
+
 TEST(InferRequestGateTest, FoldsRequestsForAnImageWaitingForASampler) {
   InferRequestGate gate;
   EXPECT_TRUE(gate(RequestFor("ds", "a")));

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <map>
 
 #include "io/keys.h"
@@ -88,12 +90,63 @@ TEST_F(StaleMasksTest, MissingAndClickStaleFirstThenClickedByRecencyThenByUncert
   EXPECT_GT(priority["clicked_latest"], priority["clicked_earlier"]);
   EXPECT_GT(priority["clicked_earlier"], priority["old_unsure"]);
 
-  // For version 6 its masks are current; the others are asked for, in store order.
+  // For version 6 its masks are current; the others are asked for in sweep order (priority,
+  // then key).
   stale = StaleMasks(store_.get(), &cache)(6);
   ASSERT_TRUE(stale.ok());
   std::vector<std::string> ids;
   for (const InferRequest& r : *stale) ids.push_back(r.image_id);
-  EXPECT_EQ(ids, (std::vector<std::string>{"clicked_since", "current", "missing"}));
+  EXPECT_EQ(ids, (std::vector<std::string>{"clicked_since", "missing", "current"}));
+}
+
+TEST_F(StaleMasksTest, ASweepReadInPagesAsksForEachImageOnceInSweepOrder) {
+  // 3 images without a mask, 7 with one of version 6, the more uncertain the higher their number;
+  // one of version 7 (current).
+  for (int i = 0; i < 3; ++i) StoreImage("new" + std::to_string(i), 0);
+  for (int i = 0; i < 7; ++i) {
+    const std::string id = "old" + std::to_string(i);
+    StoreImage(id, 0);
+    StoreMask(id, 6, 0, static_cast<unsigned char>(30 * i));
+  }
+  StoreImage("current", 0);
+  StoreMask("current", 7, 0, 255);
+  MaskCache cache(store_.get());
+  const StaleMasks sweep(store_.get(), &cache);
+  auto read_pages = [&](size_t limit, const std::function<void(int)>& between) {
+    std::vector<std::string> ids;
+    std::optional<SweepCursor> after;
+    int pages = 0;
+    do {
+      Result<SweepPage> page = sweep.Page(7, after, limit);
+      EXPECT_TRUE(page.ok()) << page.status().ToString();
+      if (!page.ok()) break;
+      EXPECT_LE(page->requests.size(), limit);
+      for (const InferRequest& r : page->requests) ids.push_back(r.image_id);
+      after = page->next;
+      between(++pages);
+    } while (after.has_value());
+    return std::make_pair(ids, pages);
+  };
+  const std::vector<std::string> order{"new0", "new1", "new2", "old6", "old5",
+                                       "old4", "old3", "old2", "old1", "old0"};
+  auto [whole, one] = read_pages(100, [](int) {});
+  EXPECT_EQ(whole, order);
+  EXPECT_EQ(one, 1);
+  auto [paged, pages] = read_pages(3, [](int) {});
+  EXPECT_EQ(paged, order);
+  EXPECT_EQ(pages, 4);  // 3 + 3 + 3 + 1: no empty page at the end
+  auto [exact, exact_pages] = read_pages(5, [](int) {});
+  EXPECT_EQ(exact, order);
+  EXPECT_EQ(exact_pages, 2);
+
+  // A mask drawn while the sweep goes on is current: a later page leaves it out.
+  auto [drawn, drawn_pages] = read_pages(3, [&](int page) {
+    if (page == 1) StoreMask("old1", 7, 0, 0);
+  });
+  std::vector<std::string> without = order;
+  without.erase(std::find(without.begin(), without.end(), "old1"));
+  EXPECT_EQ(drawn, without);
+  EXPECT_EQ(drawn_pages, 3);
 }
 
 }  // namespace
