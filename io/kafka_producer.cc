@@ -61,17 +61,17 @@ struct KafkaProducer::Impl {
     // The record's own callback (Produce with a DeliveryCallback), owned from here on.
     std::unique_ptr<DeliveryCallback> callback(static_cast<DeliveryCallback*>(message->_private));
     // No exception may unwind through librdkafka's C code.
-    auto tell = [&callback](const Status& delivery) {
+    auto tell = [&callback](const Status& delivery, const Landed& at) {
       if (!callback) return;
       Status told = Guarded("kafka producer: delivery callback", [&] {
-        (*callback)(delivery);
+        (*callback)(delivery, at);
         return Status::Ok();
       });
       if (!told.ok()) spdlog::error("{}", told.ToString());
     };
     if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       self->delivered.fetch_add(1);
-      tell(Status::Ok());
+      tell(Status::Ok(), Landed{message->partition, message->offset});
       return;
     }
     self->failed.fetch_add(1);
@@ -82,7 +82,7 @@ struct KafkaProducer::Impl {
       std::lock_guard<std::mutex> lock(self->mu);
       if (self->first_error.ok()) self->first_error = failure;
     }
-    tell(failure);
+    tell(failure, Landed{});
   }
 
   // Client-level errors (brokers down, authentication, fatal idempotence errors). Fatal ones are
@@ -109,6 +109,8 @@ struct KafkaProducer::Impl {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> delivered{0};
   std::atomic<uint64_t> failed{0};
+  KafkaConfig config;  // what it was created with (NewReader)
+  std::string bootstrap_override;
   std::mutex mu;
   Status first_error;  // GUARDED_BY(mu); the first delivery failure since the last Flush
 };
@@ -122,6 +124,8 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(
   if (!conf.ok()) return conf.status();
 
   auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->bootstrap_override = bootstrap_override;
   rd_kafka_conf_set_opaque(conf->get(), impl.get());
   rd_kafka_conf_set_dr_msg_cb(conf->get(), &Impl::OnDelivery);
   rd_kafka_conf_set_error_cb(conf->get(), &Impl::OnError);
@@ -192,6 +196,10 @@ Status KafkaProducer::Flush(std::chrono::milliseconds timeout) {
                        " record(s) not yet delivered");
   }
   return Status::Ok();
+}
+
+Result<std::unique_ptr<KafkaReader>> KafkaProducer::NewReader() const {
+  return KafkaReader::Create(impl_->config, impl_->bootstrap_override);
 }
 
 uint64_t KafkaProducer::delivered() const { return impl_->delivered.load(); }

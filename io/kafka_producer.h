@@ -11,6 +11,7 @@
 
 #include "base/status.h"
 #include "config/config.h"
+#include "io/kafka_reader.h"
 
 namespace clickdiff {
 
@@ -35,14 +36,21 @@ class KafkaProducer {
   // As Produce; when it returns OK, `on_delivery` runs once, on the producer's thread, when the
   // record's fate is known: OK once the broker acknowledged it, else why not (a failure is also
   // counted and reported by Flush as above; records still queued when the producer is destroyed
-  // are reported as failed). It must not block or call back into the producer.
-  using DeliveryCallback = std::function<void(const Status& delivery)>;
+  // are reported as failed), with where it landed (an acknowledged record: its partition and
+  // offset; else -1 both). It must not block or call back into the producer.
+  struct Landed {
+    int32_t partition = -1;
+    int64_t offset = -1;
+  };
+  using DeliveryCallback = std::function<void(const Status& delivery, const Landed& at)>;
   Status Produce(const std::string& topic, const std::string& key, const std::string& value,
                  DeliveryCallback on_delivery);
   // Waits until every queued record is delivered or `timeout` passes. Returns the first delivery
   // error since the last Flush (Unavailable, naming topic and reason), a fatal error (Internal),
   // or a timeout (Unavailable, with the count still queued).
   Status Flush(std::chrono::milliseconds timeout);
+  // A reader of the same cluster with the same client settings (KafkaReader::Create's errors).
+  Result<std::unique_ptr<KafkaReader>> NewReader() const;
   // Records delivered and failed so far.
   uint64_t delivered() const;
   uint64_t failed() const;

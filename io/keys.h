@@ -49,6 +49,17 @@ inline std::string OutboxPrefix(const std::string& outbox) {
 inline std::string OutboxKey(const std::string& outbox, uint64_t sequence) {
   return OutboxPrefix(outbox) + Version(sequence);
 }
+// kMetadata: the offset after the last record of a topic partition the broker acknowledged to
+// an outbox (decimal): where a restart looks for records a crash left undeleted but delivered.
+inline std::string OutboxAckedPrefix(const std::string& outbox) {
+  return std::string("outbox-acked") + '\0' + outbox + '\0';
+}
+inline std::string OutboxAcked(const std::string& outbox, const std::string& topic,
+                               int32_t partition) {
+  char digits[16];
+  std::snprintf(digits, sizeof digits, "%010u", static_cast<uint32_t>(partition));
+  return OutboxAckedPrefix(outbox) + topic + '\0' + digits;
+}
 // kMetadata: the ModelUpdate of a version the service trained (clicks seen, steps, loss).
 inline std::string ModelUpdatePrefix() { return "model:update:"; }
 inline std::string ModelUpdate(uint64_t version) { return ModelUpdatePrefix() + Version(version); }

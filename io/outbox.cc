@@ -18,9 +18,72 @@ namespace clickdiff {
 // Delivery reports, handed from the producer's thread to the next Pump.
 struct Outbox::Acks {
   std::mutex mu;
-  std::vector<std::string> delivered;                  // GUARDED_BY(mu)
-  std::vector<std::pair<std::string, Status>> failed;  // GUARDED_BY(mu)
+  std::vector<std::pair<std::string, KafkaProducer::Landed>> delivered;  // GUARDED_BY(mu)
+  std::vector<std::pair<std::string, Status>> failed;                    // GUARDED_BY(mu)
 };
+
+namespace {
+
+// The acknowledged positions outbox `name` noted (keys::OutboxAcked); unreadable ones are skipped
+// (their partitions are then read from their start).
+Result<std::map<std::pair<std::string, int32_t>, int64_t>> ReadAcked(const Store& store,
+                                                                     const std::string& name) {
+  const std::string prefix = keys::OutboxAckedPrefix(name);
+  std::map<std::pair<std::string, int32_t>, int64_t> acked;
+  Status scanned =
+      store.Scan(Family::kMetadata, prefix, [&](std::string_view key, std::string_view value) {
+        const std::string_view rest = key.substr(prefix.size());
+        const size_t split = rest.rfind('\0');
+        const std::optional<uint32_t> partition =
+            split == std::string_view::npos ? std::nullopt
+                                            : ParseDecimal<uint32_t>(rest.substr(split + 1));
+        const std::optional<int64_t> offset = ParseDecimal<int64_t>(value);
+        if (partition && offset) {
+          acked[{std::string(rest.substr(0, split)), static_cast<int32_t>(*partition)}] = *offset;
+        }
+        return true;
+      });
+  if (!scanned.ok()) return scanned;
+  return acked;
+}
+
+}  // namespace
+
+Result<size_t> Outbox::DropDelivered(Store* store, KafkaProducer* producer, const Acked& acked,
+                                     std::map<std::string, Entry>& left) {
+  // Per topic, the records left by key and value (several may be equal: each found once).
+  std::map<std::string, std::multimap<std::pair<std::string, std::string>, std::string>> owed;
+  for (const auto& [key, entry] : left) {
+    owed[entry.record.topic()].emplace(std::make_pair(entry.record.key(), entry.record.value()),
+                                       key);
+  }
+  Result<std::unique_ptr<KafkaReader>> reader = producer->NewReader();
+  if (!reader.ok()) return reader.status();
+  std::vector<std::string> delivered;
+  for (auto& topic_records : owed) {
+    const std::string& topic = topic_records.first;
+    auto& records = topic_records.second;  // a lambda cannot capture a structured binding
+    std::map<int32_t, int64_t> from;
+    for (const auto& [where, offset] : acked) {
+      if (where.first == topic) from[where.second] = offset;
+    }
+    CLICKDIFF_RETURN_IF_ERROR((*reader)->Read(
+        topic, from,
+        [&records, &delivered](int32_t, int64_t, std::string_view key, std::string_view value) {
+          auto found = records.find({std::string(key), std::string(value)});
+          if (found == records.end()) return;
+          delivered.push_back(found->second);
+          records.erase(found);
+        },
+        kReadBackTimeout));
+  }
+  if (delivered.empty()) return size_t{0};
+  Store::Batch batch;
+  for (const std::string& key : delivered) batch.Delete(Family::kMetadata, key);
+  CLICKDIFF_RETURN_IF_ERROR(store->Write(batch));
+  for (const std::string& key : delivered) left.erase(key);
+  return delivered.size();
+}
 
 Result<std::unique_ptr<Outbox>> Outbox::Open(Store* store, KafkaProducer* producer,
                                              const std::string& name,
@@ -50,24 +113,38 @@ Result<std::unique_ptr<Outbox>> Outbox::Open(Store* store, KafkaProducer* produc
     for (const std::string& key : garbled) batch.Delete(Family::kMetadata, key);
     CLICKDIFF_RETURN_IF_ERROR(store->Write(batch).WithContext("outbox " + name));
   }
+  Result<Acked> acked = ReadAcked(*store, name);
+  CLICKDIFF_RETURN_IF_ERROR(acked.status().WithContext("outbox " + name));
   if (!left.empty()) {
-    spdlog::info("outbox {}: {} record(s) a previous run had not delivered; sending them", name,
-                 left.size());
+    const size_t before = left.size();
+    Result<size_t> dropped = DropDelivered(store, producer, *acked, left);
+    if (!dropped.ok()) {
+      spdlog::warn(
+          "outbox {}: could not tell which of the {} record(s) a previous run left had been "
+          "delivered ({}); sending them all (a reader may see some twice)",
+          name, before, dropped.status().ToString());
+    } else {
+      spdlog::info(
+          "outbox {}: {} record(s) a previous run left: {} had been delivered (deleted), "
+          "sending {}",
+          name, before, *dropped, left.size());
+    }
   }
-  return std::unique_ptr<Outbox>(
-      new Outbox(store, producer, name, std::move(left), next, retry_after));
+  return std::unique_ptr<Outbox>(new Outbox(store, producer, name, std::move(left), next,
+                                            retry_after, std::move(acked).value()));
 }
 
 Outbox::Outbox(Store* store, KafkaProducer* producer, std::string name,
                std::map<std::string, Entry> left, uint64_t next,
-               std::chrono::milliseconds retry_after)
+               std::chrono::milliseconds retry_after, Acked acked)
     : store_(store),
       producer_(producer),
       name_(std::move(name)),
       acks_(std::make_shared<Acks>()),
       unsent_(std::move(left)),
       next_(next),
-      retry_after_(retry_after) {
+      retry_after_(retry_after),
+      acked_(std::move(acked)) {
   pending_.store(unsent_.size());
 }
 
@@ -87,7 +164,7 @@ void Outbox::Put(Store::Batch& batch, const std::string& topic, const std::strin
 }
 
 Status Outbox::Settle() {
-  std::vector<std::string> delivered;
+  std::vector<std::pair<std::string, KafkaProducer::Landed>> delivered;
   std::vector<std::pair<std::string, Status>> failed;
   {
     std::lock_guard<std::mutex> lock(acks_->mu);
@@ -96,14 +173,29 @@ Status Outbox::Settle() {
   }
   if (!delivered.empty()) {
     Store::Batch batch;
-    for (const std::string& key : delivered) batch.Delete(Family::kMetadata, key);
+    Acked acked = acked_;
+    for (const auto& [key, at] : delivered) {
+      batch.Delete(Family::kMetadata, key);
+      auto entry = in_flight_.find(key);
+      if (entry == in_flight_.end() || at.offset < 0) continue;
+      int64_t& next = acked[{entry->second.record.topic(), at.partition}];
+      next = std::max(next, at.offset + 1);
+    }
+    for (const auto& [where, next] : acked) {
+      auto was = acked_.find(where);
+      if (was == acked_.end() || was->second != next) {
+        batch.Put(Family::kMetadata, keys::OutboxAcked(name_, where.first, where.second),
+                  std::to_string(next));
+      }
+    }
     if (Status deleted = store_->Write(batch); !deleted.ok()) {
       std::lock_guard<std::mutex> lock(acks_->mu);  // deleted next time
       acks_->delivered.insert(acks_->delivered.end(), delivered.begin(), delivered.end());
       acks_->failed.insert(acks_->failed.end(), failed.begin(), failed.end());
       return deleted.WithContext("outbox " + name_);
     }
-    for (const std::string& key : delivered) {
+    acked_ = std::move(acked);
+    for (const auto& [key, at] : delivered) {
       if (in_flight_.erase(key) > 0) pending_.fetch_sub(1);
     }
   }
@@ -143,12 +235,13 @@ Status Outbox::Pump() {
     const v1::OutboxRecord& r = it->second.record;
     std::weak_ptr<Acks> acks = acks_;
     Status produced = producer_->Produce(
-        r.topic(), r.key(), r.value(), [acks, key = it->first](const Status& delivery) {
+        r.topic(), r.key(), r.value(),
+        [acks, key = it->first](const Status& delivery, const KafkaProducer::Landed& at) {
           std::shared_ptr<Acks> shared = acks.lock();
           if (!shared) return;  // the outbox is gone; the record stays stored for the next run
           std::lock_guard<std::mutex> lock(shared->mu);
           if (delivery.ok()) {
-            shared->delivered.push_back(key);
+            shared->delivered.emplace_back(key, at);
           } else {
             shared->failed.emplace_back(key, delivery);
           }

@@ -1,11 +1,15 @@
-// io/outbox.h — records the service owes a Kafka topic (dead letters, model updates), delivered at
-// least once and never lost: Put() adds the record (v1::OutboxRecord) to a store batch, which the
-// caller writes together with the offset or state change the record reports; Pump() then produces
-// what is written and not yet acknowledged, and deletes what the broker acknowledged. A record
-// whose delivery failed (a refused topic, a broker down past message.timeout.ms) is produced again
-// by a later Pump (no sooner than Open's retry_after); what a crash left in the store is read back
-// by Open and sent by the first Pump. A consumer may therefore see a record twice, never zero
-// times.
+// io/outbox.h — records the service owes a Kafka topic (dead letters, model updates), never lost
+// and, across crashes, not sent twice: Put() adds the record (v1::OutboxRecord) to a store batch,
+// which the caller writes together with the offset or state change the record reports; Pump()
+// then produces what is written and not yet acknowledged, and deletes what the broker
+// acknowledged, noting for each topic partition the offset after the last acknowledged record. A
+// record whose delivery failed (a refused topic, a broker down past message.timeout.ms) is
+// produced again by a later Pump (no sooner than Open's retry_after). What a crash left in the
+// store is read back by Open, which first reads each of its topics from those noted offsets to
+// their end (KafkaReader): a record found there (same key and value) had been delivered and is
+// deleted, the rest are sent by the first Pump. Only when that read fails (the cluster does not
+// answer within kReadBackTimeout) are they all sent, so a consumer may then see one twice; a
+// record is never lost.
 #pragma once
 
 #include <atomic>
@@ -14,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "base/status.h"
 #include "io/kafka_producer.h"
@@ -25,12 +30,13 @@ namespace clickdiff {
 class Outbox {
  public:
   static constexpr std::chrono::seconds kRetryAfter{5};
+  static constexpr std::chrono::seconds kReadBackTimeout{10};
 
   // Reads the records outbox `name` left in `store` (Family::kMetadata, keys::OutboxPrefix(name);
   // each writer thread has its own outbox: "intake", "trainer"). Store and producer are not owned
   // and must outlive the outbox. `retry_after`: how long a record whose delivery failed waits
   // before it is produced again. Errors: the store scan failed (a record that does not parse is
-  // dropped with a warning).
+  // dropped with a warning). A failed read-back is logged, not an error.
   static Result<std::unique_ptr<Outbox>> Open(Store* store, KafkaProducer* producer,
                                               const std::string& name,
                                               std::chrono::milliseconds retry_after = kRetryAfter);
@@ -60,8 +66,14 @@ class Outbox {
     v1::OutboxRecord record;
     std::chrono::steady_clock::time_point not_before;  // after a failed delivery
   };
+  // Per topic and partition, the offset after the last record acknowledged.
+  using Acked = std::map<std::pair<std::string, int32_t>, int64_t>;
   Outbox(Store* store, KafkaProducer* producer, std::string name, std::map<std::string, Entry> left,
-         uint64_t next, std::chrono::milliseconds retry_after);
+         uint64_t next, std::chrono::milliseconds retry_after, Acked acked);
+  // Deletes from `left` and the store the records found in their topics after `acked`; returns
+  // how many. Errors: the topics could not be read, or the store write failed.
+  static Result<size_t> DropDelivered(Store* store, KafkaProducer* producer, const Acked& acked,
+                                      std::map<std::string, Entry>& left);
 
   Store* store_;
   KafkaProducer* producer_;
@@ -72,6 +84,7 @@ class Outbox {
   std::map<std::string, Entry> in_flight_;
   uint64_t next_;
   std::chrono::milliseconds retry_after_;
+  Acked acked_;
   std::atomic<size_t> pending_{0};
 };
 

@@ -1,9 +1,9 @@
 // nodes/dead_letter.h — records a refused event: a DeadLetter (reason, source topic, partition,
 // offset, the original bytes, at most kMaxLetterPayload of them) for `<topic><dlq_suffix>`, put in
 // the outbox (io/outbox.h) in the same RocksDB batch as the source's next offset, so the stream
-// moves on only with the letter kept, and the letter is delivered at least once even if the
-// process dies before the broker has it or the broker refuses the topic for a while. The reason
-// is also logged.
+// moves on only with the letter kept, and the letter is delivered (once: the outbox reads its
+// topic back after a crash) even if the process dies before the broker has it or the broker
+// refuses the topic for a while. The reason is also logged.
 #pragma once
 
 #include <atomic>

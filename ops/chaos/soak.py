@@ -10,8 +10,9 @@
       seconds until a freshly started service admits its first event ('-' if none within S).
   soak.py check --bootstrap HOST:PORT --bad OUT --expect JSON --status JSON
       reads every dead-letter topic and model-updates from the broker (kcat), prints the figures
-      and exits 1 when an event was lost or stored twice, a bad event was not dead-lettered, a
-      good one was, the broker deleted input, or model versions went back.
+      and exits 1 when an event was lost or stored twice, a bad event was not dead-lettered
+      exactly once, a good one was, the broker deleted input, or model versions went back or
+      were delivered twice.
 """
 import argparse
 import collections
@@ -195,8 +196,9 @@ def check_retention(args, problems):
 
 def check_letters(args, bad_dir, problems):
     """Dead letters against the bad events sent: each exactly once, no good event among them."""
-    # A repeat (same source offset) is the outbox's at-least-once delivery: a kill between the
-    # broker's acknowledgement and the outbox's delete sends the letter again. Counted, not failed.
+    # A repeat (same source offset) would be a letter sent again after a kill between the broker's
+    # acknowledgement and the outbox's delete (the outbox reads its topics back at start to avoid
+    # that; only a failed read-back sends again).
     print("dead letters     sent  distinct  repeats  good events dead-lettered")
     reasons = collections.Counter()
     for topic in TOPICS:
@@ -224,6 +226,8 @@ def check_letters(args, bad_dir, problems):
         print(f"  {topic:<12} {total:7d} {len(seen):9d} {repeats:8d} {good:10d}")
         if missing:
             problems.append(f"{missing} bad {topic} events never dead-lettered")
+        if repeats:
+            problems.append(f"{repeats} {topic} dead letter(s) delivered more than once")
     print("reasons (numbers as N):")
     for reason, n in reasons.most_common():
         print(f"  {n:6d}  {reason}")
@@ -231,9 +235,9 @@ def check_letters(args, bad_dir, problems):
 
 def check_versions(args, expect, problems):
     """model-updates: versions increasing within each partition (a version's key picks its
-    partition), each version one record (a repeat of the same bytes is the outbox's at-least-once
-    delivery, counted; different bytes would be two versions under one number), none counting more
-    clicks than were sent."""
+    partition), each version one record (a repeat of the same bytes is a record the outbox sent
+    again, as for dead letters; different bytes would be two versions under one number), none
+    counting more clicks than were sent."""
     seen, last, repeats, back, clicks_seen = {}, {}, 0, 0, 0
     for partition, _, value in read_topic(args.bootstrap, "model-updates"):
         update = pb.ModelUpdate()
@@ -254,6 +258,8 @@ def check_versions(args, expect, problems):
           f"most clicks seen {clicks_seen} of {expect['clicks']}")
     if back:
         problems.append(f"{back} model versions published below an earlier one")
+    if repeats:
+        problems.append(f"{repeats} model update(s) delivered more than once")
     if clicks_seen > expect["clicks"]:
         problems.append(f"a version saw {clicks_seen} clicks, more than the "
                         f"{expect['clicks']} good ones sent")

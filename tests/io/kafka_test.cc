@@ -24,6 +24,7 @@
 #include "io/embedded_broker.h"
 #include "io/kafka_consumer.h"
 #include "io/kafka_producer.h"
+#include "io/kafka_reader.h"
 
 namespace clickdiff {
 namespace {
@@ -220,6 +221,58 @@ TEST_F(KafkaTest, ProducerDeliversToEmbeddedBroker) {
   EXPECT_TRUE(flushed.ok()) << flushed.ToString();
   EXPECT_EQ((*producer)->delivered(), 100u);
   EXPECT_EQ((*producer)->failed(), 0u);
+}
+
+TEST_F(KafkaTest, AReaderReadsEachPartitionFromItsOffsetToItsEndAndTheProducerSaysWhere) {
+  const std::string topic = Topic(2);
+  Result<std::unique_ptr<KafkaProducer>> producer = KafkaProducer::Create(ProducerConfig());
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  std::mutex mu;
+  std::map<std::string, KafkaProducer::Landed> landed;  // by key; GUARDED_BY(mu)
+  for (int i = 0; i < 20; ++i) {
+    const std::string key = "key-" + std::to_string(i);
+    ASSERT_TRUE((*producer)
+                    ->Produce(topic, key, "value-" + std::to_string(i),
+                              [&, key](const Status& delivery, const KafkaProducer::Landed& at) {
+                                EXPECT_TRUE(delivery.ok()) << delivery.ToString();
+                                std::lock_guard<std::mutex> lock(mu);
+                                landed[key] = at;
+                              })
+                    .ok());
+  }
+  ASSERT_TRUE((*producer)->Flush(seconds(60)).ok());
+  Result<std::unique_ptr<KafkaReader>> reader = (*producer)->NewReader();
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  auto read = [&](const std::string& name, const std::map<int32_t, int64_t>& from) {
+    std::map<std::string, KafkaProducer::Landed> seen;
+    Status status = (*reader)->Read(
+        name, from,
+        [&](int32_t partition, int64_t offset, std::string_view key, std::string_view value) {
+          EXPECT_EQ(std::string(value), "value-" + std::string(key.substr(4)));
+          seen[std::string(key)] = {partition, offset};
+        },
+        seconds(30));
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    return seen;
+  };
+  std::map<std::string, KafkaProducer::Landed> all = read(topic, {});
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(all.size(), 20u);
+  std::map<int32_t, int> per_partition;
+  for (const auto& [key, at] : all) {
+    EXPECT_EQ(at.partition, landed[key].partition) << key;
+    EXPECT_EQ(at.offset, landed[key].offset) << key;
+    ++per_partition[at.partition];
+  }
+  ASSERT_EQ(per_partition.size(), 2u) << "20 keys spread over both partitions";
+  // From offset 3 in partition 0, past the end in partition 1.
+  std::map<std::string, KafkaProducer::Landed> tail = read(topic, {{0, 3}, {1, 1000}});
+  EXPECT_EQ(tail.size(), static_cast<size_t>(per_partition[0] - 3));
+  for (const auto& [key, at] : tail) {
+    EXPECT_EQ(at.partition, 0);
+    EXPECT_GE(at.offset, 3);
+  }
+  EXPECT_TRUE(read("t.no.such.topic", {}).empty());
 }
 
 TEST_F(KafkaTest, ProducerUsesBootstrapOverride) {
