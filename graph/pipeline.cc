@@ -8,6 +8,8 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <thread>
+#include <utility>
 
 #include "base/clock.h"
 #include "base/guard.h"
@@ -35,9 +37,10 @@ using SamplerNode = flow::async_node<InferRequest, SampleSet>;
 using AggregateNode = flow::multifunction_node<SampleSet, std::tuple<v1::MaskResult>>;
 
 // A sweep of stale masks goes to the samplers a page at a time (nodes/stale_masks.h): the next
-// page once fewer than kSweepLowWater requests wait.
+// page once fewer than kSweepLowWater requests wait, looked at every kSweepCheck.
 constexpr size_t kSweepPage = 1024;
 constexpr size_t kSweepLowWater = kSweepPage / 4;
+constexpr std::chrono::milliseconds kSweepCheck{200};
 
 // What a record holds in memory, as backpressure counts it.
 uint64_t RecordBytes(const KafkaMessage& m) {
@@ -171,21 +174,43 @@ struct Pipeline::Impl {
     }
   }
 
-  // Puts the sweep's next page in when few requests wait (whatever waits: `force`); the caller
-  // holds sweep_mu.
-  Status TopUpSweep(bool force) {
-    if (!sweeping || (!force && gate.waiting() >= kSweepLowWater)) return Status::Ok();
-    Result<SweepPage> page = stale_masks.Page(sweep_version, sweep_after, kSweepPage);
-    if (!page.ok()) return page.status();
-    sweeping = page->next.has_value();
-    sweep_after = std::move(page->next);
-    if (force || !page->requests.empty()) {
-      spdlog::info("{} stored images need a mask drawn for model version {}{}",
-                   page->requests.size(), sweep_version,
-                   sweeping ? " (and more: the next ones once the samplers have taken these)" : "");
+  // The sweeper thread: puts a sweep's first page in at once, each next one when few requests
+  // wait. A page is read without the lock, so a new sweep never waits for one; a page read for a
+  // sweep that has been replaced meanwhile is dropped.
+  void SweepLoop() {
+    std::unique_lock<std::mutex> lock(sweep_mu);
+    while (!sweep_stop) {
+      sweep_cv.wait_for(lock, kSweepCheck, [&] { return sweep_stop || sweep_first; });
+      if (sweep_stop) return;
+      if (!sweeping || (!sweep_first && gate.waiting() >= kSweepLowWater)) continue;
+      const uint64_t generation = sweep_generation;
+      const uint64_t version = sweep_version;
+      const std::optional<SweepCursor> after = sweep_after;
+      const bool first = std::exchange(sweep_first, false);
+      lock.unlock();
+      Result<SweepPage> page = stale_masks.Page(version, after, kSweepPage);
+      lock.lock();
+      if (generation != sweep_generation) continue;  // replaced: the new one starts over
+      if (!page.ok()) {
+        spdlog::error(
+            "redrawing stale masks for model version {}: {} (the next version sweeps "
+            "again)",
+            version, page.status().ToString());
+        sweeping = false;
+        continue;
+      }
+      sweeping = page->next.has_value();
+      sweep_after = std::move(page->next);
+      if (first || !page->requests.empty()) {
+        spdlog::info(
+            "{} stored images need a mask drawn for model version {}{}", page->requests.size(),
+            version,
+            sweeping ? " (and more: the next ones once the samplers have taken these)" : "");
+      }
+      lock.unlock();
+      for (const InferRequest& r : page->requests) gate_node.try_put(r);
+      lock.lock();
     }
-    for (const InferRequest& r : page->requests) gate_node.try_put(r);
-    return Status::Ok();
   }
 
   // One event is through intake; `bytes` its record's (RecordBytes, 0 for a tick).
@@ -224,10 +249,15 @@ struct Pipeline::Impl {
       aggregate_errors{0};
   bool drained = false;
 
-  std::mutex sweep_mu;                     // with TopUpSweep: the sweep of stale masks under way
+  std::mutex sweep_mu;  // with sweep_cv: the sweep of stale masks under way (SweepLoop)
+  std::condition_variable sweep_cv;
+  uint64_t sweep_generation = 0;           // GUARDED_BY(sweep_mu): one per RequestStaleMasks
   uint64_t sweep_version = 0;              // GUARDED_BY(sweep_mu)
   bool sweeping = false;                   // GUARDED_BY(sweep_mu): pages are left
+  bool sweep_first = false;                // GUARDED_BY(sweep_mu): the first page is owed
+  bool sweep_stop = false;                 // GUARDED_BY(sweep_mu)
   std::optional<SweepCursor> sweep_after;  // GUARDED_BY(sweep_mu): where the next page starts
+  std::thread sweeper;                     // runs SweepLoop; joined by Drain
 
   std::unique_ptr<Outbox> outbox;  // dead letters owed to Kafka (intake's)
   Decode decode;
@@ -272,6 +302,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::Create(const Config& config, Pipelin
   auto impl = std::make_unique<Impl>(config, std::move(deps), std::move(aggregator), *stored,
                                      std::move(outbox).value());
   CLICKDIFF_RETURN_IF_ERROR(impl->pool.Start());
+  impl->sweeper = std::thread([raw = impl.get()] { raw->SweepLoop(); });
   return std::unique_ptr<Pipeline>(new Pipeline(std::move(impl)));
 }
 
@@ -282,13 +313,7 @@ void Pipeline::Admit(KafkaMessage message) {
 
 Status Pipeline::SettleOutbox() { return impl_->outbox->Settle(); }
 
-void Pipeline::Tick() {
-  impl_->Put(clickdiff::Tick{});
-  std::lock_guard<std::mutex> lock(impl_->sweep_mu);
-  if (Status s = impl_->TopUpSweep(false); !s.ok()) {
-    spdlog::error("redrawing stale masks: {}", s.ToString());
-  }
-}
+void Pipeline::Tick() { impl_->Put(clickdiff::Tick{}); }
 
 void Pipeline::ImagesAssigned(int32_t partition) {
   std::lock_guard<std::mutex> lock(impl_->admit_mu);
@@ -305,13 +330,17 @@ void Pipeline::ImagesAtEnd(int32_t partition) {
   if (all && s.images_at_end_since_ms == 0) s.images_at_end_since_ms = NowMs();
 }
 
-Status Pipeline::RequestStaleMasks() {
+void Pipeline::RequestStaleMasks() {
   std::shared_ptr<const ServingModel> model = impl_->models->Get();
-  std::lock_guard<std::mutex> lock(impl_->sweep_mu);
-  impl_->sweep_version = model ? model->version : 0;
-  impl_->sweeping = true;
-  impl_->sweep_after.reset();
-  return impl_->TopUpSweep(true);
+  {
+    std::lock_guard<std::mutex> lock(impl_->sweep_mu);
+    ++impl_->sweep_generation;
+    impl_->sweep_version = model ? model->version : 0;
+    impl_->sweeping = true;
+    impl_->sweep_first = true;
+    impl_->sweep_after.reset();
+  }
+  impl_->sweep_cv.notify_all();
 }
 
 void Pipeline::WaitForIntake() {
@@ -326,6 +355,12 @@ void Pipeline::Drain() {
   if (impl_ == nullptr || impl_->drained) return;
   impl_->drained = true;
   WaitForIntake();
+  {
+    std::lock_guard<std::mutex> lock(impl_->sweep_mu);
+    impl_->sweep_stop = true;
+  }
+  impl_->sweep_cv.notify_all();
+  if (impl_->sweeper.joinable()) impl_->sweeper.join();
   impl_->pool.Stop();
   impl_->graph.wait_for_all();
 }

@@ -83,8 +83,7 @@ class Pipeline {
 
   // Thread-safe. Hands one consumed record to the graph (the consumer's poll thread calls it).
   void Admit(KafkaMessage message);
-  // Thread-safe. Lets intake expire clicks that waited too long for their image, and puts the
-  // next page of a sweep of stale masks in when few requests wait (RequestStaleMasks).
+  // Thread-safe. Lets intake expire clicks that waited too long for their image.
   void Tick();
   // Thread-safe. The consumer read images partition `partition` to its end (an end-of-partition
   // event): once every images partition is, ticks tell intake since when, and pending clicks
@@ -94,11 +93,12 @@ class Pipeline {
   // its first end event. (A partition revoked later still counts: with several consumers of one
   // group, clicks may then wait for event time alone.)
   void ImagesAssigned(int32_t partition);
-  // Thread-safe. Asks for the masks of every stored image whose cached mask is missing or stale
-  // for the served model version (nodes/stale_masks.h): at start, and after each new version.
-  // The first page of the sweep goes in now, the next ones from Tick as the samplers take them;
-  // a new sweep replaces the one under way.
-  Status RequestStaleMasks();
+  // Thread-safe, returns at once. Asks for the masks of every stored image whose cached mask is
+  // missing or stale for the served model version (nodes/stale_masks.h): at start, and after
+  // each new version. A thread of the pipeline reads the sweep a page at a time (1,024 requests;
+  // the first at once, each next once fewer than 256 wait) and logs a failure (the sweep then
+  // stops until the next call); a new sweep replaces the one under way.
+  void RequestStaleMasks();
   // Waits until intake has applied everything admitted (samplers keep working).
   void WaitForIntake();
   // Stops: call after the consumer stopped admitting. Intake drains completely; samplers finish

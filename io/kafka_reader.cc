@@ -43,10 +43,13 @@ Result<std::unique_ptr<KafkaReader>> KafkaReader::Create(const KafkaConfig& conf
   kafka_internal::ConfSpec spec;
   spec.client_kind = "reader";
   // assign() needs a group id; nothing is committed or joined under it.
-  spec.managed = {{"group.id", config.client_id + "-reader"},
-                  {"enable.auto.commit", "false"},
-                  {"enable.auto.offset.store", "false"},
-                  {"enable.partition.eof", "true"}};  // a partition's end, past any gap
+  spec.managed = {
+      {"group.id", config.client_id + "-reader"},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"enable.partition.eof", "true"},  // a partition's end, past any gap
+      // A start the broker no longer holds (retention): its first record, never the end.
+      {"auto.offset.reset", "earliest"}};
   Result<ConfPtr> conf = kafka_internal::BuildConf(config, bootstrap_override, spec);
   if (!conf.ok()) return conf.status();
   Result<HandlePtr> handle = kafka_internal::NewHandle(RD_KAFKA_CONSUMER, std::move(*conf));
@@ -70,6 +73,9 @@ Status KafkaReader::Read(const std::string& topic, const std::map<int32_t, int64
   const std::string what = "kafka reader: topic " + topic;
   std::unique_ptr<rd_kafka_topic_t, TopicDeleter> rkt(
       rd_kafka_topic_new(rk, topic.c_str(), nullptr));
+  if (!rkt) {
+    return InvalidArgument(what + ": " + rd_kafka_err2str(rd_kafka_last_error()));
+  }
   const rd_kafka_metadata_t* raw = nullptr;
   rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt.get(), &raw, MsLeft(deadline));
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -96,8 +102,10 @@ Status KafkaReader::Read(const std::string& topic, const std::map<int32_t, int64
       return Unavailable(what + " [" + std::to_string(partition) +
                          "]: no offsets: " + rd_kafka_err2str(err));
     }
+    // A position beyond the end belongs to another log (a recreated topic, another cluster).
     const auto start = from.find(partition);
-    const int64_t first = std::max(low, start == from.end() ? low : start->second);
+    const int64_t first =
+        start == from.end() || start->second > high ? low : std::max(low, start->second);
     if (first >= high) continue;
     rd_kafka_topic_partition_list_add(assignment.get(), topic.c_str(), partition)->offset = first;
     end[partition] = high;
@@ -113,6 +121,8 @@ Status KafkaReader::Read(const std::string& topic, const std::map<int32_t, int64
   while (!open.empty() && MsLeft(deadline) > 0) {
     MessagePtr message(rd_kafka_consumer_poll(rk, std::min(kPollTimeoutMs, MsLeft(deadline))));
     if (!message) continue;
+    // Records of an earlier Read's topic may still be queued.
+    if (message->rkt == nullptr || topic != rd_kafka_topic_name(message->rkt)) continue;
     if (message->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       open.erase(message->partition);
       continue;
@@ -123,7 +133,11 @@ Status KafkaReader::Read(const std::string& topic, const std::map<int32_t, int64
     }
     const int32_t partition = message->partition;
     auto high = end.find(partition);
-    if (high == end.end() || message->offset >= high->second) continue;
+    if (high == end.end()) continue;
+    if (message->offset >= high->second) {  // past its end when Read started (a gap before it)
+      open.erase(partition);
+      continue;
+    }
     visit(partition, message->offset,
           std::string_view(static_cast<const char*>(message->key), message->key_len),
           std::string_view(static_cast<const char*>(message->payload), message->len));

@@ -49,8 +49,8 @@ Result<std::map<std::pair<std::string, int32_t>, int64_t>> ReadAcked(const Store
 
 }  // namespace
 
-Result<size_t> Outbox::DropDelivered(Store* store, KafkaProducer* producer, const Acked& acked,
-                                     std::map<std::string, Entry>& left) {
+Result<size_t> Outbox::DropDelivered(Store* store, KafkaProducer* producer, const std::string& name,
+                                     Acked& acked, std::map<std::string, Entry>& left) {
   // Per topic, the records left by key and value (several may be equal: each found once).
   std::map<std::string, std::multimap<std::pair<std::string, std::string>, std::string>> owed;
   for (const auto& [key, entry] : left) {
@@ -60,6 +60,7 @@ Result<size_t> Outbox::DropDelivered(Store* store, KafkaProducer* producer, cons
   Result<std::unique_ptr<KafkaReader>> reader = producer->NewReader();
   if (!reader.ok()) return reader.status();
   std::vector<std::string> delivered;
+  Acked found;  // per partition, the offset after the last record found
   for (auto& topic_records : owed) {
     const std::string& topic = topic_records.first;
     auto& records = topic_records.second;  // a lambda cannot capture a structured binding
@@ -69,19 +70,27 @@ Result<size_t> Outbox::DropDelivered(Store* store, KafkaProducer* producer, cons
     }
     CLICKDIFF_RETURN_IF_ERROR((*reader)->Read(
         topic, from,
-        [&records, &delivered](int32_t, int64_t, std::string_view key, std::string_view value) {
-          auto found = records.find({std::string(key), std::string(value)});
-          if (found == records.end()) return;
-          delivered.push_back(found->second);
-          records.erase(found);
+        [&](int32_t partition, int64_t offset, std::string_view key, std::string_view value) {
+          auto match = records.find({std::string(key), std::string(value)});
+          if (match == records.end()) return;
+          delivered.push_back(match->second);
+          records.erase(match);
+          found[{topic, partition}] = offset + 1;  // in offset order: the last is the highest
         },
         kReadBackTimeout));
   }
   if (delivered.empty()) return size_t{0};
+  // The noted positions move past what was found, so that a record written later with the same
+  // key and value is not taken for one of these.
   Store::Batch batch;
   for (const std::string& key : delivered) batch.Delete(Family::kMetadata, key);
+  for (const auto& [where, next] : found) {
+    batch.Put(Family::kMetadata, keys::OutboxAcked(name, where.first, where.second),
+              std::to_string(next));
+  }
   CLICKDIFF_RETURN_IF_ERROR(store->Write(batch));
   for (const std::string& key : delivered) left.erase(key);
+  for (const auto& [where, next] : found) acked[where] = next;
   return delivered.size();
 }
 
@@ -117,7 +126,7 @@ Result<std::unique_ptr<Outbox>> Outbox::Open(Store* store, KafkaProducer* produc
   CLICKDIFF_RETURN_IF_ERROR(acked.status().WithContext("outbox " + name));
   if (!left.empty()) {
     const size_t before = left.size();
-    Result<size_t> dropped = DropDelivered(store, producer, *acked, left);
+    Result<size_t> dropped = DropDelivered(store, producer, name, *acked, left);
     if (!dropped.ok()) {
       spdlog::warn(
           "outbox {}: could not tell which of the {} record(s) a previous run left had been "
@@ -178,8 +187,9 @@ Status Outbox::Settle() {
       batch.Delete(Family::kMetadata, key);
       auto entry = in_flight_.find(key);
       if (entry == in_flight_.end() || at.offset < 0) continue;
-      int64_t& next = acked[{entry->second.record.topic(), at.partition}];
-      next = std::max(next, at.offset + 1);
+      // A partition's acknowledgements come in offset order: the last is the position. (Not the
+      // highest ever noted: a recreated topic or another cluster starts lower.)
+      acked[{entry->second.record.topic(), at.partition}] = at.offset + 1;
     }
     for (const auto& [where, next] : acked) {
       auto was = acked_.find(where);

@@ -1,5 +1,5 @@
 // io/outbox.h — records the service owes a Kafka topic (dead letters, model updates), never lost
-// and, across crashes, not sent twice: Put() adds the record (v1::OutboxRecord) to a store batch,
+// and not sent twice because of a crash: Put() adds the record (v1::OutboxRecord) to a store batch,
 // which the caller writes together with the offset or state change the record reports; Pump()
 // then produces what is written and not yet acknowledged, and deletes what the broker
 // acknowledged, noting for each topic partition the offset after the last acknowledged record. A
@@ -9,7 +9,8 @@
 // their end (KafkaReader): a record found there (same key and value) had been delivered and is
 // deleted, the rest are sent by the first Pump. Only when that read fails (the cluster does not
 // answer within kReadBackTimeout) are they all sent, so a consumer may then see one twice; a
-// record is never lost.
+// record is never lost. (A delivery that timed out while the broker had in fact written the record,
+// librdkafka's "possibly persisted", is also sent again: a broker outage, not a crash, can repeat.)
 #pragma once
 
 #include <atomic>
@@ -72,7 +73,9 @@ class Outbox {
          uint64_t next, std::chrono::milliseconds retry_after, Acked acked);
   // Deletes from `left` and the store the records found in their topics after `acked`; returns
   // how many. Errors: the topics could not be read, or the store write failed.
-  static Result<size_t> DropDelivered(Store* store, KafkaProducer* producer, const Acked& acked,
+  // The positions of what was found replace those in `acked` (and the store's).
+  static Result<size_t> DropDelivered(Store* store, KafkaProducer* producer,
+                                      const std::string& name, Acked& acked,
                                       std::map<std::string, Entry>& left);
 
   Store* store_;

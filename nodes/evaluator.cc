@@ -160,6 +160,12 @@ Result<std::optional<v1::DenseMask>> Evaluator::Truth(const v1::MaskResult& mask
 }
 
 Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& mask) {
+  // A late mask of a version whose records are no longer kept is not scored (they would come back).
+  if (auto newest = newest_.find(mask.dataset());
+      newest != newest_.end() && options_.keep_versions > 0 &&
+      mask.model_version() + options_.keep_versions <= newest->second) {
+    return std::optional<v1::Metrics>();
+  }
   Result<std::optional<v1::DenseMask>> truth = Truth(mask);
   if (!truth.ok()) return truth.status();
   if (!truth->has_value()) return std::optional<v1::Metrics>();
@@ -238,7 +244,16 @@ Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& m
                             options_.keep_curve_versions);
   }
   CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
-  if (newer) newest = mask.model_version();
+  if (newer) {
+    newest = mask.model_version();
+    if (options_.keep_versions > 0 && newest > options_.keep_versions) {  // their sums go too
+      const std::string first = kImagePrefix + mask.dataset() + '\0';
+      const std::string kept = ImagePrefix(mask.dataset(), newest - options_.keep_versions + 1);
+      for (auto it = sums_.lower_bound(first); it != sums_.end() && it->first < kept;) {
+        it = sums_.erase(it);
+      }
+    }
+  }
   if (previous->has_value()) (*sums)->Add(replaced, -1);  // only once the store has it
   (*sums)->Add(image, 1);
   Emit(image, mask.dataset() + "/" + mask.image_id());

@@ -47,7 +47,8 @@ class Evaluator {
   Evaluator& operator=(const Evaluator&) = delete;
 
   // The aggregate Metrics of the mask's version after scoring it; nullopt when the image has no
-  // evaluation label. Errors: store failures, a stored label that does not parse (kDataLoss), a
+  // evaluation label, or the version's records are no longer kept (keep_versions or more behind
+  // the newest version scored for the dataset). Errors: store failures, a stored label that does not parse (kDataLoss), a
   // label whose size differs from the mask's (kInvalidArgument). Publishing failures are logged.
   Result<std::optional<v1::Metrics>> operator()(const v1::MaskResult& mask);
 

@@ -10,8 +10,9 @@
 //
 // A sweep is read in pages, so a store of a million images never has a million requests waiting:
 // each page is the next `limit` stale images in sweep order (priority, highest first, then key),
-// found by one pass over the stored images' keys (the images themselves are not read) that keeps
-// only the best `limit`. The pages of one sweep see the store as it is when each is read: an image
+// found by one pass over the stored images' keys, cached masks and clicks (an image's record is
+// not parsed: an unreadable one is asked for, and its sampler reports it) that keeps only the best
+// `limit`. The pages of one sweep see the store as it is when each is read: an image
 // whose priority rose past the cursor since (a new click) has been asked for by its click already,
 // and a mask drawn meanwhile is current and left out. Reads the store; safe from any thread.
 #pragma once

@@ -123,7 +123,7 @@ Status Service::StartParts() {
       Pipeline::Create(config_, std::move(deps), std::move(aggregator).value());
   if (!pipeline.ok()) return pipeline.status();
   pipeline_ = std::move(pipeline).value();
-  CLICKDIFF_RETURN_IF_ERROR(pipeline_->RequestStaleMasks());
+  pipeline_->RequestStaleMasks();
   if (trainer_) CLICKDIFF_RETURN_IF_ERROR(trainer_->Start());
   zmq_->SetQueryHandler([this](const v1::Query& query) { return Answer(query); });
 
@@ -233,11 +233,8 @@ Status Service::StartTrainer() {
   // Numbered above every stored version, the unreadable ones LoadLatest skipped included.
   const uint64_t start_version = std::max(served->version, stored_.newest);
   trainer_ = std::make_unique<ContinuousTrainer>(
-      deps, std::move(copy).value(), start_version, std::move(options), [this](uint64_t) {
-        if (Status s = pipeline_->RequestStaleMasks(); !s.ok()) {
-          spdlog::error("redrawing masks for a new version: {}", s.ToString());
-        }
-      });
+      deps, std::move(copy).value(), start_version, std::move(options),
+      [this](uint64_t) { pipeline_->RequestStaleMasks(); });
   return Status::Ok();
 }
 

@@ -180,4 +180,4 @@ if [[ -n $faults ]]; then
 fi
 stop_pid "$service" || die "clickdiffd did not stop cleanly ($var/clickdiffd.log)"
 "$PYTHON" ops/chaos/soak.py check --bootstrap "$bootstrap" --bad "$out/bad" --expect "$expect" \
-  --status "$status"
+  --status "$status" ${faults:+--faults}

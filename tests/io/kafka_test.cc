@@ -265,13 +265,16 @@ TEST_F(KafkaTest, AReaderReadsEachPartitionFromItsOffsetToItsEndAndTheProducerSa
     ++per_partition[at.partition];
   }
   ASSERT_EQ(per_partition.size(), 2u) << "20 keys spread over both partitions";
-  // From offset 3 in partition 0, past the end in partition 1.
-  std::map<std::string, KafkaProducer::Landed> tail = read(topic, {{0, 3}, {1, 1000}});
+  // From offset 3 in partition 0, at the end of partition 1.
+  std::map<std::string, KafkaProducer::Landed> tail = read(topic, {{0, 3}, {1, per_partition[1]}});
   EXPECT_EQ(tail.size(), static_cast<size_t>(per_partition[0] - 3));
   for (const auto& [key, at] : tail) {
     EXPECT_EQ(at.partition, 0);
     EXPECT_GE(at.offset, 3);
   }
+  // A position beyond a partition's end is another log's: the partition is read from its start.
+  EXPECT_EQ(read(topic, {{0, per_partition[0]}, {1, 1000}}).size(),
+            static_cast<size_t>(per_partition[1]));
   EXPECT_TRUE(read("t.no.such.topic", {}).empty());
 }
 

@@ -173,9 +173,12 @@ TEST_F(EvaluatorTest, ScoringANewerVersionDeletesTheRecordsOfVersionsNoLongerKep
   }
   for (uint64_t v = 1; v <= 5; ++v) EXPECT_EQ(images_at(v), v >= 4 ? 2u : 0u) << v;
   EXPECT_EQ(curve(), (std::vector<uint64_t>{3, 4, 5}));
-  // A late mask of a version no longer kept is scored; the next newer version deletes it again.
-  ASSERT_TRUE(evaluator(Mask("a", kTruth, 2, 0)).ok());
-  EXPECT_EQ(images_at(2), 1u);
+  // A late mask of a version no longer kept is not scored: its records stay deleted.
+  Result<std::optional<v1::Metrics>> late = evaluator(Mask("a", kTruth, 2, 0));
+  ASSERT_TRUE(late.ok()) << late.status().ToString();
+  EXPECT_FALSE(late->has_value());
+  EXPECT_EQ(images_at(2), 0u);
+  EXPECT_EQ(curve(), (std::vector<uint64_t>{3, 4, 5}));
   ASSERT_TRUE(evaluator(Mask("a", kTruth, 6, 0)).ok());
   EXPECT_EQ(images_at(2), 0u);
   EXPECT_EQ(images_at(4), 0u);
