@@ -32,9 +32,10 @@ class KafkaReader {
                                    std::string_view value)>;
   // Visits every record of every partition of `topic`, from `from[partition]` (a partition not
   // in `from`, or whose `from` is beyond its end and so belongs to another log: from its first
-  // record) up to the partition's end when Read started, in offset order within a partition. A topic that does not exist has nothing to read. Errors:
-  // Unavailable when the cluster did not answer, or not every partition was read to its end,
-  // within `timeout` (what was read by then has been visited).
+  // record) up to the partition's end when Read started, in offset order within a partition. A
+  // topic that does not exist has nothing to read. Errors: InvalidArgument for a topic name
+  // librdkafka refuses; Unavailable when the cluster did not answer, or not every partition was
+  // read to its end, within `timeout` (what was read by then has been visited).
   Status Read(const std::string& topic, const std::map<int32_t, int64_t>& from, const Visit& visit,
               std::chrono::milliseconds timeout);
 
