@@ -48,8 +48,9 @@ class Evaluator {
 
   // The aggregate Metrics of the mask's version after scoring it; nullopt when the image has no
   // evaluation label, or the version's records are no longer kept (keep_versions or more behind
-  // the newest version scored for the dataset). Errors: store failures, a stored label that does not parse (kDataLoss), a
-  // label whose size differs from the mask's (kInvalidArgument). Publishing failures are logged.
+  // the newest version scored for the dataset). Errors: store failures, a stored label that does
+  // not parse (kDataLoss), a label whose size differs from the mask's (kInvalidArgument).
+  // Publishing failures are logged.
   Result<std::optional<v1::Metrics>> operator()(const v1::MaskResult& mask);
 
   // The stored per-version aggregates of `dataset` (every dataset when empty), by dataset then
