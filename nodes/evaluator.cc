@@ -236,20 +236,19 @@ Result<std::optional<v1::Metrics>> Evaluator::operator()(const v1::MaskResult& m
             version.SerializeAsString());
   uint64_t& newest = newest_[mask.dataset()];
   const bool newer = mask.model_version() > newest;
+  const std::string dataset_images = kImagePrefix + mask.dataset() + '\0';
   if (newer) {  // the records of versions no longer kept go (since start: every older one)
-    const std::string dataset = mask.dataset() + '\0';
-    batch.DeleteOldVersions(Family::kMetrics, kImagePrefix + dataset, mask.model_version(),
+    batch.DeleteOldVersions(Family::kMetrics, dataset_images, mask.model_version(),
                             options_.keep_versions);
-    batch.DeleteOldVersions(Family::kMetrics, kVersionPrefix + dataset, mask.model_version(),
-                            options_.keep_curve_versions);
+    batch.DeleteOldVersions(Family::kMetrics, kVersionPrefix + mask.dataset() + '\0',
+                            mask.model_version(), options_.keep_curve_versions);
   }
   CLICKDIFF_RETURN_IF_ERROR(store_->Write(batch));
   if (newer) {
     newest = mask.model_version();
     if (options_.keep_versions > 0 && newest > options_.keep_versions) {  // their sums go too
-      const std::string first = kImagePrefix + mask.dataset() + '\0';
       const std::string kept = ImagePrefix(mask.dataset(), newest - options_.keep_versions + 1);
-      for (auto it = sums_.lower_bound(first); it != sums_.end() && it->first < kept;) {
+      for (auto it = sums_.lower_bound(dataset_images); it != sums_.end() && it->first < kept;) {
         it = sums_.erase(it);
       }
     }

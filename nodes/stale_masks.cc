@@ -1,7 +1,6 @@
 #include "nodes/stale_masks.h"
 
 #include <algorithm>
-#include <limits>
 #include <queue>
 
 #include "io/keys.h"
@@ -94,12 +93,6 @@ Result<SweepPage> StaleMasks::Page(uint64_t version, const std::optional<SweepCu
   page.requests.resize(best.size());
   for (size_t i = best.size(); i-- > 0; best.pop()) page.requests[i] = best.top().request;
   return page;
-}
-
-Result<std::vector<InferRequest>> StaleMasks::operator()(uint64_t version) const {
-  Result<SweepPage> all = Page(version, std::nullopt, std::numeric_limits<size_t>::max());
-  if (!all.ok()) return all.status();
-  return std::move(all->requests);
 }
 
 }  // namespace clickdiff

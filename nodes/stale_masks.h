@@ -49,8 +49,6 @@ class StaleMasks {
   // the start) in sweep order (a limit of 0 counts as 1). Errors: the store's.
   Result<SweepPage> Page(uint64_t version, const std::optional<SweepCursor>& after,
                          size_t limit) const;
-  // Every request for `version`, in sweep order (one page without limit).
-  Result<std::vector<InferRequest>> operator()(uint64_t version) const;
 
  private:
   const Store* store_;

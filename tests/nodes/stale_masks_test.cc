@@ -73,10 +73,12 @@ TEST_F(StaleMasksTest, MissingAndClickStaleFirstThenClickedByRecencyThenByUncert
   StoreMask("clicked_latest", 6, 1, 0);
 
   MaskCache cache(store_.get());
-  Result<std::vector<InferRequest>> stale = StaleMasks(store_.get(), &cache)(7);
+  const StaleMasks sweep(store_.get(), &cache);
+  Result<SweepPage> stale = sweep.Page(7, std::nullopt, 100);
   ASSERT_TRUE(stale.ok()) << stale.status().ToString();
+  EXPECT_FALSE(stale->next.has_value());
   std::map<std::string, double> priority;
-  for (const InferRequest& r : *stale) {
+  for (const InferRequest& r : stale->requests) {
     EXPECT_EQ(r.dataset, "ds");
     priority[r.image_id] = r.priority;
   }
@@ -92,10 +94,10 @@ TEST_F(StaleMasksTest, MissingAndClickStaleFirstThenClickedByRecencyThenByUncert
 
   // For version 6 its masks are current; the others are asked for in sweep order (priority,
   // then key).
-  stale = StaleMasks(store_.get(), &cache)(6);
+  stale = sweep.Page(6, std::nullopt, 100);
   ASSERT_TRUE(stale.ok());
   std::vector<std::string> ids;
-  for (const InferRequest& r : *stale) ids.push_back(r.image_id);
+  for (const InferRequest& r : stale->requests) ids.push_back(r.image_id);
   EXPECT_EQ(ids, (std::vector<std::string>{"clicked_since", "missing", "current"}));
 }
 
